@@ -1,0 +1,4 @@
+//! The autotuner. Its search, pruning, timing and cache are built by the autotuner issue;
+//! for now this crate only names the tunable spaces the kernel library declares.
+
+pub use warpforge_dsl::space::{Config, TuneSpace};

@@ -1,0 +1,149 @@
+//! One launch API over two backends: `cuda` (NVRTC + cudarc) and `cpu` (the interpreter).
+//!
+//! Buffers, launch dimensions and arguments are the same types for both, so a test can run
+//! one kernel on both and compare.
+
+pub mod cuda;
+mod device;
+mod element;
+
+pub use device::{Backend, Device, DeviceError};
+pub use element::Element;
+
+use crate::types::{ScalarType, Type};
+use std::marker::PhantomData;
+
+/// Grid and block shape of a launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LaunchDims {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+}
+
+impl LaunchDims {
+    /// A 1-D launch.
+    pub fn linear(grid: u32, block: u32) -> LaunchDims {
+        LaunchDims { grid: [grid, 1, 1], block: [block, 1, 1] }
+    }
+
+    /// A 2-D launch.
+    pub fn grid_2d(grid: (u32, u32), block: (u32, u32)) -> LaunchDims {
+        LaunchDims { grid: [grid.0, grid.1, 1], block: [block.0, block.1, 1] }
+    }
+
+    /// Enough 1-D blocks of `block` threads to cover `n` elements.
+    pub fn cover(n: u32, block: u32) -> LaunchDims {
+        LaunchDims::linear(n.div_ceil(block).max(1), block)
+    }
+
+    pub fn threads_per_block(&self) -> u32 {
+        self.block.iter().product()
+    }
+
+    pub fn blocks(&self) -> u64 {
+        self.grid.iter().map(|&g| g as u64).product()
+    }
+}
+
+/// A scalar argument value: its type and its bits (see `typed::ExprKind::Lit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value {
+    pub ty: ScalarType,
+    pub bits: u64,
+}
+
+impl Value {
+    pub fn of<T: Element>(v: T) -> Value {
+        Value { ty: T::SCALAR, bits: v.to_bits() }
+    }
+}
+
+/// Where a buffer's bytes live.
+#[derive(Debug)]
+pub enum Storage {
+    /// Host memory (the cpu backend), little-endian elements.
+    Host(Vec<u8>),
+    /// Device memory (the cuda backend).
+    Cuda(cuda::DeviceMemory),
+}
+
+/// An untyped buffer: `len` elements of `elem`.
+#[derive(Debug)]
+pub struct RawBuffer {
+    pub elem: Type,
+    pub len: usize,
+    pub storage: Storage,
+}
+
+impl RawBuffer {
+    /// Host bytes, when the buffer is on the host.
+    pub fn host_bytes(&self) -> Option<&[u8]> {
+        match &self.storage {
+            Storage::Host(b) => Some(b),
+            Storage::Cuda(_) => None,
+        }
+    }
+
+    pub fn host_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match &mut self.storage {
+            Storage::Host(b) => Some(b),
+            Storage::Cuda(_) => None,
+        }
+    }
+}
+
+/// A typed buffer on a device.
+#[derive(Debug)]
+pub struct Buffer<T: Element> {
+    pub raw: RawBuffer,
+    _elem: PhantomData<T>,
+}
+
+impl<T: Element> Buffer<T> {
+    pub(crate) fn from_raw(raw: RawBuffer) -> Buffer<T> {
+        debug_assert_eq!(raw.elem, T::TYPE);
+        Buffer { raw, _elem: PhantomData }
+    }
+
+    pub fn len(&self) -> usize {
+        self.raw.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.len == 0
+    }
+}
+
+/// One launch argument.
+#[derive(Debug)]
+pub enum Arg<'a> {
+    /// A `&[T]` parameter.
+    Slice(&'a RawBuffer),
+    /// A `&mut [T]` parameter.
+    SliceMut(&'a mut RawBuffer),
+    /// A value parameter.
+    Value(Value),
+}
+
+impl<'a> Arg<'a> {
+    pub fn slice<T: Element>(b: &'a Buffer<T>) -> Arg<'a> {
+        Arg::Slice(&b.raw)
+    }
+
+    pub fn slice_mut<T: Element>(b: &'a mut Buffer<T>) -> Arg<'a> {
+        Arg::SliceMut(&mut b.raw)
+    }
+
+    pub fn value<T: Element>(v: T) -> Arg<'a> {
+        Arg::Value(Value::of(v))
+    }
+
+    /// A short description for error messages: `&[f32; 1024]`, `u32`.
+    pub fn describe(&self) -> String {
+        match self {
+            Arg::Slice(b) => format!("&[{}] of length {}", b.elem, b.len),
+            Arg::SliceMut(b) => format!("&mut [{}] of length {}", b.elem, b.len),
+            Arg::Value(v) => format!("{} value", v.ty),
+        }
+    }
+}

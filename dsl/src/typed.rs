@@ -1,0 +1,291 @@
+//! The typed IR: one specialization of a kernel, every name resolved and every expression
+//! typed. Built by [`crate::resolve`]; consumed by the CUDA C generator ([`crate::codegen`])
+//! and the CPU interpreter ([`crate::interp`]).
+//!
+//! Invariants the resolver guarantees (consumers may rely on them):
+//! - const generics are gone (folded into literals); `block_dim_*()` is a literal when the
+//!   kernel declares its block shape;
+//! - every `Expr` has its final `ty`; binary operands have the same type (comparisons give
+//!   `bool`, shifts may have an amount of another integer type); no implicit conversions;
+//! - variables are declared (`Stmt::Let`) before use, and each `VarId` is declared once;
+//!   variable names are unique within a function, so they can be used as C names directly;
+//! - arrays (shared and local) are declared once in the function that owns them, with a
+//!   constant length;
+//! - `Break`/`Continue` appear only inside loops; device functions are not recursive.
+
+use crate::ir::{BinOp, Span, UnOp};
+use crate::space::Config;
+use crate::types::{ScalarType, Type};
+
+/// Index of a variable in [`Function::vars`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+/// Index of an array in [`Function::arrays`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArrayId(pub u32);
+
+/// Index of a device function in [`Kernel::device_fns`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FnId(pub u32);
+
+/// A specialized, typed kernel.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    /// The Rust name of the kernel (`vector_add`).
+    pub name: String,
+    /// A C symbol unique to this specialization (`vector_add__BLOCK256`).
+    pub symbol: String,
+    pub file: String,
+    pub line: u32,
+    /// The const generic values this specialization was made with.
+    pub config: Config,
+    /// The block shape when the kernel declares it (`#[kernel(block = ...)]`).
+    pub block_dim: Option<[u32; 3]>,
+    /// The kernel body. Its `params` are the launch arguments, in order.
+    pub body: Function,
+    /// Device functions called (transitively), specialized; callees come before callers.
+    pub device_fns: Vec<Function>,
+}
+
+/// A function body: the kernel entry or one specialized device function.
+#[derive(Clone, Debug)]
+pub struct Function {
+    /// C name (`warp_sum__f32` for a device function specialization).
+    pub name: String,
+    pub params: Vec<Param>,
+    /// `None` for `()`.
+    pub ret: Option<Type>,
+    pub vars: Vec<VarInfo>,
+    pub arrays: Vec<ArrayInfo>,
+    pub body: Vec<Stmt>,
+    pub line: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A value parameter; bound to `var` on entry (so the body reads it as a variable).
+    Value { ty: Type, var: VarId },
+    /// A pointer parameter (`&[T]` / `&mut [T]`). In a kernel: a global buffer. In a device
+    /// function: global, shared or local memory (generic addressing).
+    Slice { elem: Type, mutable: bool },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VarInfo {
+    pub name: String,
+    pub ty: Type,
+    pub mutable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArrayInfo {
+    pub name: String,
+    pub elem: Type,
+    pub len: u32,
+    pub space: ArraySpace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArraySpace {
+    /// `__shared__`, one per block.
+    Shared,
+    /// Per-thread, zero-initialized.
+    Local,
+}
+
+/// A reference to memory: a slice parameter of the current function, or one of its arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemRef {
+    Param(u32),
+    Array(ArrayId),
+}
+
+#[derive(Clone, Debug)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub enum StmtKind {
+    /// Declares `var`; without `init` the value is zero.
+    Let { var: VarId, init: Option<Expr> },
+    /// Declares an array (shared or local); see [`Function::arrays`].
+    DeclareArray(ArrayId),
+    /// `var = value` or `var op= value`.
+    AssignVar { var: VarId, op: Option<BinOp>, value: Expr },
+    /// `var.lane = value` on a vector variable (lane 0..4).
+    AssignLane { var: VarId, lane: u8, value: Expr },
+    /// `mem[index] = value` or `mem[index] op= value`; `index` is u32.
+    Store { mem: MemRef, index: Expr, op: Option<BinOp>, value: Expr },
+    If { cond: Expr, then: Vec<Stmt>, els: Vec<Stmt> },
+    /// `for var in (start..end).step_by(step)`: `var` (declared by the loop, integer type)
+    /// takes start, start+step, ... while `var < end`. `step` is a positive expression of the
+    /// same type; `end` is evaluated once before the loop. (`a..=b` is turned into
+    /// `a..b+1` by the resolver only when that cannot overflow; otherwise into `While`.)
+    For {
+        var: VarId,
+        start: Expr,
+        end: Expr,
+        step: Expr,
+        unroll: Option<u32>,
+        body: Vec<Stmt>,
+    },
+    /// `while cond { body }` (`loop` is `while true`).
+    While { cond: Expr, body: Vec<Stmt> },
+    Break,
+    Continue,
+    /// Return from the function; `Some` in a device function with a return type.
+    Return(Option<Expr>),
+    /// An expression evaluated for its effect (an intrinsic call, a device call).
+    Eval(Expr),
+}
+
+#[derive(Clone, Debug)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub ty: Type,
+}
+
+#[derive(Clone, Debug)]
+pub enum ExprKind {
+    /// A constant: the value's bit pattern in the low bits of a u64, zero above the type's
+    /// width (f16/bf16/f8 as their storage bits, bool as 0/1, signed integers in two's
+    /// complement masked to their width: `-1i32` is `0xffff_ffff`).
+    Lit(u64),
+    Var(VarId),
+    /// `mem[index]`, index u32.
+    Load { mem: MemRef, index: Box<Expr> },
+    /// Length of a slice parameter or array, in elements (u32).
+    Len(MemRef),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Unary(UnOp, Box<Expr>),
+    /// Conversion to `self.ty`: `as` semantics for numeric types (float→int saturates and
+    /// NaN→0, as Rust and PTX `cvt.rzi.sat` do), round-to-nearest-even for float→float
+    /// narrowing, with saturation to the finite range for the FP8 types (`satfinite`).
+    Cast(Box<Expr>),
+    /// Reinterpret the bits as `self.ty` (same size): `f32::from_bits`, `x.to_bits()`.
+    Bitcast(Box<Expr>),
+    /// `if c { a } else { b }` as a value; both sides are evaluated only when selected.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Lane `i` of a vector.
+    Lane(Box<Expr>, u8),
+    /// A vector from its lanes.
+    MakeVector(Vec<Expr>),
+    Builtin(Builtin),
+    Intrinsic(Intrinsic, Vec<Expr>),
+    /// Atomic read-modify-write of `mem[index]`; returns the old value.
+    Atomic {
+        op: AtomicOp,
+        mem: MemRef,
+        index: Box<Expr>,
+        args: Vec<Expr>,
+    },
+    /// A call of a device function.
+    Call { func: FnId, args: Vec<CallArg> },
+}
+
+#[derive(Clone, Debug)]
+pub enum CallArg {
+    Value(Expr),
+    Mem(MemRef),
+}
+
+/// Hardware indices and sizes (all u32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    ThreadIdx(Dim),
+    BlockIdx(Dim),
+    BlockDim(Dim),
+    GridDim(Dim),
+    /// `thread_idx` linearized within the warp: `lane_id()` (0..32).
+    LaneId,
+    /// `warp_size()`: 32.
+    WarpSize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dim {
+    X,
+    Y,
+    Z,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Intrinsic {
+    // math on floats (f32; f16/bf16 are computed in f32 and rounded back)
+    Exp,
+    Exp2,
+    Ln,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Abs,
+    Floor,
+    /// `a.mul_add(b, c)` = fma(a, b, c), one rounding.
+    Fma,
+    /// min/max: on floats with IEEE minNum/maxNum semantics (NaN loses, like `fminf`,
+    /// which is also Rust's `f32::min`); on integers the usual.
+    Min,
+    Max,
+    /// `__syncthreads()`: every thread of the block must reach the same one.
+    SyncThreads,
+    /// `warp_shfl_xor(v, lane_mask)`: the value of lane `lane ^ mask` (full warp).
+    ShflXor,
+    /// `warp_shfl_down(v, delta)`: lane `lane + delta`, or own value past the warp's end.
+    ShflDown,
+    /// `warp_shfl_up(v, delta)`: lane `lane - delta`, or own value below 0.
+    ShflUp,
+    /// `warp_shfl_idx(v, src_lane)`: lane `src_lane % 32`.
+    ShflIdx,
+    /// `warp_any(p)`, `warp_all(p)`: over the whole warp.
+    VoteAny,
+    VoteAll,
+    /// `warp_ballot(p)`: u32 with bit i set when lane i's predicate holds.
+    VoteBallot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AtomicOp {
+    /// f32, i32, u32
+    Add,
+    /// i32, u32
+    Min,
+    Max,
+    /// `args = [compare, value]`: stores `value` when the old value equals `compare`
+    /// (i32, u32, u64 by bits).
+    Cas,
+}
+
+impl Expr {
+    pub fn lit(ty: Type, bits: u64) -> Expr {
+        Expr { kind: ExprKind::Lit(bits), ty }
+    }
+
+    pub fn scalar_ty(&self) -> ScalarType {
+        self.ty.elem()
+    }
+}
+
+impl Kernel {
+    /// Threads per block when the kernel declares its block shape.
+    pub fn threads_per_block(&self) -> Option<u32> {
+        self.block_dim.map(|d| d[0] * d[1] * d[2])
+    }
+
+    /// Global buffer parameters of the entry, with their index among all parameters.
+    pub fn slice_params(&self) -> impl Iterator<Item = (usize, &Param)> {
+        self.body
+            .params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p.kind, ParamKind::Slice { .. }))
+    }
+}
