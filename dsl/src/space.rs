@@ -64,7 +64,11 @@ impl fmt::Display for Config {
         if self.values.is_empty() {
             return f.write_str("(no parameters)");
         }
-        let parts: Vec<String> = self.values.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let parts: Vec<String> = self
+            .values
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -175,17 +179,35 @@ mod tests {
     fn product_respects_constraints() {
         let space = TuneSpace {
             params: vec![
-                TuneParam { name: "A".into(), values: vec![1, 2, 3], default: 1 },
-                TuneParam { name: "B".into(), values: vec![1, 2], default: 1 },
+                TuneParam {
+                    name: "A".into(),
+                    values: vec![1, 2, 3],
+                    default: 1,
+                },
+                TuneParam {
+                    name: "B".into(),
+                    values: vec![1, 2],
+                    default: 1,
+                },
             ],
-            constraints: vec![Constraint { text: "(A + B) % 2 == 0".into(), check: even_sum }],
+            constraints: vec![Constraint {
+                text: "(A + B) % 2 == 0".into(),
+                check: even_sum,
+            }],
         };
         let configs = space.configs();
         assert_eq!(configs.len(), 3);
         assert!(configs.iter().all(even_sum));
-        assert_eq!(space.default_config(), Config::new().with("A", 1).with("B", 1));
-        assert!(space.check_member(&Config::new().with("A", 4).with("B", 2)).is_err());
-        assert!(space.check_member(&Config::new().with("A", 2).with("B", 1)).is_err());
+        assert_eq!(
+            space.default_config(),
+            Config::new().with("A", 1).with("B", 1)
+        );
+        assert!(space
+            .check_member(&Config::new().with("A", 4).with("B", 2))
+            .is_err());
+        assert!(space
+            .check_member(&Config::new().with("A", 2).with("B", 1))
+            .is_err());
     }
 
     #[test]

@@ -116,16 +116,36 @@ pub struct Stmt {
 #[derive(Clone, Debug)]
 pub enum StmtKind {
     /// Declares `var`; without `init` the value is zero.
-    Let { var: VarId, init: Option<Expr> },
+    Let {
+        var: VarId,
+        init: Option<Expr>,
+    },
     /// Declares an array (shared or local); see [`Function::arrays`].
     DeclareArray(ArrayId),
     /// `var = value` or `var op= value`.
-    AssignVar { var: VarId, op: Option<BinOp>, value: Expr },
+    AssignVar {
+        var: VarId,
+        op: Option<BinOp>,
+        value: Expr,
+    },
     /// `var.lane = value` on a vector variable (lane 0..4).
-    AssignLane { var: VarId, lane: u8, value: Expr },
+    AssignLane {
+        var: VarId,
+        lane: u8,
+        value: Expr,
+    },
     /// `mem[index] = value` or `mem[index] op= value`; `index` is u32.
-    Store { mem: MemRef, index: Expr, op: Option<BinOp>, value: Expr },
-    If { cond: Expr, then: Vec<Stmt>, els: Vec<Stmt> },
+    Store {
+        mem: MemRef,
+        index: Expr,
+        op: Option<BinOp>,
+        value: Expr,
+    },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        els: Vec<Stmt>,
+    },
     /// `for var in (start..end).step_by(step)`: `var` (declared by the loop, integer type)
     /// takes start, start+step, ... while `var < end`. `step` is a positive expression of the
     /// same type; `end` is evaluated once before the loop. (`a..=b` is turned into
@@ -139,7 +159,10 @@ pub enum StmtKind {
         body: Vec<Stmt>,
     },
     /// `while cond { body }` (`loop` is `while true`).
-    While { cond: Expr, body: Vec<Stmt> },
+    While {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
     Break,
     Continue,
     /// Return from the function; `Some` in a device function with a return type.
@@ -162,7 +185,10 @@ pub enum ExprKind {
     Lit(u64),
     Var(VarId),
     /// `mem[index]`, index u32.
-    Load { mem: MemRef, index: Box<Expr> },
+    Load {
+        mem: MemRef,
+        index: Box<Expr>,
+    },
     /// Length of a slice parameter or array, in elements (u32).
     Len(MemRef),
     Binary(BinOp, Box<Expr>, Box<Expr>),
@@ -189,7 +215,10 @@ pub enum ExprKind {
         args: Vec<Expr>,
     },
     /// A call of a device function.
-    Call { func: FnId, args: Vec<CallArg> },
+    Call {
+        func: FnId,
+        args: Vec<CallArg>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -266,7 +295,10 @@ pub enum AtomicOp {
 
 impl Expr {
     pub fn lit(ty: Type, bits: u64) -> Expr {
-        Expr { kind: ExprKind::Lit(bits), ty }
+        Expr {
+            kind: ExprKind::Lit(bits),
+            ty,
+        }
     }
 
     pub fn scalar_ty(&self) -> ScalarType {

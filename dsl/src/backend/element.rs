@@ -34,11 +34,21 @@ element!(i32, I32, |v: i32| v as u32 as u64, |b: u64| b as u32 as i32);
 element!(u32, U32, |v: u32| v as u64, |b: u64| b as u32);
 element!(i64, I64, |v: i64| v as u64, |b: u64| b as i64);
 element!(u64, U64, |v: u64| v, |b: u64| b);
-element!(f32, F32, |v: f32| v.to_bits() as u64, |b: u64| f32::from_bits(b as u32));
-element!(f16, F16, |v: f16| v.to_bits() as u64, |b: u64| f16::from_bits(b as u16));
-element!(bf16, BF16, |v: bf16| v.to_bits() as u64, |b: u64| bf16::from_bits(b as u16));
-element!(F8E4M3, F8E4M3, |v: F8E4M3| v.to_bits() as u64, |b: u64| F8E4M3::from_bits(b as u8));
-element!(F8E5M2, F8E5M2, |v: F8E5M2| v.to_bits() as u64, |b: u64| F8E5M2::from_bits(b as u8));
+element!(f32, F32, |v: f32| v.to_bits() as u64, |b: u64| {
+    f32::from_bits(b as u32)
+});
+element!(f16, F16, |v: f16| v.to_bits() as u64, |b: u64| {
+    f16::from_bits(b as u16)
+});
+element!(bf16, BF16, |v: bf16| v.to_bits() as u64, |b: u64| {
+    bf16::from_bits(b as u16)
+});
+element!(F8E4M3, F8E4M3, |v: F8E4M3| v.to_bits() as u64, |b: u64| {
+    F8E4M3::from_bits(b as u8)
+});
+element!(F8E5M2, F8E5M2, |v: F8E5M2| v.to_bits() as u64, |b: u64| {
+    F8E5M2::from_bits(b as u8)
+});
 
 /// Little-endian bytes of a slice of elements.
 pub fn to_bytes<T: Element>(data: &[T]) -> Vec<u8> {

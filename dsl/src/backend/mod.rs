@@ -23,12 +23,18 @@ pub struct LaunchDims {
 impl LaunchDims {
     /// A 1-D launch.
     pub fn linear(grid: u32, block: u32) -> LaunchDims {
-        LaunchDims { grid: [grid, 1, 1], block: [block, 1, 1] }
+        LaunchDims {
+            grid: [grid, 1, 1],
+            block: [block, 1, 1],
+        }
     }
 
     /// A 2-D launch.
     pub fn grid_2d(grid: (u32, u32), block: (u32, u32)) -> LaunchDims {
-        LaunchDims { grid: [grid.0, grid.1, 1], block: [block.0, block.1, 1] }
+        LaunchDims {
+            grid: [grid.0, grid.1, 1],
+            block: [block.0, block.1, 1],
+        }
     }
 
     /// Enough 1-D blocks of `block` threads to cover `n` elements.
@@ -54,7 +60,10 @@ pub struct Value {
 
 impl Value {
     pub fn of<T: Element>(v: T) -> Value {
-        Value { ty: T::SCALAR, bits: v.to_bits() }
+        Value {
+            ty: T::SCALAR,
+            bits: v.to_bits(),
+        }
     }
 }
 
@@ -102,7 +111,10 @@ pub struct Buffer<T: Element> {
 impl<T: Element> Buffer<T> {
     pub(crate) fn from_raw(raw: RawBuffer) -> Buffer<T> {
         debug_assert_eq!(raw.elem, T::TYPE);
-        Buffer { raw, _elem: PhantomData }
+        Buffer {
+            raw,
+            _elem: PhantomData,
+        }
     }
 
     pub fn len(&self) -> usize {
