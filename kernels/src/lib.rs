@@ -1,1 +1,77 @@
-//! The kernel library.
+//! warpforge's kernel library. Each kernel comes with a host reference, its tunable space
+//! (declared on the kernel) with a default config, launch helpers, and a check against the
+//! reference over a set of problem sizes including edge shapes.
+//!
+//! [`library`] lists them for the CLI, the tests and the autotuner.
+
+pub mod check;
+pub mod gemm;
+pub mod reduce;
+pub mod softmax;
+pub mod vector_add;
+
+use check::{CheckError, CheckReport, Problem};
+use warpforge_dsl::{Config, Device, KernelDef};
+
+/// A library kernel, as the CLI and the test suite see it.
+#[derive(Clone, Copy)]
+pub struct LibraryKernel {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub def: fn() -> &'static KernelDef,
+    /// Problem sizes its checks run (small, with edge shapes).
+    pub problems: fn() -> Vec<Problem>,
+    /// Runs one config on one problem and compares with the host reference.
+    pub check: fn(&Device, &Config, &Problem) -> Result<CheckReport, CheckError>,
+}
+
+impl LibraryKernel {
+    /// The heuristic default config.
+    pub fn default_config(&self) -> Config {
+        (self.def)().space.default_config()
+    }
+
+    /// Every config of its declared space.
+    pub fn configs(&self) -> Vec<Config> {
+        (self.def)().space.configs()
+    }
+}
+
+/// Every kernel of the library.
+pub fn library() -> Vec<LibraryKernel> {
+    vec![
+        LibraryKernel {
+            name: "vector_add",
+            summary: "c = a + b (f32), memory-bound",
+            def: vector_add::vector_add::def,
+            problems: vector_add::problems,
+            check: vector_add::check,
+        },
+        LibraryKernel {
+            name: "sum_partials",
+            summary: "sum of an f32 vector: per-block partial sums (shuffles + shared memory)",
+            def: reduce::sum_partials::def,
+            problems: reduce::problems,
+            check: reduce::check,
+        },
+        LibraryKernel {
+            name: "gemm",
+            summary: "tiled f32 GEMM, shared-memory tiles and register micro-tiles",
+            def: gemm::gemm::def,
+            problems: gemm::problems,
+            check: gemm::check,
+        },
+        LibraryKernel {
+            name: "softmax",
+            summary: "row-wise softmax (f32), online max/sum, one block per row",
+            def: softmax::softmax::def,
+            problems: softmax::problems,
+            check: softmax::check,
+        },
+    ]
+}
+
+/// The library kernel called `name`.
+pub fn find(name: &str) -> Option<LibraryKernel> {
+    library().into_iter().find(|k| k.name == name)
+}

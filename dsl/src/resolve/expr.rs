@@ -157,7 +157,10 @@ impl FnBuilder<'_, '_> {
                 Ok((Expr::lit(ty, fold::to_bits(v as i128, s)), Ty::Known(ty)))
             }
             Some(Binding::Mem(..)) => Err(self.err(span, format!("`{name}` is a slice or array: index it (`{name}[i]`), or pass it to a device function"))),
-            None => Err(self.err(span, format!("cannot find `{name}` in this kernel"))),
+            None => match named_constant(name) {
+                Some((ty, bits)) => Ok((Expr::lit(ty, bits), Ty::Known(ty))),
+                None => Err(self.err(span, format!("cannot find `{name}` in this kernel"))),
+            },
         }
     }
 
@@ -498,6 +501,35 @@ fn has_effect(e: &Expr) -> bool {
         ExprKind::MakeVector(v) => v.iter().any(has_effect),
         ExprKind::Load { index, .. } => has_effect(index),
         _ => false,
+    }
+}
+
+/// Associated constants kernels may use: `f32::INFINITY`, `u32::MAX`, ...
+fn named_constant(path: &str) -> Option<(Type, u64)> {
+    let (ty, name) = path.split_once("::")?;
+    let f = |v: f32| Some((Type::F32, v.to_bits() as u64));
+    match (ty, name) {
+        ("f32", "INFINITY") => f(f32::INFINITY),
+        ("f32", "NEG_INFINITY") => f(f32::NEG_INFINITY),
+        ("f32", "NAN") => f(f32::NAN),
+        ("f32", "MAX") => f(f32::MAX),
+        ("f32", "MIN") => f(f32::MIN),
+        ("f32", "MIN_POSITIVE") => f(f32::MIN_POSITIVE),
+        ("f32", "EPSILON") => f(f32::EPSILON),
+        _ => {
+            let s = ScalarType::from_rust_name(ty).filter(|s| s.is_int())?;
+            let v: i128 = match (s, name) {
+                (ScalarType::I32, "MAX") => i32::MAX as i128,
+                (ScalarType::I32, "MIN") => i32::MIN as i128,
+                (ScalarType::U32, "MAX") => u32::MAX as i128,
+                (ScalarType::I64, "MAX") => i64::MAX as i128,
+                (ScalarType::I64, "MIN") => i64::MIN as i128,
+                (ScalarType::U64, "MAX") => u64::MAX as i128,
+                (_, "MIN") => 0,
+                _ => return None,
+            };
+            Some((Type::Scalar(s), fold::to_bits(v, s)))
+        }
     }
 }
 

@@ -101,6 +101,7 @@ impl<'d> KernelCtx<'d> {
     /// Resolves the kernel entry.
     pub fn entry(&mut self, def: &KernelDef, consts: &ConstValues) -> R<typed::Function> {
         let mut f = FnBuilder::new(self, &def.name, &def.file, consts, &def.params, None);
+        f.is_entry = true;
         let mut func = f.run(&def.body)?;
         func.line = def.line;
         Ok(func)
@@ -196,6 +197,9 @@ pub(super) struct FnBuilder<'c, 'd> {
     fresh_pos: usize,
     /// False during the inference walk, true during the build walk.
     pub building: bool,
+    /// The kernel entry (whose value parameters are launch arguments) rather than a device
+    /// function.
+    is_entry: bool,
     st: FnState,
 }
 
@@ -219,6 +223,7 @@ impl<'c, 'd> FnBuilder<'c, 'd> {
             fresh_log: Vec::new(),
             fresh_pos: 0,
             building: false,
+            is_entry: false,
             st: FnState::default(),
         }
     }
@@ -269,7 +274,7 @@ impl<'c, 'd> FnBuilder<'c, 'd> {
         for (i, p) in self.params.clone().iter().enumerate() {
             let kind = match p.ty {
                 ParamType::Value(ty) => {
-                    if ty.scalar().is_none() {
+                    if ty.scalar().is_none() && self.is_entry {
                         return Err(self.err(p.span, format!("parameter `{}`: vector values can't be passed by value; pass a slice", p.name)));
                     }
                     let var = self.declare_var(&p.name, Ty::Known(ty), false);

@@ -1,0 +1,116 @@
+//! Row-wise softmax of an f32 matrix: `y[r, :] = exp(x[r, :] - max) / sum(exp(x[r, :] - max))`.
+//!
+//! One block per row. A first pass keeps a running (max, sum) per thread (online softmax,
+//! one read of the row), merged across the warp with shuffles and across warps in shared
+//! memory; a second pass writes the normalized values.
+//!
+//! Roofline: memory-bound, 12 bytes per element (two reads of the row, the second mostly
+//! from L1/L2, and one write). Tunables: `BLOCK`, threads per row (a multiple of 32).
+
+use crate::check::{compare, CheckError, CheckReport, Problem};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use warpforge_dsl::prelude::*;
+use warpforge_macros::{device, kernel};
+
+/// The factor that rescales a sum taken relative to max `m` to one relative to `m_new`.
+#[device]
+fn rescale(m: f32, m_new: f32) -> f32 {
+    if m == m_new {
+        1.0
+    } else {
+        (m - m_new).exp()
+    }
+}
+
+#[kernel(block = (BLOCK), tune(BLOCK = [32, 64, 128, 256, 512]), default(BLOCK = 128))]
+pub fn softmax<const BLOCK: u32>(x: &[f32], y: &mut [f32], cols: u32) {
+    let mut max_sh = shared_array::<f32>(32);
+    let mut sum_sh = shared_array::<f32>(32);
+    let base = block_idx_x() * cols;
+    let lane = thread_idx_x() % 32;
+    let warp = thread_idx_x() / 32;
+    let mut m = f32::NEG_INFINITY;
+    let mut s = 0.0f32;
+    let mut c = thread_idx_x();
+    while c < cols {
+        let v = x[base + c];
+        let m_new = m.max(v);
+        s = s * rescale(m, m_new) + (v - m_new).exp();
+        m = m_new;
+        c += BLOCK;
+    }
+    #[unroll]
+    for k in 0..5u32 {
+        let m_other = warp_shfl_xor(m, 16u32 >> k);
+        let s_other = warp_shfl_xor(s, 16u32 >> k);
+        let m_new = m.max(m_other);
+        s = s * rescale(m, m_new) + s_other * rescale(m_other, m_new);
+        m = m_new;
+    }
+    if lane == 0 {
+        max_sh[warp] = m;
+        sum_sh[warp] = s;
+    }
+    sync_threads();
+    if warp == 0 {
+        m = if lane < BLOCK / 32 { max_sh[lane] } else { f32::NEG_INFINITY };
+        s = if lane < BLOCK / 32 { sum_sh[lane] } else { 0.0 };
+        #[unroll]
+        for k in 0..5u32 {
+            let m_other = warp_shfl_xor(m, 16u32 >> k);
+            let s_other = warp_shfl_xor(s, 16u32 >> k);
+            let m_new = m.max(m_other);
+            s = s * rescale(m, m_new) + s_other * rescale(m_other, m_new);
+            m = m_new;
+        }
+        if lane == 0 {
+            max_sh[0] = m;
+            sum_sh[0] = s;
+        }
+    }
+    sync_threads();
+    let row_max = max_sh[0];
+    let inv_sum = 1.0 / sum_sh[0];
+    let mut c2 = thread_idx_x();
+    while c2 < cols {
+        y[base + c2] = (x[base + c2] - row_max).exp() * inv_sum;
+        c2 += BLOCK;
+    }
+}
+
+/// Host reference (f64).
+pub fn reference(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut y = vec![0f32; rows * cols];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (out, &v) in y[r * cols..(r + 1) * cols].iter_mut().zip(row) {
+            *out = ((v as f64 - max).exp() / sum) as f32;
+        }
+    }
+    y
+}
+
+/// Runs the kernel on `device` over a `rows×cols` matrix.
+pub fn run(device: &Device, config: &Config, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, warpforge_dsl::Error> {
+    let dx = device.upload(x)?;
+    let mut dy = device.zeros::<f32>(rows * cols)?;
+    let block = config.get("BLOCK").unwrap_or(128) as u32;
+    softmax::launch(device, config, LaunchDims::linear(rows as u32, block), &dx, &mut dy, cols as u32)?;
+    Ok(device.download(&dy)?)
+}
+
+pub fn problems() -> Vec<Problem> {
+    [(1, 1), (3, 7), (4, 1000), (2, 4097)].iter().map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c])).collect()
+}
+
+/// Checks against the f64 reference; exp is a documented approximation on both sides, so
+/// the tolerance is a few f32 ulps relative to the output.
+pub fn check(device: &Device, config: &Config, problem: &Problem) -> Result<CheckReport, CheckError> {
+    let (rows, cols) = (problem.dims[0], problem.dims[1]);
+    let mut rng = StdRng::seed_from_u64((rows * 1000 + cols) as u64);
+    let x: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-8.0..8.0)).collect();
+    let got = run(device, config, &x, rows, cols)?;
+    Ok(compare(problem, &got, &reference(&x, rows, cols), 2e-6))
+}
