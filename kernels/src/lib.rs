@@ -10,7 +10,7 @@ pub mod reduce;
 pub mod softmax;
 pub mod vector_add;
 
-use check::{CheckError, CheckReport, Problem};
+use check::{compare, CheckError, CheckReport, Problem};
 use warpforge_dsl::{Config, Device, KernelDef};
 
 /// A library kernel, as the CLI and the test suite see it.
@@ -21,14 +21,24 @@ pub struct LibraryKernel {
     pub def: fn() -> &'static KernelDef,
     /// Problem sizes its checks run (small, with edge shapes).
     pub problems: fn() -> Vec<Problem>,
-    /// Runs one config on one problem and compares with the host reference.
-    pub check: fn(&Device, &Config, &Problem) -> Result<CheckReport, CheckError>,
+    /// The kernel's output for one config on a problem's (deterministic) inputs.
+    pub output: fn(&Device, &Config, &Problem) -> Result<Vec<f32>, warpforge_dsl::Error>,
+    /// The host reference's output on the same inputs.
+    pub expected: fn(&Problem) -> Vec<f32>,
+    /// Allowed error, relative to max(1, |expected|): 0 where the result is exact.
+    pub tolerance: fn(&Problem) -> f64,
 }
 
 impl LibraryKernel {
     /// The heuristic default config.
     pub fn default_config(&self) -> Config {
         (self.def)().space.default_config()
+    }
+
+    /// Runs one config on one problem and compares with the host reference.
+    pub fn check(&self, device: &Device, config: &Config, problem: &Problem) -> Result<CheckReport, CheckError> {
+        let got = (self.output)(device, config, problem)?;
+        Ok(compare(problem, &got, &(self.expected)(problem), (self.tolerance)(problem)))
     }
 
     /// Every config of its declared space.
@@ -45,28 +55,36 @@ pub fn library() -> Vec<LibraryKernel> {
             summary: "c = a + b (f32), memory-bound",
             def: vector_add::vector_add::def,
             problems: vector_add::problems,
-            check: vector_add::check,
+            output: vector_add::output,
+            expected: vector_add::expected,
+            tolerance: exact,
         },
         LibraryKernel {
             name: "sum_partials",
             summary: "sum of an f32 vector: per-block partial sums (shuffles + shared memory)",
             def: reduce::sum_partials::def,
             problems: reduce::problems,
-            check: reduce::check,
+            output: reduce::output,
+            expected: reduce::expected,
+            tolerance: reduce::tolerance,
         },
         LibraryKernel {
             name: "gemm",
             summary: "tiled f32 GEMM, shared-memory tiles and register micro-tiles",
             def: gemm::gemm::def,
             problems: gemm::problems,
-            check: gemm::check,
+            output: gemm::output,
+            expected: gemm::expected,
+            tolerance: exact,
         },
         LibraryKernel {
             name: "softmax",
             summary: "row-wise softmax (f32), online max/sum, one block per row",
             def: softmax::softmax::def,
             problems: softmax::problems,
-            check: softmax::check,
+            output: softmax::output,
+            expected: softmax::expected,
+            tolerance: ulps,
         },
     ]
 }
@@ -74,4 +92,13 @@ pub fn library() -> Vec<LibraryKernel> {
 /// The library kernel called `name`.
 pub fn find(name: &str) -> Option<LibraryKernel> {
     library().into_iter().find(|k| k.name == name)
+}
+
+fn exact(_: &Problem) -> f64 {
+    0.0
+}
+
+/// exp is an approximation on both sides (documented model): a few f32 ulps.
+fn ulps(_: &Problem) -> f64 {
+    2e-6
 }

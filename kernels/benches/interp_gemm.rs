@@ -1,0 +1,34 @@
+//! Interpreter throughput on the library GEMM at 256³ (default config): time per launch
+//! and thread-statements per second (a thread-statement = one IR statement executed by one
+//! thread; counted by the interpreter).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use warpforge_dsl::interp::{self, InterpOptions};
+use warpforge_dsl::{resolve, Arg, Device, LaunchDims};
+use warpforge_kernels::gemm;
+
+fn bench(c: &mut Criterion) {
+    let n = 256usize;
+    let config = gemm::gemm::default_config();
+    let kernel = resolve::specialize(gemm::gemm::def(), &config).unwrap();
+    let device = Device::cpu();
+    let a = device.upload(&vec![1.0f32; n * n]).unwrap();
+    let b = device.upload(&vec![2.0f32; n * n]).unwrap();
+    let mut out = device.zeros::<f32>(n * n).unwrap();
+    let dims: LaunchDims = gemm::dims(&config, n as u32, n as u32);
+    let dim = n as u32;
+    let mut launch = |options: &InterpOptions| {
+        let mut args = [Arg::slice(&a), Arg::slice(&b), Arg::slice_mut(&mut out), Arg::value(dim), Arg::value(dim), Arg::value(dim)];
+        interp::run(&kernel, &dims, &mut args, options).unwrap()
+    };
+    let stats = launch(&InterpOptions::default());
+    let mut group = c.benchmark_group("interp_gemm_256");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(stats.thread_statements));
+    group.bench_function("parallel", |bch| bch.iter(|| launch(&InterpOptions::default())));
+    group.bench_function("one_thread", |bch| bch.iter(|| launch(&InterpOptions { parallel: false, ..InterpOptions::default() })));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

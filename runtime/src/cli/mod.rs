@@ -1,0 +1,185 @@
+//! The `warpforge` command line: list, print, compile and check the kernel library.
+
+mod check;
+mod compile;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+use warpforge_dsl::nvrtc::Arch;
+use warpforge_dsl::{Config, Device};
+use warpforge_kernels::{library, LibraryKernel};
+
+#[derive(Parser, Debug)]
+#[command(name = "warpforge", version, about = "GPU kernels in Rust syntax: print, compile, check and tune them")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the library's kernels with their tunable spaces.
+    Kernels,
+    /// Print the CUDA C of one specialization.
+    Emit {
+        kernel: String,
+        /// NAME=VALUE,... (default: the kernel's default config)
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Compile with NVRTC for an arch and print the resource usage.
+    Compile {
+        /// A kernel name, or omit with --all.
+        kernel: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// sm_80, sm_89, sm_90, ... (repeatable; default: sm_80, sm_89 and sm_90)
+        #[arg(long = "arch")]
+        archs: Vec<String>,
+        #[arg(long)]
+        config: Option<String>,
+        /// Every config of the space instead of the default one.
+        #[arg(long)]
+        space: bool,
+    },
+    /// Run kernels against their host references and print the errors.
+    Check {
+        kernel: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+        /// One config instead of the whole space.
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Run every kernel on the GPU and on the interpreter, compare, write a JSON report.
+    GpuCheck {
+        #[arg(long, default_value = "gpu-check.json")]
+        json: std::path::PathBuf,
+    },
+    /// The main job on a built-in default: with a GPU, check the whole library on it;
+    /// without one, check it on the CPU interpreter and print the compile report.
+    Verify {
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The GPU when there is one, else the interpreter.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Runs a command; the exit code says whether every check passed.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Kernels => {
+            list_kernels();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emit { kernel, config } => {
+            let k = find_kernel(&kernel)?;
+            let config = config_for(&k, config.as_deref())?;
+            let typed = warpforge_dsl::resolve::specialize((k.def)(), &config)?;
+            print!("{}", warpforge_dsl::codegen::cuda_source(&typed));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compile { kernel, all, archs, config, space } => {
+            let kernels = select(kernel.as_deref(), all)?;
+            let archs = parse_archs(&archs)?;
+            compile::report(&kernels, &archs, config.as_deref(), space)
+        }
+        Command::Check { kernel, all, backend, config } => {
+            let kernels = select(kernel.as_deref(), all)?;
+            let device = open_device(backend)?;
+            check::run(&device, &kernels, config.as_deref())
+        }
+        Command::GpuCheck { json } => {
+            let gpu = open_device(BackendChoice::Cuda)?;
+            check::gpu_check(&gpu, &library(), &json)
+        }
+        Command::Verify { backend } => verify(backend),
+    }
+}
+
+fn verify(backend: BackendChoice) -> Result<ExitCode> {
+    let device = open_device(backend)?;
+    let kernels = library();
+    let checked = check::run(&device, &kernels, None)?;
+    let compiled = if device.arch().is_none() {
+        println!();
+        compile::report(&kernels, &[Arch::SM80, Arch::SM89, Arch::SM90], None, false)?
+    } else {
+        ExitCode::SUCCESS
+    };
+    Ok(if checked == ExitCode::SUCCESS && compiled == ExitCode::SUCCESS { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn list_kernels() {
+    for k in library() {
+        let def = (k.def)();
+        println!("{}  — {}", k.name, k.summary);
+        println!("    space:   {}", def.space);
+        println!("    configs: {} (default {})", k.configs().len(), k.default_config());
+        println!("    source:  {}:{}", def.file, def.line);
+    }
+}
+
+pub(crate) fn find_kernel(name: &str) -> Result<LibraryKernel> {
+    warpforge_kernels::find(name).ok_or_else(|| {
+        let names: Vec<_> = library().iter().map(|k| k.name).collect();
+        anyhow!("unknown kernel `{name}`; the library has: {}", names.join(", "))
+    })
+}
+
+fn select(kernel: Option<&str>, all: bool) -> Result<Vec<LibraryKernel>> {
+    match (kernel, all) {
+        (Some(_), true) => bail!("give a kernel name or --all, not both"),
+        (Some(name), false) => Ok(vec![find_kernel(name)?]),
+        (None, true) => Ok(library()),
+        (None, false) => bail!("name a kernel (see `warpforge kernels`) or pass --all"),
+    }
+}
+
+/// The config from `--config` (checked against the space), or the kernel's default.
+pub(crate) fn config_for(k: &LibraryKernel, text: Option<&str>) -> Result<Config> {
+    let Some(text) = text else {
+        return Ok(k.default_config());
+    };
+    let mut config = k.default_config();
+    for (name, value) in Config::parse(text).map_err(|e| anyhow!("bad --config: {e}"))?.values {
+        if config.get(&name).is_none() {
+            let names: Vec<_> = config.values.iter().map(|(n, _)| n.as_str()).collect();
+            bail!("kernel `{}` has no parameter `{name}`; its parameters: {}", k.name, names.join(", "));
+        }
+        config.set(&name, value);
+    }
+    (k.def)().space.check_member(&config).map_err(|e| anyhow!("bad --config for `{}`: {e}", k.name))?;
+    Ok(config)
+}
+
+fn parse_archs(archs: &[String]) -> Result<Vec<Arch>> {
+    if archs.is_empty() {
+        return Ok(vec![Arch::SM80, Arch::SM89, Arch::SM90]);
+    }
+    archs.iter().map(|a| Arch::parse(a).map_err(|e| anyhow!("{e}"))).collect()
+}
+
+fn open_device(choice: BackendChoice) -> Result<Device> {
+    match choice {
+        BackendChoice::Cpu => Ok(Device::cpu()),
+        BackendChoice::Cuda => Device::cuda(0).context("the cuda backend is unavailable (use --backend cpu for the interpreter)"),
+        BackendChoice::Auto => match Device::cuda(0) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                eprintln!("note: no GPU ({e}); using the CPU interpreter");
+                Ok(Device::cpu())
+            }
+        },
+    }
+}

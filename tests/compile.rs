@@ -1,0 +1,77 @@
+//! T2: every specialization of every library kernel compiles with NVRTC for sm_80, sm_89
+//! and sm_90; the default configs spill nothing. Needs NVRTC (scripts/setup-nvrtc installs
+//! it); without it the tests say why they skip, and fail when WARPFORGE_REQUIRE_NVRTC=1.
+
+use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
+use warpforge::dsl::{codegen, resolve};
+use warpforge::kernels::library;
+
+const ARCHS: [Arch; 3] = [Arch::SM80, Arch::SM89, Arch::SM90];
+
+/// Whether NVRTC is usable; prints the reason and returns false when the test should skip.
+fn nvrtc_present() -> bool {
+    match nvrtc::version() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_some() => {
+            panic!("NVRTC is required here (WARPFORGE_REQUIRE_NVRTC is set): {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: NVRTC not found, compile tests not run: {e}");
+            false
+        }
+    }
+}
+
+#[test]
+fn every_specialization_compiles_for_every_arch() {
+    if !nvrtc_present() {
+        return;
+    }
+    let mut jobs = Vec::new();
+    for k in library() {
+        for config in k.configs() {
+            let typed = resolve::specialize((k.def)(), &config).unwrap();
+            jobs.push((k.name, config, codegen::cuda_source(&typed)));
+        }
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let jobs = &jobs;
+                s.spawn(move || {
+                    let mut bad = Vec::new();
+                    for (name, config, source) in jobs.iter().skip(w).step_by(workers) {
+                        for arch in ARCHS {
+                            if let Err(e) = nvrtc::compile_cached(source, arch, &CompileOptions::default()) {
+                                bad.push(format!("{name} {config} {arch}: {e}"));
+                            }
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "{} compile failures:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{} specializations × {} archs compiled", jobs.len(), ARCHS.len());
+}
+
+#[test]
+fn default_configs_spill_nothing() {
+    if !nvrtc_present() {
+        return;
+    }
+    for k in library() {
+        let typed = resolve::specialize((k.def)(), &k.default_config()).unwrap();
+        let source = codegen::cuda_source(&typed);
+        for arch in ARCHS {
+            let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
+            let r = &c.resources;
+            eprintln!("{} {arch}: {} registers, {} B shared, {} B stack", k.name, r.registers, r.shared_bytes, r.stack_bytes);
+            assert!(r.registers > 0, "{} {arch}: no register count parsed", k.name);
+            assert_eq!((r.spill_stores_bytes, r.spill_loads_bytes), (0, 0), "{} spills on {arch}", k.name);
+        }
+    }
+}

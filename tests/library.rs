@@ -1,0 +1,54 @@
+//! T1: every library kernel on the CPU interpreter against its host reference, over its
+//! whole tunable space, at small and edge shapes.
+
+use warpforge::dsl::Device;
+use warpforge::kernels::{find, LibraryKernel};
+
+fn check_whole_space(k: LibraryKernel) {
+    let device = Device::cpu();
+    let configs = k.configs();
+    assert!(!configs.is_empty(), "{} has an empty space", k.name);
+    let mut runs = 0;
+    for config in &configs {
+        for problem in (k.problems)() {
+            let report = k
+                .check(&device, config, &problem)
+                .unwrap_or_else(|e| panic!("{} {config} {}: {e}", k.name, problem.name));
+            assert!(report.passed(), "{} {config}: {report}", k.name);
+            runs += 1;
+        }
+    }
+    eprintln!("{}: {} configs, {runs} runs passed", k.name, configs.len());
+}
+
+#[test]
+fn vector_add_over_its_space() {
+    check_whole_space(find("vector_add").unwrap());
+}
+
+#[test]
+fn sum_partials_over_its_space() {
+    check_whole_space(find("sum_partials").unwrap());
+}
+
+#[test]
+fn gemm_over_its_space() {
+    check_whole_space(find("gemm").unwrap());
+}
+
+#[test]
+fn softmax_over_its_space() {
+    check_whole_space(find("softmax").unwrap());
+}
+
+#[test]
+fn a_broken_reference_would_be_caught() {
+    // The check is not vacuous: perturb one expected value and it must fail.
+    let k = find("vector_add").unwrap();
+    let problem = (k.problems)().remove(2);
+    let got = (k.output)(&Device::cpu(), &k.default_config(), &problem).unwrap();
+    let mut expected = (k.expected)(&problem);
+    expected[3] += 1.0;
+    let report = warpforge::kernels::check::compare(&problem, &got, &expected, 0.0);
+    assert_eq!(report.first_bad.map(|b| b.0), Some(3));
+}
