@@ -65,7 +65,7 @@ impl CudaDevice {
         // SAFETY: only tries to dlopen the driver library by its usual names.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(DeviceError::NoDriver {
-                detail: "libcuda.so.1 could not be loaded".into(),
+                detail: "the driver library libcuda.so.1 could not be loaded".into(),
             });
         }
         let count = match CudaContext::device_count() {
@@ -329,6 +329,7 @@ mod tests {
         match Device::cuda(0) {
             Err(e @ DeviceError::NoDriver { .. }) => {
                 let msg = e.to_string();
+                eprintln!("{msg}");
                 assert!(msg.contains("libcuda.so.1"), "{msg}");
                 assert!(msg.contains("Device::cpu()"), "{msg}");
             }

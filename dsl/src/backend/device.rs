@@ -52,8 +52,8 @@ pub(crate) struct SpecKey {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(
-        "no CUDA driver: {detail}. The cuda backend needs the NVIDIA driver library \
-         (libcuda.so.1); without it, use the cpu backend (Device::cpu()), which runs every kernel"
+        "no CUDA driver: {detail}. The cuda backend needs an NVIDIA GPU driver; \
+         the cpu backend (Device::cpu()) runs every kernel without one"
     )]
     NoDriver { detail: String },
 

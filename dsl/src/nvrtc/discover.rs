@@ -303,8 +303,8 @@ mod tests {
         }
         assert!(all.contains("VIRTUAL_ENV: not set"), "{all}");
         assert!(all.contains("no .venv in"), "{all}");
-        assert!(err
-            .to_string()
-            .contains("pip install nvidia-cuda-nvrtc-cu12"));
+        let msg = err.to_string();
+        eprintln!("{msg}");
+        assert!(msg.contains("pip install nvidia-cuda-nvrtc-cu12"), "{msg}");
     }
 }

@@ -3,7 +3,7 @@
 //! NVRTC is called through our own `libloading` function table ([`api`]), not through
 //! cudarc's `nvrtc` module: cudarc looks the library up by name (which only works when
 //! `LD_LIBRARY_PATH` was set before the process started) and panics when it is absent. We
-//! discover the library ([`discover`]), load it once by full path and keep it for the
+//! discover the library ([`discover()`]), load it once by full path and keep it for the
 //! process, so a missing NVRTC is an [`NvrtcError::NotFound`] that says how to install it.
 //!
 //! [`compile`] always runs NVRTC; [`compile_cached`] goes through the process-wide
@@ -12,13 +12,13 @@
 mod api;
 mod arch;
 mod cache;
-pub mod discover;
+mod discover;
 mod error;
 mod resources;
 
 pub use arch::Arch;
 pub use cache::CompileCache;
-pub use discover::{DiscoveryInputs, Toolkit};
+pub use discover::{discover, DiscoveryInputs, Toolkit};
 pub use error::{NvrtcError, INSTALL_HINT};
 pub use resources::{parse_ptxas_log, FunctionResources, ResourceUsage};
 
