@@ -36,6 +36,11 @@ pub struct DeviceMemory {
 }
 
 impl DeviceMemory {
+    /// Size of the allocation (at least 1).
+    pub fn bytes(&self) -> usize {
+        self.slice.len()
+    }
+
     /// The ordinal of the GPU holding this memory.
     pub fn ordinal(&self) -> usize {
         self.stream.context().ordinal()
@@ -134,8 +139,16 @@ impl CudaDevice {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        let view = mem
+            .slice
+            .try_slice(..bytes)
+            .ok_or(DeviceError::BufferSize {
+                what: "the buffer to download".into(),
+                needed: bytes,
+                held: mem.slice.len(),
+            })?;
         self.stream
-            .clone_dtoh(&mem.slice.slice(..bytes))
+            .clone_dtoh(&view)
             .map_err(driver("copying a buffer from the GPU"))
     }
 

@@ -98,6 +98,13 @@ pub enum DeviceError {
         len: usize,
     },
 
+    #[error("{what}: its length needs {needed} bytes but its storage holds {held}")]
+    BufferSize {
+        what: String,
+        needed: usize,
+        held: usize,
+    },
+
     #[error("kernel `{kernel}`: cannot launch grid {grid:?} × block {block:?}: {reason}")]
     BadDims {
         kernel: String,
@@ -183,7 +190,14 @@ impl Device {
     pub fn download<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>, DeviceError> {
         let bytes = buf.len() * T::SCALAR.size_bytes();
         match (&self.target, &buf.raw.storage) {
-            (Target::Cpu, Storage::Host(host)) => Ok(from_bytes(&host[..bytes])),
+            (Target::Cpu, Storage::Host(host)) => match host.get(..bytes) {
+                Some(held) => Ok(from_bytes(held)),
+                None => Err(DeviceError::BufferSize {
+                    what: "the buffer to download".into(),
+                    needed: bytes,
+                    held: host.len(),
+                }),
+            },
             (Target::Cuda(gpu), Storage::Cuda(mem)) => Ok(from_bytes(&gpu.download(mem, bytes)?)),
             (_, storage) => Err(self.wrong_device("the buffer to download".into(), storage)),
         }
@@ -247,12 +261,17 @@ impl Device {
                 (&self.target, &raw.storage),
                 (Target::Cpu, Storage::Host(_)) | (Target::Cuda(_), Storage::Cuda(_))
             );
+            let what = format!(
+                "kernel `{}`, parameter `{}`: the buffer",
+                kernel.name, param.name
+            );
             if !here {
-                let what = format!(
-                    "kernel `{}`, parameter `{}`: the buffer",
-                    kernel.name, param.name
-                );
                 return Err(self.wrong_device(what, &raw.storage));
+            }
+            let needed = raw.len * raw.elem.size_bytes();
+            let held = storage_bytes(&raw.storage);
+            if held < needed {
+                return Err(DeviceError::BufferSize { what, needed, held });
             }
         }
         Ok(())
@@ -278,6 +297,13 @@ impl fmt::Debug for Device {
             .field("name", &self.name())
             .field("arch", &self.arch())
             .finish()
+    }
+}
+
+fn storage_bytes(storage: &Storage) -> usize {
+    match storage {
+        Storage::Host(bytes) => bytes.len(),
+        Storage::Cuda(mem) => mem.bytes(),
     }
 }
 
@@ -549,6 +575,30 @@ mod tests {
         let msg = dims_error(&k, LaunchDims::linear(8, 128));
         assert!(msg.contains("written for blocks of [256, 1, 1]"), "{msg}");
         assert!(msg.contains("kernel `axpy`"), "{msg}");
+    }
+
+    #[test]
+    fn buffer_whose_storage_is_too_small_is_refused() {
+        let cpu = Device::cpu();
+        let x = host(Type::F32, 4);
+        let mut y = host(Type::F32, 4);
+        y.len = 5;
+        let args = [Arg::Slice(&x), Arg::SliceMut(&mut y), Arg::value(1.0f32)];
+        let msg = cpu
+            .check_storage(&axpy(None), &args)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("parameter `y`"), "{msg}");
+        assert!(
+            msg.contains("needs 20 bytes but its storage holds 16"),
+            "{msg}"
+        );
+        let mut buf = cpu.upload(&[1u32, 2]).unwrap();
+        buf.raw.len = 3;
+        assert!(matches!(
+            cpu.download(&buf),
+            Err(DeviceError::BufferSize { .. })
+        ));
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub struct RawOutput {
 
 impl Nvrtc {
     /// The process-wide NVRTC, discovered from the environment and loaded on first use.
+    /// The outcome, success or `NotFound`, holds for the rest of the process.
     pub fn get() -> Result<&'static Nvrtc, NvrtcError> {
         static NVRTC: OnceLock<Result<Nvrtc, NvrtcError>> = OnceLock::new();
         NVRTC

@@ -1,6 +1,6 @@
 //! Finding NVRTC, compiling CUDA C to cubin, resource usage, and the on-disk module cache.
 //!
-//! NVRTC is called through our own `libloading` function table ([`api`]), not through
+//! NVRTC is called through our own `libloading` function table (`api.rs`), not through
 //! cudarc's `nvrtc` module: cudarc looks the library up by name (which only works when
 //! `LD_LIBRARY_PATH` was set before the process started) and panics when it is absent. We
 //! discover the library ([`discover()`]), load it once by full path and keep it for the
