@@ -1,0 +1,375 @@
+//! The module cache: compiled cubins in memory and on disk.
+//!
+//! Key: sha256 of the warpforge-dsl version, NVRTC version, arch, NVRTC options and the
+//! source. One file per key, `<key>.wfc`:
+//! ```text
+//! magic "WFCUBIN\n" | format u32 | payload length u64 | payload sha256 [32] | payload
+//! payload: meta length u32 | meta (JSON: resources, functions, log, NVRTC version)
+//!          | PTX length u64 | PTX | cubin length u64 | cubin      (all integers little-endian)
+//! ```
+//! Entries are written to a temporary file and renamed into place, so a reader sees a whole
+//! entry or none. A corrupt entry is ignored (one warning) and overwritten; a directory that
+//! cannot be created or written turns the disk cache off for this process (one warning).
+
+use super::api::Nvrtc;
+use super::{command_line, compile, Arch, CompileOptions, Compiled, FunctionResources};
+use super::{NvrtcError, ResourceUsage};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+const MAGIC: &[u8; 8] = b"WFCUBIN\n";
+const FORMAT: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8 + 32;
+const EXTENSION: &str = "wfc";
+
+type Key = [u8; 32];
+
+/// A cache of compiled modules: in memory, in front of an optional directory.
+#[derive(Debug)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+    memory: Mutex<HashMap<Key, Compiled>>,
+    /// Cleared (with one warning) when the directory cannot be created or written.
+    disk_usable: AtomicBool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    resources: ResourceUsage,
+    functions: Vec<FunctionResources>,
+    log: String,
+    nvrtc_version: (i32, i32),
+}
+
+impl CompileCache {
+    /// A cache on disk in `dir` (created on first write).
+    pub fn at(dir: impl Into<PathBuf>) -> CompileCache {
+        CompileCache::new(Some(dir.into()))
+    }
+
+    /// A cache in memory only.
+    pub fn in_memory() -> CompileCache {
+        CompileCache::new(None)
+    }
+
+    fn new(dir: Option<PathBuf>) -> CompileCache {
+        CompileCache {
+            dir,
+            memory: Mutex::new(HashMap::new()),
+            disk_usable: AtomicBool::new(true),
+        }
+    }
+
+    /// `WARPFORGE_CACHE_DIR`, else `<user cache dir>/warpforge/nvrtc`.
+    pub fn default_dir() -> Option<PathBuf> {
+        match std::env::var_os("WARPFORGE_CACHE_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => dirs::cache_dir().map(|d| d.join("warpforge").join("nvrtc")),
+        }
+    }
+
+    /// The process-wide cache, in [`CompileCache::default_dir`].
+    pub fn global() -> &'static CompileCache {
+        static GLOBAL: OnceLock<CompileCache> = OnceLock::new();
+        GLOBAL.get_or_init(|| CompileCache::new(CompileCache::default_dir()))
+    }
+
+    /// The directory, when this cache has a usable one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir
+            .as_deref()
+            .filter(|_| self.disk_usable.load(Ordering::Relaxed))
+    }
+
+    /// The cached module for this compile, or NVRTC's (then stored).
+    pub fn compile(
+        &self,
+        source: &str,
+        arch: Arch,
+        options: &CompileOptions,
+    ) -> Result<Compiled, NvrtcError> {
+        let key = cache_key(source, arch, options, Nvrtc::get()?.version);
+        if let Some(hit) = self.memory_get(&key) {
+            return Ok(hit);
+        }
+        if let Some(hit) = self.disk_get(&key) {
+            self.memory_put(key, &hit);
+            return Ok(hit);
+        }
+        let compiled = compile(source, arch, options)?;
+        self.disk_put(&key, &compiled);
+        self.memory_put(key, &compiled);
+        Ok(compiled)
+    }
+
+    fn memory_get(&self, key: &Key) -> Option<Compiled> {
+        let map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).map(|c| Compiled {
+            cached: true,
+            ..c.clone()
+        })
+    }
+
+    fn memory_put(&self, key: Key, compiled: &Compiled) {
+        let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(key, compiled.clone());
+    }
+
+    fn entry_path(&self, key: &Key) -> Option<PathBuf> {
+        Some(self.dir()?.join(format!("{}.{EXTENSION}", hex(key))))
+    }
+
+    fn disk_get(&self, key: &Key) -> Option<Compiled> {
+        let path = self.entry_path(key)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read NVRTC cache entry {}: {e}; recompiling",
+                    path.display()
+                );
+                return None;
+            }
+        };
+        match decode(&bytes) {
+            Ok(compiled) => Some(compiled),
+            Err(reason) => {
+                tracing::warn!(
+                    "ignoring corrupt NVRTC cache entry {}: {reason}; recompiling",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn disk_put(&self, key: &Key, compiled: &Compiled) {
+        let Some(path) = self.entry_path(key) else {
+            return;
+        };
+        if let Err(e) = write_atomic(&path, &encode(compiled)) {
+            // Only the first failure warns; later writes are not attempted.
+            if self.disk_usable.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "NVRTC disk cache disabled: cannot write {}: {e} \
+                     (set WARPFORGE_CACHE_DIR to a writable directory)",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+fn cache_key(source: &str, arch: Arch, options: &CompileOptions, nvrtc: (i32, i32)) -> Key {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(b"warpforge-nvrtc-cache");
+    field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(format!("{}.{}", nvrtc.0, nvrtc.1).as_bytes());
+    field(arch.to_string().as_bytes());
+    for option in command_line(arch, options) {
+        field(option.as_bytes());
+    }
+    field(source.as_bytes());
+    h.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn encode(c: &Compiled) -> Vec<u8> {
+    let meta = Meta {
+        resources: c.resources,
+        functions: c.functions.clone(),
+        log: c.log.clone(),
+        nvrtc_version: c.nvrtc_version,
+    };
+    let meta = serde_json::to_vec(&meta).unwrap_or_default();
+    let mut payload = Vec::with_capacity(meta.len() + c.ptx.len() + c.cubin.len() + 20);
+    payload.extend((meta.len() as u32).to_le_bytes());
+    payload.extend(&meta);
+    payload.extend((c.ptx.len() as u64).to_le_bytes());
+    payload.extend(c.ptx.as_bytes());
+    payload.extend((c.cubin.len() as u64).to_le_bytes());
+    payload.extend(&c.cubin);
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend(MAGIC);
+    out.extend(FORMAT.to_le_bytes());
+    out.extend((payload.len() as u64).to_le_bytes());
+    out.extend(Sha256::digest(&payload));
+    out.extend(payload);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<Compiled, String> {
+    let mut r = Reader(bytes);
+    if r.take(8)? != MAGIC {
+        return Err("not a warpforge cache entry (bad magic)".into());
+    }
+    let format = r.u32()?;
+    if format != FORMAT {
+        return Err(format!("format {format}, expected {FORMAT}"));
+    }
+    let len = r.u64()? as usize;
+    let checksum = r.take(32)?;
+    let payload = r.0;
+    if payload.len() != len {
+        return Err(format!(
+            "payload is {} bytes, header says {len}",
+            payload.len()
+        ));
+    }
+    if Sha256::digest(payload).as_slice() != checksum {
+        return Err("checksum mismatch".into());
+    }
+    decode_payload(payload)
+}
+
+fn decode_payload(payload: &[u8]) -> Result<Compiled, String> {
+    let mut r = Reader(payload);
+    let meta_len = r.u32()? as usize;
+    let meta: Meta = serde_json::from_slice(r.take(meta_len)?).map_err(|e| e.to_string())?;
+    let ptx_len = r.u64()? as usize;
+    let ptx = String::from_utf8(r.take(ptx_len)?.to_vec()).map_err(|e| e.to_string())?;
+    let cubin_len = r.u64()? as usize;
+    let cubin = r.take(cubin_len)?.to_vec();
+    if !r.0.is_empty() {
+        return Err(format!("{} stray bytes after the cubin", r.0.len()));
+    }
+    Ok(Compiled {
+        cubin,
+        ptx,
+        resources: meta.resources,
+        functions: meta.functions,
+        log: meta.log,
+        nvrtc_version: meta.nvrtc_version,
+        cached: true,
+    })
+}
+
+/// Reads a byte slice front to back; running out is "truncated".
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("truncated".into());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Compiled {
+        Compiled {
+            cubin: b"\x7fELF fake cubin".to_vec(),
+            ptx: ".version 8.8\n.target sm_90\n".into(),
+            resources: ResourceUsage {
+                registers: 12,
+                ..ResourceUsage::default()
+            },
+            functions: vec![],
+            log: "ptxas info : Used 12 registers".into(),
+            nvrtc_version: (12, 9),
+            cached: false,
+        }
+    }
+
+    #[test]
+    fn entry_round_trips() {
+        let back = decode(&encode(&sample())).unwrap();
+        assert_eq!(
+            back,
+            Compiled {
+                cached: true,
+                ..sample()
+            }
+        );
+    }
+
+    #[test]
+    fn damaged_entries_are_rejected() {
+        let good = encode(&sample());
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(decode(&flipped).unwrap_err(), "checksum mismatch");
+        assert!(decode(&good[..good.len() - 3])
+            .unwrap_err()
+            .contains("header says"));
+        assert_eq!(decode(&good[..10]).unwrap_err(), "truncated");
+        assert!(decode(b"hello world, this is not a cache entry at all....!").is_err());
+    }
+
+    #[test]
+    fn key_depends_on_every_input() {
+        let o = CompileOptions::default();
+        let base = cache_key("src", Arch::SM90, &o, (12, 9));
+        assert_eq!(base, cache_key("src", Arch::SM90, &o, (12, 9)));
+        assert_ne!(base, cache_key("src2", Arch::SM90, &o, (12, 9)));
+        assert_ne!(base, cache_key("src", Arch::SM80, &o, (12, 9)));
+        assert_ne!(base, cache_key("src", Arch::SM90, &o, (12, 8)));
+        let fast = CompileOptions {
+            fast_math: true,
+            ..o.clone()
+        };
+        assert_ne!(base, cache_key("src", Arch::SM90, &fast, (12, 9)));
+    }
+
+    #[test]
+    fn unwritable_dir_degrades_to_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        // A directory below a regular file can never be created.
+        let cache = CompileCache::at(file.join("cache"));
+        assert!(cache.dir().is_some());
+        cache.disk_put(&[7; 32], &sample());
+        assert!(
+            cache.dir().is_none(),
+            "disk cache turned off after the failure"
+        );
+        assert!(cache.disk_get(&[7; 32]).is_none());
+    }
+}
