@@ -27,7 +27,8 @@ use api::Nvrtc;
 /// The name NVRTC gives the program in its log (`kernel.cu(12): error: ...`).
 const PROGRAM_NAME: &str = "kernel.cu";
 
-/// Compiler switches beyond the fixed ones (arch, include path, C++17, line info, ptxas -v).
+/// Compiler switches beyond the fixed ones (arch, include path, C++17, line info, ptxas -v,
+/// and `--fmad=false` unless `fast_math`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
     /// Passed to NVRTC verbatim, after ours.
@@ -125,6 +126,10 @@ fn command_line(arch: Arch, options: &CompileOptions) -> Vec<String> {
     ];
     if options.fast_math {
         args.push("--use_fast_math".to_string());
+    } else {
+        // No contraction of `a * b + c` into an FMA: the GPU then rounds exactly as the
+        // interpreter (and Rust) do. Kernels ask for fused multiply-adds with `mul_add`.
+        args.push("--fmad=false".to_string());
     }
     if let Some(n) = options.max_registers {
         args.push(format!("--maxrregcount={n}"));
