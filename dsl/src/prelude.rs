@@ -62,6 +62,11 @@
 //! `wrapping_add`, `wrapping_sub`, `wrapping_mul`. On `f16`/`bf16`/`F8E4M3`/`F8E5M2`:
 //! `to_f32`. On a slice or array: `len()` (`u32`). Half and FP8 math goes through `f32`.
 //!
+//! **Where they go.** `#[kernel]` and `#[device]` fns are module-level items (the generated
+//! `mod name` reaches its builder through `super::`). A kernel or device fn may call only
+//! intrinsics and `#[device]` fns: a call of a plain Rust fn `f` fails to compile with
+//! "cannot find module or crate `f`", because the call is lowered to `f::def`.
+//!
 //! **Passing arrays to device functions.** A device function parameter `&[T]` / `&mut [T]`
 //! accepts a kernel buffer parameter as is (`f(a)`) and a shared or local array by
 //! reference (`f(&tile)`, `f(&mut tile)`); the reference form is only allowed as a call

@@ -262,14 +262,6 @@ fn const_value(e: &Expr, c: &ConstInfo) -> syn::Result<i64> {
     let (min, max) =
         c.ty.const_range()
             .expect("const generics have integer or bool types");
-    let value = literal_value(e).ok_or_else(|| {
-        let what = if c.ty.is_int() {
-            "integer literals"
-        } else {
-            "`true` or `false`"
-        };
-        syn::Error::new_spanned(e, format!("values of `{}` must be {what}", c.name))
-    })?;
     let is_bool = matches!(
         e,
         Expr::Lit(syn::ExprLit {
@@ -277,12 +269,20 @@ fn const_value(e: &Expr, c: &ConstInfo) -> syn::Result<i64> {
             ..
         })
     );
-    if is_bool == c.ty.is_int() || value < min || value > max {
+    let value = literal_value(e)
+        .filter(|_| is_bool != c.ty.is_int())
+        .ok_or_else(|| {
+            let what = if c.ty.is_int() {
+                "integer literals"
+            } else {
+                "`true` or `false`"
+            };
+            syn::Error::new_spanned(e, format!("values of `{}` must be {what}", c.name))
+        })?;
+    if value < min || value > max {
         let ty = quote::ToTokens::to_token_stream(&c.ty_tokens).to_string();
-        return Err(syn::Error::new_spanned(
-            e,
-            format!("this value does not fit `{}: {ty}`", c.name),
-        ));
+        let msg = format!("{value} does not fit `{}: {ty}`", c.name);
+        return Err(syn::Error::new_spanned(e, msg));
     }
     Ok(value as i64)
 }

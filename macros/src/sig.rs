@@ -235,7 +235,7 @@ pub fn checked_copy(func: &syn::ItemFn) -> TokenStream {
             rewrite_slice(&mut pt.ty);
         }
     }
-    StripUnroll.visit_block_mut(&mut func.block);
+    ForLoops.visit_block_mut(&mut func.block);
     quote! {
         #[allow(dead_code, unused, clippy::all, non_snake_case)]
         #func
@@ -254,11 +254,20 @@ fn rewrite_slice(ty: &mut syn::Type) {
     *ty = new;
 }
 
-struct StripUnroll;
+/// Adapts `for` loops for rustc: drops `#[unroll]` and lets `step_by` take the DSL's
+/// integer types (`(0..K).step_by(BLOCK)` with `BLOCK: u32`; `std` wants a `usize`).
+struct ForLoops;
 
-impl VisitMut for StripUnroll {
+impl VisitMut for ForLoops {
     fn visit_expr_for_loop_mut(&mut self, f: &mut syn::ExprForLoop) {
         f.attrs.retain(|a| !is_unroll_attr(a));
+        if let syn::Expr::MethodCall(m) = &mut *f.expr {
+            if m.method == "step_by" && m.args.len() == 1 {
+                let step = &m.args[0];
+                let span = step.span();
+                m.args[0] = syn::parse_quote_spanned!(span=> (#step) as usize);
+            }
+        }
         syn::visit_mut::visit_expr_for_loop_mut(self, f);
     }
 }

@@ -1,5 +1,6 @@
 //! Expansion tests: kernels and device fns defined with the macros, checked through the
-//! `KernelDef` / `DeviceFnDef` they build.
+//! `KernelDef` / `DeviceFnDef` they build. Generated code must not warn in user crates.
+#![deny(warnings)]
 
 use warpforge_dsl::ir::{BinOp, ExprKind, KernelDef, ParamType, Span, StmtKind};
 use warpforge_dsl::prelude::*;
@@ -138,6 +139,24 @@ fn copy_vec4(src: &[Vec4<f32>], dst: &mut [Vec4<f32>], half_out: &mut [f16], n: 
         half_out[i] = f16::from_f32(v.x);
         let _ = warp_ballot(i as f32 > -1.5e3);
     }
+}
+
+/// Never used: generated items must not warn about dead code.
+#[kernel(tune(STEP = [32, 64]))]
+fn unused_kernel<const STEP: u32>(x: &[f32], y: &mut [f32], n: u32) {
+    let i = thread_idx_x() as i32;
+    if i == 0 {
+        y[0] = x[0] + x[1i32] + x[i];
+    }
+    for k in (0..n).step_by(STEP) {
+        y[k] = unused_device(x[k]);
+    }
+}
+
+#[device]
+fn unused_device(v: f32) -> f32 {
+    let t = { v * v };
+    rsqrt(t)
 }
 
 fn kernel(def: &KernelDef) -> &KernelDef {

@@ -10,3 +10,9 @@ fn four_dims<const X: u32, const Y: u32, const Z: u32, const W: u32>(y: &mut [f3
 fn unknown_key<const X: u32>(y: &mut [f32]) {}
 
 fn main() {}
+
+#[kernel(tune(A = [1], A = [2]), default(B = 4), tune(B = [1, 2]))]
+fn twice<const A: u32, const B: u32>(y: &mut [f32]) {}
+
+#[kernel(block = ())]
+fn no_dims(y: &mut [f32]) {}
