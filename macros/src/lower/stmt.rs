@@ -24,11 +24,7 @@ impl Lowerer {
                 Stmt::Expr(e, None) if i + 1 == count && is_value_tail(e, usage) => {
                     tail = Some(boxed(self.expr(e)));
                 }
-                _ => {
-                    if let Some(s) = self.stmt(stmt) {
-                        stmts.push(s);
-                    }
-                }
+                _ => stmts.push(self.stmt(stmt)),
             }
         }
         let stmts = vec_of(&stmts);
@@ -36,8 +32,8 @@ impl Lowerer {
         quote!(__ir::Block { stmts: #stmts, tail: #tail })
     }
 
-    /// One statement; `None` for statements that lower to nothing (`;`, lint attributes).
-    fn stmt(&mut self, stmt: &Stmt) -> Option<TokenStream> {
+    /// `__ir::Stmt::new(kind, span)`.
+    fn stmt(&mut self, stmt: &Stmt) -> TokenStream {
         let kind = match stmt {
             Stmt::Local(local) => self.local(local),
             Stmt::Expr(e, _) => self.stmt_expr(e),
@@ -49,7 +45,7 @@ impl Lowerer {
             Stmt::Macro(m) => self.macro_error(&m.mac),
         };
         let span = span_tokens(stmt.span());
-        Some(quote!(__ir::Stmt::new(#kind, #span)))
+        quote!(__ir::Stmt::new(#kind, #span))
     }
 
     pub(super) fn macro_error(&mut self, mac: &syn::Macro) -> TokenStream {
