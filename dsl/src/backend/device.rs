@@ -12,10 +12,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use super::{Arg, LaunchDims};
-use crate::ir::KernelDef;
-use crate::space::Config;
-
 /// Which backend a device uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -51,20 +47,6 @@ pub(crate) struct SpecKey {
     pub line: u32,
     pub name: String,
     pub config: Config,
-}
-
-impl Device {
-    /// Stub of the real launch (macros worktree only): lets generated launchers compile.
-    pub fn launch(
-        &self,
-        kernel: &KernelDef,
-        config: &Config,
-        dims: LaunchDims,
-        args: &mut [Arg],
-    ) -> Result<(), crate::Error> {
-        let _ = (kernel, config, dims, args);
-        Err(crate::Error::Device(DeviceError::Other("stub".into())))
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
