@@ -94,7 +94,7 @@ impl GlobalBuf {
         );
         // SAFETY: in bounds; `p` stays valid for the launch (see the `Send` note).
         let p = unsafe { self.ptr.add(at) };
-        if (p as usize) % size != 0 {
+        if (p as usize) & (size - 1) != 0 {
             let _guard = UNALIGNED_ATOMICS.lock().unwrap_or_else(|e| e.into_inner());
             let old = self.read(at, size);
             let (new, _) = rmw(op, ty, old, args);
