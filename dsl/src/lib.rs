@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod codegen;
+pub mod convert;
 pub mod interp;
 pub mod ir;
 pub mod nvrtc;

@@ -1,7 +1,43 @@
 //! The CPU interpreter of the typed IR.
+//!
+//! A launch is checked against the kernel's parameters, compiled once into a register
+//! program ([`program`]), and run block by block — in parallel on rayon's threads when
+//! [`InterpOptions::parallel`] is set. Within a block all threads run in lockstep over an
+//! active mask ([`exec`]), which makes `sync_threads()` and warp collectives natural
+//! rendezvous points: one that not every participating thread reaches is an error, never a
+//! hang. Every memory access is bounds-checked, and arithmetic follows the PTX ISA bit for
+//! bit (see [`scalar`] and [`crate::convert`]).
 
-use crate::backend::{Arg, LaunchDims};
-use crate::typed;
+#[doc(hidden)]
+pub mod build;
+mod collective;
+mod compile;
+mod error;
+mod exec;
+mod memory;
+mod program;
+#[doc(hidden)]
+pub mod sample;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+pub use error::{AccessKind, Coord, InterpError, ThreadList};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::backend::{Arg, LaunchDims, RawBuffer};
+use crate::typed::{self, ParamKind};
+use crate::types::Type;
+use compile::Binding;
+use memory::GlobalBuf;
+use program::{MemInfo, MemKind};
+
+/// The most threads a CUDA block can have.
+const MAX_THREADS_PER_BLOCK: u32 = 1024;
 
 /// Interpreter switches.
 #[derive(Clone, Debug)]
@@ -16,20 +52,164 @@ impl Default for InterpOptions {
     }
 }
 
-/// An error raised while interpreting a kernel.
-#[derive(Debug, thiserror::Error)]
-pub enum InterpError {
-    #[error("{0}")]
-    Other(String),
+impl InterpOptions {
+    /// Blocks one after another on the calling thread (deterministic even for kernels whose
+    /// blocks race, and easier to debug).
+    pub fn sequential() -> InterpOptions {
+        InterpOptions { parallel: false }
+    }
 }
 
 /// Runs `kernel` over the whole grid of `dims` with `args` (one per kernel parameter).
+///
+/// When several blocks fault, the error of the lowest-numbered failing block is returned
+/// (blocks are numbered `x + gx * (y + gy * z)`), in parallel mode too.
 pub fn run(
     kernel: &typed::Kernel,
     dims: &LaunchDims,
     args: &mut [Arg],
     options: &InterpOptions,
 ) -> Result<(), InterpError> {
-    let _ = (kernel, dims, args, options);
-    todo!("interp")
+    check_dims(kernel, dims)?;
+    let (bindings, globals) = bind_args(kernel, args)?;
+    let prog = compile::compile(kernel, *dims, bindings)?;
+    let blocks = dims.blocks();
+    let block_of = |b: u64| {
+        let [gx, gy, _] = dims.grid.map(|g| g as u64);
+        [
+            (b % gx) as u32,
+            ((b / gx) % gy) as u32,
+            (b / (gx * gy)) as u32,
+        ]
+    };
+    if !options.parallel {
+        let mut state = exec::BlockState::new(&prog, &globals);
+        return (0..blocks).try_for_each(|b| state.run(block_of(b)));
+    }
+    // Lowest failing block so far: blocks above it are skipped, blocks below still run, so
+    // the reported error does not depend on scheduling.
+    let first_failure = AtomicU64::new(u64::MAX);
+    let failure: Mutex<Option<InterpError>> = Mutex::new(None);
+    (0..blocks).into_par_iter().for_each_init(
+        || exec::BlockState::new(&prog, &globals),
+        |state, b| {
+            if b > first_failure.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Err(e) = state.run(block_of(b)) {
+                let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                if b < first_failure.load(Ordering::Relaxed) {
+                    first_failure.store(b, Ordering::Relaxed);
+                    *slot = Some(e);
+                }
+            }
+        },
+    );
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn check_dims(kernel: &typed::Kernel, dims: &LaunchDims) -> Result<(), InterpError> {
+    let bad = |reason: String| InterpError::BadLaunch {
+        kernel: kernel.name.clone(),
+        reason,
+    };
+    if let Some(declared) = kernel.block_dim {
+        if declared != dims.block {
+            return Err(bad(format!(
+                "the kernel is written for blocks of {declared:?} threads, launched with {:?}",
+                dims.block
+            )));
+        }
+    }
+    if dims.block.contains(&0) || dims.grid.contains(&0) {
+        return Err(bad(format!(
+            "empty grid {:?} or block {:?}",
+            dims.grid, dims.block
+        )));
+    }
+    let threads = dims.block.iter().map(|&d| d as u64).product::<u64>();
+    if threads > MAX_THREADS_PER_BLOCK as u64 {
+        return Err(bad(format!(
+            "{threads} threads per block (block {:?}); CUDA allows at most {MAX_THREADS_PER_BLOCK}",
+            dims.block
+        )));
+    }
+    Ok(())
+}
+
+/// Checks each argument against its parameter; returns the bindings for the compiler and
+/// the global buffers (in the order of the slice parameters).
+fn bind_args(
+    kernel: &typed::Kernel,
+    args: &mut [Arg],
+) -> Result<(Vec<Binding>, Vec<GlobalBuf>), InterpError> {
+    let params = &kernel.body.params;
+    if args.len() != params.len() {
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        return Err(InterpError::BadArgument {
+            kernel: kernel.name.clone(),
+            param: names.join(", "),
+            expected: format!("{} arguments", params.len()),
+            got: format!("{} arguments", args.len()),
+        });
+    }
+    let mut bindings = Vec::with_capacity(args.len());
+    let mut globals = Vec::new();
+    for (param, arg) in params.iter().zip(args.iter_mut()) {
+        let mismatch = |expected: String, arg: &Arg| InterpError::BadArgument {
+            kernel: kernel.name.clone(),
+            param: param.name.clone(),
+            expected,
+            got: arg.describe(),
+        };
+        match param.kind {
+            ParamKind::Value { ty, .. } => match arg {
+                Arg::Value(v) if Type::Scalar(v.ty) == ty => bindings.push(Binding::Value(v.bits)),
+                _ => return Err(mismatch(format!("a {ty} value"), arg)),
+            },
+            ParamKind::Slice { elem, mutable } => {
+                let expected = if mutable {
+                    format!("&mut [{elem}]")
+                } else {
+                    format!("&[{elem}]")
+                };
+                let buf = match arg {
+                    Arg::SliceMut(b) if b.elem == elem => host_buffer_mut(b),
+                    Arg::Slice(b) if b.elem == elem && !mutable => host_buffer(b),
+                    _ => None,
+                };
+                let Some((buf, len)) = buf else {
+                    return Err(mismatch(format!("{expected} in host memory"), arg));
+                };
+                bindings.push(Binding::Buffer(MemInfo {
+                    kind: MemKind::Global { arg: globals.len() },
+                    name: param.name.clone(),
+                    elem: elem.elem(),
+                    lanes: elem.lanes(),
+                    len,
+                    writable: mutable,
+                }));
+                globals.push(buf);
+            }
+        }
+    }
+    Ok((bindings, globals))
+}
+
+/// The host bytes of a buffer and its length in elements; `None` when it is not on the
+/// host or holds fewer bytes than its length needs.
+fn host_buffer(b: &RawBuffer) -> Option<(GlobalBuf, u64)> {
+    let need = b.len.checked_mul(b.elem.size_bytes())?;
+    let bytes = b.host_bytes()?;
+    (bytes.len() >= need).then(|| (GlobalBuf::new(bytes), b.len as u64))
+}
+
+fn host_buffer_mut(b: &mut RawBuffer) -> Option<(GlobalBuf, u64)> {
+    let need = b.len.checked_mul(b.elem.size_bytes())?;
+    let len = b.len as u64;
+    let bytes = b.host_bytes_mut()?;
+    (bytes.len() >= need).then(|| (GlobalBuf::new_mut(bytes), len))
 }

@@ -1,0 +1,307 @@
+//! Expressions: register operations, lazy `&&`/`||`/`Select`, intrinsics, inlined calls.
+
+use crate::ir::BinOp;
+use crate::typed::{Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic, ParamKind};
+
+use super::{Compiler, Frame, Result, MAX_CALL_DEPTH};
+use crate::interp::program::*;
+
+impl<'k> Compiler<'k> {
+    /// Compiles `e`, returning the register holding its value. `hint`, when given, is where
+    /// the caller will copy the value: the root operation may write there directly.
+    pub(super) fn expr(
+        &mut self,
+        f: &mut Frame<'k>,
+        e: &Expr,
+        out: &mut Vec<Node>,
+        hint: Option<Reg>,
+    ) -> Result<Reg> {
+        let lanes = e.ty.lanes();
+        let dst = |c: &mut Self| hint.unwrap_or_else(|| c.temp(lanes));
+        Ok(match &e.kind {
+            ExprKind::Lit(bits) if lanes == 1 => self.constant(*bits),
+            ExprKind::Lit(_) => return Err(self.unsupported("vector literal")),
+            ExprKind::Var(v) => self.var(f, *v)?,
+            ExprKind::Load { mem, index } => {
+                let mem = self.mem(f, *mem)?;
+                let index = self.expr(f, index, out, None)?;
+                let dst = dst(self);
+                out.push(Node::Op(Op::Load { mem, index, dst }));
+                dst
+            }
+            ExprKind::Len(m) => {
+                let len = self.mems[self.mem(f, *m)? as usize].len;
+                self.constant(len)
+            }
+            ExprKind::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+                let dst = self.temp(1);
+                self.expr_into(f, a, out, dst)?;
+                let mut rhs = Vec::new();
+                self.expr_into(f, b, &mut rhs, dst)?;
+                let (then, els) = if *op == BinOp::And {
+                    (rhs, vec![])
+                } else {
+                    (vec![], rhs)
+                };
+                out.push(Node::If {
+                    cond: dst,
+                    then,
+                    els,
+                });
+                dst
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (ra, rb) = (self.expr(f, a, out, None)?, self.expr(f, b, out, None)?);
+                let (a_wide, b_wide) = (a.ty.lanes() > 1, b.ty.lanes() > 1);
+                let ty = a.scalar_ty();
+                let dst = dst(self);
+                for l in 0..lanes as u32 {
+                    let (a, b) = (ra + l * a_wide as u32, rb + l * b_wide as u32);
+                    out.push(Node::Op(Op::Bin {
+                        op: *op,
+                        ty,
+                        dst: dst + l,
+                        a,
+                        b,
+                    }));
+                }
+                dst
+            }
+            ExprKind::Unary(op, a) => {
+                let ra = self.expr(f, a, out, None)?;
+                let dst = dst(self);
+                for l in 0..lanes as u32 {
+                    let ty = a.scalar_ty();
+                    out.push(Node::Op(Op::Un {
+                        op: *op,
+                        ty,
+                        dst: dst + l,
+                        a: ra + l,
+                    }));
+                }
+                dst
+            }
+            ExprKind::Cast(a) => {
+                let src = self.expr(f, a, out, None)?;
+                let (from, to) = (a.scalar_ty(), e.scalar_ty());
+                let dst = dst(self);
+                for l in 0..lanes as u32 {
+                    out.push(Node::Op(Op::Cast {
+                        from,
+                        to,
+                        dst: dst + l,
+                        src: src + l,
+                    }));
+                }
+                dst
+            }
+            ExprKind::Bitcast(a)
+                if a.ty.lanes() == lanes && a.ty.size_bytes() == e.ty.size_bytes() =>
+            {
+                // The encodings of equal-width types are the same bits.
+                self.expr(f, a, out, hint)?
+            }
+            ExprKind::Bitcast(a) => {
+                return Err(self.unsupported(format!("bitcast from {} to {}", a.ty, e.ty)))
+            }
+            ExprKind::Select(c, a, b) => {
+                let cond = self.expr(f, c, out, None)?;
+                let dst = self.temp(lanes);
+                let (mut then, mut els) = (Vec::new(), Vec::new());
+                self.expr_into(f, a, &mut then, dst)?;
+                self.expr_into(f, b, &mut els, dst)?;
+                out.push(Node::If { cond, then, els });
+                dst
+            }
+            ExprKind::Lane(v, i) => self.expr(f, v, out, None)? + *i as u32,
+            ExprKind::MakeVector(items) => {
+                let dst = self.temp(lanes);
+                for (l, item) in items.iter().enumerate() {
+                    self.expr_into(f, item, out, dst + l as u32)?;
+                }
+                dst
+            }
+            ExprKind::Builtin(b) => self.builtin(*b),
+            ExprKind::Intrinsic(i, args) => self.intrinsic(f, e, *i, args, out)?,
+            ExprKind::Atomic {
+                op,
+                mem,
+                index,
+                args,
+            } => {
+                let mem = self.writable_mem(f, *mem)?;
+                let info = &self.mems[mem as usize];
+                if info.lanes != 1 || !matches!(info.elem.size_bytes(), 4 | 8) {
+                    let what = format!(
+                        "atomic on `{}` of {} (4- or 8-byte scalars only)",
+                        info.name, info.elem
+                    );
+                    return Err(self.unsupported(what));
+                }
+                let index = self.expr(f, index, out, None)?;
+                let mut regs = [self.constant(0); 2];
+                for (r, a) in regs.iter_mut().zip(args) {
+                    *r = self.expr(f, a, out, None)?;
+                }
+                let dst = self.temp(1);
+                out.push(Node::Op(Op::Atomic {
+                    op: *op,
+                    mem,
+                    index,
+                    args: regs,
+                    dst,
+                }));
+                dst
+            }
+            ExprKind::Call { func, args } => self.call(f, *func, args, out)?,
+        })
+    }
+
+    fn builtin(&mut self, b: Builtin) -> Reg {
+        let d = |d: Dim| match d {
+            Dim::X => 0,
+            Dim::Y => 1,
+            Dim::Z => 2,
+        };
+        match b {
+            Builtin::ThreadIdx(dim) => self.builtins.thread_idx[d(dim)],
+            Builtin::BlockIdx(dim) => self.builtins.block_idx[d(dim)],
+            Builtin::BlockDim(dim) => self.constant(self.dims.block[d(dim)] as u64),
+            Builtin::GridDim(dim) => self.constant(self.dims.grid[d(dim)] as u64),
+            Builtin::LaneId => self.builtins.lane_id,
+            Builtin::WarpSize => self.constant(32),
+        }
+    }
+
+    fn intrinsic(
+        &mut self,
+        f: &mut Frame<'k>,
+        e: &Expr,
+        i: Intrinsic,
+        args: &[Expr],
+        out: &mut Vec<Node>,
+    ) -> Result<Reg> {
+        let mut regs = Vec::with_capacity(args.len());
+        for a in args {
+            regs.push(self.expr(f, a, out, None)?);
+        }
+        let arity = match MathFn::of(i) {
+            Some(m) => m.arity(),
+            None if i == Intrinsic::SyncThreads => 0,
+            None if matches!(
+                i,
+                Intrinsic::VoteAny | Intrinsic::VoteAll | Intrinsic::VoteBallot
+            ) =>
+            {
+                1
+            }
+            None => 2,
+        };
+        if regs.len() != arity {
+            let got = regs.len();
+            return Err(self.unsupported(format!("{i:?} takes {arity} arguments, got {got}")));
+        }
+        let lanes = e.ty.lanes() as u32;
+        let ty = e.scalar_ty();
+        if let Some(m) = MathFn::of(i) {
+            let dst = self.temp(lanes as u8);
+            for l in 0..lanes {
+                let mut a = [regs[0] + l; 3];
+                for (k, r) in regs.iter().enumerate() {
+                    a[k] = r + l * (args[k].ty.lanes() > 1) as u32;
+                }
+                out.push(Node::Op(Op::Math {
+                    f: m,
+                    ty,
+                    dst: dst + l,
+                    args: a,
+                }));
+            }
+            return Ok(dst);
+        }
+        let kind = match i {
+            Intrinsic::SyncThreads => {
+                out.push(Node::SyncThreads);
+                return Ok(self.constant(0));
+            }
+            Intrinsic::VoteAny | Intrinsic::VoteAll | Intrinsic::VoteBallot => {
+                let kind = match i {
+                    Intrinsic::VoteAny => VoteKind::Any,
+                    Intrinsic::VoteAll => VoteKind::All,
+                    _ => VoteKind::Ballot,
+                };
+                let dst = self.temp(1);
+                out.push(Node::Op(Op::Vote {
+                    kind,
+                    dst,
+                    src: regs[0],
+                }));
+                return Ok(dst);
+            }
+            Intrinsic::ShflXor => ShflKind::Xor,
+            Intrinsic::ShflDown => ShflKind::Down,
+            Intrinsic::ShflUp => ShflKind::Up,
+            _ => ShflKind::Idx,
+        };
+        let dst = self.temp(lanes as u8);
+        for l in 0..lanes {
+            out.push(Node::Op(Op::Shfl {
+                kind,
+                dst: dst + l,
+                src: regs[0] + l,
+                lane: regs[1],
+            }));
+        }
+        Ok(dst)
+    }
+
+    /// Inlines a device function call; returns the register of its result.
+    fn call(
+        &mut self,
+        f: &mut Frame<'k>,
+        func: FnId,
+        args: &[CallArg],
+        out: &mut Vec<Node>,
+    ) -> Result<Reg> {
+        let kernel = self.kernel;
+        let Some(callee) = kernel.device_fns.get(func.0 as usize) else {
+            return Err(self.unsupported(format!("call of unknown device function {}", func.0)));
+        };
+        let depth = f.depth + 1;
+        if depth > MAX_CALL_DEPTH || args.len() != callee.params.len() {
+            return Err(self.unsupported(format!(
+                "call of {}: recursion, or {} arguments for {} parameters",
+                callee.name,
+                args.len(),
+                callee.params.len()
+            )));
+        }
+        self.max_depth = self.max_depth.max(depth);
+        let mut frame = self.frame(callee, Some(func.0), depth)?;
+        for (param, arg) in callee.params.iter().zip(args) {
+            let mem = match (param.kind, arg) {
+                (ParamKind::Value { var, .. }, CallArg::Value(e)) => {
+                    let reg = self.var(&frame, var)?;
+                    self.expr_into(f, e, out, reg)?;
+                    None
+                }
+                (ParamKind::Slice { .. }, CallArg::Mem(m)) => Some(self.mem(f, *m)?),
+                _ => {
+                    let what = format!(
+                        "call of {}: argument kind for `{}`",
+                        callee.name, param.name
+                    );
+                    return Err(self.unsupported(what));
+                }
+            };
+            frame.params.push(mem);
+        }
+        frame.ret = callee.ret.map(|t| self.temp(t.lanes()));
+        let body = self.block(&mut frame, &callee.body)?;
+        out.push(Node::Call { depth, body });
+        Ok(match frame.ret {
+            Some(r) => r,
+            None => self.constant(0),
+        })
+    }
+}

@@ -1,0 +1,266 @@
+//! The compiled form of one launch: the typed IR flattened into register operations under
+//! structured control flow, with device functions inlined.
+//!
+//! A register is a column of one `u64` bit pattern per thread of the block (the encoding of
+//! `typed::ExprKind::Lit`). A vector value of n lanes occupies n consecutive registers.
+//! Registers are permanent (variables, constants, hardware indices) or temporaries; a
+//! temporary carries [`TEMP`] and lives after all permanent registers in the register file,
+//! so that temporaries can be reused statement by statement while variables are still being
+//! allocated.
+
+use crate::ir::{BinOp, UnOp};
+use crate::typed::{AtomicOp, Intrinsic};
+use crate::types::ScalarType;
+
+pub(super) type Reg = u32;
+
+/// Marks a temporary register.
+pub(super) const TEMP: Reg = 1 << 31;
+
+/// A compiled statement: an operation, or structured control flow over nested blocks.
+#[derive(Debug)]
+pub(super) enum Node {
+    Op(Op),
+    /// Lanes with `cond != 0` run `then`, the others `els`.
+    If {
+        cond: Reg,
+        then: Vec<Node>,
+        els: Vec<Node>,
+    },
+    Loop(Box<LoopNode>),
+    /// An inlined device function call; `depth` is the callee's call depth.
+    Call {
+        depth: u32,
+        body: Vec<Node>,
+    },
+    Break,
+    Continue,
+    /// Return from the function at `depth` (0: the kernel, the thread exits), with the
+    /// result copied from `value.0` to `value.1` (`value.2` registers).
+    Return {
+        depth: u32,
+        value: Option<(Reg, Reg, u8)>,
+    },
+    SyncThreads,
+}
+
+/// `while cond { body; step }`: the condition is computed by `cond` into `cond_reg`.
+#[derive(Debug)]
+pub(super) struct LoopNode {
+    pub cond: Vec<Node>,
+    pub cond_reg: Reg,
+    pub body: Vec<Node>,
+    /// The increment of a `for` loop, run after the body (also by `continue`d lanes).
+    pub step: Option<Step>,
+    /// Call depth of the function the loop is in (its returned lanes leave the loop).
+    pub depth: u32,
+}
+
+/// `var += step` with overflow ending the loop for that lane (as `step_by` does).
+#[derive(Debug)]
+pub(super) struct Step {
+    pub var: Reg,
+    pub step: Reg,
+    pub ty: ScalarType,
+}
+
+/// Float math of one operand type (integers for Min, Max, Abs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MathFn {
+    Exp,
+    Exp2,
+    Ln,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Abs,
+    Floor,
+    Fma,
+    Min,
+    Max,
+}
+
+impl MathFn {
+    pub fn of(intrinsic: Intrinsic) -> Option<MathFn> {
+        Some(match intrinsic {
+            Intrinsic::Exp => MathFn::Exp,
+            Intrinsic::Exp2 => MathFn::Exp2,
+            Intrinsic::Ln => MathFn::Ln,
+            Intrinsic::Sqrt => MathFn::Sqrt,
+            Intrinsic::Rsqrt => MathFn::Rsqrt,
+            Intrinsic::Tanh => MathFn::Tanh,
+            Intrinsic::Abs => MathFn::Abs,
+            Intrinsic::Floor => MathFn::Floor,
+            Intrinsic::Fma => MathFn::Fma,
+            Intrinsic::Min => MathFn::Min,
+            Intrinsic::Max => MathFn::Max,
+            _ => return None,
+        })
+    }
+
+    pub fn arity(self) -> usize {
+        match self {
+            MathFn::Fma => 3,
+            MathFn::Min | MathFn::Max => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ShflKind {
+    Xor,
+    Down,
+    Up,
+    Idx,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum VoteKind {
+    Any,
+    All,
+    Ballot,
+}
+
+/// Index of a memory region in [`Program::mems`].
+pub(super) type MemId = u32;
+
+/// An operation over the active lanes. Scalar except memory operations, which move all
+/// lanes of the memory's element type.
+#[derive(Debug)]
+pub(super) enum Op {
+    Copy {
+        dst: Reg,
+        src: Reg,
+    },
+    /// `dst = a op b` on operands of type `ty` (comparisons give bool).
+    Bin {
+        op: BinOp,
+        ty: ScalarType,
+        dst: Reg,
+        a: Reg,
+        b: Reg,
+    },
+    Un {
+        op: UnOp,
+        ty: ScalarType,
+        dst: Reg,
+        a: Reg,
+    },
+    Cast {
+        from: ScalarType,
+        to: ScalarType,
+        dst: Reg,
+        src: Reg,
+    },
+    Math {
+        f: MathFn,
+        ty: ScalarType,
+        dst: Reg,
+        args: [Reg; 3],
+    },
+    Load {
+        mem: MemId,
+        index: Reg,
+        dst: Reg,
+    },
+    Store {
+        mem: MemId,
+        index: Reg,
+        src: Reg,
+    },
+    Atomic {
+        op: AtomicOp,
+        mem: MemId,
+        index: Reg,
+        args: [Reg; 2],
+        dst: Reg,
+    },
+    Shfl {
+        kind: ShflKind,
+        dst: Reg,
+        src: Reg,
+        lane: Reg,
+    },
+    Vote {
+        kind: VoteKind,
+        dst: Reg,
+        src: Reg,
+    },
+    /// Zero a local array (its declaration).
+    ZeroLocal {
+        mem: MemId,
+    },
+}
+
+/// Where a memory region lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MemKind {
+    /// Launch argument `arg` (a global buffer).
+    Global { arg: usize },
+    /// Shared array at `offset` (in scalar slots) of the block's shared memory.
+    Shared { offset: usize },
+    /// Local array at `offset` (in scalar slots) of each thread's local memory.
+    Local { offset: usize },
+}
+
+/// A memory region the kernel can access: a global buffer, a shared or a local array.
+#[derive(Clone, Debug)]
+pub(super) struct MemInfo {
+    pub kind: MemKind,
+    /// The name for error messages (the parameter or array name).
+    pub name: String,
+    pub elem: ScalarType,
+    pub lanes: u8,
+    /// Length in elements.
+    pub len: u64,
+    pub writable: bool,
+}
+
+/// Registers holding the hardware indices, filled when a block starts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct BuiltinRegs {
+    pub thread_idx: [Reg; 3],
+    pub lane_id: Reg,
+    pub block_idx: [Reg; 3],
+}
+
+/// A kernel compiled for one launch.
+#[derive(Debug)]
+pub(super) struct Program {
+    pub kernel: String,
+    pub body: Vec<Node>,
+    pub mems: Vec<MemInfo>,
+    pub perm_regs: u32,
+    pub temp_regs: u32,
+    /// Constant registers (literals, lengths, dimensions, value arguments).
+    pub consts: Vec<(Reg, u64)>,
+    pub builtins: BuiltinRegs,
+    /// Scalar slots of shared memory per block and of local memory per thread.
+    pub shared_slots: usize,
+    pub local_slots: usize,
+    /// The deepest call depth (0: the kernel entry only).
+    pub max_depth: u32,
+    pub block_dim: [u32; 3],
+}
+
+impl Program {
+    /// Threads per block.
+    pub fn threads(&self) -> usize {
+        self.block_dim.iter().map(|&d| d as usize).product()
+    }
+
+    /// Position of `reg` in the register file (in columns).
+    #[inline]
+    pub fn column(&self, reg: Reg) -> usize {
+        if reg & TEMP != 0 {
+            (self.perm_regs + (reg & !TEMP)) as usize
+        } else {
+            reg as usize
+        }
+    }
+
+    pub fn total_regs(&self) -> usize {
+        (self.perm_regs + self.temp_regs) as usize
+    }
+}

@@ -1,0 +1,5 @@
+//! Tests of the interpreter on hand-built typed IR.
+
+mod control;
+mod kernels;
+mod ops;
