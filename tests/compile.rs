@@ -43,7 +43,9 @@ fn every_specialization_compiles_for_every_arch() {
                     let mut bad = Vec::new();
                     for (name, config, source) in jobs.iter().skip(w).step_by(workers) {
                         for arch in ARCHS {
-                            if let Err(e) = nvrtc::compile_cached(source, arch, &CompileOptions::default()) {
+                            if let Err(e) =
+                                nvrtc::compile_cached(source, arch, &CompileOptions::default())
+                            {
                                 bad.push(format!("{name} {config} {arch}: {e}"));
                             }
                         }
@@ -52,10 +54,22 @@ fn every_specialization_compiles_for_every_arch() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
-    assert!(failures.is_empty(), "{} compile failures:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{} specializations × {} archs compiled", jobs.len(), ARCHS.len());
+    assert!(
+        failures.is_empty(),
+        "{} compile failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} specializations × {} archs compiled",
+        jobs.len(),
+        ARCHS.len()
+    );
 }
 
 #[test]
@@ -69,9 +83,21 @@ fn default_configs_spill_nothing() {
         for arch in ARCHS {
             let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
             let r = &c.resources;
-            eprintln!("{} {arch}: {} registers, {} B shared, {} B stack", k.name, r.registers, r.shared_bytes, r.stack_bytes);
-            assert!(r.registers > 0, "{} {arch}: no register count parsed", k.name);
-            assert_eq!((r.spill_stores_bytes, r.spill_loads_bytes), (0, 0), "{} spills on {arch}", k.name);
+            eprintln!(
+                "{} {arch}: {} registers, {} B shared, {} B stack",
+                k.name, r.registers, r.shared_bytes, r.stack_bytes
+            );
+            assert!(
+                r.registers > 0,
+                "{} {arch}: no register count parsed",
+                k.name
+            );
+            assert_eq!(
+                (r.spill_stores_bytes, r.spill_loads_bytes),
+                (0, 0),
+                "{} spills on {arch}",
+                k.name
+            );
         }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! # The DSL surface
 //!
-//! ```ignore
+//! ```text
 //! use warpforge::prelude::*;
 //!
 //! #[kernel(block = (BLOCK), tune(BLOCK = [128, 256, 512]))]
@@ -31,7 +31,7 @@
 //!
 //! **Types.** `bool`, `i32`, `u32`, `i64`, `u64`, `f32`, [`f16`], [`bf16`], [`F8E4M3`],
 //! [`F8E5M2`] (also spelled `f8e4m3`, `f8e5m2`), and [`Vec2<T>`], [`Vec4<T>`] for vectorized
-//! loads and stores. There is no `usize`: kernels index with `u32` (or `i32`).
+//! loads and stores. There is no `usize`: kernels index with `u32` (one index type keeps rustc's inference of `x[i].exp()` unambiguous).
 //!
 //! **Statements and expressions.** `let [mut] x[: T] = e;`, `=` and `op=`, `if`/`else if`/
 //! `else` (also as a value), `for i in a..b`, `a..=b`, `(a..b).step_by(s)` with optional
@@ -135,24 +135,6 @@ impl<T> IndexMut<u32> for Slice<T> {
     }
 }
 
-/// A negative index is out of bounds.
-fn signed_index(i: i32) -> usize {
-    usize::try_from(i).unwrap_or(usize::MAX)
-}
-
-impl<T> Index<i32> for Slice<T> {
-    type Output = T;
-    fn index(&self, i: i32) -> &T {
-        &self.data[signed_index(i)]
-    }
-}
-
-impl<T> IndexMut<i32> for Slice<T> {
-    fn index_mut(&mut self, i: i32) -> &mut T {
-        &mut self.data[signed_index(i)]
-    }
-}
-
 /// A type that can be stored in shared or local arrays: it has a zero value.
 pub trait KernelValue: Copy {
     fn zero() -> Self;
@@ -229,13 +211,17 @@ array_type!(
 /// Allocates `len` elements of block-shared memory (one array per block, shared by its
 /// threads; not initialized on the GPU). `len` must be a constant over the const generics.
 pub fn shared_array<T: KernelValue>(len: u32) -> SharedArray<T> {
-    SharedArray { data: vec![T::zero(); len as usize] }
+    SharedArray {
+        data: vec![T::zero(); len as usize],
+    }
 }
 
 /// Allocates `len` zeroed elements private to the calling thread. `len` must be a constant
 /// over the const generics.
 pub fn local_array<T: KernelValue>(len: u32) -> LocalArray<T> {
-    LocalArray { data: vec![T::zero(); len as usize] }
+    LocalArray {
+        data: vec![T::zero(); len as usize],
+    }
 }
 
 /// Two lanes, aligned to their total size (one 64-bit access for `Vec2<f32>`).
@@ -366,26 +352,29 @@ impl<T> AtomicTarget<T> for SharedArray<T> {
     }
 }
 
-/// Element types with a hardware atomic add: `i32`, `u32`, `i64`, `u64`, `f32`, `f16`,
-/// `bf16`.
+/// Element types with an atomic add: `f32`, `i32`, `u32`.
 pub trait AtomicAdd: Copy + Add<Output = Self> {}
 impl AtomicAdd for i32 {}
 impl AtomicAdd for u32 {}
-impl AtomicAdd for i64 {}
-impl AtomicAdd for u64 {}
 impl AtomicAdd for f32 {}
-impl AtomicAdd for f16 {}
-impl AtomicAdd for bf16 {}
 
-/// Integer element types with atomic min, max and compare-and-swap.
+/// Element types with atomic min and max: `i32`, `u32`.
 pub trait AtomicInt: Copy + Ord {}
 impl AtomicInt for i32 {}
 impl AtomicInt for u32 {}
-impl AtomicInt for i64 {}
-impl AtomicInt for u64 {}
+
+/// Element types with atomic compare-and-swap: `i32`, `u32`, `u64`.
+pub trait AtomicCas: Copy + Eq {}
+impl AtomicCas for i32 {}
+impl AtomicCas for u32 {}
+impl AtomicCas for u64 {}
 
 /// `buf[index] += value` atomically; returns the old value.
-pub fn atomic_add<T: AtomicAdd, B: AtomicTarget<T> + ?Sized>(buf: &mut B, index: u32, value: T) -> T {
+pub fn atomic_add<T: AtomicAdd, B: AtomicTarget<T> + ?Sized>(
+    buf: &mut B,
+    index: u32,
+    value: T,
+) -> T {
     let slot = buf.slot(index);
     let old = *slot;
     *slot = old + value;
@@ -393,7 +382,11 @@ pub fn atomic_add<T: AtomicAdd, B: AtomicTarget<T> + ?Sized>(buf: &mut B, index:
 }
 
 /// `buf[index] = min(buf[index], value)` atomically; returns the old value.
-pub fn atomic_min<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(buf: &mut B, index: u32, value: T) -> T {
+pub fn atomic_min<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(
+    buf: &mut B,
+    index: u32,
+    value: T,
+) -> T {
     let slot = buf.slot(index);
     let old = *slot;
     *slot = old.min(value);
@@ -401,7 +394,11 @@ pub fn atomic_min<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(buf: &mut B, index:
 }
 
 /// `buf[index] = max(buf[index], value)` atomically; returns the old value.
-pub fn atomic_max<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(buf: &mut B, index: u32, value: T) -> T {
+pub fn atomic_max<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(
+    buf: &mut B,
+    index: u32,
+    value: T,
+) -> T {
     let slot = buf.slot(index);
     let old = *slot;
     *slot = old.max(value);
@@ -409,7 +406,7 @@ pub fn atomic_max<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(buf: &mut B, index:
 }
 
 /// `if buf[index] == compare { buf[index] = value }` atomically; returns the old value.
-pub fn atomic_cas<T: AtomicInt, B: AtomicTarget<T> + ?Sized>(
+pub fn atomic_cas<T: AtomicCas, B: AtomicTarget<T> + ?Sized>(
     buf: &mut B,
     index: u32,
     compare: T,
@@ -433,24 +430,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slices_and_arrays_index_by_u32_and_i32() {
+    fn slices_and_arrays_index_by_u32() {
         let data = [1.0f32, 2.0, 3.0];
         let s = Slice::from_slice(&data);
         assert_eq!(s.len(), 3);
         assert_eq!(s[2u32], 3.0);
-        assert_eq!(s[1i32], 2.0);
+        assert_eq!(s[1], 2.0);
         let mut tile = shared_array::<u32>(4);
         tile[3u32] = 7;
         assert_eq!(tile.len(), 4);
         assert_eq!(tile[3u32], 7);
         assert_eq!(local_array::<f16>(2)[1u32], f16::ZERO);
-    }
-
-    #[test]
-    #[should_panic]
-    fn negative_index_is_out_of_bounds() {
-        let data = [1u32];
-        let _ = Slice::from_slice(&data)[-1i32];
     }
 
     #[test]

@@ -18,15 +18,31 @@ fn bench(c: &mut Criterion) {
     let dims: LaunchDims = gemm::dims(&config, n as u32, n as u32);
     let dim = n as u32;
     let mut launch = |options: &InterpOptions| {
-        let mut args = [Arg::slice(&a), Arg::slice(&b), Arg::slice_mut(&mut out), Arg::value(dim), Arg::value(dim), Arg::value(dim)];
+        let mut args = [
+            Arg::slice(&a),
+            Arg::slice(&b),
+            Arg::slice_mut(&mut out),
+            Arg::value(dim),
+            Arg::value(dim),
+            Arg::value(dim),
+        ];
         interp::run(&kernel, &dims, &mut args, options).unwrap()
     };
     let stats = launch(&InterpOptions::default());
     let mut group = c.benchmark_group("interp_gemm_256");
     group.sample_size(10);
     group.throughput(Throughput::Elements(stats.thread_statements));
-    group.bench_function("parallel", |bch| bch.iter(|| launch(&InterpOptions::default())));
-    group.bench_function("one_thread", |bch| bch.iter(|| launch(&InterpOptions { parallel: false, ..InterpOptions::default() })));
+    group.bench_function("parallel", |bch| {
+        bch.iter(|| launch(&InterpOptions::default()))
+    });
+    group.bench_function("one_thread", |bch| {
+        bch.iter(|| {
+            launch(&InterpOptions {
+                parallel: false,
+                ..InterpOptions::default()
+            })
+        })
+    });
     group.finish();
 }
 

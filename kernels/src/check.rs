@@ -11,7 +11,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(name: impl Into<String>, dims: Vec<usize>) -> Problem {
-        Problem { name: name.into(), dims }
+        Problem {
+            name: name.into(),
+            dims,
+        }
     }
 }
 
@@ -76,7 +79,10 @@ pub fn compare(problem: &Problem, got: &[f32], want: &[f32], tolerance: f64) -> 
         let abs = (g - w).abs();
         let rel = abs / w.abs().max(f64::MIN_POSITIVE);
         let bad = !(abs <= tolerance * w.abs().max(1.0)) || g.is_nan() != w.is_nan();
-        report.max_abs_error = report.max_abs_error.max(if abs.is_nan() { f64::INFINITY } else { abs });
+        report.max_abs_error =
+            report
+                .max_abs_error
+                .max(if abs.is_nan() { f64::INFINITY } else { abs });
         report.max_rel_error = report.max_rel_error.max(if w == 0.0 { abs } else { rel });
         if bad && report.first_bad.is_none() && !(g.is_nan() && w.is_nan()) {
             report.first_bad = Some((i, g, w));

@@ -52,7 +52,11 @@ pub fn gemm<const BM: u32, const BN: u32, const BK: u32, const TM: u32, const TN
                 let kk = e % BK;
                 let gr = row0 + r;
                 let gk = k0 + kk;
-                a_tile[kk * BM + r] = if gr < m && gk < k { a[gr * k + gk] } else { 0.0 };
+                a_tile[kk * BM + r] = if gr < m && gk < k {
+                    a[gr * k + gk]
+                } else {
+                    0.0
+                };
             }
         }
         #[unroll]
@@ -63,7 +67,11 @@ pub fn gemm<const BM: u32, const BN: u32, const BK: u32, const TM: u32, const TN
                 let col = e % BN;
                 let gk = k0 + kk;
                 let gc = col0 + col;
-                b_tile[kk * BN + col] = if gk < k && gc < n { b[gk * n + gc] } else { 0.0 };
+                b_tile[kk * BN + col] = if gk < k && gc < n {
+                    b[gk * n + gc]
+                } else {
+                    0.0
+                };
             }
         }
         sync_threads();
@@ -106,7 +114,9 @@ pub fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32>
     let mut c = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let s: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+            let s: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                .sum();
             c[i * n + j] = s as f32;
         }
     }
@@ -117,15 +127,26 @@ pub fn reference(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32>
 pub fn dims(config: &Config, m: u32, n: u32) -> LaunchDims {
     let get = |name: &str| config.get(name).unwrap_or(1) as u32;
     let (bm, bn) = (get("BM"), get("BN"));
-    LaunchDims::grid_2d((n.div_ceil(bn).max(1), m.div_ceil(bm).max(1)), (bn / get("TN"), bm / get("TM")))
+    LaunchDims::grid_2d(
+        (n.div_ceil(bn).max(1), m.div_ceil(bm).max(1)),
+        (bn / get("TN"), bm / get("TM")),
+    )
 }
 
 /// Runs the kernel on `device`.
-pub fn run(device: &Device, config: &Config, a: &[f32], b: &[f32], (m, n, k): (usize, usize, usize)) -> Result<Vec<f32>, warpforge_dsl::Error> {
+pub fn run(
+    device: &Device,
+    config: &Config,
+    a: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
     let (da, db) = (device.upload(a)?, device.upload(b)?);
     let mut dc = device.zeros::<f32>(m * n)?;
     let dims = dims(config, m as u32, n as u32);
-    gemm::launch(device, config, dims, &da, &db, &mut dc, m as u32, n as u32, k as u32)?;
+    gemm::launch(
+        device, config, dims, &da, &db, &mut dc, m as u32, n as u32, k as u32,
+    )?;
     Ok(device.download(&dc)?)
 }
 
@@ -141,14 +162,28 @@ pub fn problems() -> Vec<Problem> {
 fn inputs(problem: &Problem) -> (Vec<f32>, Vec<f32>) {
     let (m, n, k) = (problem.dims[0], problem.dims[1], problem.dims[2]);
     let mut rng = StdRng::seed_from_u64((m * 31 + n * 7 + k) as u64);
-    let a = (0..m * k).map(|_| rng.random_range(-4i32..=4) as f32).collect();
-    let b = (0..k * n).map(|_| rng.random_range(-4i32..=4) as f32).collect();
+    let a = (0..m * k)
+        .map(|_| rng.random_range(-4i32..=4) as f32)
+        .collect();
+    let b = (0..k * n)
+        .map(|_| rng.random_range(-4i32..=4) as f32)
+        .collect();
     (a, b)
 }
 
-pub fn output(device: &Device, config: &Config, problem: &Problem) -> Result<Vec<f32>, warpforge_dsl::Error> {
+pub fn output(
+    device: &Device,
+    config: &Config,
+    problem: &Problem,
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
     let (a, b) = inputs(problem);
-    run(device, config, &a, &b, (problem.dims[0], problem.dims[1], problem.dims[2]))
+    run(
+        device,
+        config,
+        &a,
+        &b,
+        (problem.dims[0], problem.dims[1], problem.dims[2]),
+    )
 }
 
 pub fn expected(problem: &Problem) -> Vec<f32> {

@@ -36,9 +36,19 @@ impl LibraryKernel {
     }
 
     /// Runs one config on one problem and compares with the host reference.
-    pub fn check(&self, device: &Device, config: &Config, problem: &Problem) -> Result<CheckReport, CheckError> {
+    pub fn check(
+        &self,
+        device: &Device,
+        config: &Config,
+        problem: &Problem,
+    ) -> Result<CheckReport, CheckError> {
         let got = (self.output)(device, config, problem)?;
-        Ok(compare(problem, &got, &(self.expected)(problem), (self.tolerance)(problem)))
+        Ok(compare(
+            problem,
+            &got,
+            &(self.expected)(problem),
+            (self.tolerance)(problem),
+        ))
     }
 
     /// Every config of its declared space.

@@ -35,7 +35,11 @@ pub fn block_sum<const BLOCK: u32>(v: f32, scratch: &mut [f32]) -> f32 {
     sync_threads();
     let mut total = 0.0f32;
     if warp == 0 {
-        let mine = if lane < BLOCK / 32 { scratch[lane] } else { 0.0 };
+        let mine = if lane < BLOCK / 32 {
+            scratch[lane]
+        } else {
+            0.0
+        };
         total = warp_sum(mine);
     }
     total
@@ -71,7 +75,7 @@ pub fn run(device: &Device, config: &Config, x: &[f32]) -> Result<f32, warpforge
     let mut input = device.upload(x)?;
     let mut n = x.len() as u32;
     loop {
-        let dims = LaunchDims::cover(n, per_block);
+        let dims = LaunchDims::linear(n.div_ceil(per_block).max(1), block);
         let mut partials = device.zeros::<f32>(dims.grid[0] as usize)?;
         sum_partials::launch(device, config, dims, &input, &mut partials, n)?;
         if dims.grid[0] == 1 {
@@ -83,7 +87,10 @@ pub fn run(device: &Device, config: &Config, x: &[f32]) -> Result<f32, warpforge
 }
 
 pub fn problems() -> Vec<Problem> {
-    [1usize, 31, 1000, 5000, 70_001].iter().map(|&n| Problem::new(format!("n={n}"), vec![n])).collect()
+    [1usize, 31, 1000, 5000, 70_001]
+        .iter()
+        .map(|&n| Problem::new(format!("n={n}"), vec![n]))
+        .collect()
 }
 
 fn inputs(problem: &Problem) -> Vec<f32> {
@@ -92,7 +99,11 @@ fn inputs(problem: &Problem) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-pub fn output(device: &Device, config: &Config, problem: &Problem) -> Result<Vec<f32>, warpforge_dsl::Error> {
+pub fn output(
+    device: &Device,
+    config: &Config,
+    problem: &Problem,
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
     Ok(vec![run(device, config, &inputs(problem))?])
 }
 

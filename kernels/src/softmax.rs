@@ -53,7 +53,11 @@ pub fn softmax<const BLOCK: u32>(x: &[f32], y: &mut [f32], cols: u32) {
     }
     sync_threads();
     if warp == 0 {
-        m = if lane < BLOCK / 32 { max_sh[lane] } else { f32::NEG_INFINITY };
+        m = if lane < BLOCK / 32 {
+            max_sh[lane]
+        } else {
+            f32::NEG_INFINITY
+        };
         s = if lane < BLOCK / 32 { sum_sh[lane] } else { 0.0 };
         #[unroll]
         for k in 0..5u32 {
@@ -93,26 +97,54 @@ pub fn reference(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Runs the kernel on `device` over a `rows×cols` matrix.
-pub fn run(device: &Device, config: &Config, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, warpforge_dsl::Error> {
+pub fn run(
+    device: &Device,
+    config: &Config,
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
     let dx = device.upload(x)?;
     let mut dy = device.zeros::<f32>(rows * cols)?;
     let block = config.get("BLOCK").unwrap_or(128) as u32;
-    softmax::launch(device, config, LaunchDims::linear(rows as u32, block), &dx, &mut dy, cols as u32)?;
+    softmax::launch(
+        device,
+        config,
+        LaunchDims::linear(rows as u32, block),
+        &dx,
+        &mut dy,
+        cols as u32,
+    )?;
     Ok(device.download(&dy)?)
 }
 
 pub fn problems() -> Vec<Problem> {
-    [(1, 1), (3, 7), (4, 1000), (2, 4097)].iter().map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c])).collect()
+    [(1, 1), (3, 7), (4, 1000), (2, 4097)]
+        .iter()
+        .map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c]))
+        .collect()
 }
 
 fn inputs(problem: &Problem) -> Vec<f32> {
     let (rows, cols) = (problem.dims[0], problem.dims[1]);
     let mut rng = StdRng::seed_from_u64((rows * 1000 + cols) as u64);
-    (0..rows * cols).map(|_| rng.random_range(-8.0..8.0)).collect()
+    (0..rows * cols)
+        .map(|_| rng.random_range(-8.0..8.0))
+        .collect()
 }
 
-pub fn output(device: &Device, config: &Config, problem: &Problem) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    run(device, config, &inputs(problem), problem.dims[0], problem.dims[1])
+pub fn output(
+    device: &Device,
+    config: &Config,
+    problem: &Problem,
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
+    run(
+        device,
+        config,
+        &inputs(problem),
+        problem.dims[0],
+        problem.dims[1],
+    )
 }
 
 pub fn expected(problem: &Problem) -> Vec<f32> {

@@ -31,11 +31,16 @@ pub fn reference(a: &[f32], b: &[f32]) -> Vec<f32> {
 pub fn dims(config: &Config, n: u32) -> LaunchDims {
     let block = config.get("BLOCK").unwrap_or(256) as u32;
     let items = config.get("ITEMS").unwrap_or(1) as u32;
-    LaunchDims::cover(n, block * items)
+    LaunchDims::linear(n.div_ceil(block * items).max(1), block)
 }
 
 /// Runs the kernel on `device` and returns `a + b`.
-pub fn run(device: &Device, config: &Config, a: &[f32], b: &[f32]) -> Result<Vec<f32>, warpforge_dsl::Error> {
+pub fn run(
+    device: &Device,
+    config: &Config,
+    a: &[f32],
+    b: &[f32],
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
     let n = a.len() as u32;
     let (da, db) = (device.upload(a)?, device.upload(b)?);
     let mut dc = device.zeros::<f32>(a.len())?;
@@ -45,7 +50,10 @@ pub fn run(device: &Device, config: &Config, a: &[f32], b: &[f32]) -> Result<Vec
 
 /// Problem sizes for checks: edge sizes and sizes that are not a multiple of any tile.
 pub fn problems() -> Vec<Problem> {
-    [1usize, 7, 255, 1000, 4099].iter().map(|&n| Problem::new(format!("n={n}"), vec![n])).collect()
+    [1usize, 7, 255, 1000, 4099]
+        .iter()
+        .map(|&n| Problem::new(format!("n={n}"), vec![n]))
+        .collect()
 }
 
 fn inputs(problem: &Problem) -> (Vec<f32>, Vec<f32>) {
@@ -57,7 +65,11 @@ fn inputs(problem: &Problem) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// The kernel's output on the problem's inputs.
-pub fn output(device: &Device, config: &Config, problem: &Problem) -> Result<Vec<f32>, warpforge_dsl::Error> {
+pub fn output(
+    device: &Device,
+    config: &Config,
+    problem: &Problem,
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
     let (a, b) = inputs(problem);
     run(device, config, &a, &b)
 }

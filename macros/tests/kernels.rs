@@ -146,7 +146,7 @@ fn copy_vec4(src: &[Vec4<f32>], dst: &mut [Vec4<f32>], half_out: &mut [f16], n: 
 fn unused_kernel<const STEP: u32>(x: &[f32], y: &mut [f32], n: u32) {
     let i = thread_idx_x() as i32;
     if i == 0 {
-        y[0] = x[0] + x[1i32] + x[i];
+        y[0] = x[0] + x[1u32] + x[i as u32];
     }
     for k in (0..n).step_by(STEP) {
         y[k] = unused_device(x[k]);

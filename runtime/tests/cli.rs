@@ -43,8 +43,14 @@ fn emit_prints_cuda_c_for_a_config() {
 fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     let cases: [(&[&str], &str); 4] = [
         (&["emit", "nope"], "unknown kernel `nope`"),
-        (&["emit", "vector_add", "--config", "BLOCK=100"], "BLOCK=100 is outside the declared space"),
-        (&["emit", "vector_add", "--config", "WIDTH=4"], "has no parameter `WIDTH`"),
+        (
+            &["emit", "vector_add", "--config", "BLOCK=100"],
+            "BLOCK=100 is outside the declared space",
+        ),
+        (
+            &["emit", "vector_add", "--config", "WIDTH=4"],
+            "has no parameter `WIDTH`",
+        ),
         (&["compile", "vector_add", "--arch", "sm_xx"], "sm_xx"),
     ];
     for (args, expected) in cases {
@@ -52,13 +58,24 @@ fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
         assert!(!o.status.success(), "{args:?} succeeded");
         let err = stderr(&o);
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?} printed more than one line:\n{err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?} printed more than one line:\n{err}"
+        );
     }
 }
 
 #[test]
 fn check_runs_a_kernel_on_the_interpreter() {
-    let o = warpforge(&["check", "vector_add", "--backend", "cpu", "--config", "BLOCK=256,ITEMS=1"]);
+    let o = warpforge(&[
+        "check",
+        "vector_add",
+        "--backend",
+        "cpu",
+        "--config",
+        "BLOCK=256,ITEMS=1",
+    ]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("5 passed, 0 failed"), "{text}");

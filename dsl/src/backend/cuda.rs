@@ -17,7 +17,7 @@ use super::device::{lock, DeviceError, SpecKey};
 use super::{Arg, LaunchDims, RawBuffer, Storage, Value};
 use crate::codegen;
 use crate::nvrtc::{self, Arch, CompileOptions, NvrtcError};
-use crate::typed;
+use crate::typed::{self, ParamKind};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
     PushKernelArg,
@@ -229,10 +229,14 @@ impl CudaDevice {
                 kernel.name, param.name
             );
             self.check_ordinal(mem, &what)?;
-            let len = u32::try_from(raw.len).map_err(|_| DeviceError::TooLong {
+            let elems = match param.kind {
+                ParamKind::Slice { elem, .. } => raw.len_as(elem).unwrap_or(raw.len),
+                ParamKind::Value { .. } => raw.len,
+            };
+            let len = u32::try_from(elems).map_err(|_| DeviceError::TooLong {
                 kernel: kernel.name.clone(),
                 param: param.name.clone(),
-                len: raw.len,
+                len: elems,
             })?;
             out.push(Scalar::U32(len));
         }

@@ -215,7 +215,9 @@ impl Device {
         check_launch(&typed, &dims, args)?;
         self.check_storage(&typed, args)?;
         match &self.target {
-            Target::Cpu => interp::run(&typed, &dims, args, &InterpOptions::default())?,
+            Target::Cpu => {
+                interp::run(&typed, &dims, args, &InterpOptions::default())?;
+            }
             Target::Cuda(gpu) => gpu.launch(&key, &typed, dims, args)?,
         }
         Ok(())
@@ -352,14 +354,14 @@ fn param_accepts(kind: &ParamKind, arg: &Arg) -> bool {
                 mutable: false,
             },
             Arg::Slice(b),
-        ) => b.elem == *elem,
+        ) => b.len_as(*elem).is_some(),
         (
             ParamKind::Slice {
                 elem,
                 mutable: true,
             },
             Arg::SliceMut(b),
-        ) => b.elem == *elem,
+        ) => b.len_as(*elem).is_some(),
         (ParamKind::Value { ty, .. }, Arg::Value(v)) => *ty == v.ty.into(),
         _ => false,
     }

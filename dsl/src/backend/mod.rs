@@ -85,6 +85,19 @@ pub struct RawBuffer {
 }
 
 impl RawBuffer {
+    /// The buffer's length in elements of `elem`, when it can be passed for a `&[elem]`
+    /// parameter: the same element type, or the scalar lanes of a vector element type (a
+    /// `Buffer<f32>` of 4·n floats is a `&[Vec4<f32>]` of n vectors; the launchers of
+    /// vector-slice kernels take the scalar buffer).
+    pub fn len_as(&self, elem: Type) -> Option<usize> {
+        if self.elem == elem {
+            return Some(self.len);
+        }
+        let lanes = elem.lanes() as usize;
+        let reinterpretable = lanes > 1 && self.elem == Type::Scalar(elem.elem());
+        (reinterpretable && self.len % lanes == 0).then(|| self.len / lanes)
+    }
+
     /// Host bytes, when the buffer is on the host.
     pub fn host_bytes(&self) -> Option<&[u8]> {
         match &self.storage {

@@ -344,5 +344,5 @@ pub fn read<T: Element>(b: &RawBuffer) -> Vec<T> {
 }
 
 pub fn launch(k: &Kernel, dims: LaunchDims, args: &mut [Arg]) -> Result<(), InterpError> {
-    run(k, &dims, args, &InterpOptions::default())
+    run(k, &dims, args, &InterpOptions::default()).map(|_| ())
 }

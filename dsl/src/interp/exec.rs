@@ -39,6 +39,8 @@ pub(super) struct BlockState<'p> {
     pub(super) block: [u32; 3],
     /// Per-thread scratch for collectives.
     pub(super) active: Vec<bool>,
+    /// Register-level instructions executed, summed over the threads that executed them.
+    pub(super) thread_instructions: u64,
 }
 
 /// Runs `f` for every active lane, with a tight loop when the mask is full.
@@ -67,6 +69,7 @@ impl<'p> BlockState<'p> {
             continues: Vec::new(),
             block: [0; 3],
             active: vec![false; n],
+            thread_instructions: 0,
         }
     }
 
@@ -137,7 +140,10 @@ impl<'p> BlockState<'p> {
                 break;
             }
             match node {
-                Node::Op(op) => self.op(op, mask)?,
+                Node::Op(op) => {
+                    self.thread_instructions += mask.len() as u64;
+                    self.op(op, mask)?
+                }
                 Node::If { cond, then, els } => self.exec_if(*cond, then, els, mask)?,
                 Node::Loop(l) => self.exec_loop(l, mask)?,
                 Node::Call { depth, body } => {

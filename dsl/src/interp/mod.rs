@@ -60,6 +60,15 @@ impl InterpOptions {
     }
 }
 
+/// What a launch did, for throughput measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaunchStats {
+    pub blocks: u64,
+    /// Register-level IR instructions executed, summed over the threads that executed them
+    /// (a thread-statement count).
+    pub thread_instructions: u64,
+}
+
 /// Runs `kernel` over the whole grid of `dims` with `args` (one per kernel parameter).
 ///
 /// When several blocks fault, the error of the lowest-numbered failing block is returned
@@ -69,7 +78,7 @@ pub fn run(
     dims: &LaunchDims,
     args: &mut [Arg],
     options: &InterpOptions,
-) -> Result<(), InterpError> {
+) -> Result<LaunchStats, InterpError> {
     check_dims(kernel, dims)?;
     let (bindings, globals) = bind_args(kernel, args)?;
     let prog = compile::compile(kernel, *dims, bindings)?;
@@ -82,9 +91,16 @@ pub fn run(
             (b / (gx * gy)) as u32,
         ]
     };
+    let executed = AtomicU64::new(0);
+    let stats = || LaunchStats {
+        blocks,
+        thread_instructions: executed.load(Ordering::Relaxed),
+    };
     if !options.parallel {
         let mut state = exec::BlockState::new(&prog, &globals);
-        return (0..blocks).try_for_each(|b| state.run(block_of(b)));
+        (0..blocks).try_for_each(|b| state.run(block_of(b)))?;
+        executed.store(state.thread_instructions, Ordering::Relaxed);
+        return Ok(stats());
     }
     // Lowest failing block so far: blocks above it are skipped, blocks below still run, so
     // the reported error does not depend on scheduling.
@@ -96,7 +112,10 @@ pub fn run(
             if b > first_failure.load(Ordering::Relaxed) {
                 return;
             }
-            if let Err(e) = state.run(block_of(b)) {
+            state.thread_instructions = 0;
+            let result = state.run(block_of(b));
+            executed.fetch_add(state.thread_instructions, Ordering::Relaxed);
+            if let Err(e) = result {
                 let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
                 if b < first_failure.load(Ordering::Relaxed) {
                     first_failure.store(b, Ordering::Relaxed);
@@ -107,7 +126,7 @@ pub fn run(
     );
     match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(stats()),
     }
 }
 
@@ -177,8 +196,10 @@ fn bind_args(
                     format!("&[{elem}]")
                 };
                 let buf = match arg {
-                    Arg::SliceMut(b) if b.elem == elem => host_buffer_mut(b),
-                    Arg::Slice(b) if b.elem == elem && !mutable => host_buffer(b),
+                    Arg::SliceMut(b) => b.len_as(elem).and_then(|n| host_buffer_mut(b, elem, n)),
+                    Arg::Slice(b) if !mutable => {
+                        b.len_as(elem).and_then(|n| host_buffer(b, elem, n))
+                    }
                     _ => None,
                 };
                 let Some((buf, len)) = buf else {
@@ -199,17 +220,16 @@ fn bind_args(
     Ok((bindings, globals))
 }
 
-/// The host bytes of a buffer and its length in elements; `None` when it is not on the
-/// host or holds fewer bytes than its length needs.
-fn host_buffer(b: &RawBuffer) -> Option<(GlobalBuf, u64)> {
-    let need = b.len.checked_mul(b.elem.size_bytes())?;
+/// The host bytes of a buffer seen as `len` elements of `elem`; `None` when it is not on
+/// the host or holds fewer bytes than that needs.
+fn host_buffer(b: &RawBuffer, elem: Type, len: usize) -> Option<(GlobalBuf, u64)> {
+    let need = len.checked_mul(elem.size_bytes())?;
     let bytes = b.host_bytes()?;
-    (bytes.len() >= need).then(|| (GlobalBuf::new(bytes), b.len as u64))
+    (bytes.len() >= need).then(|| (GlobalBuf::new(bytes), len as u64))
 }
 
-fn host_buffer_mut(b: &mut RawBuffer) -> Option<(GlobalBuf, u64)> {
-    let need = b.len.checked_mul(b.elem.size_bytes())?;
-    let len = b.len as u64;
+fn host_buffer_mut(b: &mut RawBuffer, elem: Type, len: usize) -> Option<(GlobalBuf, u64)> {
+    let need = len.checked_mul(elem.size_bytes())?;
     let bytes = b.host_bytes_mut()?;
-    (bytes.len() >= need).then(|| (GlobalBuf::new_mut(bytes), len))
+    (bytes.len() >= need).then(|| (GlobalBuf::new_mut(bytes), len as u64))
 }

@@ -18,7 +18,12 @@ pub fn run(device: &Device, kernels: &[LibraryKernel], config: Option<&str>) -> 
             None => k.configs(),
         };
         let start = Instant::now();
-        println!("{} ({} configs × {} problems)", k.name, configs.len(), (k.problems)().len());
+        println!(
+            "{} ({} configs × {} problems)",
+            k.name,
+            configs.len(),
+            (k.problems)().len()
+        );
         for config in &configs {
             for problem in (k.problems)() {
                 runs += 1;
@@ -38,13 +43,21 @@ pub fn run(device: &Device, kernels: &[LibraryKernel], config: Option<&str>) -> 
         println!("  {} done in {:.2?}", k.name, start.elapsed());
     }
     println!("{} passed, {} failed", runs - failures, failures);
-    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `warpforge gpu-check`: each kernel's default config on each problem, on the GPU and on
 /// the interpreter; both compared with the host reference and with each other. Writes a
 /// JSON report; returns failure when any comparison fails.
-pub fn gpu_check(gpu: &Device, kernels: &[LibraryKernel], json_path: &std::path::Path) -> Result<ExitCode> {
+pub fn gpu_check(
+    gpu: &Device,
+    kernels: &[LibraryKernel],
+    json_path: &std::path::Path,
+) -> Result<ExitCode> {
     let cpu = Device::cpu();
     let mut entries = Vec::new();
     let mut failures = 0usize;
@@ -63,19 +76,35 @@ pub fn gpu_check(gpu: &Device, kernels: &[LibraryKernel], json_path: &std::path:
             });
             match (on_gpu, on_cpu) {
                 (Ok(g), Ok(c)) => {
-                    let vs_ref = warpforge_kernels::check::compare(&problem, &g, &expected, tolerance);
+                    let vs_ref =
+                        warpforge_kernels::check::compare(&problem, &g, &expected, tolerance);
                     let vs_interp = warpforge_kernels::check::compare(&problem, &g, &c, tolerance);
                     let ok = vs_ref.passed() && vs_interp.passed();
                     failures += usize::from(!ok);
-                    println!("  {} {} {:<12} vs reference: {:.2e}, vs interpreter: {:.2e}", if ok { "ok  " } else { "FAIL" }, k.name, problem.name, vs_ref.max_abs_error, vs_interp.max_abs_error);
+                    println!(
+                        "  {} {} {:<12} vs reference: {:.2e}, vs interpreter: {:.2e}",
+                        if ok { "ok  " } else { "FAIL" },
+                        k.name,
+                        problem.name,
+                        vs_ref.max_abs_error,
+                        vs_interp.max_abs_error
+                    );
                     entry["passed"] = ok.into();
                     entry["max_abs_error_vs_reference"] = vs_ref.max_abs_error.into();
                     entry["max_abs_error_vs_interpreter"] = vs_interp.max_abs_error.into();
                 }
                 (g, c) => {
                     failures += 1;
-                    let error = g.err().map(|e| format!("gpu: {e}")).or(c.err().map(|e| format!("interpreter: {e}")));
-                    println!("  ERROR {} {}: {}", k.name, problem.name, error.clone().unwrap_or_default());
+                    let error = g
+                        .err()
+                        .map(|e| format!("gpu: {e}"))
+                        .or(c.err().map(|e| format!("interpreter: {e}")));
+                    println!(
+                        "  ERROR {} {}: {}",
+                        k.name,
+                        problem.name,
+                        error.clone().unwrap_or_default()
+                    );
                     entry["passed"] = false.into();
                     entry["error"] = error.into();
                 }
@@ -83,8 +112,17 @@ pub fn gpu_check(gpu: &Device, kernels: &[LibraryKernel], json_path: &std::path:
             entries.push(entry);
         }
     }
-    let report = serde_json::json!({ "device": gpu.name(), "failures": failures, "results": entries });
+    let report =
+        serde_json::json!({ "device": gpu.name(), "failures": failures, "results": entries });
     std::fs::write(json_path, serde_json::to_string_pretty(&report)?)?;
-    println!("{} failures; report written to {}", failures, json_path.display());
-    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{} failures; report written to {}",
+        failures,
+        json_path.display()
+    );
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -11,7 +11,11 @@ use warpforge_dsl::{Config, Device};
 use warpforge_kernels::{library, LibraryKernel};
 
 #[derive(Parser, Debug)]
-#[command(name = "warpforge", version, about = "GPU kernels in Rust syntax: print, compile, check and tune them")]
+#[command(
+    name = "warpforge",
+    version,
+    about = "GPU kernels in Rust syntax: print, compile, check and tune them"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -89,12 +93,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", warpforge_dsl::codegen::cuda_source(&typed));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Compile { kernel, all, archs, config, space } => {
+        Command::Compile {
+            kernel,
+            all,
+            archs,
+            config,
+            space,
+        } => {
             let kernels = select(kernel.as_deref(), all)?;
             let archs = parse_archs(&archs)?;
             compile::report(&kernels, &archs, config.as_deref(), space)
         }
-        Command::Check { kernel, all, backend, config } => {
+        Command::Check {
+            kernel,
+            all,
+            backend,
+            config,
+        } => {
             let kernels = select(kernel.as_deref(), all)?;
             let device = open_device(backend)?;
             check::run(&device, &kernels, config.as_deref())
@@ -117,7 +132,13 @@ fn verify(backend: BackendChoice) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     };
-    Ok(if checked == ExitCode::SUCCESS && compiled == ExitCode::SUCCESS { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(
+        if checked == ExitCode::SUCCESS && compiled == ExitCode::SUCCESS {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 fn list_kernels() {
@@ -125,7 +146,11 @@ fn list_kernels() {
         let def = (k.def)();
         println!("{}  — {}", k.name, k.summary);
         println!("    space:   {}", def.space);
-        println!("    configs: {} (default {})", k.configs().len(), k.default_config());
+        println!(
+            "    configs: {} (default {})",
+            k.configs().len(),
+            k.default_config()
+        );
         println!("    source:  {}:{}", def.file, def.line);
     }
 }
@@ -133,7 +158,10 @@ fn list_kernels() {
 pub(crate) fn find_kernel(name: &str) -> Result<LibraryKernel> {
     warpforge_kernels::find(name).ok_or_else(|| {
         let names: Vec<_> = library().iter().map(|k| k.name).collect();
-        anyhow!("unknown kernel `{name}`; the library has: {}", names.join(", "))
+        anyhow!(
+            "unknown kernel `{name}`; the library has: {}",
+            names.join(", ")
+        )
     })
 }
 
@@ -152,14 +180,24 @@ pub(crate) fn config_for(k: &LibraryKernel, text: Option<&str>) -> Result<Config
         return Ok(k.default_config());
     };
     let mut config = k.default_config();
-    for (name, value) in Config::parse(text).map_err(|e| anyhow!("bad --config: {e}"))?.values {
+    for (name, value) in Config::parse(text)
+        .map_err(|e| anyhow!("bad --config: {e}"))?
+        .values
+    {
         if config.get(&name).is_none() {
             let names: Vec<_> = config.values.iter().map(|(n, _)| n.as_str()).collect();
-            bail!("kernel `{}` has no parameter `{name}`; its parameters: {}", k.name, names.join(", "));
+            bail!(
+                "kernel `{}` has no parameter `{name}`; its parameters: {}",
+                k.name,
+                names.join(", ")
+            );
         }
         config.set(&name, value);
     }
-    (k.def)().space.check_member(&config).map_err(|e| anyhow!("bad --config for `{}`: {e}", k.name))?;
+    (k.def)()
+        .space
+        .check_member(&config)
+        .map_err(|e| anyhow!("bad --config for `{}`: {e}", k.name))?;
     Ok(config)
 }
 
@@ -167,13 +205,17 @@ fn parse_archs(archs: &[String]) -> Result<Vec<Arch>> {
     if archs.is_empty() {
         return Ok(vec![Arch::SM80, Arch::SM89, Arch::SM90]);
     }
-    archs.iter().map(|a| Arch::parse(a).map_err(|e| anyhow!("{e}"))).collect()
+    archs
+        .iter()
+        .map(|a| Arch::parse(a).map_err(|e| anyhow!("{e}")))
+        .collect()
 }
 
 fn open_device(choice: BackendChoice) -> Result<Device> {
     match choice {
         BackendChoice::Cpu => Ok(Device::cpu()),
-        BackendChoice::Cuda => Device::cuda(0).context("the cuda backend is unavailable (use --backend cpu for the interpreter)"),
+        BackendChoice::Cuda => Device::cuda(0)
+            .context("the cuda backend is unavailable (use --backend cpu for the interpreter)"),
         BackendChoice::Auto => match Device::cuda(0) {
             Ok(d) => Ok(d),
             Err(e) => {

@@ -1,0 +1,188 @@
+//! The DSL end to end: `#[kernel]` → resolver → interpreter (and NVRTC where it matters),
+//! through the same `launch` call a GPU would take.
+
+use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
+use warpforge::dsl::{codegen, resolve};
+use warpforge::prelude::*;
+use warpforge::{device, kernel};
+
+#[kernel(block = (64), tune(UNUSED = [1]))]
+fn scale4<const UNUSED: u32>(x: &[Vec4<f32>], y: &mut [Vec4<f32>], alpha: f32) {
+    let i = block_idx_x() * 64 + thread_idx_x();
+    if i < x.len() {
+        let v = x[i];
+        y[i] = Vec4::new(v.x * alpha, v.y * alpha, v.z * alpha, v.w * alpha);
+    }
+}
+
+#[test]
+fn vector_slices_take_scalar_buffers_and_load_128_bits() {
+    let device = Device::cpu();
+    let data: Vec<f32> = (0..400).map(|i| i as f32).collect();
+    let x = device.upload(&data).unwrap();
+    let mut y = device.zeros::<f32>(400).unwrap();
+    let config = scale4::default_config();
+    scale4::launch(&device, &config, LaunchDims::linear(2, 64), &x, &mut y, 0.5).unwrap();
+    let out = device.download(&y).unwrap();
+    assert!(out.iter().zip(&data).all(|(o, d)| *o == d * 0.5));
+
+    // A length that is not a multiple of the lanes is refused, naming the parameter.
+    let odd = device.upload(&data[..7]).unwrap();
+    let err = scale4::launch(
+        &device,
+        &config,
+        LaunchDims::linear(1, 64),
+        &odd,
+        &mut y,
+        1.0,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("`x`"), "{err}");
+
+    if nvrtc::version().is_ok() {
+        let typed = resolve::specialize(scale4::def(), &config).unwrap();
+        let c = nvrtc::compile(
+            &codegen::cuda_source(&typed),
+            Arch::SM90,
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            c.ptx.contains(".v4.f32"),
+            "no 128-bit access in:\n{}",
+            c.ptx
+        );
+    } else {
+        eprintln!("SKIPPED the PTX part: NVRTC not found");
+    }
+}
+
+/// `i` clamped to `LIMIT - 1`, with an early return.
+#[device]
+fn clamp_to<const LIMIT: u32>(i: u32) -> u32 {
+    if i >= LIMIT {
+        return LIMIT - 1;
+    }
+    i
+}
+
+#[kernel(block = (32), tune(LIMIT = [5, 9]))]
+fn control_flow<const LIMIT: u32>(out: &mut [i32]) {
+    let t = thread_idx_x();
+    // An `if` used as a value, with statements in its branches.
+    let parity = if t % 2 == 0 {
+        let h = t / 2;
+        h as i32
+    } else {
+        -1
+    };
+    // `loop` with `break`, and an inclusive range with `continue`.
+    let mut n = 0i32;
+    loop {
+        n += 1;
+        if n >= 3 {
+            break;
+        }
+    }
+    let mut odd_sum = 0u32;
+    for k in 1..=t {
+        if k % 2 == 0 {
+            continue;
+        }
+        odd_sum += k;
+    }
+    out[t] = parity * 1000 + n * 100 + (odd_sum as i32) + (clamp_to::<LIMIT>(t) as i32) * 100_000;
+}
+
+#[test]
+fn control_flow_matches_rust() {
+    let device = Device::cpu();
+    for limit in [5u32, 9] {
+        let config = Config::new().with("LIMIT", limit as i64);
+        let mut out = device.zeros::<i32>(32).unwrap();
+        control_flow::launch(&device, &config, LaunchDims::linear(1, 32), &mut out).unwrap();
+        let got = device.download(&out).unwrap();
+        for (t, g) in got.iter().enumerate() {
+            let t = t as u32;
+            let parity = if t % 2 == 0 { (t / 2) as i32 } else { -1 };
+            let odd_sum: u32 = (1..=t).filter(|k| k % 2 == 1).sum();
+            let want = parity * 1000 + 300 + odd_sum as i32 + (t.min(limit - 1) as i32) * 100_000;
+            assert_eq!(*g, want, "thread {t}, LIMIT={limit}");
+        }
+    }
+}
+
+#[kernel(block = (64), tune(UNUSED = [1]))]
+fn reads_past_the_end<const UNUSED: u32>(x: &[f32], y: &mut [f32]) {
+    let i = thread_idx_x();
+    y[i] = x[i + 1];
+}
+
+#[test]
+fn an_out_of_bounds_read_names_kernel_buffer_index_thread_and_block() {
+    let device = Device::cpu();
+    let x = device.upload(&[1.0f32; 64]).unwrap();
+    let mut y = device.zeros::<f32>(64).unwrap();
+    let config = reads_past_the_end::default_config();
+    let err = reads_past_the_end::launch(&device, &config, LaunchDims::linear(1, 64), &x, &mut y)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "kernel reads_past_the_end: out-of-bounds read of x[64] (length 64) by thread (63,0,0) of block (0,0,0)"
+    );
+}
+
+#[kernel(block = (64), tune(UNUSED = [1]))]
+fn diverging_barrier<const UNUSED: u32>(y: &mut [f32]) {
+    if thread_idx_x() < 16 {
+        sync_threads();
+    }
+    y[thread_idx_x()] = 1.0;
+}
+
+#[test]
+fn a_barrier_in_divergent_code_is_an_error_not_a_hang() {
+    let device = Device::cpu();
+    let mut y = device.zeros::<f32>(64).unwrap();
+    let config = diverging_barrier::default_config();
+    let err =
+        diverging_barrier::launch(&device, &config, LaunchDims::linear(1, 64), &mut y).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("kernel diverging_barrier: sync_threads() in block (0,0,0)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("reached by threads [(0,0,0)") && msg.contains("but not by threads [(16,0,0)"),
+        "{msg}"
+    );
+}
+
+#[kernel(block = (32), tune(UNUSED = [1]))]
+fn uses_an_unsupported_method<const UNUSED: u32>(y: &mut [f32]) {
+    let t = thread_idx_x() as f32;
+    y[0] = t.powf(2.0);
+}
+
+#[test]
+fn a_construct_rustc_accepts_but_the_dsl_does_not_points_at_the_users_line() {
+    let config = uses_an_unsupported_method::default_config();
+    let err = resolve::specialize(uses_an_unsupported_method::def(), &config).unwrap_err();
+    assert_eq!(err.span.line, line!() - 7, "{err}");
+    assert!(err.to_string().contains("tests/dsl.rs"), "{err}");
+    assert!(err.message.contains("`.powf()` is not supported"), "{err}");
+}
+
+#[test]
+fn a_config_outside_the_space_is_refused_at_launch() {
+    let device = Device::cpu();
+    let mut out = device.zeros::<i32>(32).unwrap();
+    let config = Config::new().with("LIMIT", 6);
+    let err =
+        control_flow::launch(&device, &config, LaunchDims::linear(1, 32), &mut out).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("LIMIT=6 is outside the declared space [5, 9]"),
+        "{err}"
+    );
+}
