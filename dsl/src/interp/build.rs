@@ -1,5 +1,5 @@
-//! Small constructors for typed IR, host buffers and launches: what the interpreter's tests,
-//! its sample kernels and its benchmark are built with. Not a stable API (kernels come from
+//! Small constructors for typed IR, host buffers and launches: what the interpreter's tests
+//! and its sample kernels are built with. Not a stable API (kernels come from
 //! `#[kernel]` and the resolver); misuse panics.
 
 use crate::backend::{Arg, Element, LaunchDims, RawBuffer, Storage};

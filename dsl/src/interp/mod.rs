@@ -8,16 +8,16 @@
 //! hang. Every memory access is bounds-checked, and arithmetic follows the PTX ISA bit for
 //! bit (see [`scalar`] and [`crate::convert`]).
 
-#[doc(hidden)]
-pub mod build;
+#[cfg(test)]
+mod build;
 mod collective;
 mod compile;
 mod error;
 mod exec;
 mod memory;
 mod program;
-#[doc(hidden)]
-pub mod sample;
+#[cfg(test)]
+mod sample;
 mod scalar;
 #[cfg(test)]
 mod tests;
