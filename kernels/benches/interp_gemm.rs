@@ -1,5 +1,5 @@
 //! Interpreter throughput on the library GEMM at 256³ (default config): time per launch
-//! and thread-statements per second (a thread-statement = one IR statement executed by one
+//! and thread-instructions per second (a thread-instruction = one IR register instruction executed by one
 //! thread; counted by the interpreter).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
     let stats = launch(&InterpOptions::default());
     let mut group = c.benchmark_group("interp_gemm_256");
     group.sample_size(10);
-    group.throughput(Throughput::Elements(stats.thread_statements));
+    group.throughput(Throughput::Elements(stats.thread_instructions));
     group.bench_function("parallel", |bch| {
         bch.iter(|| launch(&InterpOptions::default()))
     });

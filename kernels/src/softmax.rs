@@ -22,6 +22,23 @@ fn rescale(m: f32, m_new: f32) -> f32 {
     }
 }
 
+/// Merges running (max, sum-relative-to-max) pairs over the 32 lanes of a warp with xor
+/// shuffles; every lane gets the merged pair.
+#[device]
+fn warp_merge(state: Vec2<f32>) -> Vec2<f32> {
+    let mut m = state.x;
+    let mut s = state.y;
+    #[unroll]
+    for k in 0..5u32 {
+        let m_other = warp_shfl_xor(m, 16u32 >> k);
+        let s_other = warp_shfl_xor(s, 16u32 >> k);
+        let m_new = m.max(m_other);
+        s = s * rescale(m, m_new) + s_other * rescale(m_other, m_new);
+        m = m_new;
+    }
+    Vec2::new(m, s)
+}
+
 #[kernel(block = (BLOCK), tune(BLOCK = [32, 64, 128, 256, 512]), default(BLOCK = 128))]
 pub fn softmax<const BLOCK: u32>(x: &[f32], y: &mut [f32], cols: u32) {
     let mut max_sh = shared_array::<f32>(32);
@@ -39,37 +56,22 @@ pub fn softmax<const BLOCK: u32>(x: &[f32], y: &mut [f32], cols: u32) {
         m = m_new;
         c += BLOCK;
     }
-    #[unroll]
-    for k in 0..5u32 {
-        let m_other = warp_shfl_xor(m, 16u32 >> k);
-        let s_other = warp_shfl_xor(s, 16u32 >> k);
-        let m_new = m.max(m_other);
-        s = s * rescale(m, m_new) + s_other * rescale(m_other, m_new);
-        m = m_new;
-    }
+    let per_warp = warp_merge(Vec2::new(m, s));
     if lane == 0 {
-        max_sh[warp] = m;
-        sum_sh[warp] = s;
+        max_sh[warp] = per_warp.x;
+        sum_sh[warp] = per_warp.y;
     }
     sync_threads();
     if warp == 0 {
-        m = if lane < BLOCK / 32 {
-            max_sh[lane]
+        let mine = if lane < BLOCK / 32 {
+            Vec2::new(max_sh[lane], sum_sh[lane])
         } else {
-            f32::NEG_INFINITY
+            Vec2::new(f32::NEG_INFINITY, 0.0)
         };
-        s = if lane < BLOCK / 32 { sum_sh[lane] } else { 0.0 };
-        #[unroll]
-        for k in 0..5u32 {
-            let m_other = warp_shfl_xor(m, 16u32 >> k);
-            let s_other = warp_shfl_xor(s, 16u32 >> k);
-            let m_new = m.max(m_other);
-            s = s * rescale(m, m_new) + s_other * rescale(m_other, m_new);
-            m = m_new;
-        }
+        let total = warp_merge(mine);
         if lane == 0 {
-            max_sh[0] = m;
-            sum_sh[0] = s;
+            max_sh[0] = total.x;
+            sum_sh[0] = total.y;
         }
     }
     sync_threads();
@@ -81,7 +83,6 @@ pub fn softmax<const BLOCK: u32>(x: &[f32], y: &mut [f32], cols: u32) {
         c2 += BLOCK;
     }
 }
-
 /// Host reference (f64).
 pub fn reference(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut y = vec![0f32; rows * cols];

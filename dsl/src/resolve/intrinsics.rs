@@ -185,7 +185,7 @@ impl FnBuilder<'_, '_> {
         }
     }
 
-    /// A float intrinsic on `x` (f32, f16 or bf16) with more float operands.
+    /// A float intrinsic on `x` (f32, f16 or bf16) with more operands of its type.
     fn float_math(
         &mut self,
         op: Intrinsic,
@@ -193,27 +193,7 @@ impl FnBuilder<'_, '_> {
         rest: &[ir::Expr],
         span: Span,
     ) -> R<Call> {
-        let (x, xt) = self.expr(x)?;
-        if self.unifier.kind_of(xt) == Some(VarKind::Any) {
-            self.unify(xt, Ty::Known(F32), span)?;
-        }
-        let mut operands = vec![x];
-        for r in rest {
-            let (y, yt) = self.expr(r)?;
-            self.unify(xt, yt, r.span)?;
-            operands.push(y);
-        }
-        let ty = self.concrete(xt);
-        if self.building
-            && !matches!(
-                ty.scalar(),
-                Some(ScalarType::F32 | ScalarType::F16 | ScalarType::BF16)
-            )
-        {
-            return Err(self.err(span, format!("`{op:?}` needs f32, f16 or bf16, not `{ty}`")));
-        }
-        let operands = operands.into_iter().map(|o| Expr { ty, ..o }).collect();
-        Ok((intrinsic(op, operands, ty), Some(xt)))
+        self.math(op, x, rest, span, true)
     }
 
     /// abs/min/max on floats (f32/f16/bf16) or integers.
@@ -224,7 +204,21 @@ impl FnBuilder<'_, '_> {
         rest: &[ir::Expr],
         span: Span,
     ) -> R<Call> {
+        self.math(op, x, rest, span, false)
+    }
+
+    fn math(
+        &mut self,
+        op: Intrinsic,
+        x: &ir::Expr,
+        rest: &[ir::Expr],
+        span: Span,
+        floats_only: bool,
+    ) -> R<Call> {
         let (x, xt) = self.expr(x)?;
+        if floats_only && self.unifier.kind_of(xt) == Some(VarKind::Any) {
+            self.unify(xt, Ty::Known(F32), span)?;
+        }
         let mut operands = vec![x];
         for r in rest {
             let (y, yt) = self.expr(r)?;
@@ -233,14 +227,19 @@ impl FnBuilder<'_, '_> {
         }
         let ty = self.concrete(xt);
         let ok = match ty.scalar() {
-            Some(s) if s.is_int() => op != Intrinsic::Abs || s.is_signed_int(),
+            Some(s) if s.is_int() => !floats_only && (op != Intrinsic::Abs || s.is_signed_int()),
             Some(s) => matches!(s, ScalarType::F32 | ScalarType::F16 | ScalarType::BF16),
             None => false,
         };
         if self.building && !ok {
-            return Err(self.err(span, format!("`{op:?}` is not defined on `{ty}`")));
+            let want = if floats_only {
+                "f32, f16 or bf16"
+            } else {
+                "f32, f16, bf16 or an integer"
+            };
+            return Err(self.err(span, format!("`{op:?}` needs {want}, not `{ty}`")));
         }
-        let operands: Vec<Expr> = operands.into_iter().map(|o| Expr { ty, ..o }).collect();
+        let operands = operands.into_iter().map(|o| Expr { ty, ..o }).collect();
         Ok((intrinsic(op, operands, ty), Some(xt)))
     }
 
