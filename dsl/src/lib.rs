@@ -15,6 +15,8 @@ pub mod nvrtc;
 pub mod prelude;
 pub mod resolve;
 pub mod space;
+#[cfg(test)]
+pub(crate) mod test_ir;
 pub mod typed;
 pub mod types;
 

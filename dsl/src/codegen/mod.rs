@@ -20,8 +20,6 @@ mod stmt;
 #[cfg(test)]
 mod nvrtc_check;
 #[cfg(test)]
-mod test_ir;
-#[cfg(test)]
 mod test_kernels;
 #[cfg(test)]
 mod tests;

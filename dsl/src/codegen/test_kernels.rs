@@ -1,9 +1,9 @@
 //! Test-only kernels in typed IR, one per generator feature; each is snapshotted and
 //! compiled with NVRTC by `tests`.
 
-use super::test_ir::*;
 use crate::ir::{BinOp, UnOp};
 use crate::space::Config;
+use crate::test_ir::*;
 use crate::typed::{
     ArraySpace, AtomicOp, Builtin, Dim, Expr, Function, Intrinsic, Kernel, StmtKind,
 };
@@ -11,33 +11,31 @@ use crate::types::{ScalarType, Type};
 
 pub fn vector_add() -> Kernel {
     let mut f = FnBuilder::default();
-    let a = f.slice("a", Type::F32, false);
-    let b = f.slice("b", Type::F32, false);
-    let out = f.slice("out", Type::F32, true);
-    let n = f.value("n", Type::U32);
+    let a = f.slice_param("a", Type::F32, false);
+    let b = f.slice_param("b", Type::F32, false);
+    let out = f.slice_param("out", Type::F32, true);
+    let n = f.value_param("n", Type::U32);
     let i = f.var("i", Type::U32);
     let body = vec![
-        let_(i, add(mul(bid(), u32(256)), tid())),
+        let_(i, add(mul(bid(Dim::X), u32(256)), tid(Dim::X))),
         if_(
             lt(i.e(), n.e()),
             vec![out.store(i.e(), add(a.at(i.e()), b.at(i.e())))],
             vec![],
         ),
     ];
-    let config = Config::new().with("BLOCK", 256);
-    kernel(
-        "vector_add__BLOCK256",
-        config,
-        Some([256, 1, 1]),
-        f.finish("vector_add", None, body),
-        vec![],
-    )
+    Kernel {
+        symbol: "vector_add__BLOCK256".into(),
+        config: Config::new().with("BLOCK", 256),
+        block_dim: Some([256, 1, 1]),
+        ..kernel(f.finish("vector_add", None, body), vec![])
+    }
 }
 
 /// `warp_sum(v)`: a butterfly reduction over the warp with an unrolled loop.
 fn warp_sum() -> Function {
     let mut f = FnBuilder::default();
-    let v = f.value("v", Type::F32);
+    let v = f.value_param("v", Type::F32);
     let sum = f.var_mut("sum", Type::F32);
     let k = f.var("k", Type::U32);
     let partner = intr(
@@ -53,15 +51,15 @@ fn warp_sum() -> Function {
             Some(0),
             vec![set_op(sum, BinOp::Add, partner)],
         ),
-        ret(sum.e()),
+        ret(Some(sum.e())),
     ];
     f.finish("warp_sum__f32", Some(Type::F32), body)
 }
 
 pub fn block_reduce() -> Kernel {
     let mut f = FnBuilder::default();
-    let x = f.slice("x", Type::F32, false);
-    let out = f.slice("out", Type::F32, true);
+    let x = f.slice_param("x", Type::F32, false);
+    let out = f.slice_param("out", Type::F32, true);
     let (partial, decl) = f.array("partial", Type::F32, 8, ArraySpace::Shared);
     let t = f.var("t", Type::U32);
     let i = f.var("i", Type::U32);
@@ -69,7 +67,7 @@ pub fn block_reduce() -> Kernel {
     let w = f.var_mut("w", Type::F32);
     let lane_id = builtin(Builtin::LaneId);
     let warp_total = vec![
-        let_(w, select(lt(t.e(), u32(8)), partial.at(t.e()), f32(0.0))),
+        let_(w, select(lt(t.e(), u32(8)), partial.at(t.e()), lit(0.0f32))),
         set(w, call(0, vec![val(w.e())], Type::F32)),
         if_(
             eq(t.e(), u32(0)),
@@ -79,8 +77,8 @@ pub fn block_reduce() -> Kernel {
     ];
     let body = vec![
         decl,
-        let_(t, tid()),
-        let_(i, add(mul(bid(), u32(256)), t.e())),
+        let_(t, tid(Dim::X)),
+        let_(i, add(mul(bid(Dim::X), u32(256)), t.e())),
         let_zero(v),
         if_(lt(i.e(), x.len()), vec![set(v, x.at(i.e()))], vec![]),
         set(v, call(0, vec![val(v.e())], Type::F32)),
@@ -93,20 +91,19 @@ pub fn block_reduce() -> Kernel {
         if_(lt(t.e(), u32(32)), warp_total, vec![]),
     ];
     let body = f.finish("block_reduce", None, body);
-    kernel(
-        "block_reduce__BLOCK256",
-        Config::new().with("BLOCK", 256),
-        Some([256, 1, 1]),
-        body,
-        vec![warp_sum()],
-    )
+    Kernel {
+        symbol: "block_reduce__BLOCK256".into(),
+        config: Config::new().with("BLOCK", 256),
+        block_dim: Some([256, 1, 1]),
+        ..kernel(body, vec![warp_sum()])
+    }
 }
 
 pub fn unrolled_loops() -> Kernel {
     let mut f = FnBuilder::default();
-    let x = f.slice("x", Type::I32, false);
-    let out = f.slice("out", Type::I32, true);
-    let n = f.value("n", Type::U32);
+    let x = f.slice_param("x", Type::I32, false);
+    let out = f.slice_param("out", Type::I32, true);
+    let n = f.value_param("n", Type::U32);
     let (acc, decl) = f.array("acc", Type::I32, 4, ArraySpace::Local);
     let j = f.var("j", Type::U32);
     let k = f.var_mut("k", Type::U32);
@@ -120,18 +117,18 @@ pub fn unrolled_loops() -> Kernel {
             Some(0),
             vec![acc.store_op(j.e(), BinOp::Add, x.at(j.e()))],
         ),
-        let_(total, i32(0)),
+        let_(total, lit(0i32)),
         for_(
             k,
-            [tid(), mul(n.e(), u32(2)), stride],
+            [tid(Dim::X), mul(n.e(), u32(2)), stride],
             Some(4),
             vec![
                 if_(
                     eq(bin(BinOp::BitAnd, k.e(), u32(1)), u32(1)),
-                    vec![s(StmtKind::Continue)],
+                    vec![stmt(StmtKind::Continue)],
                     vec![if_(
                         lt(n.e(), k.e()),
-                        vec![s(StmtKind::Break)],
+                        vec![stmt(StmtKind::Break)],
                         vec![set_op(
                             total,
                             BinOp::Sub,
@@ -142,14 +139,14 @@ pub fn unrolled_loops() -> Kernel {
                 set_op(k, BinOp::Add, u32(1)),
             ],
         ),
-        s(StmtKind::While {
-            cond: lt(total.e(), i32(-100)),
-            body: vec![set_op(total, BinOp::Shl, u32(1))],
-        }),
-        out.store_op(tid(), BinOp::Mul, add(total.e(), acc.at(u32(3)))),
+        while_(
+            lt(total.e(), lit(-100i32)),
+            vec![set_op(total, BinOp::Shl, u32(1))],
+        ),
+        out.store_op(tid(Dim::X), BinOp::Mul, add(total.e(), acc.at(u32(3)))),
     ];
     let body = f.finish("unrolled", None, body);
-    kernel("unrolled", Config::new(), None, body, vec![])
+    kernel(body, vec![])
 }
 
 fn gridded_stride() -> Expr {
@@ -174,9 +171,9 @@ const NUMERIC: [ScalarType; 9] = [
 /// Every cast between two scalar types, and the bitcasts between same-size types.
 pub fn casts() -> Kernel {
     let mut f = FnBuilder::default();
-    let inputs: Vec<V> = ScalarType::ALL
+    let inputs: Vec<Var> = ScalarType::ALL
         .iter()
-        .map(|&t| f.value(&format!("x_{t}"), ty(t)))
+        .map(|&t| f.value_param(&format!("x_{t}"), ty(t)))
         .collect();
     let mut body = Vec::new();
     for (from, input) in ScalarType::ALL.iter().zip(&inputs) {
@@ -202,15 +199,9 @@ pub fn casts() -> Kernel {
         let input = inputs[ScalarType::ALL.iter().position(|&t| t == from).unwrap_or(0)];
         body.push(let_(v, bitcast(input.e(), to)));
     }
-    let out = f.slice("out", Type::U64, true);
+    let out = f.slice_param("out", Type::U64, true);
     body.push(out.store(u32(0), cast(inputs[9].e(), ScalarType::U64)));
-    kernel(
-        "casts",
-        Config::new(),
-        None,
-        f.finish("casts", None, body),
-        vec![],
-    )
+    kernel(f.finish("casts", None, body), vec![])
 }
 
 /// Arithmetic, comparisons and math on every numeric type.
@@ -218,8 +209,8 @@ pub fn ops_every_type() -> Kernel {
     let mut f = FnBuilder::default();
     let mut body = Vec::new();
     for t in NUMERIC {
-        let a = f.value(&format!("a_{t}"), ty(t));
-        let b = f.value(&format!("b_{t}"), ty(t));
+        let a = f.value_param(&format!("a_{t}"), ty(t));
+        let b = f.value_param(&format!("b_{t}"), ty(t));
         let mut ops = vec![
             BinOp::Add,
             BinOp::Sub,
@@ -266,17 +257,11 @@ pub fn ops_every_type() -> Kernel {
         if t.is_signed_int() {
             let v = f.var_mut(&format!("neg2_{t}"), ty(t));
             body.push(let_(v, un(UnOp::Neg, a.e())));
-            body.push(set_op(v, BinOp::Shl, lit(Type::U32, 33)));
-            body.push(set_op(v, BinOp::Mul, lit(ty(t), u64::MAX)));
+            body.push(set_op(v, BinOp::Shl, u32(33)));
+            body.push(set_op(v, BinOp::Mul, Expr::lit(ty(t), u64::MAX)));
         }
     }
-    kernel(
-        "ops_every_type",
-        Config::new(),
-        None,
-        f.finish("ops_every_type", None, body),
-        vec![],
-    )
+    kernel(f.finish("ops_every_type", None, body), vec![])
 }
 
 /// FP8 quantization of `Vec4<f32>` loads, f16/bf16 math and conversions.
@@ -286,23 +271,20 @@ pub fn half_and_fp8() -> Kernel {
     let f16 = ty(ScalarType::F16);
     let bf16 = ty(ScalarType::BF16);
     let mut f = FnBuilder::default();
-    let x = f.slice("x", v4, false);
-    let q = f.slice("q", q4, true);
-    let h = f.slice("h", f16, true);
-    let scale = f.value("scale", Type::F32);
-    let bias = f.value("bias", bf16);
+    let x = f.slice_param("x", v4, false);
+    let q = f.slice_param("q", q4, true);
+    let h = f.slice_param("h", f16, true);
+    let scale = f.value_param("scale", Type::F32);
+    let bias = f.value_param("bias", bf16);
     let i = f.var("i", Type::U32);
     let v = f.var_mut("v", v4);
     let y = f.var("y", f16);
     let z = f.var("z", bf16);
     let w = f.var("w", ty(ScalarType::F8E5M2));
-    let one_f16 = lit(f16, 0x3c00);
+    let one_f16 = Expr::lit(f16, 0x3c00);
     let body = vec![
-        let_(
-            i,
-            add(mul(bid(), builtin(Builtin::BlockDim(Dim::X))), tid()),
-        ),
-        if_(lt(i.e(), x.len()), vec![s(StmtKind::Return(None))], vec![]),
+        let_(i, global_x()),
+        if_(lt(i.e(), x.len()), vec![ret(None)], vec![]),
         let_(
             v,
             mul(
@@ -310,10 +292,10 @@ pub fn half_and_fp8() -> Kernel {
                 make_vec(vec![scale.e(), scale.e(), scale.e(), scale.e()]),
             ),
         ),
-        s(StmtKind::AssignLane {
+        stmt(StmtKind::AssignLane {
             var: v.id,
             lane: 3,
-            value: f32(f32::NAN),
+            value: lit(f32::NAN),
         }),
         q.store(i.e(), cast(v.e(), q4)),
         let_(
@@ -332,45 +314,37 @@ pub fn half_and_fp8() -> Kernel {
         h.store_op(q.len(), BinOp::Mul, cast(z.e(), f16)),
     ];
     let body = f.finish("quantize", None, body);
-    kernel("quantize", Config::new(), None, body, vec![])
+    kernel(body, vec![])
 }
 
 /// Atomics of every supported kind, warp votes, and shuffles of awkward types.
 pub fn atomics_and_warps() -> Kernel {
     let mut f = FnBuilder::default();
-    let counts = f.slice("counts", Type::U32, true);
-    let ints = f.slice("ints", Type::I32, true);
-    let floats = f.slice("floats", Type::F32, true);
-    let big = f.slice("big", Type::U64, true);
-    let sbig = f.slice("sbig", Type::I64, true);
-    let flag = f.value("flag", Type::BOOL);
-    let h = f.value("h", ty(ScalarType::F16));
-    let e = f.value("e", ty(ScalarType::F8E5M2));
-    let pair = f.value("pair", Type::Vector(ScalarType::F32, 2));
+    let counts = f.slice_param("counts", Type::U32, true);
+    let ints = f.slice_param("ints", Type::I32, true);
+    let floats = f.slice_param("floats", Type::F32, true);
+    let big = f.slice_param("big", Type::U64, true);
+    let sbig = f.slice_param("sbig", Type::I64, true);
+    let flag = f.value_param("flag", Type::BOOL);
+    let h = f.value_param("h", ty(ScalarType::F16));
+    let e = f.value_param("e", ty(ScalarType::F8E5M2));
+    let pair = f.value_param("pair", Type::Vector(ScalarType::F32, 2));
     let old = f.var("old", Type::U32);
     let lane_id = builtin(Builtin::LaneId);
     let mut body = vec![
         let_(old, counts.atomic(AtomicOp::Add, u32(0), vec![u32(1)])),
-        eval(ints.atomic(AtomicOp::Min, u32(1), vec![i32(i32::MIN)])),
+        eval(ints.atomic(AtomicOp::Min, u32(1), vec![lit(i32::MIN)])),
         eval(ints.atomic(
             AtomicOp::Max,
             lane_id.clone(),
             vec![cast(old.e(), Type::I32)],
         )),
         eval(counts.atomic(AtomicOp::Cas, u32(2), vec![u32(0), old.e()])),
-        eval(big.atomic(
-            AtomicOp::Cas,
-            u32(0),
-            vec![lit(Type::U64, 0), lit(Type::U64, u64::MAX)],
-        )),
-        eval(sbig.atomic(
-            AtomicOp::Cas,
-            u32(0),
-            vec![lit(Type::I64, 0), lit(Type::I64, 1)],
-        )),
-        eval(sbig.atomic(AtomicOp::Add, u32(1), vec![lit(Type::I64, u64::MAX)])),
-        eval(floats.atomic(AtomicOp::Add, u32(0), vec![f32(0.5)])),
-        eval(floats.atomic(AtomicOp::Cas, u32(1), vec![f32(0.0), f32(-1.0)])),
+        eval(big.atomic(AtomicOp::Cas, u32(0), vec![lit(0u64), lit(u64::MAX)])),
+        eval(sbig.atomic(AtomicOp::Cas, u32(0), vec![lit(0i64), lit(1i64)])),
+        eval(sbig.atomic(AtomicOp::Add, u32(1), vec![lit(-1i64)])),
+        eval(floats.atomic(AtomicOp::Add, u32(0), vec![lit(0.5f32)])),
+        eval(floats.atomic(AtomicOp::Cas, u32(1), vec![lit(0.0f32), lit(-1.0f32)])),
     ];
     let shuffles = [
         ("any", intr(Intrinsic::VoteAny, vec![flag.e()], Type::BOOL)),
@@ -417,22 +391,22 @@ pub fn atomics_and_warps() -> Kernel {
         body.push(let_(v, value));
     }
     let body = f.finish("atomics_and_warps", None, body);
-    kernel("atomics_and_warps", Config::new(), None, body, vec![])
+    kernel(body, vec![])
 }
 
 /// Device functions taking slices (a kernel buffer and a shared array), one returning
 /// nothing; and names that C would not accept as they are.
 pub fn device_calls() -> Kernel {
     let mut d = FnBuilder::default();
-    let a = d.slice("a", Type::F32, false);
-    let b = d.slice("b", Type::F32, false);
+    let a = d.slice_param("a", Type::F32, false);
+    let b = d.slice_param("b", Type::F32, false);
     let acc = d.var_mut("acc", Type::F32);
     let i = d.var("i", Type::U32);
     let dot = d.finish(
         "dot",
         Some(Type::F32),
         vec![
-            let_(acc, f32(0.0)),
+            let_(acc, lit(0.0f32)),
             for_(
                 i,
                 [u32(0), a.len(), u32(1)],
@@ -442,37 +416,34 @@ pub fn device_calls() -> Kernel {
                     math(Intrinsic::Fma, vec![a.at(i.e()), b.at(i.e()), acc.e()]),
                 )],
             ),
-            ret(acc.e()),
+            ret(Some(acc.e())),
         ],
     );
     let mut d = FnBuilder::default();
-    let out = d.slice("out", Type::F32, true);
-    let value = d.value("value", Type::F32);
-    let fill = d.finish("fill", None, vec![out.store(tid(), value.e())]);
+    let out = d.slice_param("out", Type::F32, true);
+    let value = d.value_param("value", Type::F32);
+    let fill = d.finish("fill", None, vec![out.store(tid(Dim::X), value.e())]);
 
     let mut f = FnBuilder::default();
-    let x = f.slice("x", Type::F32, false);
-    let x_len = f.value("x_len", Type::U32);
-    let out = f.slice("out", Type::F32, true);
+    let x = f.slice_param("x", Type::F32, false);
+    let x_len = f.value_param("x_len", Type::U32);
+    let out = f.slice_param("out", Type::F32, true);
     let (tile, decl) = f.array("tile", Type::F32, 32, ArraySpace::Shared);
     let int = f.var("int", Type::F32);
     let min = f.var("min", Type::U32);
     let body = vec![
         decl,
-        eval(call(1, vec![tile.arg(), val(f32(1.0))], Type::BOOL)),
+        eval(call(1, vec![tile.arg(), val(lit(1.0f32))], Type::BOOL)),
         sync(),
         let_(int, call(0, vec![x.arg(), tile.arg()], Type::F32)),
         let_(min, math(Intrinsic::Min, vec![x_len.e(), x.len()])),
         out.store(min.e(), int.e()),
     ];
     let body = f.finish("device_calls", None, body);
-    kernel(
-        "device_calls",
-        Config::new(),
-        Some([32, 1, 1]),
-        body,
-        vec![dot, fill],
-    )
+    Kernel {
+        block_dim: Some([32, 1, 1]),
+        ..kernel(body, vec![dot, fill])
+    }
 }
 
 pub fn all_kernels() -> Vec<Kernel> {

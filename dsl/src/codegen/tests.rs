@@ -2,10 +2,9 @@
 
 use super::cuda_source;
 use super::nvrtc_check::Nvrtc;
-use super::test_ir::*;
 use super::test_kernels::*;
 use crate::ir::BinOp;
-use crate::space::Config;
+use crate::test_ir::*;
 use crate::typed::Kernel;
 use crate::types::Type;
 
@@ -177,16 +176,10 @@ fn nvrtc_check_rejects_invalid_code() {
         .unwrap_err();
     assert!(log.contains("undeclared"), "{log}");
     let mut f = FnBuilder::default();
-    let x = f.value("x", Type::F32);
+    let x = f.value_param("x", Type::F32);
     let y = f.var("y", Type::F32);
     let body = vec![let_(y, bin(BinOp::Shl, x.e(), u32(1)))];
-    let k = kernel(
-        "bad",
-        Config::new(),
-        None,
-        f.finish("bad", None, body),
-        vec![],
-    );
+    let k = kernel(f.finish("bad", None, body), vec![]);
     let log = nvrtc.compile(&cuda_source(&k), "sm_90").unwrap_err();
     assert!(log.contains("WF_UNSUPPORTED_shl_on_f32"), "{log}");
 }

@@ -2,10 +2,9 @@
 
 use crate::backend::LaunchDims;
 use crate::ir::BinOp;
-use crate::typed::{ArraySpace, Builtin, Dim, Intrinsic, Kernel};
+use crate::test_ir::*;
+use crate::typed::{ArraySpace, Dim, Intrinsic, Kernel};
 use crate::types::Type;
-
-use super::build::*;
 
 /// Rows and columns of C computed by one block of [`tiled_gemm`].
 pub const GEMM_TILE: u32 = 64;
@@ -21,7 +20,7 @@ const THREADS: u32 = (GEMM_TILE / MICRO) * (GEMM_TILE / MICRO);
 ///
 /// Parameters: `a: &[f32], b: &[f32], c: &mut [f32], m: u32, n: u32, k: u32`.
 pub fn tiled_gemm() -> Kernel {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let f32t = Type::F32;
     let (a, b) = (
         f.slice_param("a", f32t, false),
@@ -33,52 +32,53 @@ pub fn tiled_gemm() -> Kernel {
         f.value_param("n", Type::U32),
         f.value_param("k", Type::U32),
     );
-    let a_tile = f.array("a_tile", f32t, GEMM_TILE_K * GEMM_TILE, ArraySpace::Shared);
-    let b_tile = f.array("b_tile", f32t, GEMM_TILE_K * GEMM_TILE, ArraySpace::Shared);
-    let acc = f.array("acc", f32t, MICRO * MICRO, ArraySpace::Local);
-    let a_frag = f.array("a_frag", f32t, MICRO, ArraySpace::Local);
-    let b_frag = f.array("b_frag", f32t, MICRO, ArraySpace::Local);
+    let (a_tile, a_tile_decl) =
+        f.array("a_tile", f32t, GEMM_TILE_K * GEMM_TILE, ArraySpace::Shared);
+    let (b_tile, b_tile_decl) =
+        f.array("b_tile", f32t, GEMM_TILE_K * GEMM_TILE, ArraySpace::Shared);
+    let (acc, acc_decl) = f.array("acc", f32t, MICRO * MICRO, ArraySpace::Local);
+    let (a_frag, a_frag_decl) = f.array("a_frag", f32t, MICRO, ArraySpace::Local);
+    let (b_frag, b_frag_decl) = f.array("b_frag", f32t, MICRO, ArraySpace::Local);
     let [t, row0, col0, k0, l, e, r, kk, gr, gk, i, j] = [
         "t", "row0", "col0", "k0", "l", "e", "r", "kk", "gr", "gk", "i", "j",
     ]
-    .map(|name| f.var(name, Type::U32));
+    .map(|name| f.var_mut(name, Type::U32));
     let (tx, ty) = (tid(Dim::X), tid(Dim::Y));
-    let block = |d| builtin(Builtin::BlockIdx(d));
-    let tile = || u(GEMM_TILE);
+    let tile = || u32(GEMM_TILE);
+    let micro = || [u32(0), u32(MICRO), u32(1)];
     let and = |x, y| bin(BinOp::And, x, y);
     let guarded = |cond, mem: Mem, index| select(cond, mem.at(index), lit(0f32));
     let stage = vec![
         // A tile: TILE rows x TILE_K columns, stored k-major (a_tile[kk * TILE + r]).
         for_(
-            &l,
-            u(0),
-            u(GEMM_TILE * GEMM_TILE_K / THREADS),
-            1,
+            l,
+            [u32(0), u32(GEMM_TILE * GEMM_TILE_K / THREADS), u32(1)],
+            None,
             vec![
-                let_(&e, add(t.clone(), mul(l.clone(), u(THREADS)))),
-                let_(&r, bin(BinOp::Div, e.clone(), u(GEMM_TILE_K))),
-                let_(&kk, bin(BinOp::Rem, e.clone(), u(GEMM_TILE_K))),
-                let_(&gr, add(row0.clone(), r.clone())),
-                let_(&gk, add(k0.clone(), kk.clone())),
+                let_(e, add(t.e(), mul(l.e(), u32(THREADS)))),
+                let_(r, bin(BinOp::Div, e.e(), u32(GEMM_TILE_K))),
+                let_(kk, bin(BinOp::Rem, e.e(), u32(GEMM_TILE_K))),
+                let_(gr, add(row0.e(), r.e())),
+                let_(gk, add(k0.e(), kk.e())),
                 a_tile.store(
-                    add(mul(kk.clone(), tile()), r.clone()),
+                    add(mul(kk.e(), tile()), r.e()),
                     guarded(
-                        and(lt(gr.clone(), m.clone()), lt(gk.clone(), k.clone())),
+                        and(lt(gr.e(), m.e()), lt(gk.e(), k.e())),
                         a,
-                        add(mul(gr.clone(), k.clone()), gk.clone()),
+                        add(mul(gr.e(), k.e()), gk.e()),
                     ),
                 ),
                 // B tile: TILE_K rows x TILE columns (b_tile[kk * TILE + col]).
-                let_(&kk, bin(BinOp::Div, e.clone(), tile())),
-                let_(&r, bin(BinOp::Rem, e.clone(), tile())),
-                let_(&gk, add(k0.clone(), kk.clone())),
-                let_(&gr, add(col0.clone(), r.clone())),
+                let_(kk, bin(BinOp::Div, e.e(), tile())),
+                let_(r, bin(BinOp::Rem, e.e(), tile())),
+                let_(gk, add(k0.e(), kk.e())),
+                let_(gr, add(col0.e(), r.e())),
                 b_tile.store(
-                    add(mul(kk.clone(), tile()), r.clone()),
+                    add(mul(kk.e(), tile()), r.e()),
                     guarded(
-                        and(lt(gk.clone(), k.clone()), lt(gr.clone(), n.clone())),
+                        and(lt(gk.e(), k.e()), lt(gr.e(), n.e())),
                         b,
-                        add(mul(gk.clone(), n.clone()), gr.clone()),
+                        add(mul(gk.e(), n.e()), gr.e()),
                     ),
                 ),
             ],
@@ -86,53 +86,48 @@ pub fn tiled_gemm() -> Kernel {
         sync(),
     ];
     let fma = |x, y, z| intr(Intrinsic::Fma, vec![x, y, z], f32t);
-    let acc_at = || add(mul(i.clone(), u(MICRO)), j.clone());
+    let acc_at = || add(mul(i.e(), u32(MICRO)), j.e());
     let compute = vec![
         for_(
-            &kk,
-            u(0),
-            u(GEMM_TILE_K),
-            1,
+            kk,
+            [u32(0), u32(GEMM_TILE_K), u32(1)],
+            None,
             vec![
                 for_(
-                    &i,
-                    u(0),
-                    u(MICRO),
-                    1,
+                    i,
+                    micro(),
+                    None,
                     vec![a_frag.store(
-                        i.clone(),
+                        i.e(),
                         a_tile.at(add(
-                            mul(kk.clone(), tile()),
-                            add(mul(ty.clone(), u(MICRO)), i.clone()),
+                            mul(kk.e(), tile()),
+                            add(mul(ty.clone(), u32(MICRO)), i.e()),
                         )),
                     )],
                 ),
                 for_(
-                    &j,
-                    u(0),
-                    u(MICRO),
-                    1,
+                    j,
+                    micro(),
+                    None,
                     vec![b_frag.store(
-                        j.clone(),
+                        j.e(),
                         b_tile.at(add(
-                            mul(kk.clone(), tile()),
-                            add(mul(tx.clone(), u(MICRO)), j.clone()),
+                            mul(kk.e(), tile()),
+                            add(mul(tx.clone(), u32(MICRO)), j.e()),
                         )),
                     )],
                 ),
                 for_(
-                    &i,
-                    u(0),
-                    u(MICRO),
-                    1,
+                    i,
+                    micro(),
+                    None,
                     vec![for_(
-                        &j,
-                        u(0),
-                        u(MICRO),
-                        1,
+                        j,
+                        micro(),
+                        None,
                         vec![acc.store(
                             acc_at(),
-                            fma(a_frag.at(i.clone()), b_frag.at(j.clone()), acc.at(acc_at())),
+                            fma(a_frag.at(i.e()), b_frag.at(j.e()), acc.at(acc_at())),
                         )],
                     )],
                 ),
@@ -141,30 +136,19 @@ pub fn tiled_gemm() -> Kernel {
         sync(),
     ];
     let write_back = for_(
-        &i,
-        u(0),
-        u(MICRO),
-        1,
+        i,
+        micro(),
+        None,
         vec![for_(
-            &j,
-            u(0),
-            u(MICRO),
-            1,
+            j,
+            micro(),
+            None,
             vec![
-                let_(
-                    &gr,
-                    add(row0.clone(), add(mul(ty.clone(), u(MICRO)), i.clone())),
-                ),
-                let_(
-                    &gk,
-                    add(col0.clone(), add(mul(tx.clone(), u(MICRO)), j.clone())),
-                ),
+                let_(gr, add(row0.e(), add(mul(ty.clone(), u32(MICRO)), i.e()))),
+                let_(gk, add(col0.e(), add(mul(tx.clone(), u32(MICRO)), j.e()))),
                 if_(
-                    and(lt(gr.clone(), m.clone()), lt(gk.clone(), n.clone())),
-                    vec![c.store(
-                        add(mul(gr.clone(), n.clone()), gk.clone()),
-                        acc.at(acc_at()),
-                    )],
+                    and(lt(gr.e(), m.e()), lt(gk.e(), n.e())),
+                    vec![c.store(add(mul(gr.e(), n.e()), gk.e()), acc.at(acc_at()))],
                     vec![],
                 ),
             ],
@@ -173,13 +157,15 @@ pub fn tiled_gemm() -> Kernel {
     let mut k_loop = stage;
     k_loop.extend(compute);
     let body = vec![
-        acc.declare(),
-        a_frag.declare(),
-        b_frag.declare(),
-        let_(&t, add(mul(ty.clone(), u(GEMM_TILE / MICRO)), tx.clone())),
-        let_(&row0, mul(block(Dim::Y), tile())),
-        let_(&col0, mul(block(Dim::X), tile())),
-        for_(&k0, u(0), k.clone(), GEMM_TILE_K, k_loop),
+        a_tile_decl,
+        b_tile_decl,
+        acc_decl,
+        a_frag_decl,
+        b_frag_decl,
+        let_(t, add(mul(ty.clone(), u32(GEMM_TILE / MICRO)), tx.clone())),
+        let_(row0, mul(bid(Dim::Y), tile())),
+        let_(col0, mul(bid(Dim::X), tile())),
+        for_(k0, [u32(0), k.e(), u32(GEMM_TILE_K)], None, k_loop),
         write_back,
     ];
     let mut kernel = kernel(f.finish("tiled_gemm", None, body), vec![]);

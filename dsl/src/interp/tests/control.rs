@@ -1,11 +1,11 @@
 //! Divergent control flow: break, continue, return, device calls, lazy selects.
 
 use crate::backend::{Arg, LaunchDims};
-use crate::interp::build::*;
+use crate::interp::build::{buffer, launch, read};
 use crate::interp::{run, InterpOptions};
 use crate::ir::BinOp;
-use crate::typed::Expr;
-use crate::typed::{CallArg, Dim, MemRef};
+use crate::test_ir::*;
+use crate::typed::{Dim, Expr};
 use crate::types::Type;
 
 /// Per thread t: sum of j in 0..100 skipping multiples of 3, stopping when j == t
@@ -13,57 +13,56 @@ use crate::types::Type;
 /// case the thread returns before the store of the extra value.
 #[test]
 fn break_continue_and_return_in_loops() {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let out = f.slice_param("out", Type::U32, true);
     let extra = f.slice_param("extra", Type::U32, true);
     let (t, j, s) = (
-        f.var("t", Type::U32),
-        f.var("j", Type::U32),
-        f.var("s", Type::U32),
+        f.var_mut("t", Type::U32),
+        f.var_mut("j", Type::U32),
+        f.var_mut("s", Type::U32),
     );
-    let rem = |x: Expr, m| bin(BinOp::Rem, x, u(m));
+    let rem = |x: Expr, m| bin(BinOp::Rem, x, u32(m));
     let body = vec![
-        let_(&t, tid(Dim::X)),
-        let_(&s, u(0)),
-        let_(&j, u(0)),
+        let_(t, tid(Dim::X)),
+        let_(s, u32(0)),
+        let_(j, u32(0)),
         while_(
             lit(true),
             vec![
                 if_(
-                    bin(BinOp::Eq, j.clone(), t.clone()),
-                    vec![st(crate::typed::StmtKind::Break)],
+                    bin(BinOp::Eq, j.e(), t.e()),
+                    vec![stmt(crate::typed::StmtKind::Break)],
                     vec![],
                 ),
-                set_op(&j, BinOp::Add, u(1)),
+                set_op(j, BinOp::Add, u32(1)),
                 if_(
-                    bin(BinOp::Eq, rem(j.clone(), 3), u(0)),
-                    vec![st(crate::typed::StmtKind::Continue)],
+                    bin(BinOp::Eq, rem(j.e(), 3), u32(0)),
+                    vec![stmt(crate::typed::StmtKind::Continue)],
                     vec![],
                 ),
-                set_op(&s, BinOp::Add, j.clone()),
+                set_op(s, BinOp::Add, j.e()),
             ],
         ),
-        out.store(t.clone(), s.clone()),
+        out.store(t.e(), s.e()),
         // A for loop whose body returns for odd threads at i == 2.
         for_(
-            &j,
-            u(0),
-            u(5),
-            1,
+            j,
+            [u32(0), u32(5), u32(1)],
+            None,
             vec![
                 if_(
                     bin(
                         BinOp::BitAnd,
-                        bin(BinOp::Eq, rem(t.clone(), 2), u(1)),
-                        bin(BinOp::Eq, j.clone(), u(2)),
+                        bin(BinOp::Eq, rem(t.e(), 2), u32(1)),
+                        bin(BinOp::Eq, j.e(), u32(2)),
                     ),
                     vec![ret(None)],
                     vec![],
                 ),
-                extra.store_op(t.clone(), BinOp::Add, u(1)),
+                extra.store_op(t.e(), BinOp::Add, u32(1)),
             ],
         ),
-        extra.store_op(t.clone(), BinOp::Add, u(1000)),
+        extra.store_op(t.e(), BinOp::Add, u32(1000)),
     ];
     let k = kernel(f.finish("loops", None, body), vec![]);
     let (mut bo, mut be) = (buffer(&[0u32; 40]), buffer(&[0u32; 40]));
@@ -88,7 +87,7 @@ fn break_continue_and_return_in_loops() {
 /// `fn clamp_index(x: u32, len: u32, buf: &[u32]) -> u32 { if x >= len { return 0; } buf[x] * 2 }`
 #[test]
 fn device_function_with_early_return_and_memory_argument() {
-    let mut d = Fb::default();
+    let mut d = FnBuilder::default();
     let x = d.value_param("x", Type::U32);
     let len = d.value_param("len", Type::U32);
     let buf = d.slice_param("buf", Type::U32, false);
@@ -97,32 +96,22 @@ fn device_function_with_early_return_and_memory_argument() {
         Some(Type::U32),
         vec![
             if_(
-                bin(BinOp::Ge, x.clone(), len.clone()),
-                vec![ret(Some(u(0)))],
+                bin(BinOp::Ge, x.e(), len.e()),
+                vec![ret(Some(u32(0)))],
                 vec![],
             ),
-            ret(Some(mul(buf.at(x.clone()), u(2)))),
+            ret(Some(mul(buf.at(x.e()), u32(2)))),
         ],
     );
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let input = f.slice_param("input", Type::U32, false);
     let out = f.slice_param("out", Type::U32, true);
-    let r = f.var("r", Type::U32);
-    let callv = |arg: Expr| {
-        call(
-            0,
-            vec![
-                CallArg::Value(arg),
-                CallArg::Value(input.len()),
-                CallArg::Mem(MemRef::Param(0)),
-            ],
-            Type::U32,
-        )
-    };
+    let r = f.var_mut("r", Type::U32);
+    let callv = |arg: Expr| call(0, vec![val(arg), val(input.len()), input.arg()], Type::U32);
     let body = vec![
-        let_(&r, callv(tid(Dim::X))),
+        let_(r, callv(tid(Dim::X))),
         // A second call site of the same function, nested in an expression.
-        out.store(tid(Dim::X), add(r.clone(), callv(add(tid(Dim::X), u(1))))),
+        out.store(tid(Dim::X), add(r.e(), callv(add(tid(Dim::X), u32(1))))),
     ];
     let k = kernel(f.finish("caller", None, body), vec![device]);
     let inb = buffer(&(0..10u32).map(|i| i * i).collect::<Vec<_>>());
@@ -143,22 +132,18 @@ fn device_function_with_early_return_and_memory_argument() {
 /// `i < n && buf[i] > 0` and `select(i < n, buf[i], 0)` read only in bounds.
 #[test]
 fn short_circuit_and_select_evaluate_only_selected_lanes() {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let buf = f.slice_param("buf", Type::I32, false);
     let out = f.slice_param("out", Type::I32, true);
-    let i = f.var("i", Type::U32);
-    let inb = || lt(i.clone(), buf.len());
-    let positive = bin(
-        BinOp::And,
-        inb(),
-        bin(BinOp::Gt, buf.at(i.clone()), lit(0i32)),
-    );
+    let i = f.var_mut("i", Type::U32);
+    let inb = || lt(i.e(), buf.len());
+    let positive = bin(BinOp::And, inb(), bin(BinOp::Gt, buf.at(i.e()), lit(0i32)));
     let body = vec![
-        let_(&i, tid(Dim::X)),
+        let_(i, tid(Dim::X)),
         out.store(
-            i.clone(),
+            i.e(),
             add(
-                select(inb(), buf.at(i.clone()), lit(-100i32)),
+                select(inb(), buf.at(i.e()), lit(-100i32)),
                 select(positive, lit(1000i32), lit(0i32)),
             ),
         ),
@@ -184,23 +169,25 @@ fn short_circuit_and_select_evaluate_only_selected_lanes() {
 /// every thread must be back in lockstep at the barrier.
 #[test]
 fn divergent_loop_reconverges_before_barrier() {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let out = f.slice_param("out", Type::U32, true);
-    let tile = f.array("tile", Type::U32, 64, crate::typed::ArraySpace::Shared);
-    let (i, acc) = (f.var("i", Type::U32), f.var("acc", Type::U32));
+    let (tile, tile_decl) = f.array("tile", Type::U32, 64, crate::typed::ArraySpace::Shared);
+    let (i, acc) = (f.var_mut("i", Type::U32), f.var_mut("acc", Type::U32));
     let body = vec![
-        tile.declare(),
-        let_(&acc, u(0)),
+        tile_decl,
+        let_(acc, u32(0)),
         for_(
-            &i,
-            u(0),
-            tid(Dim::X),
-            1,
-            vec![set_op(&acc, BinOp::Add, i.clone())],
+            i,
+            [u32(0), tid(Dim::X), u32(1)],
+            None,
+            vec![set_op(acc, BinOp::Add, i.e())],
         ),
-        tile.store(tid(Dim::X), acc.clone()),
+        tile.store(tid(Dim::X), acc.e()),
         sync(),
-        out.store(tid(Dim::X), tile.at(bin(BinOp::BitXor, tid(Dim::X), u(63)))),
+        out.store(
+            tid(Dim::X),
+            tile.at(bin(BinOp::BitXor, tid(Dim::X), u32(63))),
+        ),
     ];
     let k = kernel(f.finish("reconverge", None, body), vec![]);
     let mut ob = buffer(&[0u32; 64]);

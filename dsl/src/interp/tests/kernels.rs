@@ -1,26 +1,26 @@
 //! Whole kernels: memory, barriers, warp collectives, atomics, faults, and the sample GEMM.
 
 use crate::backend::{Arg, LaunchDims};
-use crate::interp::build::*;
+use crate::interp::build::{buffer, launch, read};
 use crate::interp::sample::{tiled_gemm, tiled_gemm_dims};
 use crate::interp::{run, InterpError, InterpOptions};
 use crate::ir::BinOp;
-use crate::typed::Expr;
-use crate::typed::{ArraySpace, AtomicOp, Dim, Intrinsic, Kernel};
+use crate::test_ir::*;
+use crate::typed::{ArraySpace, AtomicOp, Dim, Expr, Intrinsic, Kernel};
 use crate::types::Type;
 
 /// `c[i] = a[i] + b[i]`, with an early return for `i >= n`.
 fn vector_add() -> Kernel {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let a = f.slice_param("a", Type::F32, false);
     let b = f.slice_param("b", Type::F32, false);
     let c = f.slice_param("c", Type::F32, true);
     let n = f.value_param("n", Type::U32);
-    let i = f.var("i", Type::U32);
+    let i = f.var_mut("i", Type::U32);
     let body = vec![
-        let_(&i, global_x()),
-        if_(bin(BinOp::Ge, i.clone(), n), vec![ret(None)], vec![]),
-        c.store(i.clone(), add(a.at(i.clone()), b.at(i.clone()))),
+        let_(i, global_x()),
+        if_(bin(BinOp::Ge, i.e(), n.e()), vec![ret(None)], vec![]),
+        c.store(i.e(), add(a.at(i.e()), b.at(i.e()))),
     ];
     kernel(f.finish("vector_add", None, body), vec![])
 }
@@ -93,49 +93,49 @@ fn bad_arguments_are_reported_with_the_parameter() {
 /// Sums `x` per block: shared-memory tree down to one warp, then shuffles; thread 0 adds
 /// the block's sum to `out[0]` atomically and stores it to `sums[block]`.
 fn block_sum(threads: u32) -> Kernel {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let x = f.slice_param("x", Type::F32, false);
     let sums = f.slice_param("sums", Type::F32, true);
     let total = f.slice_param("total", Type::F32, true);
-    let tile = f.array("tile", Type::F32, threads, ArraySpace::Shared);
+    let (tile, tile_decl) = f.array("tile", Type::F32, threads, ArraySpace::Shared);
     let (t, s, v) = (
-        f.var("t", Type::U32),
-        f.var("s", Type::U32),
-        f.var("v", Type::F32),
+        f.var_mut("t", Type::U32),
+        f.var_mut("s", Type::U32),
+        f.var_mut("v", Type::F32),
     );
-    let shfl = |v: Expr, d: u32| intr(Intrinsic::ShflDown, vec![v, u(d)], Type::F32);
+    let shfl = |v: Expr, d: u32| intr(Intrinsic::ShflDown, vec![v, u32(d)], Type::F32);
     let mut body = vec![
-        tile.declare(),
-        let_(&t, tid(Dim::X)),
-        tile.store(t.clone(), x.at(global_x())),
+        tile_decl,
+        let_(t, tid(Dim::X)),
+        tile.store(t.e(), x.at(global_x())),
         sync(),
-        let_(&s, u(threads / 2)),
+        let_(s, u32(threads / 2)),
         while_(
-            bin(BinOp::Ge, s.clone(), u(32)),
+            bin(BinOp::Ge, s.e(), u32(32)),
             vec![
                 if_(
-                    lt(t.clone(), s.clone()),
-                    vec![tile.store_op(t.clone(), BinOp::Add, tile.at(add(t.clone(), s.clone())))],
+                    lt(t.e(), s.e()),
+                    vec![tile.store_op(t.e(), BinOp::Add, tile.at(add(t.e(), s.e())))],
                     vec![],
                 ),
                 sync(),
-                set(&s, bin(BinOp::Shr, s.clone(), u(1))),
+                set(s, bin(BinOp::Shr, s.e(), u32(1))),
             ],
         ),
     ];
-    let mut warp = vec![let_(&v, tile.at(t.clone()))];
+    let mut warp = vec![let_(v, tile.at(t.e()))];
     for d in [16, 8, 4, 2, 1] {
-        warp.push(set_op(&v, BinOp::Add, shfl(v.clone(), d)));
+        warp.push(set_op(v, BinOp::Add, shfl(v.e(), d)));
     }
     warp.push(if_(
-        bin(BinOp::Eq, t.clone(), u(0)),
+        bin(BinOp::Eq, t.e(), u32(0)),
         vec![
-            sums.store(builtin(crate::typed::Builtin::BlockIdx(Dim::X)), v.clone()),
-            eval(total.atomic(AtomicOp::Add, u(0), vec![v.clone()])),
+            sums.store(bid(Dim::X), v.e()),
+            eval(total.atomic(AtomicOp::Add, u32(0), vec![v.e()])),
         ],
         vec![],
     ));
-    body.push(if_(lt(t.clone(), u(32)), warp, vec![]));
+    body.push(if_(lt(t.e(), u32(32)), warp, vec![]));
     kernel(f.finish("block_sum", None, body), vec![])
 }
 
@@ -173,8 +173,8 @@ fn block_reduction_with_shared_memory_and_shuffles() {
 
 #[test]
 fn sync_in_divergent_branch_is_reported() {
-    let mut f = Fb::default();
-    let body = vec![if_(lt(tid(Dim::X), u(16)), vec![sync()], vec![])];
+    let mut f = FnBuilder::default();
+    let body = vec![if_(lt(tid(Dim::X), u32(16)), vec![sync()], vec![])];
     let k = kernel(f_finish(&mut f, "half_sync", body), vec![]);
     let err = launch(&k, LaunchDims::linear(2, 64), &mut []).unwrap_err();
     let msg = err.to_string();
@@ -190,18 +190,26 @@ fn sync_in_divergent_branch_is_reported() {
     );
 }
 
-fn f_finish(f: &mut Fb, name: &str, body: Vec<crate::typed::Stmt>) -> crate::typed::Function {
+fn f_finish(
+    f: &mut FnBuilder,
+    name: &str,
+    body: Vec<crate::typed::Stmt>,
+) -> crate::typed::Function {
     std::mem::take(f).finish(name, None, body)
 }
 
 #[test]
 fn exited_threads_do_not_block_a_barrier() {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let out = f.slice_param("out", Type::U32, true);
     let body = vec![
-        if_(bin(BinOp::Ge, tid(Dim::X), u(40)), vec![ret(None)], vec![]),
+        if_(
+            bin(BinOp::Ge, tid(Dim::X), u32(40)),
+            vec![ret(None)],
+            vec![],
+        ),
         sync(),
-        out.store(tid(Dim::X), u(1)),
+        out.store(tid(Dim::X), u32(1)),
     ];
     let k = kernel(f_finish(&mut f, "early_exit", body), vec![]);
     let mut b = buffer(&[0u32; 64]);
@@ -211,10 +219,10 @@ fn exited_threads_do_not_block_a_barrier() {
 
 #[test]
 fn shuffle_in_divergent_warp_is_reported() {
-    let mut f = Fb::default();
-    let v = f.var("v", Type::U32);
-    let shfl = intr(Intrinsic::ShflXor, vec![tid(Dim::X), u(1)], Type::U32);
-    let body = vec![if_(lt(tid(Dim::X), u(8)), vec![let_(&v, shfl)], vec![])];
+    let mut f = FnBuilder::default();
+    let v = f.var_mut("v", Type::U32);
+    let shfl = intr(Intrinsic::ShflXor, vec![tid(Dim::X), u32(1)], Type::U32);
+    let body = vec![if_(lt(tid(Dim::X), u32(8)), vec![let_(v, shfl)], vec![])];
     let k = kernel(f_finish(&mut f, "half_warp", body), vec![]);
     let err = launch(&k, LaunchDims::linear(1, 64), &mut []).unwrap_err();
     match &err {
@@ -238,11 +246,11 @@ fn shuffle_in_divergent_warp_is_reported() {
 
 #[test]
 fn shuffles_and_votes_follow_ptx_lane_rules() {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let out = f.slice_param("out", Type::U32, true);
     let t = tid(Dim::X);
-    let sh = |i, d| intr(i, vec![t.clone(), u(d)], Type::U32);
-    let even = bin(BinOp::Eq, bin(BinOp::BitAnd, t.clone(), u(1)), u(0));
+    let sh = |i, d| intr(i, vec![t.clone(), u32(d)], Type::U32);
+    let even = bin(BinOp::Eq, bin(BinOp::BitAnd, t.clone(), u32(1)), u32(0));
     let vote = |i| {
         intr(
             i,
@@ -254,7 +262,7 @@ fn shuffles_and_votes_follow_ptx_lane_rules() {
             },
         )
     };
-    let idx = |k: u32| add(mul(t.clone(), u(6)), u(k));
+    let idx = |k: u32| add(mul(t.clone(), u32(6)), u32(k));
     let body = vec![
         out.store(idx(0), sh(Intrinsic::ShflDown, 4)),
         out.store(idx(1), sh(Intrinsic::ShflUp, 4)),
@@ -284,13 +292,17 @@ fn shuffles_and_votes_follow_ptx_lane_rules() {
 
 #[test]
 fn shuffle_from_an_exited_lane_is_reported() {
-    let mut f = Fb::default();
-    let v = f.var("v", Type::U32);
+    let mut f = FnBuilder::default();
+    let v = f.var_mut("v", Type::U32);
     let body = vec![
-        if_(bin(BinOp::Ge, tid(Dim::X), u(20)), vec![ret(None)], vec![]),
+        if_(
+            bin(BinOp::Ge, tid(Dim::X), u32(20)),
+            vec![ret(None)],
+            vec![],
+        ),
         let_(
-            &v,
-            intr(Intrinsic::ShflDown, vec![tid(Dim::X), u(4)], Type::U32),
+            v,
+            intr(Intrinsic::ShflDown, vec![tid(Dim::X), u32(4)], Type::U32),
         ),
     ];
     let k = kernel(f_finish(&mut f, "exited_src", body), vec![]);
@@ -303,28 +315,28 @@ fn shuffle_from_an_exited_lane_is_reported() {
 }
 
 fn atomics_kernel() -> Kernel {
-    let mut f = Fb::default();
+    let mut f = FnBuilder::default();
     let fs = f.slice_param("fsum", Type::F32, true);
     let is = f.slice_param("isum", Type::I32, true);
     let us = f.slice_param("ustats", Type::U32, true);
     let claim = f.slice_param("claim", Type::U32, true);
-    let g = f.var("g", Type::U32);
-    let gi = cast(g.clone(), crate::types::ScalarType::I32);
+    let g = f.var_mut("g", Type::U32);
+    let gi = cast(g.e(), crate::types::ScalarType::I32);
     let body = vec![
-        let_(&g, global_x()),
-        eval(fs.atomic(AtomicOp::Add, u(0), vec![lit(0.5f32)])),
-        eval(is.atomic(AtomicOp::Add, u(0), vec![bin(BinOp::Sub, lit(0i32), gi)])),
-        eval(us.atomic(AtomicOp::Add, u(0), vec![g.clone()])),
-        eval(us.atomic(AtomicOp::Min, u(1), vec![add(g.clone(), u(5))])),
-        eval(us.atomic(AtomicOp::Max, u(2), vec![g.clone()])),
+        let_(g, global_x()),
+        eval(fs.atomic(AtomicOp::Add, u32(0), vec![lit(0.5f32)])),
+        eval(is.atomic(AtomicOp::Add, u32(0), vec![bin(BinOp::Sub, lit(0i32), gi)])),
+        eval(us.atomic(AtomicOp::Add, u32(0), vec![g.e()])),
+        eval(us.atomic(AtomicOp::Min, u32(1), vec![add(g.e(), u32(5))])),
+        eval(us.atomic(AtomicOp::Max, u32(2), vec![g.e()])),
         // Exactly one thread wins the compare-and-swap from u32::MAX.
         if_(
             bin(
                 BinOp::Eq,
-                claim.atomic(AtomicOp::Cas, u(0), vec![u(u32::MAX), g.clone()]),
-                u(u32::MAX),
+                claim.atomic(AtomicOp::Cas, u32(0), vec![u32(u32::MAX), g.e()]),
+                u32(u32::MAX),
             ),
-            vec![eval(us.atomic(AtomicOp::Add, u(3), vec![u(1)]))],
+            vec![eval(us.atomic(AtomicOp::Add, u32(3), vec![u32(1)]))],
             vec![],
         ),
     ];

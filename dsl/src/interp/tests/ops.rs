@@ -3,9 +3,10 @@
 
 use crate::backend::{Arg, LaunchDims, RawBuffer, Storage};
 use crate::convert::{E4M3, E5M2};
-use crate::interp::build::*;
+use crate::interp::build::launch;
 use crate::interp::InterpError;
 use crate::ir::BinOp;
+use crate::test_ir::*;
 use crate::typed::{Expr, Intrinsic};
 use crate::types::{ScalarType as S, Type};
 use half::{bf16, f16};
@@ -44,18 +45,18 @@ fn elementwise(
     ys: &[u64],
     f: impl Fn(Expr, Expr) -> Expr,
 ) -> Result<Vec<u64>, InterpError> {
-    let mut fb = Fb::default();
+    let mut fb = FnBuilder::default();
     let (x, y) = (
         fb.slice_param("x", ty.into(), false),
         fb.slice_param("y", ty.into(), false),
     );
     let out = fb.slice_param("out", out_ty.into(), true);
-    let i = fb.var("i", Type::U32);
+    let i = fb.var_mut("i", Type::U32);
     let body = vec![
-        let_(&i, global_x()),
+        let_(i, global_x()),
         if_(
-            lt(i.clone(), x.len()),
-            vec![out.store(i.clone(), f(x.at(i.clone()), y.at(i.clone())))],
+            lt(i.e(), x.len()),
+            vec![out.store(i.e(), f(x.at(i.e()), y.at(i.e())))],
             vec![],
         ),
     ];
@@ -329,7 +330,7 @@ fn float_min_max_follow_minnum_and_fma_rounds_once() {
             let p = bin(BinOp::Mul, a.clone(), b.clone());
             intr(
                 Intrinsic::Fma,
-                vec![a, b, crate::interp::build::un(crate::ir::UnOp::Neg, p)],
+                vec![a, b, un(crate::ir::UnOp::Neg, p)],
                 Type::F32,
             )
         },

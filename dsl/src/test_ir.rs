@@ -1,5 +1,8 @@
-//! Test-only shorthand for building typed IR by hand.
+//! Test-only shorthand for building typed IR by hand: what the code generator's snapshot
+//! kernels, the interpreter's tests and its sample kernels are written with. Real kernels
+//! come from `#[kernel]` and the resolver; this is no stable API, and misuse panics.
 
+use crate::backend::Element;
 use crate::ir::{BinOp, Span, UnOp};
 use crate::space::Config;
 use crate::typed::*;
@@ -7,59 +10,51 @@ use crate::types::{ScalarType, Type};
 
 /// A variable with its type, so that reading it needs no lookup.
 #[derive(Clone, Copy)]
-pub struct V {
+pub struct Var {
     pub id: VarId,
     pub ty: Type,
 }
 
-impl V {
+impl Var {
+    /// The variable read as an expression.
     pub fn e(self) -> Expr {
-        Expr {
-            kind: ExprKind::Var(self.id),
-            ty: self.ty,
-        }
+        e(ExprKind::Var(self.id), self.ty)
     }
 }
 
 /// Memory (a slice parameter or an array) with its element type.
 #[derive(Clone, Copy)]
-pub struct M {
+pub struct Mem {
     pub mem: MemRef,
     pub elem: Type,
 }
 
-impl M {
+impl Mem {
     pub fn at(self, index: Expr) -> Expr {
-        Expr {
-            kind: ExprKind::Load {
-                mem: self.mem,
-                index: Box::new(index),
-            },
-            ty: self.elem,
-        }
+        let kind = ExprKind::Load {
+            mem: self.mem,
+            index: Box::new(index),
+        };
+        e(kind, self.elem)
     }
 
     pub fn len(self) -> Expr {
-        Expr {
-            kind: ExprKind::Len(self.mem),
-            ty: Type::U32,
-        }
+        e(ExprKind::Len(self.mem), Type::U32)
     }
 
     pub fn store(self, index: Expr, value: Expr) -> Stmt {
-        s(StmtKind::Store {
-            mem: self.mem,
-            index,
-            op: None,
-            value,
-        })
+        self.store_with(index, None, value)
     }
 
     pub fn store_op(self, index: Expr, op: BinOp, value: Expr) -> Stmt {
-        s(StmtKind::Store {
+        self.store_with(index, Some(op), value)
+    }
+
+    fn store_with(self, index: Expr, op: Option<BinOp>, value: Expr) -> Stmt {
+        stmt(StmtKind::Store {
             mem: self.mem,
             index,
-            op: Some(op),
+            op,
             value,
         })
     }
@@ -71,17 +66,16 @@ impl M {
             index: Box::new(index),
             args,
         };
-        Expr {
-            kind,
-            ty: self.elem,
-        }
+        e(kind, self.elem)
     }
 
+    /// The memory passed to a device function.
     pub fn arg(self) -> CallArg {
         CallArg::Mem(self.mem)
     }
 }
 
+/// Builds one function: its parameters, variables and arrays.
 #[derive(Default)]
 pub struct FnBuilder {
     params: Vec<Param>,
@@ -90,27 +84,29 @@ pub struct FnBuilder {
 }
 
 impl FnBuilder {
-    fn add_var(&mut self, name: &str, ty: Type, mutable: bool) -> V {
+    fn add_var(&mut self, name: &str, ty: Type, mutable: bool) -> Var {
         self.vars.push(VarInfo {
             name: name.into(),
             ty,
             mutable,
         });
-        V {
+        Var {
             id: VarId(self.vars.len() as u32 - 1),
             ty,
         }
     }
 
-    pub fn var(&mut self, name: &str, ty: Type) -> V {
+    /// A variable bound once (`let`).
+    pub fn var(&mut self, name: &str, ty: Type) -> Var {
         self.add_var(name, ty, false)
     }
 
-    pub fn var_mut(&mut self, name: &str, ty: Type) -> V {
+    /// A variable that may be assigned (`let mut`).
+    pub fn var_mut(&mut self, name: &str, ty: Type) -> Var {
         self.add_var(name, ty, true)
     }
 
-    pub fn value(&mut self, name: &str, ty: Type) -> V {
+    pub fn value_param(&mut self, name: &str, ty: Type) -> Var {
         let v = self.add_var(name, ty, false);
         self.params.push(Param {
             name: name.into(),
@@ -119,19 +115,19 @@ impl FnBuilder {
         v
     }
 
-    pub fn slice(&mut self, name: &str, elem: Type, mutable: bool) -> M {
+    pub fn slice_param(&mut self, name: &str, elem: Type, mutable: bool) -> Mem {
         self.params.push(Param {
             name: name.into(),
             kind: ParamKind::Slice { elem, mutable },
         });
-        M {
+        Mem {
             mem: MemRef::Param(self.params.len() as u32 - 1),
             elem,
         }
     }
 
     /// An array and the statement declaring it.
-    pub fn array(&mut self, name: &str, elem: Type, len: u32, space: ArraySpace) -> (M, Stmt) {
+    pub fn array(&mut self, name: &str, elem: Type, len: u32, space: ArraySpace) -> (Mem, Stmt) {
         self.arrays.push(ArrayInfo {
             name: name.into(),
             elem,
@@ -139,13 +135,11 @@ impl FnBuilder {
             space,
         });
         let id = ArrayId(self.arrays.len() as u32 - 1);
-        (
-            M {
-                mem: MemRef::Array(id),
-                elem,
-            },
-            s(StmtKind::DeclareArray(id)),
-        )
+        let mem = Mem {
+            mem: MemRef::Array(id),
+            elem,
+        };
+        (mem, stmt(StmtKind::DeclareArray(id)))
     }
 
     pub fn finish(self, name: &str, ret: Option<Type>, body: Vec<Stmt>) -> Function {
@@ -161,54 +155,51 @@ impl FnBuilder {
     }
 }
 
-pub fn kernel(
-    symbol: &str,
-    config: Config,
-    block: Option<[u32; 3]>,
-    body: Function,
-    device_fns: Vec<Function>,
-) -> Kernel {
+/// A kernel named after its body, with no config and no declared block shape; set the
+/// other fields with struct update syntax where a test needs them.
+pub fn kernel(body: Function, device_fns: Vec<Function>) -> Kernel {
     Kernel {
-        name: symbol.split("__").next().unwrap_or(symbol).into(),
-        symbol: symbol.into(),
+        name: body.name.clone(),
+        symbol: body.name.clone(),
         file: "kernels/src/example.rs".into(),
         line: 12,
-        config,
-        block_dim: block,
+        config: Config::new(),
+        block_dim: None,
         body,
         device_fns,
     }
 }
 
-pub fn s(kind: StmtKind) -> Stmt {
+pub fn stmt(kind: StmtKind) -> Stmt {
     Stmt {
         kind,
         span: Span::new(1, 0),
     }
 }
 
-pub fn e(kind: ExprKind, ty: Type) -> Expr {
+fn e(kind: ExprKind, ty: Type) -> Expr {
     Expr { kind, ty }
 }
 
-pub fn lit(ty: impl Into<Type>, bits: u64) -> Expr {
-    Expr::lit(ty.into(), bits)
+/// A literal of the value's own type (for raw bits, use [`Expr::lit`]).
+pub fn lit<T: Element>(v: T) -> Expr {
+    Expr::lit(T::TYPE, v.to_bits())
 }
 
 pub fn u32(v: u32) -> Expr {
-    lit(Type::U32, v as u64)
+    lit(v)
 }
 
-pub fn i32(v: i32) -> Expr {
-    lit(Type::I32, v as u32 as u64)
-}
-
-pub fn f32(v: f32) -> Expr {
-    lit(Type::F32, v.to_bits() as u64)
+pub fn ty(s: ScalarType) -> Type {
+    Type::Scalar(s)
 }
 
 pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    let ty = if op.is_comparison() { Type::BOOL } else { a.ty };
+    let ty = if op.is_comparison() || op.is_logical() {
+        Type::BOOL
+    } else {
+        a.ty
+    };
     e(ExprKind::Binary(op, Box::new(a), Box::new(b)), ty)
 }
 
@@ -260,12 +251,18 @@ pub fn builtin(b: Builtin) -> Expr {
     e(ExprKind::Builtin(b), Type::U32)
 }
 
-pub fn tid() -> Expr {
-    builtin(Builtin::ThreadIdx(Dim::X))
+pub fn tid(d: Dim) -> Expr {
+    builtin(Builtin::ThreadIdx(d))
 }
 
-pub fn bid() -> Expr {
-    builtin(Builtin::BlockIdx(Dim::X))
+pub fn bid(d: Dim) -> Expr {
+    builtin(Builtin::BlockIdx(d))
+}
+
+/// `block_idx_x() * block_dim_x() + thread_idx_x()`
+pub fn global_x() -> Expr {
+    let block_dim = builtin(Builtin::BlockDim(Dim::X));
+    add(mul(bid(Dim::X), block_dim), tid(Dim::X))
 }
 
 pub fn intr(i: Intrinsic, args: Vec<Expr>, ty: impl Into<Type>) -> Expr {
@@ -279,43 +276,43 @@ pub fn math(i: Intrinsic, args: Vec<Expr>) -> Expr {
 }
 
 pub fn call(func: u32, args: Vec<CallArg>, ty: Type) -> Expr {
-    e(
-        ExprKind::Call {
-            func: FnId(func),
-            args,
-        },
-        ty,
-    )
+    let kind = ExprKind::Call {
+        func: FnId(func),
+        args,
+    };
+    e(kind, ty)
 }
 
+/// A value passed to a device function.
 pub fn val(a: Expr) -> CallArg {
     CallArg::Value(a)
 }
 
-pub fn let_(v: V, init: Expr) -> Stmt {
-    s(StmtKind::Let {
+pub fn let_(v: Var, init: Expr) -> Stmt {
+    stmt(StmtKind::Let {
         var: v.id,
         init: Some(init),
     })
 }
 
-pub fn let_zero(v: V) -> Stmt {
-    s(StmtKind::Let {
+/// `let v;`: zero-initialized.
+pub fn let_zero(v: Var) -> Stmt {
+    stmt(StmtKind::Let {
         var: v.id,
         init: None,
     })
 }
 
-pub fn set(v: V, value: Expr) -> Stmt {
-    s(StmtKind::AssignVar {
+pub fn set(v: Var, value: Expr) -> Stmt {
+    stmt(StmtKind::AssignVar {
         var: v.id,
         op: None,
         value,
     })
 }
 
-pub fn set_op(v: V, op: BinOp, value: Expr) -> Stmt {
-    s(StmtKind::AssignVar {
+pub fn set_op(v: Var, op: BinOp, value: Expr) -> Stmt {
+    stmt(StmtKind::AssignVar {
         var: v.id,
         op: Some(op),
         value,
@@ -323,12 +320,13 @@ pub fn set_op(v: V, op: BinOp, value: Expr) -> Stmt {
 }
 
 pub fn if_(cond: Expr, then: Vec<Stmt>, els: Vec<Stmt>) -> Stmt {
-    s(StmtKind::If { cond, then, els })
+    stmt(StmtKind::If { cond, then, els })
 }
 
-pub fn for_(v: V, range: [Expr; 3], unroll: Option<u32>, body: Vec<Stmt>) -> Stmt {
+/// `for v in (start..end).step_by(step)`, unrolled by `unroll` (`Some(0)`: fully).
+pub fn for_(v: Var, range: [Expr; 3], unroll: Option<u32>, body: Vec<Stmt>) -> Stmt {
     let [start, end, step] = range;
-    s(StmtKind::For {
+    stmt(StmtKind::For {
         var: v.id,
         start,
         end,
@@ -338,18 +336,18 @@ pub fn for_(v: V, range: [Expr; 3], unroll: Option<u32>, body: Vec<Stmt>) -> Stm
     })
 }
 
-pub fn eval(a: Expr) -> Stmt {
-    s(StmtKind::Eval(a))
+pub fn while_(cond: Expr, body: Vec<Stmt>) -> Stmt {
+    stmt(StmtKind::While { cond, body })
 }
 
-pub fn ret(a: Expr) -> Stmt {
-    s(StmtKind::Return(Some(a)))
+pub fn ret(value: Option<Expr>) -> Stmt {
+    stmt(StmtKind::Return(value))
+}
+
+pub fn eval(a: Expr) -> Stmt {
+    stmt(StmtKind::Eval(a))
 }
 
 pub fn sync() -> Stmt {
     eval(intr(Intrinsic::SyncThreads, vec![], Type::BOOL))
-}
-
-pub fn ty(s: ScalarType) -> Type {
-    Type::Scalar(s)
 }
