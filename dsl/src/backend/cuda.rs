@@ -108,6 +108,10 @@ impl CudaDevice {
         self.arch
     }
 
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
     pub(crate) fn upload(&self, bytes: &[u8]) -> Result<DeviceMemory, DeviceError> {
         let slice = if bytes.is_empty() {
             self.stream.alloc_zeros::<u8>(1)

@@ -158,6 +158,15 @@ impl Device {
         }
     }
 
+    /// The CUDA stream this device launches on (`None` on the cpu backend), for callers
+    /// that time launches with events recorded on the same stream (the autotuner).
+    pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
+        match &self.target {
+            Target::Cpu => None,
+            Target::Cuda(gpu) => Some(Arc::clone(gpu.stream())),
+        }
+    }
+
     /// A buffer holding a copy of `data`.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Buffer<T>, DeviceError> {
         let bytes = to_bytes(data);

@@ -1,5 +1,6 @@
-//! The `warpforge` command line: list, print, compile and check the kernel library.
+//! The `warpforge` command line: list, print, compile, check and tune the kernel library.
 
+mod autotune;
 mod check;
 mod compile;
 
@@ -69,6 +70,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
     },
+    /// Tune the kernels on this GPU for a model's shapes and cache the best configs
+    /// (`--dry-run`: list each space and its pruning per arch, no GPU needed).
+    Autotune(autotune::AutotuneArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -119,6 +123,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             check::gpu_check(&gpu, &library(), &json)
         }
         Command::Verify { backend } => verify(backend),
+        Command::Autotune(args) => autotune::run(args),
     }
 }
 

@@ -1,0 +1,264 @@
+//! Pruning before timing: every candidate is compiled with NVRTC (in parallel over the
+//! host's cores, through the compile cache) and those the device cannot run well are
+//! dropped, each with the reason.
+//!
+//! Dropped: a config that fails to compile (a kernel bug, reported), one over the static
+//! shared-memory limit, the per-thread or per-block register limit, or the thread limit,
+//! and one that spills registers to local memory — unless every remaining config spills,
+//! in which case spilling ones are kept (something has to be timed).
+
+use crate::kernel::{specialize, TuneKernel};
+use crate::TuneError;
+use rayon::prelude::*;
+use std::fmt;
+use warpforge_dsl::codegen;
+use warpforge_dsl::nvrtc::{self, Arch, CompileOptions, NvrtcError, ResourceUsage};
+use warpforge_dsl::Config;
+
+/// Per-block limits of a device. sm_80, sm_89 and sm_90 share these values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Static shared memory per block (dynamic shared memory, which can go beyond it
+    /// with an opt-in, is not used by warpforge kernels).
+    pub static_shared_bytes: u32,
+    pub registers_per_thread: u32,
+    /// The register file of one SM, the most a single block can hold.
+    pub registers_per_block: u32,
+    pub threads_per_block: u32,
+}
+
+impl Limits {
+    pub fn for_arch(_arch: Arch) -> Limits {
+        Limits {
+            static_shared_bytes: 48 * 1024,
+            registers_per_thread: 255,
+            registers_per_block: 64 * 1024,
+            threads_per_block: 1024,
+        }
+    }
+
+    /// Registers a block occupies: the hardware allocates per warp, each thread's count
+    /// rounded up to a multiple of 8 (256 registers per warp). This is
+    /// `registers × threads` when both are already aligned.
+    pub fn block_registers(registers: u32, threads: u32) -> u64 {
+        let warps = threads.div_ceil(32) as u64;
+        warps * 32 * registers.next_multiple_of(8) as u64
+    }
+}
+
+/// A config that compiled and fits the device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub config: Config,
+    pub resources: ResourceUsage,
+    /// Threads per block (from the kernel's declared block; 0 when it declares none).
+    pub threads: u32,
+}
+
+/// Why a config was dropped before timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PruneReason {
+    CompileFailed {
+        message: String,
+    },
+    SharedMemory {
+        bytes: u32,
+        limit: u32,
+    },
+    RegistersPerThread {
+        registers: u32,
+        limit: u32,
+    },
+    RegistersPerBlock {
+        registers: u32,
+        threads: u32,
+        total: u64,
+        limit: u32,
+    },
+    Threads {
+        threads: u32,
+        limit: u32,
+    },
+    Spills {
+        stores: u32,
+        loads: u32,
+    },
+}
+
+impl fmt::Display for PruneReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PruneReason::CompileFailed { message } => {
+                let first = message.lines().next().unwrap_or("");
+                write!(f, "does not compile: {first}")
+            }
+            PruneReason::SharedMemory { bytes, limit } => {
+                write!(f, "{bytes} B of shared memory > {limit} B")
+            }
+            PruneReason::RegistersPerThread { registers, limit } => {
+                write!(f, "{registers} registers/thread > {limit}")
+            }
+            PruneReason::RegistersPerBlock {
+                registers,
+                threads,
+                total,
+                limit,
+            } => write!(
+                f,
+                "{registers} registers × {threads} threads = {total} registers/block > {limit}"
+            ),
+            PruneReason::Threads { threads, limit } => {
+                write!(f, "{threads} threads/block > {limit}")
+            }
+            PruneReason::Spills { stores, loads } => {
+                write!(f, "spills ({stores} B stores, {loads} B loads)")
+            }
+        }
+    }
+}
+
+/// A config dropped before timing, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pruned {
+    pub config: Config,
+    pub reason: PruneReason,
+}
+
+/// The outcome of pruning a space.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pruning {
+    pub kept: Vec<Candidate>,
+    pub pruned: Vec<Pruned>,
+}
+
+/// One config's compile result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledConfig {
+    pub config: Config,
+    /// Resource usage and threads per block, or the compile error's text.
+    pub result: Result<(ResourceUsage, u32), String>,
+}
+
+/// Compiles every config for `arch`, in parallel. A missing NVRTC or an arch it does
+/// not support is an error (nothing could be pruned); a config that fails to compile is
+/// a per-config result.
+pub fn compile_space(
+    kernel: &TuneKernel,
+    configs: &[Config],
+    arch: Arch,
+) -> Result<Vec<CompiledConfig>, TuneError> {
+    let supported = nvrtc::supported_archs().map_err(nvrtc_error)?;
+    if !supported.contains(&arch) {
+        return Err(nvrtc_error(NvrtcError::UnsupportedArch {
+            arch,
+            supported: supported.to_vec(),
+        }));
+    }
+    configs
+        .par_iter()
+        .map(|config| compile_one(kernel, config, arch))
+        .collect()
+}
+
+fn compile_one(
+    kernel: &TuneKernel,
+    config: &Config,
+    arch: Arch,
+) -> Result<CompiledConfig, TuneError> {
+    let typed = specialize(kernel.def(), config)?;
+    let threads = typed.block_dim.map_or(0, |b| b.iter().product());
+    let source = codegen::cuda_source(&typed);
+    let result = match nvrtc::compile_cached(&source, arch, &CompileOptions::default()) {
+        Ok(compiled) => Ok((compiled.resources, threads)),
+        Err(e @ NvrtcError::Compile { .. }) => Err(e.to_string()),
+        Err(e) => return Err(nvrtc_error(e)),
+    };
+    Ok(CompiledConfig {
+        config: config.clone(),
+        result,
+    })
+}
+
+fn nvrtc_error(e: NvrtcError) -> TuneError {
+    TuneError::Kernel(e.into())
+}
+
+/// Applies `limits` to compile results (no NVRTC involved, so tests can script usage).
+pub fn apply_limits(compiled: Vec<CompiledConfig>, limits: &Limits) -> Pruning {
+    let mut out = Pruning::default();
+    let mut spilling = Vec::new();
+    for c in compiled {
+        let (usage, threads) = match c.result {
+            Ok(r) => r,
+            Err(message) => {
+                out.pruned.push(Pruned {
+                    config: c.config,
+                    reason: PruneReason::CompileFailed { message },
+                });
+                continue;
+            }
+        };
+        let candidate = Candidate {
+            config: c.config,
+            resources: usage,
+            threads,
+        };
+        match over_limit(&usage, threads, limits) {
+            Some(reason) => out.pruned.push(Pruned {
+                config: candidate.config,
+                reason,
+            }),
+            None if usage.spills() => spilling.push(candidate),
+            None => out.kept.push(candidate),
+        }
+    }
+    if out.kept.is_empty() {
+        out.kept = spilling;
+    } else {
+        out.pruned.extend(spilling.into_iter().map(|c| Pruned {
+            reason: PruneReason::Spills {
+                stores: c.resources.spill_stores_bytes,
+                loads: c.resources.spill_loads_bytes,
+            },
+            config: c.config,
+        }));
+    }
+    out
+}
+
+fn over_limit(usage: &ResourceUsage, threads: u32, limits: &Limits) -> Option<PruneReason> {
+    if usage.shared_bytes > limits.static_shared_bytes {
+        return Some(PruneReason::SharedMemory {
+            bytes: usage.shared_bytes,
+            limit: limits.static_shared_bytes,
+        });
+    }
+    if usage.registers > limits.registers_per_thread {
+        return Some(PruneReason::RegistersPerThread {
+            registers: usage.registers,
+            limit: limits.registers_per_thread,
+        });
+    }
+    if threads > limits.threads_per_block {
+        return Some(PruneReason::Threads {
+            threads,
+            limit: limits.threads_per_block,
+        });
+    }
+    let total = Limits::block_registers(usage.registers, threads);
+    if total > limits.registers_per_block as u64 {
+        return Some(PruneReason::RegistersPerBlock {
+            registers: usage.registers,
+            threads,
+            total,
+            limit: limits.registers_per_block,
+        });
+    }
+    None
+}
+
+/// Compiles and prunes a kernel's whole declared space for `arch`.
+pub fn prune_space(kernel: &TuneKernel, arch: Arch) -> Result<Pruning, TuneError> {
+    let compiled = compile_space(kernel, &kernel.space(), arch)?;
+    Ok(apply_limits(compiled, &Limits::for_arch(arch)))
+}

@@ -1,0 +1,196 @@
+//! Problem shapes to tune: derived from a Hugging Face `config.json` (Llama family), or
+//! listed in a shapes file.
+
+use crate::TuneError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One problem to tune: a library kernel and its dimensions (`[m, n, k]` for gemm,
+/// `[rows, cols]` for softmax, `[n]` for vector_add and sum_partials).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemShape {
+    pub kernel: String,
+    pub dims: Vec<usize>,
+    /// Where the shape comes from (`q_proj`, `lm_head`), for reports.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl ProblemShape {
+    pub fn new(kernel: &str, dims: Vec<usize>, name: &str) -> ProblemShape {
+        ProblemShape {
+            kernel: kernel.to_string(),
+            dims,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// The number of dimensions each tunable library kernel's problem has.
+pub fn rank_of(kernel: &str) -> Option<usize> {
+    match kernel {
+        "gemm" => Some(3),
+        "softmax" => Some(2),
+        "vector_add" | "sum_partials" => Some(1),
+        _ => None,
+    }
+}
+
+/// Batch sizes in tokens (GEMM `M`, softmax rows) a model preset covers by default.
+pub const DEFAULT_TOKENS: [usize; 4] = [1, 16, 128, 4096];
+
+/// The fields of a Llama-family `config.json` that fix the kernel shapes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ModelConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    /// Grouped-query attention; absent means as many as the attention heads.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    pub vocab_size: usize,
+    /// Absent means `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+}
+
+impl ModelConfig {
+    /// Llama 3 8B's shapes: the default when neither a model nor a shapes file is given.
+    pub fn llama3_8b() -> ModelConfig {
+        ModelConfig {
+            hidden_size: 4096,
+            intermediate_size: 14336,
+            num_attention_heads: 32,
+            num_key_value_heads: Some(8),
+            vocab_size: 128_256,
+            head_dim: None,
+        }
+    }
+
+    /// Reads and checks a `config.json`.
+    pub fn load(path: &Path) -> Result<ModelConfig, TuneError> {
+        let input = |message: String| TuneError::Input {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| input(format!("cannot read: {e}")))?;
+        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| {
+            input(format!(
+                "not a Llama-family config.json ({e}); it needs hidden_size, \
+                 intermediate_size, num_attention_heads, vocab_size"
+            ))
+        })?;
+        config.check().map_err(input)?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let sizes = [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("vocab_size", self.vocab_size),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} is 0"));
+        }
+        // `%` rather than `is_multiple_of`: the workspace's rust-version is 1.85.
+        #[allow(clippy::manual_is_multiple_of)]
+        let uneven = self.hidden_size % self.num_attention_heads != 0;
+        if self.head_dim.is_none() && uneven {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {} (give head_dim)",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        match self.num_key_value_heads {
+            Some(0) => Err("num_key_value_heads is 0".into()),
+            _ if self.head_dim == Some(0) => Err("head_dim is 0".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// The problems of one forward pass at each batch size in `tokens`: the projections
+    /// as GEMMs `[m, n, k]` (q, k/v, o, gate/up, down, lm_head), softmax over the vocabulary
+    /// `[tokens, vocab]`, and the residual add and a reduction over `tokens × hidden`
+    /// (vector_add, sum_partials). Duplicates (k and v, gate and up) appear once.
+    pub fn shapes(&self, tokens: &[usize]) -> Vec<ProblemShape> {
+        let (h, hd) = (self.hidden_size, self.head_dim());
+        let q = self.num_attention_heads * hd;
+        let kv = self.num_key_value_heads.unwrap_or(self.num_attention_heads) * hd;
+        let mut out: Vec<ProblemShape> = Vec::new();
+        for &m in tokens {
+            let gemms = [
+                ("q_proj", q, h),
+                ("k_proj/v_proj", kv, h),
+                ("o_proj", h, q),
+                ("gate_proj/up_proj", self.intermediate_size, h),
+                ("down_proj", h, self.intermediate_size),
+                ("lm_head", self.vocab_size, h),
+            ];
+            let mut add = |s: ProblemShape| {
+                if !out.iter().any(|o| o.kernel == s.kernel && o.dims == s.dims) {
+                    out.push(s);
+                }
+            };
+            for (name, n, k) in gemms {
+                add(ProblemShape::new("gemm", vec![m, n, k], name));
+            }
+            add(ProblemShape::new(
+                "softmax",
+                vec![m, self.vocab_size],
+                "logits",
+            ));
+            add(ProblemShape::new("vector_add", vec![m * h], "residual"));
+            add(ProblemShape::new("sum_partials", vec![m * h], "reduction"));
+        }
+        out
+    }
+}
+
+/// Reads a shapes file: a JSON list of `{"kernel": "gemm", "dims": [m, n, k]}` (with an
+/// optional `"name"`), each checked against the library.
+pub fn load_shapes(path: &Path) -> Result<Vec<ProblemShape>, TuneError> {
+    let input = |message: String| TuneError::Input {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| input(format!("cannot read: {e}")))?;
+    let shapes: Vec<ProblemShape> = serde_json::from_str(&text).map_err(|e| {
+        input(format!(
+            "not a shapes file ({e}); expected a JSON list of {{\"kernel\": ..., \"dims\": [...]}}"
+        ))
+    })?;
+    for (i, s) in shapes.iter().enumerate() {
+        check_shape(s).map_err(|m| input(format!("shape {i}: {m}")))?;
+    }
+    Ok(shapes)
+}
+
+/// Whether a shape names a tunable kernel with the right number of positive dimensions.
+pub fn check_shape(shape: &ProblemShape) -> Result<(), String> {
+    let Some(rank) = rank_of(&shape.kernel) else {
+        return Err(format!(
+            "`{}` is not a tunable kernel (gemm, softmax, vector_add, sum_partials)",
+            shape.kernel
+        ));
+    };
+    if shape.dims.len() != rank {
+        return Err(format!(
+            "{} takes {rank} dimension(s), got {:?}",
+            shape.kernel, shape.dims
+        ));
+    }
+    if shape.dims.contains(&0) || shape.dims.iter().any(|&d| d > u32::MAX as usize) {
+        return Err(format!(
+            "dimensions must be between 1 and 2^32-1, got {:?}",
+            shape.dims
+        ));
+    }
+    Ok(())
+}

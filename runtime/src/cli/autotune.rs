@@ -1,0 +1,413 @@
+//! `warpforge autotune`: tune the library's kernels on this machine's GPU for a model's
+//! shapes, or, with `--dry-run`, list each kernel's space and its pruning per arch.
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use warpforge_autotune::cache::cache_dir;
+use warpforge_autotune::prune::prune_space;
+use warpforge_autotune::shapes::{load_shapes, rank_of, DEFAULT_TOKENS};
+use warpforge_autotune::strategy::strategy_by_name;
+use warpforge_autotune::{
+    probe, DeviceBench, ModelConfig, ProblemReport, ProblemShape, Progress, TuneCache, TuneKernel,
+    TuneOptions, Tuner,
+};
+use warpforge_dsl::nvrtc::{self, Arch};
+use warpforge_dsl::Device;
+
+/// The archs `--dry-run` prunes for.
+const DRY_RUN_ARCHS: [Arch; 3] = [Arch::SM80, Arch::SM89, Arch::SM90];
+
+#[derive(clap::Args, Debug)]
+pub struct AutotuneArgs {
+    /// Kernels to tune, comma-separated (default: every tunable kernel).
+    #[arg(long, value_delimiter = ',')]
+    pub kernels: Vec<String>,
+    /// A Hugging Face config.json (Llama family) to derive the problem shapes from
+    /// (default: Llama 3 8B's shapes).
+    #[arg(long, conflicts_with = "shapes")]
+    pub model: Option<PathBuf>,
+    /// A JSON list of problems: [{"kernel": "gemm", "dims": [m, n, k]}, ...].
+    #[arg(long)]
+    pub shapes: Option<PathBuf>,
+    /// Batch sizes in tokens for a model's shapes (GEMM M, softmax rows).
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_TOKENS)]
+    pub tokens: Vec<usize>,
+    /// Time allowed for timing, e.g. 90s, 10m, 1h (default: until done).
+    #[arg(long, value_parser = parse_duration)]
+    pub budget: Option<Duration>,
+    /// Search strategy for spaces of more than 64 candidates.
+    #[arg(long, default_value = "exhaustive")]
+    pub strategy: String,
+    /// Where the per-device cache lives (default: $WARPFORGE_TUNE_CACHE, else the user
+    /// cache dir's warpforge/tune).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// List each kernel's space and its pruning for sm_80, sm_89 and sm_90 (NVRTC only,
+    /// no GPU needed) and the shapes that would be tuned; time nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    // `--replay` (Kernel Tuner replay) is added with the replay module.
+}
+
+pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
+    let kernels = select_kernels(&args.kernels)?;
+    let shapes = problem_shapes(&args, &kernels)?;
+    strategy_by_name(&args.strategy)?; // an unknown name fails before anything runs
+    if args.dry_run {
+        return dry_run(&kernels, &shapes);
+    }
+    let device = match Device::cuda(0) {
+        Ok(d) => d,
+        Err(e) => {
+            println!(
+                "warpforge autotune: no GPU ({e}); `--dry-run` lists the spaces and their \
+                 pruning without one"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    tune(&args, &device, &kernels, &shapes)
+}
+
+/// The tunable kernels named (all when none are).
+fn select_kernels(names: &[String]) -> Result<Vec<TuneKernel>> {
+    let tunable: Vec<_> = warpforge_kernels::library()
+        .into_iter()
+        .filter(|k| rank_of(k.name).is_some())
+        .collect();
+    let chosen: Vec<_> = if names.is_empty() {
+        tunable
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                let found = tunable.iter().find(|k| k.name == n.trim()).copied();
+                found.ok_or_else(|| {
+                    let known: Vec<_> = tunable.iter().map(|k| k.name).collect();
+                    anyhow!(
+                        "`{n}` is not a tunable kernel; choose from: {}",
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    chosen
+        .into_iter()
+        .map(|k| TuneKernel::new(k).map_err(Into::into))
+        .collect()
+}
+
+/// The shapes to tune, for the chosen kernels, one per (kernel, shape bucket).
+fn problem_shapes(args: &AutotuneArgs, kernels: &[TuneKernel]) -> Result<Vec<ProblemShape>> {
+    if args.tokens.contains(&0) {
+        bail!("--tokens must be at least 1");
+    }
+    let all = match (&args.shapes, &args.model) {
+        (Some(path), _) => load_shapes(path)?,
+        (None, Some(path)) => ModelConfig::load(path)?.shapes(&args.tokens),
+        (None, None) => ModelConfig::llama3_8b().shapes(&args.tokens),
+    };
+    let mut out: Vec<ProblemShape> = Vec::new();
+    for shape in all {
+        let Some(k) = kernels.iter().find(|k| k.name() == shape.kernel) else {
+            continue;
+        };
+        let key = k.entry_key(&shape.dims)?;
+        let seen = out
+            .iter()
+            .any(|s| s.kernel == shape.kernel && k.entry_key(&s.dims).ok().as_ref() == Some(&key));
+        if !seen {
+            out.push(shape);
+        }
+    }
+    if out.is_empty() {
+        bail!("no problem shapes for the chosen kernels");
+    }
+    Ok(out)
+}
+
+fn dry_run(kernels: &[TuneKernel], shapes: &[ProblemShape]) -> Result<ExitCode> {
+    nvrtc::supported_archs().context("--dry-run compiles every config with NVRTC")?;
+    let mut compile_failures = 0usize;
+    for k in kernels {
+        let space = k.space();
+        println!("{}: {} configs ({})", k.name(), space.len(), k.def().space);
+        println!(
+            "    default {}, code hash {}",
+            k.default_config(),
+            k.ir_hash
+        );
+        for arch in DRY_RUN_ARCHS {
+            let pruning = prune_space(k, arch)?;
+            println!(
+                "    {arch}: {} kept, {} pruned",
+                pruning.kept.len(),
+                pruning.pruned.len()
+            );
+            for p in &pruning.pruned {
+                println!("        {:<32} {}", p.config.to_string(), p.reason);
+                compile_failures += matches!(
+                    p.reason,
+                    warpforge_autotune::PruneReason::CompileFailed { .. }
+                ) as usize;
+            }
+        }
+    }
+    println!("\nshapes to tune ({}):", shapes.len());
+    for s in shapes {
+        let bucket = warpforge_autotune::Bucket::of(&s.dims).map_or("?".into(), |b| b.to_string());
+        println!(
+            "    {:<13} {:<20} bucket {:<18} {}",
+            s.kernel,
+            format!("{:?}", s.dims),
+            bucket,
+            s.name
+        );
+    }
+    if compile_failures > 0 {
+        println!("\n{compile_failures} config(s) failed to compile (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tune(
+    args: &AutotuneArgs,
+    device: &Device,
+    kernels: &[TuneKernel],
+    shapes: &[ProblemShape],
+) -> Result<ExitCode> {
+    let key = probe::device_key(device)?;
+    let dir = cache_dir(args.cache_dir.as_deref())?;
+    let mut cache = TuneCache::open(&dir, &key)?;
+    let arch = device.arch().context("the device reports no arch")?;
+    let supported = nvrtc::supported_archs()?;
+    let target = Arch::compile_target(arch, supported)
+        .ok_or_else(|| anyhow!("this NVRTC cannot compile for {arch} or an older arch"))?;
+    eprintln!("tuning on {key}; cache {}", cache.path().display());
+    let mut prunings = Vec::new();
+    for k in kernels {
+        prunings.push(prune_space(k, target)?);
+    }
+    let mut bench = DeviceBench::new(device)?;
+    let mut strategy = strategy_by_name(&args.strategy)?;
+    let options = TuneOptions {
+        deadline: args.budget.map(|b| Instant::now() + b),
+        ..TuneOptions::default()
+    };
+    let bar = progress_bar();
+    let mut reports = Vec::new();
+    {
+        let mut tuner = Tuner::new(&mut bench, &mut cache, options).on_progress(|p| match p {
+            Progress::Problem { pending, .. } => bar.inc_length(pending as u64),
+            Progress::Candidate { kernel, config, .. } => {
+                bar.set_message(format!("{kernel} {config}"));
+                bar.inc(1);
+            }
+        });
+        for shape in shapes {
+            let i = kernels.iter().position(|k| k.name() == shape.kernel);
+            let i = i.context("a shape of an unselected kernel")?;
+            reports.push(tuner.tune(&kernels[i], shape, &prunings[i], strategy.as_mut())?);
+        }
+    }
+    bar.finish_and_clear();
+    print_table(&reports);
+    Ok(summarize_failures(&reports))
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {pos}/{len} candidates, ETA {eta} {msg}",
+    )
+    .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_table(reports: &[ProblemReport]) {
+    println!(
+        "{:<13} {:<18} {:<36} {:>11} {:>8} {:>6} {:>6} {:>6} {:>6}",
+        "kernel",
+        "shape bucket",
+        "best config",
+        "median",
+        "speedup",
+        "pruned",
+        "timed",
+        "cached",
+        "failed"
+    );
+    for r in reports {
+        let (best, median) = match &r.best {
+            Some((c, m)) => (c.to_string(), format!("{:.2} µs", m.median * 1e6)),
+            None => ("-".into(), "-".into()),
+        };
+        let speedup = r.speedup().map_or("-".into(), |s| format!("{s:.2}x"));
+        println!(
+            "{:<13} {:<18} {:<36} {:>11} {:>8} {:>6} {:>6} {:>6} {:>6}",
+            r.kernel,
+            r.bucket.to_string(),
+            best,
+            median,
+            speedup,
+            r.pruned,
+            r.timed,
+            r.reused,
+            r.failed.len()
+        );
+    }
+}
+
+/// Prints every failure and problem error; failure exit when there is any.
+fn summarize_failures(reports: &[ProblemReport]) -> ExitCode {
+    let failing: Vec<&ProblemReport> = reports.iter().filter(|r| r.has_failures()).collect();
+    let skipped: usize = reports.iter().map(|r| r.skipped).sum();
+    if skipped > 0 {
+        println!("\n{skipped} candidate(s) not timed (budget spent or device lost); run again to continue");
+    }
+    if failing.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    println!("\nfailures:");
+    for r in failing {
+        if let Some(e) = &r.error {
+            println!("  {} {}: {e}", r.kernel, r.bucket);
+        }
+        for (config, reason) in &r.failed {
+            println!("  {} {} {config}: {reason}", r.kernel, r.bucket);
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// `90s`, `10m`, `1h`, `500ms`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 10m or 1h"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("ten minutes").is_err());
+        assert!(parse_duration("10d").unwrap_err().contains("unknown unit"));
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use std::process::ExitCode;
+
+    fn args(line: &[&str]) -> super::AutotuneArgs {
+        let mut full = vec!["warpforge", "autotune"];
+        full.extend_from_slice(line);
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Autotune(a) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let a = args(&[
+            "--kernels",
+            "gemm,softmax",
+            "--shapes",
+            "s.json",
+            "--budget",
+            "10m",
+            "--strategy",
+            "exhaustive",
+            "--cache-dir",
+            "/tmp/c",
+            "--dry-run",
+        ]);
+        assert_eq!(a.kernels, ["gemm", "softmax"]);
+        assert_eq!(a.budget, Some(std::time::Duration::from_secs(600)));
+        assert!(a.dry_run);
+        assert_eq!(a.tokens, [1, 16, 128, 4096]);
+        let both = [
+            "warpforge",
+            "autotune",
+            "--model",
+            "c.json",
+            "--shapes",
+            "s.json",
+        ];
+        assert!(
+            Cli::try_parse_from(both).is_err(),
+            "--model and --shapes conflict"
+        );
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_before_any_work() {
+        let e = super::run(args(&["--kernels", "attention"])).unwrap_err();
+        assert!(e.to_string().contains("not a tunable kernel"), "{e}");
+        let e = super::run(args(&["--strategy", "annealing"])).unwrap_err();
+        assert!(e.to_string().contains("exhaustive"), "{e}");
+    }
+
+    #[test]
+    fn without_a_gpu_it_fails_unless_dry_run() {
+        if warpforge_dsl::Device::cuda(0).is_ok() {
+            eprintln!("skipping: a GPU is present, so autotune would really tune");
+            return;
+        }
+        let code = super::run(args(&["--kernels", "vector_add"])).unwrap();
+        assert_eq!(code, ExitCode::FAILURE);
+        if let Err(e) = warpforge_dsl::nvrtc::supported_archs() {
+            eprintln!("skipping the --dry-run half: no NVRTC ({e})");
+            return;
+        }
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../autotune/tests/fixtures/shapes.json"
+        );
+        let code = super::run(args(&[
+            "--kernels",
+            "vector_add",
+            "--shapes",
+            fixture,
+            "--dry-run",
+        ]));
+        assert_eq!(code.unwrap(), ExitCode::SUCCESS);
+    }
+}
