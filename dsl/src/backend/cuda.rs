@@ -252,7 +252,7 @@ impl CudaDevice {
         if let Some(f) = lock(&self.functions).get(key) {
             return Ok(f.clone());
         }
-        let source = codegen::cuda_source(kernel);
+        let (source, line_map) = codegen::cuda_source_with_map(kernel);
         let supported = nvrtc::supported_archs()?;
         let target = Arch::compile_target(self.arch, supported).ok_or_else(|| {
             NvrtcError::UnsupportedArch {
@@ -260,7 +260,8 @@ impl CudaDevice {
                 supported: supported.to_vec(),
             }
         })?;
-        let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())?;
+        let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())
+            .map_err(|e| line_map.annotate(e))?;
         let module = if target == self.arch {
             self.module(&compiled.cubin, || Ptx::from_binary(compiled.cubin.clone()))?
         } else {
