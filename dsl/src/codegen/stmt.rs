@@ -28,7 +28,7 @@ impl FnGen<'_> {
     /// Prints `s`; every C line it produces maps to its Rust line (a nested statement's lines
     /// to the nested statement, the closing brace back to `s`).
     fn stmt(&mut self, s: &Stmt) {
-        let outer = std::mem::replace(&mut self.rust_line, Some(s.span.line));
+        let outer = self.rust_line.replace(s.span.line);
         self.stmt_kind(s);
         self.rust_line = outer;
     }
