@@ -7,6 +7,7 @@
 //! executes it on the CPU. [`backend::Device`] puts both behind one launch call.
 
 pub mod backend;
+pub mod cache_file;
 pub mod codegen;
 pub mod convert;
 pub mod interp;

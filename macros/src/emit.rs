@@ -44,7 +44,7 @@ pub fn with_checked_copy(e: syn::Error, func: &syn::ItemFn) -> TokenStream {
 }
 
 fn kernel_parts(attr: &KernelAttr, func: &syn::ItemFn) -> syn::Result<TokenStream> {
-    let mut lw = Lowerer::new();
+    let mut lw = Lowerer::new(&func.sig.ident, "kernel");
     let sig = analyze(&func.sig, FnKind::Kernel, &mut lw);
     let tune = lw.check(tune_params(attr, &sig.consts));
     let block_dim = attr.block.as_ref().map(|(_, dims)| {
@@ -61,10 +61,13 @@ fn kernel_parts(attr: &KernelAttr, func: &syn::ItemFn) -> syn::Result<TokenStrea
     let (name_str, line) = (string(&name.to_string()), fn_line(func));
     let (consts, params) = (sig.consts_ir(), sig.params_ir());
     let space = space(&tune, attr, &sig);
+    let feasible = crate::feasible::check(name, &tune, &attr.constraints, &sig);
     let prelude = builder_prelude();
     let launcher = launcher(name, &sig);
     let (vis, docs) = (&func.vis, docs(func));
     Ok(quote! {
+        #feasible
+
         #[doc(hidden)]
         #[allow(dead_code, non_snake_case, clippy::all)]
         fn #builder() -> ::warpforge_dsl::ir::KernelDef {
@@ -217,7 +220,7 @@ pub fn device(func: syn::ItemFn) -> TokenStream {
 }
 
 fn device_parts(func: &syn::ItemFn) -> syn::Result<TokenStream> {
-    let mut lw = Lowerer::new();
+    let mut lw = Lowerer::new(&func.sig.ident, "#[device] fn");
     let sig = analyze(&func.sig, FnKind::Device, &mut lw);
     let usage = if sig.ret.is_some() {
         BlockUse::Value

@@ -17,6 +17,7 @@
 
 mod attr;
 mod emit;
+mod feasible;
 mod lower;
 mod sig;
 mod types;

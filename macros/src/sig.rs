@@ -2,7 +2,7 @@
 //! and the rewritten copy that rustc type-checks.
 
 use crate::lower::{is_unroll_attr, span_tokens, string, Lowerer};
-use crate::types::{parse_type, DslType, Scalar};
+use crate::types::{parse_type, DslType, Scalar, DYN_MESSAGE, IMPL_TRAIT_MESSAGE};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
@@ -158,6 +158,10 @@ fn param_kind(ty: &syn::Type, kind: FnKind, lw: &mut Lowerer) -> Option<ParamKin
                     "lifetimes are not supported in kernel signatures; write `&[T]`",
                 );
             }
+            if let syn::Type::TraitObject(_) = &*r.elem {
+                lw.fail_at(ty, DYN_MESSAGE);
+                return None;
+            }
             let syn::Type::Slice(s) = &*r.elem else {
                 lw.fail_at(
                     ty,
@@ -173,10 +177,7 @@ fn param_kind(ty: &syn::Type, kind: FnKind, lw: &mut Lowerer) -> Option<ParamKin
             })
         }
         syn::Type::ImplTrait(_) => {
-            lw.fail_at(
-                ty,
-                "`impl Trait` parameters are not supported; kernels take buffers and scalars",
-            );
+            lw.fail_at(ty, IMPL_TRAIT_MESSAGE);
             None
         }
         _ => {

@@ -133,10 +133,53 @@ fn rejection(name: &str) -> Option<String> {
         "u8" | "i8" | "u16" | "i16" | "u128" | "i128" => format!(
             "`{name}` is not supported in kernels; the integer types are i32, u32, i64, u64"
         ),
-        "char" | "str" | "String" => format!("`{name}` is not supported in kernels"),
+        "char" | "str" => format!(
+            "`{name}` is not supported in kernels: kernels have no text; \
+             write numbers into a buffer and format them on the host"
+        ),
+        _ if is_heap_type(name) => heap_message(name),
         _ => return None,
     })
 }
+
+/// Standard-library types that allocate: kernels have no heap.
+const HEAP_TYPES: &[&str] = &[
+    "Vec",
+    "Box",
+    "String",
+    "Rc",
+    "Arc",
+    "VecDeque",
+    "HashMap",
+    "HashSet",
+    "BTreeMap",
+    "BTreeSet",
+    "BinaryHeap",
+    "LinkedList",
+];
+
+pub fn is_heap_type(name: &str) -> bool {
+    HEAP_TYPES.contains(&name)
+}
+
+/// Why a heap type (`Vec`, `Box`, `String`, ...) cannot be used, and what to use instead.
+pub fn heap_message(name: &str) -> String {
+    format!(
+        "`{name}` is a heap type, and kernels cannot allocate: use `local_array::<T>(N)` \
+         (per thread) or `shared_array::<T>(N)` (per block) with a constant length, or pass a \
+         buffer parameter `&[T]` / `&mut [T]`"
+    )
+}
+
+/// Trait objects have no GPU equivalent: there is no dynamic dispatch in a kernel.
+pub const DYN_MESSAGE: &str = "trait objects (`dyn Trait`) are not supported in kernels: \
+     there is no dynamic dispatch on the GPU; call a `#[device] fn` directly, or choose the \
+     behaviour with a const generic (`if MODE == 1 { .. }`)";
+
+/// `impl Trait` types: kernels and device fns are monomorphic.
+pub const IMPL_TRAIT_MESSAGE: &str = "`impl Trait` is not supported in kernels; kernels take \
+     buffers and scalars: write the concrete type (`f32`, `&[f32]`), or one `#[device] fn` per \
+     type";
 
 /// Parses a value type as written in a kernel: a scalar name or `Vec2<T>`/`Vec4<T>`.
 pub fn parse_type(ty: &syn::Type) -> syn::Result<DslType> {
@@ -148,6 +191,8 @@ pub fn parse_type(ty: &syn::Type) -> syn::Result<DslType> {
             ty,
             "`()` is not a value type; omit the return type instead",
         )),
+        syn::Type::TraitObject(_) => Err(syn::Error::new_spanned(ty, DYN_MESSAGE)),
+        syn::Type::ImplTrait(_) => Err(syn::Error::new_spanned(ty, IMPL_TRAIT_MESSAGE)),
         _ => Err(unsupported(ty, &quote!(#ty).to_string())),
     }
 }

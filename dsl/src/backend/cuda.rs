@@ -13,7 +13,7 @@
 //! the pointer and its length in elements as `u32`; a value parameter is its C type, which
 //! has the size of its storage (bool and FP8 one byte, f16/bf16 their 16 bits).
 
-use super::device::{lock, DeviceError, SpecKey};
+use super::device::{check_static_shared, lock, DeviceError, DeviceLimits, SpecKey};
 use super::{Arg, LaunchDims, RawBuffer, Storage, Value};
 use crate::codegen;
 use crate::nvrtc::{self, Arch, CompileOptions, NvrtcError};
@@ -52,6 +52,7 @@ pub(crate) struct CudaDevice {
     ordinal: usize,
     name: String,
     arch: Arch,
+    limits: DeviceLimits,
     stream: Arc<CudaStream>,
     /// Loaded modules by the sha256 of their image (cubin or PTX).
     modules: Mutex<HashMap<[u8; 32], Arc<CudaModule>>>,
@@ -90,9 +91,11 @@ impl CudaDevice {
         let (major, minor) = ctx
             .compute_capability()
             .map_err(driver("reading the compute capability"))?;
+        let limits = device_limits(&ctx, &name)?;
         Ok(CudaDevice {
             ordinal,
             name,
+            limits,
             arch: Arch::new(major.max(0) as u32, minor.max(0) as u32),
             stream: ctx.default_stream(),
             modules: Mutex::new(HashMap::new()),
@@ -110,6 +113,10 @@ impl CudaDevice {
 
     pub(crate) fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    pub(crate) fn limits(&self) -> &DeviceLimits {
+        &self.limits
     }
 
     pub(crate) fn upload(&self, bytes: &[u8]) -> Result<DeviceMemory, DeviceError> {
@@ -256,7 +263,7 @@ impl CudaDevice {
         if let Some(f) = lock(&self.functions).get(key) {
             return Ok(f.clone());
         }
-        let source = codegen::cuda_source(kernel);
+        let (source, line_map) = codegen::cuda_source_with_map(kernel);
         let supported = nvrtc::supported_archs()?;
         let target = Arch::compile_target(self.arch, supported).ok_or_else(|| {
             NvrtcError::UnsupportedArch {
@@ -264,7 +271,23 @@ impl CudaDevice {
                 supported: supported.to_vec(),
             }
         })?;
-        let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())?;
+        let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())
+            .map_err(|e| line_map.annotate(e))?;
+        // ptxas's count (alignment padding included) against what this GPU allows.
+        let shared = compiled.resources.shared_bytes as u64;
+        if shared > self.limits.max_static_shared {
+            check_static_shared(kernel, 0, &self.name).map_err(|e| match e {
+                DeviceError::SharedMemory { arrays, .. } => DeviceError::SharedMemory {
+                    kernel: kernel.name.clone(),
+                    config: kernel.config.to_string(),
+                    bytes: shared,
+                    limit: self.limits.max_static_shared,
+                    target: self.name.clone(),
+                    arrays,
+                },
+                other => other,
+            })?;
+        }
         let module = if target == self.arch {
             self.module(&compiled.cubin, || Ptx::from_binary(compiled.cubin.clone()))?
         } else {
@@ -296,6 +319,34 @@ impl CudaDevice {
         lock(&self.modules).insert(hash, Arc::clone(&module));
         Ok(module)
     }
+}
+
+/// The GPU's launch limits from its attributes; static shared memory is also capped at the
+/// 48 KiB every arch allows without opt-in.
+fn device_limits(ctx: &CudaContext, name: &str) -> Result<DeviceLimits, DeviceError> {
+    use cudarc::driver::sys::CUdevice_attribute as A;
+    let get = |a: A| -> Result<u32, DeviceError> {
+        let v = ctx
+            .attribute(a)
+            .map_err(driver("reading the device limits"))?;
+        Ok(v.max(0) as u32)
+    };
+    let shared = get(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK)? as u64;
+    Ok(DeviceLimits {
+        name: name.to_string(),
+        max_threads_per_block: get(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
+        max_block: [
+            get(A::CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X)?,
+            get(A::CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y)?,
+            get(A::CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z)?,
+        ],
+        max_grid: [
+            get(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)?,
+            get(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y)?,
+            get(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z)?,
+        ],
+        max_static_shared: shared.min(super::device::MAX_STATIC_SHARED),
+    })
 }
 
 /// Device::launch checks this before; kept as an error rather than a panic.

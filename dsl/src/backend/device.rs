@@ -1,5 +1,10 @@
 //! The device: cpu (interpreter) or cuda, behind one API; and the launch checks both share.
 
+mod check;
+
+pub use check::DeviceLimits;
+pub(crate) use check::{check_static_shared, MAX_STATIC_SHARED};
+
 use super::cuda::CudaDevice;
 use super::element::{from_bytes, to_bytes};
 use super::{Arg, Buffer, Element, LaunchDims, RawBuffer, Storage};
@@ -7,7 +12,7 @@ use crate::interp::{self, InterpOptions};
 use crate::ir::KernelDef;
 use crate::nvrtc::Arch;
 use crate::space::Config;
-use crate::typed::{self, ParamKind};
+use crate::typed;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -103,6 +108,20 @@ pub enum DeviceError {
         what: String,
         needed: usize,
         held: usize,
+    },
+
+    #[error(
+        "kernel `{kernel}` (config {config}) uses {bytes} bytes of static shared memory; \
+         the limit is {limit} bytes per block on {target}. Shared arrays: {arrays}. \
+         Choose a config with smaller tiles, or share fewer or smaller arrays"
+    )]
+    SharedMemory {
+        kernel: String,
+        config: String,
+        bytes: u64,
+        limit: u64,
+        target: String,
+        arrays: String,
     },
 
     #[error("kernel `{kernel}`: cannot launch grid {grid:?} × block {block:?}: {reason}")]
@@ -221,7 +240,7 @@ impl Device {
         args: &mut [Arg],
     ) -> Result<(), crate::Error> {
         let (key, typed) = self.specialized(kernel, config)?;
-        check_launch(&typed, &dims, args)?;
+        check::check_launch(&typed, &dims, args, &self.limits())?;
         self.check_storage(&typed, args)?;
         match &self.target {
             Target::Cpu => {
@@ -230,6 +249,15 @@ impl Device {
             Target::Cuda(gpu) => gpu.launch(&key, &typed, dims, args)?,
         }
         Ok(())
+    }
+
+    /// What this device allows a launch: its own attributes on cuda, the limits of every
+    /// GPU on cpu (so a kernel that runs on the interpreter can run on a GPU).
+    pub fn limits(&self) -> DeviceLimits {
+        match &self.target {
+            Target::Cpu => DeviceLimits::generic(),
+            Target::Cuda(gpu) => gpu.limits().clone(),
+        }
     }
 
     /// Waits until all launched work has finished.
@@ -322,271 +350,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Checks a launch against the kernel's signature and the hardware limits: the argument
-/// count, each argument's kind (slice/value), element type and mutability, and the dims.
-pub(crate) fn check_launch(
-    kernel: &typed::Kernel,
-    dims: &LaunchDims,
-    args: &[Arg],
-) -> Result<(), DeviceError> {
-    let params = &kernel.body.params;
-    if params.len() != args.len() {
-        return Err(DeviceError::ArgCount {
-            kernel: kernel.name.clone(),
-            expected: params.len(),
-            got: args.len(),
-            params: params
-                .iter()
-                .map(describe_param)
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    }
-    for (param, arg) in params.iter().zip(args) {
-        if !param_accepts(&param.kind, arg) {
-            return Err(DeviceError::ArgMismatch {
-                kernel: kernel.name.clone(),
-                param: param.name.clone(),
-                expected: describe_kind(&param.kind),
-                got: arg.describe(),
-            });
-        }
-    }
-    check_dims(kernel, dims)
-}
-
-fn param_accepts(kind: &ParamKind, arg: &Arg) -> bool {
-    match (kind, arg) {
-        (
-            ParamKind::Slice {
-                elem,
-                mutable: false,
-            },
-            Arg::Slice(b),
-        ) => b.len_as(*elem).is_some(),
-        (
-            ParamKind::Slice {
-                elem,
-                mutable: true,
-            },
-            Arg::SliceMut(b),
-        ) => b.len_as(*elem).is_some(),
-        (ParamKind::Value { ty, .. }, Arg::Value(v)) => *ty == v.ty.into(),
-        _ => false,
-    }
-}
-
-/// How a parameter is written in Rust: `&[f32]`, `&mut [u32]`, `u32`.
-fn param_type(kind: &ParamKind) -> String {
-    match kind {
-        ParamKind::Slice {
-            elem,
-            mutable: false,
-        } => format!("&[{elem}]"),
-        ParamKind::Slice {
-            elem,
-            mutable: true,
-        } => format!("&mut [{elem}]"),
-        ParamKind::Value { ty, .. } => ty.to_string(),
-    }
-}
-
-fn describe_kind(kind: &ParamKind) -> String {
-    match kind {
-        ParamKind::Value { ty, .. } => format!("a {ty} value"),
-        slice => param_type(slice),
-    }
-}
-
-fn describe_param(p: &typed::Param) -> String {
-    format!("{}: {}", p.name, param_type(&p.kind))
-}
-
-/// Limits of every GPU warpforge targets (sm_80 and later).
-const MAX_BLOCK_THREADS: u32 = 1024;
-const MAX_BLOCK: [u32; 3] = [1024, 1024, 64];
-const MAX_GRID: [u32; 3] = [i32::MAX as u32, 65535, 65535];
-
-fn check_dims(kernel: &typed::Kernel, dims: &LaunchDims) -> Result<(), DeviceError> {
-    let bad = |reason: String| DeviceError::BadDims {
-        kernel: kernel.name.clone(),
-        grid: dims.grid,
-        block: dims.block,
-        reason,
-    };
-    if dims.grid.contains(&0) || dims.block.contains(&0) {
-        return Err(bad("every dimension must be at least 1".into()));
-    }
-    let threads = dims.block.iter().map(|&b| b as u64).product::<u64>();
-    if threads > MAX_BLOCK_THREADS as u64 {
-        return Err(bad(format!(
-            "{threads} threads per block; the limit is {MAX_BLOCK_THREADS}"
-        )));
-    }
-    for (axis, i) in ["x", "y", "z"].iter().zip(0..3) {
-        if dims.block[i] > MAX_BLOCK[i] {
-            return Err(bad(format!("block.{axis} is limited to {}", MAX_BLOCK[i])));
-        }
-        if dims.grid[i] > MAX_GRID[i] {
-            return Err(bad(format!("grid.{axis} is limited to {}", MAX_GRID[i])));
-        }
-    }
-    match kernel.block_dim {
-        Some(declared) if declared != dims.block => Err(bad(format!(
-            "the kernel is written for blocks of {declared:?} (its `block = ...`)"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::check::tests::{axpy, host};
     use super::*;
-    use crate::typed::{Function, Param, VarId};
     use crate::types::Type;
     use half::f16;
-
-    /// `fn axpy(x: &[f32], y: &mut [f32], a: f32)`, optionally with a declared block.
-    fn axpy(block_dim: Option<[u32; 3]>) -> typed::Kernel {
-        let slice = |name: &str, mutable| Param {
-            name: name.into(),
-            kind: ParamKind::Slice {
-                elem: Type::F32,
-                mutable,
-            },
-        };
-        let value = Param {
-            name: "a".into(),
-            kind: ParamKind::Value {
-                ty: Type::F32,
-                var: VarId(0),
-            },
-        };
-        typed::Kernel {
-            name: "axpy".into(),
-            symbol: "axpy__".into(),
-            file: "kernels/axpy.rs".into(),
-            line: 3,
-            config: Config::new(),
-            block_dim,
-            body: Function {
-                name: "axpy__".into(),
-                params: vec![slice("x", false), slice("y", true), value],
-                ret: None,
-                vars: vec![],
-                arrays: vec![],
-                body: vec![],
-                line: 3,
-            },
-            device_fns: vec![],
-        }
-    }
-
-    fn host(elem: Type, len: usize) -> RawBuffer {
-        RawBuffer {
-            elem,
-            len,
-            storage: Storage::Host(vec![0; len * elem.size_bytes()]),
-        }
-    }
-
-    #[test]
-    fn accepts_matching_arguments() {
-        let (x, mut y) = (host(Type::F32, 4), host(Type::F32, 4));
-        let args = [Arg::Slice(&x), Arg::SliceMut(&mut y), Arg::value(2.0f32)];
-        check_launch(&axpy(None), &LaunchDims::linear(1, 4), &args).unwrap();
-    }
-
-    #[test]
-    fn wrong_count_names_the_parameters() {
-        let x = host(Type::F32, 4);
-        let err = check_launch(&axpy(None), &LaunchDims::linear(1, 4), &[Arg::Slice(&x)]);
-        let msg = err.unwrap_err().to_string();
-        assert!(
-            msg.contains("takes 3 argument(s)") && msg.contains("passed 1"),
-            "{msg}"
-        );
-        assert!(msg.contains("x: &[f32], y: &mut [f32], a: f32"), "{msg}");
-    }
-
-    /// The parameter an `ArgMismatch` names, and the message.
-    fn mismatch(args: &[Arg]) -> (String, String) {
-        let err = check_launch(&axpy(None), &LaunchDims::linear(1, 4), args).unwrap_err();
-        let msg = err.to_string();
-        match err {
-            DeviceError::ArgMismatch { param, .. } => (param, msg),
-            other => panic!("expected ArgMismatch, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn wrong_kind_type_or_mutability_is_refused() {
-        let (x, mut y) = (host(Type::F32, 4), host(Type::F32, 4));
-        let (mut x2, y2) = (host(Type::F32, 4), host(Type::F32, 4));
-        let (param, msg) = mismatch(&[Arg::Slice(&x), Arg::Slice(&y2), Arg::value(1.0f32)]);
-        assert_eq!(param, "y");
-        assert!(
-            msg.contains("expected &mut [f32], got &[f32] of length 4"),
-            "{msg}"
-        );
-        let (param, _) = mismatch(&[
-            Arg::SliceMut(&mut x2),
-            Arg::SliceMut(&mut y),
-            Arg::value(1.0f32),
-        ]);
-        assert_eq!(param, "x", "a &mut buffer for a & parameter is refused too");
-        let h = host(Type::Scalar(crate::types::ScalarType::F16), 4);
-        let mut y3 = host(Type::F32, 4);
-        let (param, msg) = mismatch(&[Arg::Slice(&h), Arg::SliceMut(&mut y3), Arg::value(1.0f32)]);
-        assert_eq!(param, "x");
-        assert!(msg.contains("expected &[f32], got &[f16]"), "{msg}");
-        let (x4, mut y4) = (host(Type::F32, 4), host(Type::F32, 4));
-        let (param, msg) = mismatch(&[Arg::Slice(&x4), Arg::SliceMut(&mut y4), Arg::value(1u32)]);
-        assert_eq!(param, "a");
-        assert!(msg.contains("expected a f32 value, got u32 value"), "{msg}");
-        let (x5, mut y5) = (host(Type::F32, 4), host(Type::F32, 4));
-        let args = [Arg::value(1.0f32), Arg::SliceMut(&mut y5), Arg::Slice(&x5)];
-        assert_eq!(mismatch(&args).0, "x", "a value for a slice parameter");
-    }
-
-    fn dims_error(kernel: &typed::Kernel, dims: LaunchDims) -> String {
-        match check_dims(kernel, &dims) {
-            Err(e @ DeviceError::BadDims { .. }) => e.to_string(),
-            other => panic!("expected BadDims for {dims:?}, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn launch_dims_are_checked() {
-        let k = axpy(None);
-        assert!(dims_error(&k, LaunchDims::linear(0, 32)).contains("at least 1"));
-        assert!(dims_error(&k, LaunchDims::linear(1, 0)).contains("at least 1"));
-        let msg = dims_error(&k, LaunchDims::grid_2d((1, 1), (64, 32)));
-        assert!(
-            msg.contains("2048 threads per block; the limit is 1024"),
-            "{msg}"
-        );
-        let tall = LaunchDims {
-            grid: [1, 1, 1],
-            block: [1, 1, 128],
-        };
-        assert!(dims_error(&k, tall).contains("block.z is limited to 64"));
-        let wide = LaunchDims {
-            grid: [1, 70000, 1],
-            block: [32, 1, 1],
-        };
-        assert!(dims_error(&k, wide).contains("grid.y"));
-        check_dims(&k, &LaunchDims::linear(1 << 20, 1024)).unwrap();
-    }
-
-    #[test]
-    fn declared_block_shape_must_match() {
-        let k = axpy(Some([256, 1, 1]));
-        check_dims(&k, &LaunchDims::linear(8, 256)).unwrap();
-        let msg = dims_error(&k, LaunchDims::linear(8, 128));
-        assert!(msg.contains("written for blocks of [256, 1, 1]"), "{msg}");
-        assert!(msg.contains("kernel `axpy`"), "{msg}");
-    }
 
     #[test]
     fn buffer_whose_storage_is_too_small_is_refused() {

@@ -7,7 +7,7 @@ pub mod cuda;
 mod device;
 mod element;
 
-pub use device::{Backend, Device, DeviceError};
+pub use device::{Backend, Device, DeviceError, DeviceLimits};
 pub use element::Element;
 
 use crate::types::{ScalarType, Type};

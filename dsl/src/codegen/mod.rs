@@ -12,6 +12,7 @@
 
 mod ctype;
 mod expr;
+mod line_map;
 mod names;
 mod ops;
 mod preamble;
@@ -25,6 +26,7 @@ mod test_kernels;
 mod tests;
 
 pub use ctype::c_type_name;
+pub use line_map::LineMap;
 
 use crate::typed::{Function, Kernel, ParamKind};
 use crate::types::Type;
@@ -50,14 +52,34 @@ use preamble::Needs;
 /// A vector element type `VecN<T>` of a slice is `wf_vec<T, N>` in the pointer type, so the
 /// buffer must be aligned to N × size of T bytes (device allocations are).
 pub fn cuda_source(kernel: &Kernel) -> String {
+    cuda_source_with_map(kernel).0
+}
+
+/// [`cuda_source`], and for each generated line the Rust line of the typed-IR statement (or
+/// function) that produced it, so that an NVRTC error in generated code (a generator bug)
+/// can name the kernel's own source line.
+pub fn cuda_source_with_map(kernel: &Kernel) -> (String, LineMap) {
     let mut needs = Needs::default();
     let mut functions = String::new();
+    let mut fn_lines: Vec<Option<u32>> = Vec::new();
     for f in &kernel.device_fns {
-        functions.push_str(&FnGen::function(kernel, f, &mut needs, false));
+        let (text, lines) = FnGen::function(kernel, f, &mut needs, false);
+        functions.push_str(&text);
         functions.push('\n');
+        fn_lines.extend(lines);
+        fn_lines.push(None);
     }
-    functions.push_str(&FnGen::function(kernel, &kernel.body, &mut needs, true));
-    format!("{}\n{}{functions}", header(kernel), needs.render())
+    let (text, lines) = FnGen::function(kernel, &kernel.body, &mut needs, true);
+    functions.push_str(&text);
+    fn_lines.extend(lines);
+    let prefix = format!("{}\n{}", header(kernel), needs.render());
+    // The header and preamble come from no statement of the kernel.
+    let mut map = vec![None; prefix.lines().count()];
+    map.extend(fn_lines);
+    (
+        format!("{prefix}{functions}"),
+        LineMap::new(&kernel.file, map),
+    )
 }
 
 fn header(kernel: &Kernel) -> String {
@@ -80,6 +102,9 @@ pub(crate) struct FnGen<'a> {
     needs: &'a mut Needs,
     out: String,
     indent: usize,
+    /// The Rust line of the statement being printed; one entry per line of `out`.
+    rust_line: Option<u32>,
+    lines: Vec<Option<u32>>,
 }
 
 /// Keep a signature on one line up to this many characters.
@@ -91,7 +116,7 @@ impl<'a> FnGen<'a> {
         func: &'a Function,
         needs: &'a mut Needs,
         entry: bool,
-    ) -> String {
+    ) -> (String, Vec<Option<u32>>) {
         let names = Names::new(kernel, func);
         let mut gen = FnGen {
             kernel,
@@ -100,6 +125,8 @@ impl<'a> FnGen<'a> {
             needs,
             out: String::new(),
             indent: 0,
+            rust_line: Some(func.line),
+            lines: Vec::new(),
         };
         let params = gen.params(entry);
         let head = if entry {
@@ -131,7 +158,7 @@ impl<'a> FnGen<'a> {
         }
         gen.block(&func.body);
         gen.line("}");
-        gen.out
+        (gen.out, gen.lines)
     }
 
     /// The C parameters, a slice's pointer and length grouped in one string.

@@ -9,6 +9,7 @@ use crate::types::{ScalarType, Type};
 
 impl FnGen<'_> {
     pub(super) fn line(&mut self, text: &str) {
+        self.lines.push(self.rust_line);
         for _ in 0..self.indent {
             self.out.push_str("    ");
         }
@@ -24,7 +25,15 @@ impl FnGen<'_> {
         self.indent -= 1;
     }
 
+    /// Prints `s`; every C line it produces maps to its Rust line (a nested statement's lines
+    /// to the nested statement, the closing brace back to `s`).
     fn stmt(&mut self, s: &Stmt) {
+        let outer = self.rust_line.replace(s.span.line);
+        self.stmt_kind(s);
+        self.rust_line = outer;
+    }
+
+    fn stmt_kind(&mut self, s: &Stmt) {
         match &s.kind {
             StmtKind::Let { var, init } => self.let_stmt(*var, init.as_ref()),
             StmtKind::DeclareArray(id) => {

@@ -7,24 +7,27 @@
 //! payload: meta length u32 | meta (JSON: resources, functions, log, NVRTC version)
 //!          | PTX length u64 | PTX | cubin length u64 | cubin      (all integers little-endian)
 //! ```
-//! Entries are written to a temporary file and renamed into place, so a reader sees a whole
-//! entry or none. A corrupt entry is ignored (one warning) and overwritten; a directory that
-//! cannot be created or written turns the disk cache off for this process (one warning).
+//! The framing (magic, format, length, checksum) and the atomic write are
+//! [`crate::cache_file`]'s: a reader sees a whole entry or none, also with several processes
+//! writing one key at once. A corrupt entry is ignored (one warning) and overwritten; a
+//! directory that cannot be created or written turns the disk cache off for this process
+//! (one warning), leaving the memory cache.
 
 use super::api::Nvrtc;
 use super::{command_line, compile, Arch, CompileOptions, Compiled, FunctionResources};
 use super::{NvrtcError, ResourceUsage};
+use crate::cache_file::{self, FileKind, Read};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-const MAGIC: &[u8; 8] = b"WFCUBIN\n";
-const FORMAT: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 8 + 32;
+const KIND: FileKind = FileKind {
+    magic: *b"WFCUBIN\n",
+    format: 1,
+};
 const EXTENSION: &str = "wfc";
 
 type Key = [u8; 32];
@@ -36,6 +39,8 @@ pub struct CompileCache {
     memory: Mutex<HashMap<Key, Compiled>>,
     /// Cleared (with one warning) when the directory cannot be created or written.
     disk_usable: AtomicBool,
+    /// Warnings given so far (for tests: each problem warns once).
+    warnings: AtomicU32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +67,7 @@ impl CompileCache {
             dir,
             memory: Mutex::new(HashMap::new()),
             disk_usable: AtomicBool::new(true),
+            warnings: AtomicU32::new(0),
         }
     }
 
@@ -124,43 +130,52 @@ impl CompileCache {
         Some(self.dir()?.join(format!("{}.{EXTENSION}", hex(key))))
     }
 
+    fn warn(&self, message: String) {
+        self.warnings.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("{message}");
+    }
+
+    #[cfg(test)]
+    pub(crate) fn warnings(&self) -> u32 {
+        self.warnings.load(Ordering::Relaxed)
+    }
+
     fn disk_get(&self, key: &Key) -> Option<Compiled> {
         let path = self.entry_path(key)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read NVRTC cache entry {}: {e}; recompiling",
-                    path.display()
-                );
+        let reason = match cache_file::read_checked(&path, KIND) {
+            Read::Missing => return None,
+            Read::Valid(payload) => match decode_payload(&payload) {
+                Ok(compiled) => return Some(compiled),
+                Err(reason) => reason,
+            },
+            Read::Corrupt(reason) => reason,
+            Read::Unreadable(e) => {
+                let shown = path.display();
+                self.warn(format!(
+                    "cannot read NVRTC cache entry {shown}: {e}; recompiling"
+                ));
                 return None;
             }
         };
-        match decode(&bytes) {
-            Ok(compiled) => Some(compiled),
-            Err(reason) => {
-                tracing::warn!(
-                    "ignoring corrupt NVRTC cache entry {}: {reason}; recompiling",
-                    path.display()
-                );
-                None
-            }
-        }
+        self.warn(format!(
+            "ignoring corrupt NVRTC cache entry {}: {reason}; recompiling and rewriting it",
+            path.display()
+        ));
+        None
     }
 
     fn disk_put(&self, key: &Key, compiled: &Compiled) {
         let Some(path) = self.entry_path(key) else {
             return;
         };
-        if let Err(e) = write_atomic(&path, &encode(compiled)) {
+        if let Err(e) = cache_file::write_checked(&path, KIND, &encode_payload(compiled)) {
             // Only the first failure warns; later writes are not attempted.
             if self.disk_usable.swap(false, Ordering::Relaxed) {
-                tracing::warn!(
-                    "NVRTC disk cache disabled: cannot write {}: {e} \
-                     (set WARPFORGE_CACHE_DIR to a writable directory)",
+                self.warn(format!(
+                    "NVRTC disk cache disabled, compiled modules stay in memory: cannot \
+                     write {}: {e} (set WARPFORGE_CACHE_DIR to a writable directory)",
                     path.display()
-                );
+                ));
             }
         }
     }
@@ -187,23 +202,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn encode(c: &Compiled) -> Vec<u8> {
+/// meta length u32 | meta JSON | PTX length u64 | PTX | cubin length u64 | cubin
+fn encode_payload(c: &Compiled) -> Vec<u8> {
     let meta = Meta {
         resources: c.resources,
         functions: c.functions.clone(),
@@ -218,37 +218,7 @@ fn encode(c: &Compiled) -> Vec<u8> {
     payload.extend(c.ptx.as_bytes());
     payload.extend((c.cubin.len() as u64).to_le_bytes());
     payload.extend(&c.cubin);
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend(MAGIC);
-    out.extend(FORMAT.to_le_bytes());
-    out.extend((payload.len() as u64).to_le_bytes());
-    out.extend(Sha256::digest(&payload));
-    out.extend(payload);
-    out
-}
-
-fn decode(bytes: &[u8]) -> Result<Compiled, String> {
-    let mut r = Reader(bytes);
-    if r.take(8)? != MAGIC {
-        return Err("not a warpforge cache entry (bad magic)".into());
-    }
-    let format = r.u32()?;
-    if format != FORMAT {
-        return Err(format!("format {format}, expected {FORMAT}"));
-    }
-    let len = r.u64()? as usize;
-    let checksum = r.take(32)?;
-    let payload = r.0;
-    if payload.len() != len {
-        return Err(format!(
-            "payload is {} bytes, header says {len}",
-            payload.len()
-        ));
-    }
-    if Sha256::digest(payload).as_slice() != checksum {
-        return Err("checksum mismatch".into());
-    }
-    decode_payload(payload)
+    payload
 }
 
 fn decode_payload(payload: &[u8]) -> Result<Compiled, String> {
@@ -317,6 +287,14 @@ mod tests {
         }
     }
 
+    fn encode(c: &Compiled) -> Vec<u8> {
+        cache_file::encode(KIND, &encode_payload(c))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Compiled, String> {
+        cache_file::decode(KIND, bytes).and_then(decode_payload)
+    }
+
     #[test]
     fn entry_round_trips() {
         let back = decode(&encode(&sample())).unwrap();
@@ -338,7 +316,7 @@ mod tests {
         assert!(decode(&good[..good.len() - 3])
             .unwrap_err()
             .contains("header says"));
-        assert_eq!(decode(&good[..10]).unwrap_err(), "truncated");
+        assert!(decode(&good[..10]).unwrap_err().starts_with("truncated"));
         assert!(decode(b"hello world, this is not a cache entry at all....!").is_err());
     }
 
@@ -357,6 +335,36 @@ mod tests {
         assert_ne!(base, cache_key("src", Arch::SM90, &fast, (12, 9)));
     }
 
+    /// Truncated and damaged entries on disk: each read is a miss with one warning, and the
+    /// next write replaces the entry (the disk cache stays on).
+    #[test]
+    fn corrupt_entry_on_disk_is_ignored_with_one_warning_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::at(dir.path());
+        let key = [3; 32];
+        cache.disk_put(&key, &sample());
+        let path = cache.entry_path(&key).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        assert!(cache.disk_get(&key).is_some());
+        let mut damaged = good.clone();
+        damaged[good.len() / 2] ^= 0x40;
+        for (n, bad) in [good[..good.len() / 3].to_vec(), damaged, Vec::new()]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(&path, bad).unwrap();
+            assert!(cache.disk_get(&key).is_none(), "bad entry {n} was used");
+            assert_eq!(cache.warnings(), n as u32 + 1, "one warning per bad read");
+            cache.disk_put(&key, &sample());
+            assert_eq!(std::fs::read(&path).unwrap(), good, "entry rewritten");
+            assert!(cache.disk_get(&key).is_some());
+        }
+        assert!(
+            cache.dir().is_some(),
+            "corruption does not turn the disk off"
+        );
+    }
+
     #[test]
     fn unwritable_dir_degrades_to_memory() {
         let dir = tempfile::tempdir().unwrap();
@@ -371,5 +379,36 @@ mod tests {
             "disk cache turned off after the failure"
         );
         assert!(cache.disk_get(&[7; 32]).is_none());
+    }
+
+    /// A read-only cache directory: the disk cache turns off with exactly one warning, and
+    /// the memory cache keeps working.
+    #[test]
+    fn read_only_dir_degrades_to_memory_with_one_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let ro = tmp.path().join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // Root (as in CI containers) ignores directory permissions, so chmod alone does not
+        // make the directory unwritable there; then use a directory below a regular file,
+        // which no user can create.
+        let dir = if std::fs::write(ro.join("probe"), b"").is_ok() {
+            eprintln!("chmod 555 does not stop writes here (root): using a path under a file");
+            let file = tmp.path().join("regular-file");
+            std::fs::write(&file, b"").unwrap();
+            file.join("cache")
+        } else {
+            ro.clone()
+        };
+        let cache = CompileCache::at(&dir);
+        for key in [[1; 32], [2; 32], [3; 32]] {
+            cache.disk_put(&key, &sample());
+            cache.memory_put(key, &sample());
+        }
+        assert_eq!(cache.warnings(), 1, "one warning, not one per write");
+        assert!(cache.dir().is_none());
+        assert!(cache.memory_get(&[2; 32]).is_some_and(|c| c.cached));
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }

@@ -34,12 +34,16 @@ pub enum NvrtcError {
     UnsupportedArch { arch: Arch, supported: Vec<Arch> },
 
     #[error(
-        "NVRTC failed to compile the generated CUDA C:\n{log}\n\
-         --- generated source ---\n{numbered_source}"
+        "NVRTC failed to compile the generated CUDA C:\n{log}\n{}\
+         --- generated source ---\n{numbered_source}",
+        render_rust_lines(.rust_lines)
     )]
     Compile {
         log: String,
         numbered_source: String,
+        /// For each generated line the log names whose origin is known: the line and the
+        /// Rust `file:line` it was generated from (see `codegen::LineMap::annotate`).
+        rust_lines: Vec<(u32, String)>,
     },
 
     #[error("{call} failed: {message} (nvrtcResult {code})")]
@@ -51,6 +55,46 @@ pub enum NvrtcError {
 
     #[error("cannot pass {what} to NVRTC: it contains a NUL byte")]
     NulByte { what: String },
+}
+
+impl NvrtcError {
+    /// For a [`NvrtcError::Compile`], looks up the Rust location of each generated line its
+    /// log names (`locate(line)`); any other error is returned unchanged.
+    pub fn with_rust_lines(self, locate: impl Fn(u32) -> Option<String>) -> NvrtcError {
+        let NvrtcError::Compile {
+            log,
+            numbered_source,
+            ..
+        } = self
+        else {
+            return self;
+        };
+        let rust_lines = mentioned_lines(&log, super::PROGRAM_NAME)
+            .into_iter()
+            .filter_map(|n| {
+                let n = u32::try_from(n).ok()?;
+                Some((n, locate(n)?))
+            })
+            .collect();
+        NvrtcError::Compile {
+            log,
+            numbered_source,
+            rust_lines,
+        }
+    }
+}
+
+/// `--- generated from ---` and one `kernel.cu(LINE) <- file:line` per mapped line; empty
+/// when none is known.
+fn render_rust_lines(lines: &[(u32, String)]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("--- Rust source of the lines NVRTC reports ---\n");
+    for (generated, rust) in lines {
+        let _ = writeln!(out, "  {}({generated}) <- {rust}", super::PROGRAM_NAME);
+    }
+    out
 }
 
 /// Line numbers (1-based) that `log` reports for the program named `program`:

@@ -92,6 +92,7 @@ pub fn compile(source: &str, arch: Arch, options: &CompileOptions) -> Result<Com
         return Err(NvrtcError::Compile {
             numbered_source: error::numbered_source(source, &lines),
             log: out.log,
+            rust_lines: Vec::new(),
         });
     };
     let functions = parse_ptxas_log(&out.log);

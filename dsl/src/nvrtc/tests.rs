@@ -80,6 +80,7 @@ fn compile_error_shows_log_and_numbered_source() {
     let NvrtcError::Compile {
         log,
         numbered_source,
+        ..
     } = &err
     else {
         panic!("expected a compile error, got {err}")

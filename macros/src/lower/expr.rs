@@ -2,7 +2,7 @@
 
 use super::stmt::{compound_op, BlockUse};
 use super::{boxed, span_tokens, string, vec_of, Lowerer};
-use crate::types::{is_type_name, parse_type, Scalar};
+use crate::types::{heap_message, is_heap_type, is_type_name, parse_type, Scalar};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
@@ -338,10 +338,16 @@ impl Lowerer {
                 "qualified paths (`<T as Trait>::f`) are not supported in kernels",
             );
         }
-        let args: Vec<_> = c.args.iter().map(|a| self.call_arg(a)).collect();
-        let args = vec_of(&args);
         let segs = &func.path.segments;
         let first = segs[0].ident.to_string();
+        if is_heap_type(&first) {
+            return self.fail_at(&segs[0], heap_message(&first));
+        }
+        if segs.len() == 1 && first == self.own_name {
+            return self.recursion(func);
+        }
+        let args: Vec<_> = c.args.iter().map(|a| self.call_arg(a)).collect();
+        let args = vec_of(&args);
         let intrinsic = func.path.leading_colon.is_none()
             && ((segs.len() == 1 && INTRINSICS.contains(&first.as_str()))
                 || (segs.len() >= 2 && is_type_name(&first)));
@@ -354,6 +360,24 @@ impl Lowerer {
         } else {
             self.device_call(&func.path, args)
         }
+    }
+
+    /// A fn that calls itself: device fns are inlined and GPU threads have small fixed
+    /// stacks, so recursion is refused; a kernel is a launch entry and cannot be called.
+    fn recursion(&mut self, func: &syn::ExprPath) -> TokenStream {
+        let (name, kind) = (self.own_name.clone(), self.own_kind);
+        let msg = if kind == "kernel" {
+            format!(
+                "kernel `{name}` calls itself: kernels cannot be called from kernels; move the \
+                 shared code into a `#[device] fn`"
+            )
+        } else {
+            format!(
+                "{kind} `{name}` calls itself: recursion is not supported on the GPU (device \
+                 fns are inlined, and threads have small fixed stacks); rewrite it as a loop"
+            )
+        };
+        self.fail_at(func, msg)
     }
 
     /// The type arguments written on any segment: `shared_array::<f32>`, `Vec4::<f32>::new`.

@@ -13,14 +13,23 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 /// Collects lowering errors.
-#[derive(Default)]
 pub struct Lowerer {
     error: Option<syn::Error>,
+    /// The fn being lowered, so that a call of itself is reported (the macro sees only one
+    /// fn at a time, so only direct recursion can be caught here; the resolver catches the
+    /// rest).
+    own_name: String,
+    own_kind: &'static str,
 }
 
 impl Lowerer {
-    pub fn new() -> Lowerer {
-        Lowerer::default()
+    /// A lowerer for the fn `own_name`, a `"kernel"` or a `"#[device] fn"`.
+    pub fn new(own_name: &syn::Ident, own_kind: &'static str) -> Lowerer {
+        Lowerer {
+            error: None,
+            own_name: own_name.to_string(),
+            own_kind,
+        }
     }
 
     /// Records an error and returns placeholder tokens (never emitted: see [`Self::finish`]).

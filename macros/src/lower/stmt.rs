@@ -1,6 +1,7 @@
 //! Blocks and statements.
 
 use super::{boxed, is_lint_attr, is_unroll_attr, option, span_tokens, string, vec_of, Lowerer};
+use crate::types::heap_message;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
@@ -55,6 +56,12 @@ impl Lowerer {
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default();
+        if name == "vec" {
+            return self.fail_at(mac, heap_message("Vec"));
+        }
+        if name == "format" {
+            return self.fail_at(mac, heap_message("String"));
+        }
         self.fail_at(
             mac,
             format!(

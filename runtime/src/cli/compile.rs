@@ -25,9 +25,11 @@ pub fn report(
         };
         for config in &configs {
             let typed = warpforge_dsl::resolve::specialize((k.def)(), config)?;
-            let source = warpforge_dsl::codegen::cuda_source(&typed);
+            let (source, line_map) = warpforge_dsl::codegen::cuda_source_with_map(&typed);
             for &arch in archs {
-                match nvrtc::compile_cached(&source, arch, &CompileOptions::default()) {
+                let compiled = nvrtc::compile_cached(&source, arch, &CompileOptions::default())
+                    .map_err(|e| line_map.annotate(e));
+                match compiled {
                     Ok(c) => {
                         let r = &c.resources;
                         println!(
