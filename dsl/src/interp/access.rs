@@ -19,7 +19,8 @@ struct Found {
 }
 
 /// Runs `check(slot, access)` for every active lane and element lane of one access, where
-/// lane `i`'s element is `idx[i]`; stops at the first conflict.
+/// lane `i`'s element is `idx[i]`; stops at the first conflict. (A plain loop rather than
+/// `for_lanes`: this is the sanitizer's hot path, and returning early is cheaper.)
 #[inline(always)]
 fn scan(
     mask: &[u32],
@@ -29,25 +30,22 @@ fn scan(
     idx: &[Cell<u64>],
     mut check: impl FnMut(usize, Acc) -> Option<Conflict>,
 ) -> Option<Found> {
-    let mut found = None;
-    for_lanes(mask, n, |i| {
-        if found.is_some() {
-            return;
-        }
+    let full = mask.len() == n;
+    for (k, &m) in mask.iter().enumerate() {
+        let i = if full { k } else { m as usize };
         let me = Acc::new(i, site);
-        for l in 0..lanes {
-            let slot = idx[i].get() as usize * lanes + l;
+        let base = idx[i].get() as usize * lanes;
+        for slot in base..base + lanes {
             if let Some(conflict) = check(slot, me) {
-                found = Some(Found {
+                return Some(Found {
                     lane: i,
                     slot,
                     conflict,
                 });
-                return;
             }
         }
-    });
-    found
+    }
+    None
 }
 
 impl<'p> BlockState<'p> {
@@ -214,28 +212,28 @@ impl<'p> BlockState<'p> {
         let info = &self.prog.mems[mem as usize];
         let lanes = info.lanes as usize;
         let idx = self.col(index);
+        // `move` closures keep the loop's values in registers (by-reference captures made
+        // LLVM reload them around every store through a `Cell`).
         for l in 0..lanes {
             let d = self.col(dst + l as u32);
-            let slot = |i: usize| idx[i].get() as usize * lanes + l;
+            let slot = move |i: usize| idx[i].get() as usize * lanes + l;
             match info.kind {
                 MemKind::Global { arg } => {
                     let (buf, size) = (&self.globals[arg], info.elem.size_bytes());
                     let is_bool = info.elem == ScalarType::Bool;
-                    for_lanes(mask, self.n, |i| {
+                    for_lanes(mask, self.n, move |i| {
                         let v = buf.read(slot(i) * size, size);
                         d[i].set(if is_bool { (v != 0) as u64 } else { v });
                     });
                 }
                 MemKind::Shared { offset } => {
                     let sh = &self.shared[offset..];
-                    for_lanes(mask, self.n, |i| d[i].set(sh[slot(i)]));
+                    for_lanes(mask, self.n, move |i| d[i].set(sh[slot(i)]));
                 }
                 MemKind::Local { offset } => {
                     let stride = self.prog.local_slots;
-                    let lo = &self.local;
-                    for_lanes(mask, self.n, |i| {
-                        d[i].set(lo[i * stride + offset + slot(i)])
-                    });
+                    let lo = &self.local[offset..];
+                    for_lanes(mask, self.n, move |i| d[i].set(lo[i * stride + slot(i)]));
                 }
             }
         }
@@ -262,11 +260,13 @@ impl<'p> BlockState<'p> {
         let idx = cols(index);
         for l in 0..lanes {
             let s = cols(src + l as u32);
-            let slot = |i: usize| idx[i].get() as usize * lanes + l;
+            let slot = move |i: usize| idx[i].get() as usize * lanes + l;
             match info.kind {
                 MemKind::Global { arg } => {
                     let (buf, size) = (&self.globals[arg], info.elem.size_bytes());
-                    for_lanes(mask, n, |i| buf.write(slot(i) * size, size, s[i].get()));
+                    for_lanes(mask, n, move |i| {
+                        buf.write(slot(i) * size, size, s[i].get())
+                    });
                 }
                 MemKind::Shared { offset } => {
                     let sh = &mut self.shared[offset..];
@@ -274,8 +274,8 @@ impl<'p> BlockState<'p> {
                 }
                 MemKind::Local { offset } => {
                     let stride = prog.local_slots;
-                    let lo = &mut self.local;
-                    for_lanes(mask, n, |i| lo[i * stride + offset + slot(i)] = s[i].get());
+                    let lo = &mut self.local[offset..];
+                    for_lanes(mask, n, |i| lo[i * stride + slot(i)] = s[i].get());
                 }
             }
         }

@@ -47,7 +47,7 @@ const MAX_SITE: u32 = u32::MAX >> THREAD_BITS;
 impl Acc {
     const NOBODY: Acc = Acc(u32::MAX);
 
-    #[inline]
+    #[inline(always)]
     pub fn new(thread: usize, site: SiteId) -> Acc {
         Acc(site.min(MAX_SITE) << THREAD_BITS | thread as u32)
     }
@@ -62,7 +62,7 @@ impl Acc {
     }
 
     /// Set, and by a thread other than `thread`.
-    #[inline]
+    #[inline(always)]
     fn other_than(self, thread: u32) -> bool {
         let t = self.thread();
         t != NO_THREAD && t != thread
@@ -70,14 +70,14 @@ impl Acc {
 }
 
 /// The first of `accs` made by another thread than `thread`.
-#[inline]
+#[inline(always)]
 fn other(accs: &[Acc; 2], thread: u32) -> Option<Acc> {
     accs.iter().copied().find(|a| a.other_than(thread))
 }
 
 /// Adds `me` to a two-entry summary of distinct threads (full: `me` is dropped, which loses
 /// nothing: one of the two is another thread than any later accessor).
-#[inline]
+#[inline(always)]
 fn record(accs: &mut [Acc; 2], me: Acc) {
     let t = me.thread();
     if accs[0].thread() == t || accs[1].thread() == t {
@@ -121,7 +121,7 @@ impl Word {
 
     /// Records access `kind` by `me` in `epoch`; returns the earlier access of another
     /// thread in the same epoch it races with, if any.
-    #[inline]
+    #[inline(always)]
     pub fn access(&mut self, epoch: u32, kind: AccessKind, me: Acc) -> Option<Conflict> {
         if self.epoch != epoch {
             *self = Word::fresh(epoch);
