@@ -2,6 +2,9 @@
 //! of a class the interpreter reports, and has a fixed twin that runs clean. Reports are
 //! checked in full; source lines are found through `// @name` markers in this file.
 
+// The launch closures return `warpforge::dsl::Error`, whose size is the facade's business.
+#![allow(clippy::result_large_err)]
+
 use warpforge::dsl::interp::InterpOptions;
 use warpforge::prelude::*;
 use warpforge::{device, kernel};
@@ -529,15 +532,16 @@ fn a_block_past_its_step_budget_stops_naming_a_thread_still_looping() {
         run(0).unwrap_err(),
         format!(
             "kernel count_to: block (0,0,0) ran past the step budget of 1048576 thread-steps; \
-             thread (3,0,0) is still in the loop at {} (an infinite loop?). If the kernel \
-             really needs more, raise InterpOptions::step_budget",
-            format!("{FILE}:{}", line("count-loop") + 1)
+             thread (3,0,0) is still in the loop at {FILE}:{} (an infinite loop?). If the \
+             kernel really needs more, raise InterpOptions::step_budget",
+            line("count-loop") + 1
         )
     );
     assert_eq!(run(1).unwrap(), vec![100; 32]);
 }
 
-/// `loop {}` in every thread, under the default budget: an error in seconds, not a hang.
+/// `loop {}` with an empty body (no instruction to count, only iterations): an error, not
+/// a hang.
 #[kernel(block = (1), tune(UNUSED = [1]))]
 fn spin_forever<const UNUSED: u32>(out: &mut [u32]) {
     out[0] = 1;
