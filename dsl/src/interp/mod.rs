@@ -8,7 +8,7 @@
 //! hang. Every memory access is bounds-checked, and arithmetic follows the PTX ISA bit for
 //! bit (see [`scalar`] and [`crate::convert`]).
 //!
-//! The sanitizer ([`sanitize`]), on by default, reports data races on shared memory and on
+//! The sanitizer (module `sanitize`), on by default, reports data races on shared memory and on
 //! global memory between threads of a block, and stops a block that runs past a step
 //! budget (an infinite loop); reads of shared memory never written are reported on request.
 //! Bounds and collective-divergence checks are always on: the interpreter's memory safety
@@ -57,7 +57,7 @@ pub struct InterpOptions {
     /// Run blocks in parallel on the CPU's threads (rayon).
     pub parallel: bool,
     /// Report data races: two threads of a block touching the same shared or global element,
-    /// at least one writing, with no `sync_threads()` between them (see [`sanitize`]).
+    /// at least one writing, with no `sync_threads()` between them (module `sanitize`).
     /// On by default; [`InterpOptions::fast`] turns it off.
     pub races: bool,
     /// Report reads (and atomics) of shared memory that no thread of the block has written
