@@ -38,6 +38,8 @@ pub struct Device {
     target: Target,
     /// Specializations already made, so a repeated launch skips the resolver.
     kernels: Mutex<HashMap<SpecKey, Arc<typed::Kernel>>>,
+    /// How the cpu backend interprets launches (unused on cuda).
+    interp: InterpOptions,
 }
 
 enum Target {
@@ -134,9 +136,18 @@ pub enum DeviceError {
 }
 
 impl Device {
-    /// The CPU interpreter.
+    /// The CPU interpreter, with its sanitizer on ([`InterpOptions::default`]).
     pub fn cpu() -> Device {
         Device::with_target(Target::Cpu)
+    }
+
+    /// The CPU interpreter with `options` (e.g. [`InterpOptions::fast`] for speed on
+    /// kernels already checked, or a smaller step budget).
+    pub fn cpu_with(options: InterpOptions) -> Device {
+        Device {
+            interp: options,
+            ..Device::with_target(Target::Cpu)
+        }
     }
 
     /// GPU `ordinal`. Never panics: a missing driver is [`DeviceError::NoDriver`], a
@@ -151,6 +162,7 @@ impl Device {
         Device {
             target,
             kernels: Mutex::new(HashMap::new()),
+            interp: InterpOptions::default(),
         }
     }
 
@@ -244,7 +256,7 @@ impl Device {
         self.check_storage(&typed, args)?;
         match &self.target {
             Target::Cpu => {
-                interp::run(&typed, &dims, args, &InterpOptions::default())?;
+                interp::run(&typed, &dims, args, &self.interp)?;
             }
             Target::Cuda(gpu) => gpu.launch(&key, &typed, dims, args)?,
         }

@@ -6,9 +6,9 @@
 //! consecutive linear thread ids, `x + bx * (y + by * z)`). Anything else would hang or be
 //! undefined on the GPU, and is reported.
 
-use super::error::{Coord, InterpError, ThreadList};
+use super::error::{Coord, InterpError, Lanes, ThreadList};
 use super::exec::{BlockState, Result};
-use super::program::{Reg, ShflKind, VoteKind};
+use super::program::{Reg, ShflKind, SiteId, VoteKind};
 
 /// How many threads a divergence report lists.
 const LISTED: usize = 8;
@@ -28,8 +28,9 @@ impl BlockState<'_> {
         }
     }
 
-    pub(super) fn sync_threads(&mut self, mask: &[u32]) -> Result<()> {
+    pub(super) fn sync_threads(&mut self, mask: &[u32], site: SiteId) -> Result<()> {
         if mask.len() + self.exited == self.n {
+            self.san.barrier();
             return Ok(());
         }
         self.mark_active(mask);
@@ -39,6 +40,7 @@ impl BlockState<'_> {
             block: Coord(self.block),
             waiting: self.thread_list(mask.iter().map(|&i| i as usize)),
             missing: self.thread_list(missing),
+            site: self.prog.site(site),
         };
         self.clear_active(mask);
         Err(err)
@@ -53,7 +55,7 @@ impl BlockState<'_> {
     }
 
     /// Checks that every warp with an active lane has all its live lanes active.
-    fn check_warps(&mut self, mask: &[u32], collective: &'static str) -> Result<()> {
+    fn check_warps(&mut self, mask: &[u32], collective: &'static str, site: SiteId) -> Result<()> {
         if mask.len() == self.n {
             return Ok(());
         }
@@ -67,16 +69,13 @@ impl BlockState<'_> {
             }
             last_warp = warp;
             let lanes = warp * WARP..((warp + 1) * WARP).min(self.n);
-            let missing: Vec<u32> = lanes
-                .clone()
-                .filter(|&j| !self.active[j] && !self.exited(j))
-                .map(|j| (j % WARP) as u32)
-                .collect();
-            if !missing.is_empty() {
-                let active = lanes
-                    .filter(|&j| self.active[j])
-                    .map(|j| (j % WARP) as u32)
-                    .collect();
+            let missing = Lanes::of(
+                lanes
+                    .clone()
+                    .filter(|&j| !self.active[j] && !self.exited(j)),
+            );
+            if missing.0 != 0 {
+                let active = Lanes::of(lanes.filter(|&j| self.active[j]));
                 result = Err(InterpError::WarpDivergence {
                     kernel: self.prog.kernel.clone(),
                     block: Coord(self.block),
@@ -84,6 +83,7 @@ impl BlockState<'_> {
                     collective,
                     active,
                     missing,
+                    site: self.prog.site(site),
                 });
                 break;
             }
@@ -98,6 +98,7 @@ impl BlockState<'_> {
         dst: Reg,
         src: Reg,
         lane: Reg,
+        site: SiteId,
         mask: &[u32],
     ) -> Result<()> {
         let name = match kind {
@@ -106,7 +107,7 @@ impl BlockState<'_> {
             ShflKind::Up => "warp_shfl_up",
             ShflKind::Idx => "warp_shfl_idx",
         };
-        self.check_warps(mask, name)?;
+        self.check_warps(mask, name, site)?;
         let (d, s, b) = (self.col(dst), self.col(src), self.col(lane));
         for &i in mask {
             let i = i as usize;
@@ -137,13 +138,20 @@ impl BlockState<'_> {
     }
 
     /// Votes over the warp's active lanes (exited lanes do not vote).
-    pub(super) fn vote(&mut self, kind: VoteKind, dst: Reg, src: Reg, mask: &[u32]) -> Result<()> {
+    pub(super) fn vote(
+        &mut self,
+        kind: VoteKind,
+        dst: Reg,
+        src: Reg,
+        site: SiteId,
+        mask: &[u32],
+    ) -> Result<()> {
         let name = match kind {
             VoteKind::Any => "warp_any",
             VoteKind::All => "warp_all",
             VoteKind::Ballot => "warp_ballot",
         };
-        self.check_warps(mask, name)?;
+        self.check_warps(mask, name, site)?;
         let (d, s) = (self.col(dst), self.col(src));
         let mut start = 0;
         while start < mask.len() {

@@ -31,6 +31,75 @@ impl fmt::Display for AccessKind {
     }
 }
 
+impl AccessKind {
+    /// The access as a verb in the past tense (`wrote`).
+    pub fn past(self) -> &'static str {
+        match self {
+            AccessKind::Read => "read",
+            AccessKind::Write => "wrote",
+            AccessKind::Atomic => "atomically updated",
+        }
+    }
+}
+
+/// The memory space of a race.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    Shared,
+    Global,
+}
+
+impl fmt::Display for Space {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Space::Shared => "shared array",
+            Space::Global => "global buffer",
+        })
+    }
+}
+
+/// One side of a data race: who accessed, how, and where in the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaceAccess {
+    pub thread: Coord,
+    pub kind: AccessKind,
+    /// `file:line`, or the line and the device function it is in.
+    pub site: String,
+}
+
+impl fmt::Display for RaceAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "thread {} {} it at {}",
+            self.thread,
+            self.kind.past(),
+            self.site
+        )
+    }
+}
+
+/// Lanes of a warp, as a bit mask (bit `l` for lane `l`); displayed as a list `[0, 2, 4]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lanes(pub u32);
+
+impl Lanes {
+    /// The lanes of the linear thread indices `threads` (taken modulo 32).
+    pub fn of(threads: impl Iterator<Item = usize>) -> Lanes {
+        Lanes(threads.fold(0, |m, t| m | 1 << (t % 32)))
+    }
+
+    pub fn to_vec(self) -> Vec<u32> {
+        (0..32).filter(|l| self.0 >> l & 1 == 1).collect()
+    }
+}
+
+impl fmt::Display for Lanes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_vec())
+    }
+}
+
 /// Threads of a block, listed for a divergence report: the first few, then a count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadList {
@@ -88,28 +157,79 @@ pub enum InterpError {
     /// `sync_threads()` reached by only some of the block's live threads.
     #[error(
         "kernel {kernel}: sync_threads() in block {block} is reached by threads [{waiting}] \
-         but not by threads [{missing}]; every thread of the block that has not exited must \
-         reach the same sync_threads() (move the barrier out of the divergent branch or loop)"
+         but not by threads [{missing}] (the barrier is at {site}); every thread of the block \
+         that has not exited must reach the same sync_threads() (move the barrier out of the \
+         divergent branch or loop)"
     )]
     BarrierDivergence {
         kernel: String,
         block: Coord,
         waiting: ThreadList,
         missing: ThreadList,
+        site: String,
     },
     /// A warp collective reached by only some of a warp's live lanes.
     #[error(
         "kernel {kernel}: {collective} in warp {warp} of block {block} is reached by lanes \
-         {active:?} but not by lanes {missing:?}; all lanes of the warp that have not exited \
-         must execute it together"
+         {active} but not by lanes {missing} (at {site}); all lanes of the warp that have \
+         not exited must execute it together"
     )]
     WarpDivergence {
         kernel: String,
         block: Coord,
         warp: u32,
         collective: &'static str,
-        active: Vec<u32>,
-        missing: Vec<u32>,
+        active: Lanes,
+        missing: Lanes,
+        site: String,
+    },
+    /// Two threads of a block touched the same element, at least one writing, with no
+    /// `sync_threads()` between them.
+    #[error(
+        "kernel {kernel}: data race on {space} `{buffer}`[{index}] in block {block}: {first}, \
+         then {second}, with no sync_threads() between; put a sync_threads() between the two \
+         accesses, or give each thread its own element"
+    )]
+    Race {
+        kernel: String,
+        block: Coord,
+        space: Space,
+        buffer: String,
+        /// Element index.
+        index: u64,
+        /// The earlier access (boxed: errors stay small on the success path).
+        first: Box<RaceAccess>,
+        /// The access that found the race.
+        second: Box<RaceAccess>,
+    },
+    /// A read of shared memory that no thread of the block has written in this launch
+    /// (reported when [`super::InterpOptions::uninit_shared_reads`] is set).
+    #[error(
+        "kernel {kernel}: thread {thread} of block {block} reads shared array \
+         `{buffer}`[{index}] at {site}, which no thread of the block has written in this \
+         launch; shared memory starts undefined on a GPU (the interpreter's zeros would hide \
+         this), so write the element before reading it"
+    )]
+    UninitSharedRead {
+        kernel: String,
+        buffer: String,
+        index: u64,
+        thread: Coord,
+        block: Coord,
+        site: String,
+    },
+    /// A block executed more statements than [`super::InterpOptions::step_budget`] allows.
+    #[error(
+        "kernel {kernel}: block {block} ran past the step budget of {budget} thread-steps; \
+         thread {thread} is still in the loop at {site} (an infinite loop?). If the kernel \
+         really needs more, raise InterpOptions::step_budget"
+    )]
+    StepBudgetExceeded {
+        kernel: String,
+        block: Coord,
+        thread: Coord,
+        budget: u64,
+        site: String,
     },
     /// A shuffle read a lane that has exited (or does not exist in a partial warp).
     #[error(

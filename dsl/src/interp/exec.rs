@@ -9,10 +9,12 @@
 use std::cell::Cell;
 
 use super::compile::checked_step;
-use super::error::{AccessKind, Coord, InterpError};
-use super::memory::{rmw, GlobalBuf};
+use super::error::{Coord, InterpError};
+use super::memory::GlobalBuf;
 use super::program::*;
+use super::sanitize::Sanitizer;
 use super::scalar;
+use super::InterpOptions;
 use crate::ir::BinOp;
 use crate::types::ScalarType;
 
@@ -21,15 +23,15 @@ pub(super) type Result<T> = std::result::Result<T, InterpError>;
 /// The state of one block; created once per worker and reused for the blocks it runs.
 pub(super) struct BlockState<'p> {
     pub(super) prog: &'p Program,
-    globals: &'p [GlobalBuf],
+    pub(super) globals: &'p [GlobalBuf],
     /// Threads per block.
     pub(super) n: usize,
     /// The register file: column `c` is `regs[c * n..(c + 1) * n]`. Cells let an operation
     /// read its operands and write its destination, which may be the same column.
-    regs: Vec<Cell<u64>>,
-    shared: Vec<u64>,
+    pub(super) regs: Vec<Cell<u64>>,
+    pub(super) shared: Vec<u64>,
     /// Local memory: `local_slots` per thread, thread-major.
-    local: Vec<u64>,
+    pub(super) local: Vec<u64>,
     /// Per call depth, the lanes that returned from the function running at that depth;
     /// depth 0 (the kernel) holds the exited threads.
     pub(super) returned: Vec<Vec<bool>>,
@@ -41,11 +43,17 @@ pub(super) struct BlockState<'p> {
     pub(super) active: Vec<bool>,
     /// Register-level instructions executed, summed over the threads that executed them.
     pub(super) thread_instructions: u64,
+    /// Thread-steps (instructions and loop iterations) this block may still run.
+    steps_left: u64,
+    step_budget: u64,
+    /// `thread_instructions` when steps were last charged.
+    charged: u64,
+    pub(super) san: Sanitizer,
 }
 
 /// Runs `f` for every active lane, with a tight loop when the mask is full.
 #[inline(always)]
-fn for_lanes(mask: &[u32], n: usize, mut f: impl FnMut(usize)) {
+pub(super) fn for_lanes(mask: &[u32], n: usize, mut f: impl FnMut(usize)) {
     if mask.len() == n {
         (0..n).for_each(&mut f);
     } else {
@@ -54,7 +62,11 @@ fn for_lanes(mask: &[u32], n: usize, mut f: impl FnMut(usize)) {
 }
 
 impl<'p> BlockState<'p> {
-    pub fn new(prog: &'p Program, globals: &'p [GlobalBuf]) -> BlockState<'p> {
+    pub fn new(
+        prog: &'p Program,
+        globals: &'p [GlobalBuf],
+        options: &InterpOptions,
+    ) -> BlockState<'p> {
         let n = prog.threads();
         BlockState {
             prog,
@@ -70,6 +82,14 @@ impl<'p> BlockState<'p> {
             block: [0; 3],
             active: vec![false; n],
             thread_instructions: 0,
+            steps_left: 0,
+            charged: 0,
+            step_budget: options.step_budget,
+            san: Sanitizer::new(
+                options.races,
+                options.uninit_shared_reads,
+                prog.shared_slots,
+            ),
         }
     }
 
@@ -114,6 +134,9 @@ impl<'p> BlockState<'p> {
     fn reset(&mut self, block: [u32; 3]) {
         self.block = block;
         self.shared.fill(0);
+        self.san.begin_block();
+        self.steps_left = self.step_budget;
+        self.charged = self.thread_instructions;
         self.exited = 0;
         self.continues.clear();
         for r in &mut self.returned {
@@ -163,7 +186,7 @@ impl<'p> BlockState<'p> {
                     mask.clear();
                 }
                 Node::Return { depth, value } => self.exec_return(*depth, *value, mask),
-                Node::SyncThreads => self.sync_threads(mask)?,
+                Node::SyncThreads { site } => self.sync_threads(mask, *site)?,
             }
         }
         Ok(())
@@ -220,6 +243,7 @@ impl<'p> BlockState<'p> {
         let cont = self.take();
         self.continues.push(cont);
         loop {
+            self.spend_steps(l, mask)?;
             self.exec(&l.cond, mask)?;
             let c = self.col(l.cond_reg);
             mask.retain(|&i| c[i as usize].get() != 0);
@@ -260,6 +284,26 @@ impl<'p> BlockState<'p> {
         Ok(())
     }
 
+    /// Charges one loop iteration of the active lanes, plus the instructions executed since
+    /// the last charge, against the block's step budget.
+    fn spend_steps(&mut self, l: &LoopNode, mask: &[u32]) -> Result<()> {
+        let spent = self.thread_instructions - self.charged + mask.len() as u64;
+        self.charged = self.thread_instructions;
+        match self.steps_left.checked_sub(spent) {
+            Some(left) => {
+                self.steps_left = left;
+                Ok(())
+            }
+            None => Err(InterpError::StepBudgetExceeded {
+                kernel: self.prog.kernel.clone(),
+                block: Coord(self.block),
+                thread: self.thread(mask.first().copied().unwrap_or(0) as usize),
+                budget: self.step_budget,
+                site: self.prog.site(l.site),
+            }),
+        }
+    }
+
     fn copy(&self, dst: Reg, src: Reg, mask: &[u32]) {
         let (d, s) = (self.col(dst), self.col(src));
         for_lanes(mask, self.n, |i| d[i].set(s[i].get()));
@@ -284,22 +328,39 @@ impl<'p> BlockState<'p> {
             Op::Un { op, ty, dst, a } => self.map1(dst, a, mask, |x| scalar::unary(op, ty, x)),
             Op::Cast { from, to, dst, src } => self.cast(from, to, dst, src, mask),
             Op::Math { f, ty, dst, args } => self.math(f, ty, dst, args, mask),
-            Op::Load { mem, index, dst } => self.load(mem, index, dst, mask)?,
-            Op::Store { mem, index, src } => self.store(mem, index, src, mask)?,
+            Op::Load {
+                mem,
+                index,
+                dst,
+                site,
+            } => self.load(mem, index, dst, site, mask)?,
+            Op::Store {
+                mem,
+                index,
+                src,
+                site,
+            } => self.store(mem, index, src, site, mask)?,
             Op::Atomic {
                 op,
                 mem,
                 index,
                 args,
                 dst,
-            } => self.atomic(op, mem, index, args, dst, mask)?,
+                site,
+            } => self.atomic(op, mem, index, args, dst, site, mask)?,
             Op::Shfl {
                 kind,
                 dst,
                 src,
                 lane,
-            } => self.shuffle(kind, dst, src, lane, mask)?,
-            Op::Vote { kind, dst, src } => self.vote(kind, dst, src, mask)?,
+                site,
+            } => self.shuffle(kind, dst, src, lane, site, mask)?,
+            Op::Vote {
+                kind,
+                dst,
+                src,
+                site,
+            } => self.vote(kind, dst, src, site, mask)?,
             Op::ZeroLocal { mem } => {
                 let info = &self.prog.mems[mem as usize];
                 if let MemKind::Local { offset } = info.kind {
@@ -399,132 +460,6 @@ impl<'p> BlockState<'p> {
         for_lanes(mask, self.n, |i| {
             d[i].set(scalar::math(f, ty, [a[i].get(), b[i].get(), c[i].get()]))
         });
-    }
-
-    fn out_of_bounds(&self, mem: MemId, access: AccessKind, i: usize, index: u64) -> InterpError {
-        let info = &self.prog.mems[mem as usize];
-        InterpError::OutOfBounds {
-            kernel: self.prog.kernel.clone(),
-            access,
-            buffer: info.name.clone(),
-            index,
-            len: info.len,
-            thread: self.thread(i),
-            block: Coord(self.block),
-        }
-    }
-
-    /// The checked element index of each active lane; the first lane out of bounds faults.
-    fn check_index(&self, mem: MemId, index: Reg, access: AccessKind, mask: &[u32]) -> Result<()> {
-        let len = self.prog.mems[mem as usize].len;
-        let idx = self.col(index);
-        match mask.iter().find(|&&i| idx[i as usize].get() >= len) {
-            Some(&i) => Err(self.out_of_bounds(mem, access, i as usize, idx[i as usize].get())),
-            None => Ok(()),
-        }
-    }
-
-    fn load(&mut self, mem: MemId, index: Reg, dst: Reg, mask: &[u32]) -> Result<()> {
-        self.check_index(mem, index, AccessKind::Read, mask)?;
-        let info = &self.prog.mems[mem as usize];
-        let lanes = info.lanes as usize;
-        let idx = self.col(index);
-        for l in 0..lanes {
-            let d = self.col(dst + l as u32);
-            let slot = |i: usize| idx[i].get() as usize * lanes + l;
-            match info.kind {
-                MemKind::Global { arg } => {
-                    let (buf, size) = (&self.globals[arg], info.elem.size_bytes());
-                    let is_bool = info.elem == ScalarType::Bool;
-                    for_lanes(mask, self.n, |i| {
-                        let v = buf.read(slot(i) * size, size);
-                        d[i].set(if is_bool { (v != 0) as u64 } else { v });
-                    });
-                }
-                MemKind::Shared { offset } => {
-                    let sh = &self.shared[offset..];
-                    for_lanes(mask, self.n, |i| d[i].set(sh[slot(i)]));
-                }
-                MemKind::Local { offset } => {
-                    let stride = self.prog.local_slots;
-                    let lo = &self.local;
-                    for_lanes(mask, self.n, |i| {
-                        d[i].set(lo[i * stride + offset + slot(i)])
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn store(&mut self, mem: MemId, index: Reg, src: Reg, mask: &[u32]) -> Result<()> {
-        self.check_index(mem, index, AccessKind::Write, mask)?;
-        let prog = self.prog;
-        let info = &prog.mems[mem as usize];
-        let lanes = info.lanes as usize;
-        let n = self.n;
-        let cols = |r: Reg| {
-            let c = prog.column(r);
-            &self.regs[c * n..(c + 1) * n]
-        };
-        let idx = cols(index);
-        for l in 0..lanes {
-            let s = cols(src + l as u32);
-            let slot = |i: usize| idx[i].get() as usize * lanes + l;
-            match info.kind {
-                MemKind::Global { arg } => {
-                    let (buf, size) = (&self.globals[arg], info.elem.size_bytes());
-                    for_lanes(mask, n, |i| buf.write(slot(i) * size, size, s[i].get()));
-                }
-                MemKind::Shared { offset } => {
-                    let sh = &mut self.shared[offset..];
-                    for_lanes(mask, n, |i| sh[slot(i)] = s[i].get());
-                }
-                MemKind::Local { offset } => {
-                    let stride = prog.local_slots;
-                    let lo = &mut self.local;
-                    for_lanes(mask, n, |i| lo[i * stride + offset + slot(i)] = s[i].get());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Atomics run lane by lane in lane order (within a block, the hardware order of a
-    /// warp's conflicting atomics is unspecified; any order is a valid execution).
-    fn atomic(
-        &mut self,
-        op: crate::typed::AtomicOp,
-        mem: MemId,
-        index: Reg,
-        args: [Reg; 2],
-        dst: Reg,
-        mask: &[u32],
-    ) -> Result<()> {
-        self.check_index(mem, index, AccessKind::Atomic, mask)?;
-        let prog = self.prog;
-        let info = &prog.mems[mem as usize];
-        let (ty, n) = (info.elem, self.n);
-        let cols = |r: Reg| {
-            let c = prog.column(r);
-            &self.regs[c * n..(c + 1) * n]
-        };
-        let (idx, a0, a1, d) = (cols(index), cols(args[0]), cols(args[1]), cols(dst));
-        for &i in mask {
-            let i = i as usize;
-            let (k, operands) = (idx[i].get() as usize, [a0[i].get(), a1[i].get()]);
-            let slot = match info.kind {
-                MemKind::Global { arg } => {
-                    d[i].set(self.globals[arg].atomic(k * ty.size_bytes(), ty, op, operands));
-                    continue;
-                }
-                MemKind::Shared { offset } => &mut self.shared[offset + k],
-                MemKind::Local { offset } => &mut self.local[i * prog.local_slots + offset + k],
-            };
-            d[i].set(*slot);
-            *slot = rmw(op, ty, *slot, operands).0;
-        }
-        Ok(())
     }
 }
 

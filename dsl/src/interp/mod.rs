@@ -7,7 +7,14 @@
 //! rendezvous points: one that not every participating thread reaches is an error, never a
 //! hang. Every memory access is bounds-checked, and arithmetic follows the PTX ISA bit for
 //! bit (see [`scalar`] and [`crate::convert`]).
+//!
+//! The sanitizer (module `sanitize`), on by default, reports data races on shared memory and on
+//! global memory between threads of a block, and stops a block that runs past a step
+//! budget (an infinite loop); reads of shared memory never written are reported on request.
+//! Bounds and collective-divergence checks are always on: the interpreter's memory safety
+//! and its lockstep semantics rest on them.
 
+mod access;
 #[cfg(test)]
 mod build;
 mod collective;
@@ -18,11 +25,12 @@ mod memory;
 mod program;
 #[cfg(test)]
 mod sample;
+mod sanitize;
 mod scalar;
 #[cfg(test)]
 mod tests;
 
-pub use error::{AccessKind, Coord, InterpError, ThreadList};
+pub use error::{AccessKind, Coord, InterpError, Lanes, RaceAccess, Space, ThreadList};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -39,16 +47,37 @@ use program::{MemInfo, MemKind};
 /// The most threads a CUDA block can have.
 const MAX_THREADS_PER_BLOCK: u32 = 1024;
 
-/// Interpreter switches.
+/// The default [`InterpOptions::step_budget`]: about 4.3 billion thread-steps per block,
+/// far more than any kernel of the library needs per block, and reached in seconds.
+pub const DEFAULT_STEP_BUDGET: u64 = 1 << 32;
+
+/// Interpreter switches. The default runs blocks in parallel with the sanitizer on.
 #[derive(Clone, Debug)]
 pub struct InterpOptions {
     /// Run blocks in parallel on the CPU's threads (rayon).
     pub parallel: bool,
+    /// Report data races: two threads of a block touching the same shared or global element,
+    /// at least one writing, with no `sync_threads()` between them (module `sanitize`).
+    /// On by default; [`InterpOptions::fast`] turns it off.
+    pub races: bool,
+    /// Report reads (and atomics) of shared memory that no thread of the block has written
+    /// in this launch. Off by default: it costs a check per shared access, and the
+    /// interpreter zeroes shared memory, so such a read is only a bug on the GPU.
+    pub uninit_shared_reads: bool,
+    /// The most thread-steps one block may run (an instruction or a loop iteration of one
+    /// thread is a step); a block past it stops with
+    /// [`InterpError::StepBudgetExceeded`] instead of hanging. Always on.
+    pub step_budget: u64,
 }
 
 impl Default for InterpOptions {
     fn default() -> Self {
-        InterpOptions { parallel: true }
+        InterpOptions {
+            parallel: true,
+            races: true,
+            uninit_shared_reads: false,
+            step_budget: DEFAULT_STEP_BUDGET,
+        }
     }
 }
 
@@ -56,7 +85,18 @@ impl InterpOptions {
     /// Blocks one after another on the calling thread (deterministic even for kernels whose
     /// blocks race, and easier to debug).
     pub fn sequential() -> InterpOptions {
-        InterpOptions { parallel: false }
+        InterpOptions {
+            parallel: false,
+            ..InterpOptions::default()
+        }
+    }
+
+    /// The default without race detection, for speed on kernels already checked.
+    pub fn fast() -> InterpOptions {
+        InterpOptions {
+            races: false,
+            ..InterpOptions::default()
+        }
     }
 }
 
@@ -97,7 +137,7 @@ pub fn run(
         thread_instructions: executed.load(Ordering::Relaxed),
     };
     if !options.parallel {
-        let mut state = exec::BlockState::new(&prog, &globals);
+        let mut state = exec::BlockState::new(&prog, &globals, options);
         (0..blocks).try_for_each(|b| state.run(block_of(b)))?;
         executed.store(state.thread_instructions, Ordering::Relaxed);
         return Ok(stats());
@@ -107,7 +147,7 @@ pub fn run(
     let first_failure = AtomicU64::new(u64::MAX);
     let failure: Mutex<Option<InterpError>> = Mutex::new(None);
     (0..blocks).into_par_iter().for_each_init(
-        || exec::BlockState::new(&prog, &globals),
+        || exec::BlockState::new(&prog, &globals, options),
         |state, b| {
             if b > first_failure.load(Ordering::Relaxed) {
                 return;

@@ -41,7 +41,10 @@ pub(super) enum Node {
         depth: u32,
         value: Option<(Reg, Reg, u8)>,
     },
-    SyncThreads,
+    /// `sync_threads()`, issued by the statement at `site`.
+    SyncThreads {
+        site: SiteId,
+    },
 }
 
 /// `while cond { body; step }`: the condition is computed by `cond` into `cond_reg`.
@@ -54,6 +57,8 @@ pub(super) struct LoopNode {
     pub step: Option<Step>,
     /// Call depth of the function the loop is in (its returned lanes leave the loop).
     pub depth: u32,
+    /// The loop statement (named when the step budget runs out).
+    pub site: SiteId,
 }
 
 /// `var += step` with overflow ending the loop for that lane (as `step_by` does).
@@ -122,6 +127,18 @@ pub(super) enum VoteKind {
     Ballot,
 }
 
+/// Index of a source statement in [`Program::sites`].
+pub(super) type SiteId = u32;
+
+/// The source statement an operation comes from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Site {
+    pub line: u32,
+    /// The device function the statement is in (inlined); `None` in the kernel body.
+    /// Device functions may live in another file, which the typed IR does not record.
+    pub device_fn: Option<String>,
+}
+
 /// Index of a memory region in [`Program::mems`].
 pub(super) type MemId = u32;
 
@@ -163,11 +180,13 @@ pub(super) enum Op {
         mem: MemId,
         index: Reg,
         dst: Reg,
+        site: SiteId,
     },
     Store {
         mem: MemId,
         index: Reg,
         src: Reg,
+        site: SiteId,
     },
     Atomic {
         op: AtomicOp,
@@ -175,17 +194,20 @@ pub(super) enum Op {
         index: Reg,
         args: [Reg; 2],
         dst: Reg,
+        site: SiteId,
     },
     Shfl {
         kind: ShflKind,
         dst: Reg,
         src: Reg,
         lane: Reg,
+        site: SiteId,
     },
     Vote {
         kind: VoteKind,
         dst: Reg,
         src: Reg,
+        site: SiteId,
     },
     /// Zero a local array (its declaration).
     ZeroLocal {
@@ -229,6 +251,10 @@ pub(super) struct BuiltinRegs {
 #[derive(Debug)]
 pub(super) struct Program {
     pub kernel: String,
+    /// The kernel's source file.
+    pub file: String,
+    /// Source statements, indexed by [`SiteId`].
+    pub sites: Vec<Site>,
     pub body: Vec<Node>,
     pub mems: Vec<MemInfo>,
     pub perm_regs: u32,
@@ -262,5 +288,21 @@ impl Program {
 
     pub fn total_regs(&self) -> usize {
         (self.perm_regs + self.temp_regs) as usize
+    }
+
+    /// Where statement `site` is: `file:line` in the kernel body, or the line and the
+    /// device function's name.
+    pub fn site(&self, site: SiteId) -> String {
+        match self.sites.get(site as usize) {
+            Some(Site {
+                line,
+                device_fn: None,
+            }) => format!("{}:{line}", self.file),
+            Some(Site {
+                line,
+                device_fn: Some(name),
+            }) => format!("line {line} in device function {name}"),
+            None => format!("{} (unknown line)", self.file),
+        }
     }
 }

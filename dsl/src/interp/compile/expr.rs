@@ -26,7 +26,13 @@ impl<'k> Compiler<'k> {
                 let mem = self.mem(f, *mem)?;
                 let index = self.expr(f, index, out, None)?;
                 let dst = dst(self);
-                out.push(Node::Op(Op::Load { mem, index, dst }));
+                let site = self.site;
+                out.push(Node::Op(Op::Load {
+                    mem,
+                    index,
+                    dst,
+                    site,
+                }));
                 dst
             }
             ExprKind::Len(m) => {
@@ -150,6 +156,7 @@ impl<'k> Compiler<'k> {
                     index,
                     args: regs,
                     dst,
+                    site: self.site,
                 }));
                 dst
             }
@@ -221,7 +228,7 @@ impl<'k> Compiler<'k> {
         }
         let kind = match i {
             Intrinsic::SyncThreads => {
-                out.push(Node::SyncThreads);
+                out.push(Node::SyncThreads { site: self.site });
                 return Ok(self.constant(0));
             }
             Intrinsic::VoteAny | Intrinsic::VoteAll | Intrinsic::VoteBallot => {
@@ -235,6 +242,7 @@ impl<'k> Compiler<'k> {
                     kind,
                     dst,
                     src: regs[0],
+                    site: self.site,
                 }));
                 return Ok(dst);
             }
@@ -250,6 +258,7 @@ impl<'k> Compiler<'k> {
                 dst: dst + l,
                 src: regs[0] + l,
                 lane: regs[1],
+                site: self.site,
             }));
         }
         Ok(dst)

@@ -52,6 +52,9 @@ pub(super) struct Compiler<'k> {
     shared_arrays: HashMap<(Option<u32>, u32), MemId>,
     builtins: BuiltinRegs,
     max_depth: u32,
+    sites: Vec<Site>,
+    /// The statement being compiled: its operations carry this site.
+    site: SiteId,
 }
 
 type Result<T> = std::result::Result<T, InterpError>;
@@ -71,6 +74,12 @@ pub(super) fn compile(kernel: &Kernel, dims: LaunchDims, args: Vec<Binding>) -> 
         shared_arrays: HashMap::new(),
         builtins: BuiltinRegs::default(),
         max_depth: 0,
+        // Site 0 (operations outside any statement) points at the kernel's declaration.
+        sites: vec![Site {
+            line: kernel.line,
+            device_fn: None,
+        }],
+        site: 0,
     };
     c.builtins = BuiltinRegs {
         thread_idx: [c.perm_reg(1), c.perm_reg(1), c.perm_reg(1)],
@@ -96,6 +105,8 @@ pub(super) fn compile(kernel: &Kernel, dims: LaunchDims, args: Vec<Binding>) -> 
     let body = c.block(&mut frame, &kernel.body.body)?;
     Ok(Program {
         kernel: kernel.name.clone(),
+        file: kernel.file.clone(),
+        sites: c.sites,
         body,
         mems: c.mems,
         perm_regs: c.perm,
@@ -243,8 +254,15 @@ impl<'k> Compiler<'k> {
     fn block(&mut self, f: &mut Frame<'k>, stmts: &[Stmt]) -> Result<Vec<Node>> {
         let mut out = Vec::new();
         for s in stmts {
-            let mark = self.temp;
+            let (mark, outer) = (self.temp, self.site);
+            self.site = self.sites.len() as SiteId;
+            self.sites.push(Site {
+                line: s.span.line,
+                device_fn: (f.depth > 0).then(|| f.func.name.clone()),
+            });
             self.stmt(f, s, &mut out)?;
+            // An inlined call's statements sit inside this one's; restore for the caller.
+            self.site = outer;
             self.temp = mark;
         }
         Ok(out)
@@ -330,6 +348,7 @@ impl<'k> Compiler<'k> {
             StmtKind::While { cond, body } => {
                 let mut cond_nodes = Vec::new();
                 let cond_reg = self.expr(f, cond, &mut cond_nodes, None)?;
+                let site = self.site;
                 let body = self.block(f, body)?;
                 let depth = f.depth;
                 out.push(Node::Loop(Box::new(LoopNode {
@@ -338,6 +357,7 @@ impl<'k> Compiler<'k> {
                     body,
                     step: None,
                     depth,
+                    site,
                 })));
             }
             StmtKind::Break => out.push(Node::Break),
@@ -377,14 +397,25 @@ impl<'k> Compiler<'k> {
         let mem = self.writable_mem(f, mem)?;
         let index = self.expr(f, index, out, None)?;
         let v = self.expr(f, value, out, None)?;
+        let site = self.site;
         let Some(op) = op else {
-            out.push(Node::Op(Op::Store { mem, index, src: v }));
+            out.push(Node::Op(Op::Store {
+                mem,
+                index,
+                src: v,
+                site,
+            }));
             return Ok(());
         };
         let info = &self.mems[mem as usize];
         let (elem, lanes) = (info.elem, info.lanes);
         let t = self.temp(lanes);
-        out.push(Node::Op(Op::Load { mem, index, dst: t }));
+        out.push(Node::Op(Op::Load {
+            mem,
+            index,
+            dst: t,
+            site,
+        }));
         for l in 0..lanes as u32 {
             let b = if value.ty.lanes() > 1 { v + l } else { v };
             out.push(Node::Op(Op::Bin {
@@ -395,7 +426,12 @@ impl<'k> Compiler<'k> {
                 b,
             }));
         }
-        out.push(Node::Op(Op::Store { mem, index, src: t }));
+        out.push(Node::Op(Op::Store {
+            mem,
+            index,
+            src: t,
+            site,
+        }));
         Ok(())
     }
 
@@ -426,6 +462,7 @@ impl<'k> Compiler<'k> {
             a: reg,
             b: end_reg,
         })];
+        let site = self.site;
         let body = self.block(f, body)?;
         out.push(Node::Loop(Box::new(LoopNode {
             cond,
@@ -437,6 +474,7 @@ impl<'k> Compiler<'k> {
                 ty,
             }),
             depth: f.depth,
+            site,
         })));
         Ok(())
     }

@@ -234,8 +234,8 @@ fn shuffle_in_divergent_warp_is_reported() {
             ..
         } => {
             assert_eq!((*warp, *collective), (0, "warp_shfl_xor"));
-            assert_eq!(active, &(0..8).collect::<Vec<u32>>());
-            assert_eq!(missing, &(8..32).collect::<Vec<u32>>());
+            assert_eq!(active.to_vec(), (0..8).collect::<Vec<u32>>());
+            assert_eq!(missing.to_vec(), (8..32).collect::<Vec<u32>>());
         }
         other => panic!("unexpected {other}"),
     }
