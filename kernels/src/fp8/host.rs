@@ -45,11 +45,17 @@ fn check_len(def: &KernelDef, what: &str, got: usize, expected: usize) -> Result
     }))
 }
 
+/// `config` over the kernel's default config: tunables it leaves out take their defaults.
+pub fn complete(def: &KernelDef, config: &Config) -> Config {
+    let mut full = def.space.default_config();
+    for (name, value) in &config.values {
+        full.set(name, *value);
+    }
+    full
+}
+
 fn tunable(def: &KernelDef, config: &Config, name: &str) -> u32 {
-    config
-        .get(name)
-        .or_else(|| def.space.default_config().get(name))
-        .unwrap_or(1) as u32
+    complete(def, config).get(name).unwrap_or(1) as u32
 }
 
 /// Grid covering `quads` work items of `BLOCK × ITEMS` per block.
@@ -78,6 +84,7 @@ fn amax_of(
     n: usize,
 ) -> Result<Buffer<u32>, Error> {
     let def = tensor::fp8_amax::def();
+    let config = &complete(def, config);
     let mut bits = device.zeros::<u32>(1)?;
     let dims = linear_dims(def, config, n.div_ceil(4));
     tensor::fp8_amax::launch(device, config, dims, dx, &mut bits, u32_of(n))?;
@@ -95,6 +102,7 @@ pub fn quantize_tensor<F: Fp8Type>(
     let dx = device.upload(&pad_rows(x, 1, n, ld))?;
     let bits = amax_of(device, amax_config, &dx, n)?;
     let def = (F::KERNELS.quantize_tensor)();
+    let config = &complete(def, config);
     let mut q = device.zeros::<F>(ld)?;
     let mut scale = device.zeros::<f32>(1)?;
     let mut args = [
@@ -122,6 +130,7 @@ pub fn quantize_delayed<F: Fp8Type>(
     let dx = device.upload(&pad_rows(x, 1, n, ld))?;
     let ds = device.upload(&[scale])?;
     let def = (F::KERNELS.quantize_delayed)();
+    let config = &complete(def, config);
     let mut q = device.zeros::<F>(ld)?;
     let mut bits = device.zeros::<u32>(1)?;
     let mut args = [
@@ -147,6 +156,7 @@ pub fn quantize_rows<F: Fp8Type>(
     cols: usize,
 ) -> Result<Quantized, Error> {
     let def = (F::KERNELS.quantize_rows)();
+    let config = &complete(def, config);
     check_len(def, "x", x.len(), rows * cols)?;
     let g = tunable(def, config, "G") as usize;
     let ld = padded_ld(cols);
@@ -178,6 +188,7 @@ pub fn quantize_rows_t<F: Fp8Type>(
     cols: usize,
 ) -> Result<Quantized, Error> {
     let def = (F::KERNELS.quantize_rows_t)();
+    let config = &complete(def, config);
     check_len(def, "x", x.len(), rows * cols)?;
     let g = tunable(def, config, "G") as usize;
     let (ld, ldt) = (padded_ld(cols), padded_ld(rows));
@@ -213,6 +224,7 @@ pub fn quantize_blocks<F: Fp8Type>(
     cols: usize,
 ) -> Result<Quantized, Error> {
     let def = (F::KERNELS.quantize_blocks)();
+    let config = &complete(def, config);
     check_len(def, "x", x.len(), rows * cols)?;
     let ld = padded_ld(cols);
     let dx = device.upload(&pad_rows(x, rows, cols, ld))?;
@@ -246,6 +258,7 @@ pub fn dequantize<F: Fp8Type>(
     granularity: Granularity,
 ) -> Result<Vec<f32>, Error> {
     let def = (F::KERNELS.dequantize)();
+    let config = &complete(def, config);
     check_len(def, "codes", q.codes.len(), rows * cols)?;
     let (row_shift, col_shift, scale_ld) = granularity.scale_indexing(cols);
     let scale_rows = match granularity {
