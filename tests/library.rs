@@ -42,6 +42,71 @@ fn softmax_over_its_space() {
 }
 
 #[test]
+fn fp8_amax_over_its_space() {
+    check_whole_space(find("fp8_amax").unwrap());
+}
+
+#[test]
+fn fp8_quantize_tensor_e4m3_over_its_space() {
+    check_whole_space(find("fp8_quantize_tensor_e4m3").unwrap());
+}
+
+#[test]
+fn fp8_quantize_delayed_e4m3_over_its_space() {
+    check_whole_space(find("fp8_quantize_delayed_e4m3").unwrap());
+}
+
+#[test]
+fn fp8_quantize_rows_e4m3_over_its_space() {
+    check_whole_space(find("fp8_quantize_rows_e4m3").unwrap());
+}
+
+#[test]
+fn fp8_quantize_rows_t_e4m3_over_its_space() {
+    check_whole_space(find("fp8_quantize_rows_t_e4m3").unwrap());
+}
+
+#[test]
+fn fp8_quantize_blocks_e4m3_over_its_space() {
+    check_whole_space(find("fp8_quantize_blocks_e4m3").unwrap());
+}
+
+#[test]
+fn fp8_dequantize_e4m3_over_its_space() {
+    check_whole_space(find("fp8_dequantize_e4m3").unwrap());
+}
+
+#[test]
+fn fp8_quantize_tensor_e5m2_over_its_space() {
+    check_whole_space(find("fp8_quantize_tensor_e5m2").unwrap());
+}
+
+#[test]
+fn fp8_quantize_delayed_e5m2_over_its_space() {
+    check_whole_space(find("fp8_quantize_delayed_e5m2").unwrap());
+}
+
+#[test]
+fn fp8_quantize_rows_e5m2_over_its_space() {
+    check_whole_space(find("fp8_quantize_rows_e5m2").unwrap());
+}
+
+#[test]
+fn fp8_quantize_rows_t_e5m2_over_its_space() {
+    check_whole_space(find("fp8_quantize_rows_t_e5m2").unwrap());
+}
+
+#[test]
+fn fp8_quantize_blocks_e5m2_over_its_space() {
+    check_whole_space(find("fp8_quantize_blocks_e5m2").unwrap());
+}
+
+#[test]
+fn fp8_dequantize_e5m2_over_its_space() {
+    check_whole_space(find("fp8_dequantize_e5m2").unwrap());
+}
+
+#[test]
 fn a_broken_reference_would_be_caught() {
     // The check is not vacuous: perturb one expected value and it must fail.
     let k = find("vector_add").unwrap();

@@ -5,6 +5,7 @@
 //! [`library`] lists them for the CLI, the tests and the autotuner.
 
 pub mod check;
+pub mod fp8;
 pub mod gemm;
 pub mod reduce;
 pub mod softmax;
@@ -59,7 +60,7 @@ impl LibraryKernel {
 
 /// Every kernel of the library.
 pub fn library() -> Vec<LibraryKernel> {
-    vec![
+    let mut kernels = vec![
         LibraryKernel {
             name: "vector_add",
             summary: "c = a + b (f32), memory-bound",
@@ -96,7 +97,9 @@ pub fn library() -> Vec<LibraryKernel> {
             expected: softmax::expected,
             tolerance: ulps,
         },
-    ]
+    ];
+    kernels.extend(fp8::library::entries());
+    kernels
 }
 
 /// The library kernel called `name`.

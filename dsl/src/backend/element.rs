@@ -43,12 +43,20 @@ element!(f16, F16, |v: f16| v.to_bits() as u64, |b: u64| {
 element!(bf16, BF16, |v: bf16| v.to_bits() as u64, |b: u64| {
     bf16::from_bits(b as u16)
 });
-element!(F8E4M3, F8E4M3, |v: F8E4M3| v.to_bits() as u64, |b: u64| {
-    F8E4M3::from_bits(b as u8)
-});
-element!(F8E5M2, F8E5M2, |v: F8E5M2| v.to_bits() as u64, |b: u64| {
-    F8E5M2::from_bits(b as u8)
-});
+// `F8E4M3::to_bits` takes `&self`, so `v.to_bits()` would pick this trait's by-value
+// `to_bits` and recurse forever: call the inherent one by path.
+element!(
+    F8E4M3,
+    F8E4M3,
+    |v: F8E4M3| F8E4M3::to_bits(&v) as u64,
+    |b: u64| { F8E4M3::from_bits(b as u8) }
+);
+element!(
+    F8E5M2,
+    F8E5M2,
+    |v: F8E5M2| F8E5M2::to_bits(&v) as u64,
+    |b: u64| { F8E5M2::from_bits(b as u8) }
+);
 
 /// Little-endian bytes of a slice of elements.
 pub fn to_bytes<T: Element>(data: &[T]) -> Vec<u8> {
