@@ -34,3 +34,6 @@ pub use shapes::{ModelConfig, ProblemShape};
 pub use strategy::{Exhaustive, SearchStrategy, Trial};
 pub use tuner::{ProblemReport, Progress, TuneOptions, Tuner};
 pub use warpforge_dsl::space::{Config, TuneSpace};
+
+pub mod replay;
+pub mod search;

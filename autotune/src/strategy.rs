@@ -5,6 +5,7 @@
 //! candidates until it returns none or the budget is spent. Strategies see the results of
 //! earlier runs (from the cache too), so a resumed search continues where it stopped.
 
+use crate::search::{History, Outcome, Point, SearchParam, SearchSpace, Strategy, StrategyKind};
 use crate::TuneError;
 use warpforge_dsl::Config;
 
@@ -48,15 +49,96 @@ impl SearchStrategy for Exhaustive {
     }
 }
 
-/// Strategy names [`strategy_by_name`] knows.
-// The lead adds the search/ strategies (and `--replay`) here.
-pub const STRATEGIES: &[&str] = &["exhaustive"];
+/// One of the [`crate::search`] strategies (random, local, surrogate) driving the tuner: it
+/// proposes one candidate at a time, seeing every result so far.
+pub struct Guided {
+    kind: StrategyKind,
+    inner: Box<dyn Strategy + Send>,
+    /// Built from the candidates on the first proposal (the tuner's space does not change).
+    space: Option<SearchSpace>,
+}
 
-/// The strategy called `name`.
+impl Guided {
+    pub fn new(kind: StrategyKind, seed: u64) -> Guided {
+        Guided {
+            kind,
+            inner: kind.build(seed),
+            space: None,
+        }
+    }
+}
+
+/// The candidates as a search space: each parameter's values sorted, ids in candidate order.
+fn search_space(configs: &[Config]) -> Option<SearchSpace> {
+    let names: Vec<String> = configs
+        .first()?
+        .values
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    let params: Vec<SearchParam> = names
+        .iter()
+        .map(|name| {
+            let mut values: Vec<i64> = configs.iter().filter_map(|c| c.get(name)).collect();
+            values.sort_unstable();
+            values.dedup();
+            SearchParam {
+                name: name.clone(),
+                values,
+            }
+        })
+        .collect();
+    let points: Vec<Point> = configs
+        .iter()
+        .map(|c| {
+            params
+                .iter()
+                .map(|p| {
+                    let v = c.get(&p.name).unwrap_or(p.values[0]);
+                    p.values.binary_search(&v).unwrap_or(0) as u16
+                })
+                .collect()
+        })
+        .collect();
+    SearchSpace::new(params, points).ok()
+}
+
+impl SearchStrategy for Guided {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+
+    fn propose(&mut self, space: &[Config], trials: &[Trial]) -> Vec<usize> {
+        if self.space.is_none() {
+            self.space = search_space(space);
+        }
+        let Some(search) = &self.space else {
+            // Not expressible as a search space (duplicate configs): time in order.
+            return Exhaustive.propose(space, trials);
+        };
+        let mut history = History::new(trials.len());
+        for (id, trial) in trials.iter().enumerate() {
+            match trial {
+                Trial::Measured(t) => history.record(id, Outcome::Time(*t)),
+                Trial::Failed => history.record(id, Outcome::Failed),
+                Trial::Pending => {}
+            }
+        }
+        self.inner.next(search, &history).into_iter().collect()
+    }
+}
+
+/// Strategy names [`strategy_by_name`] knows.
+pub const STRATEGIES: &[&str] = &["exhaustive", "random", "local", "surrogate"];
+
+/// The strategy called `name` (the default for large spaces is `surrogate`).
 pub fn strategy_by_name(name: &str) -> Result<Box<dyn SearchStrategy>, TuneError> {
-    match name {
-        "exhaustive" => Ok(Box::new(Exhaustive)),
-        _ => Err(TuneError::UnknownStrategy {
+    if name == "exhaustive" {
+        return Ok(Box::new(Exhaustive));
+    }
+    match name.parse::<StrategyKind>() {
+        Ok(kind) => Ok(Box::new(Guided::new(kind, 0x5eed))),
+        Err(_) => Err(TuneError::UnknownStrategy {
             name: name.to_string(),
             known: STRATEGIES.join(", "),
         }),
@@ -81,7 +163,34 @@ mod tests {
             .propose(&space, &[Trial::Failed, Trial::Measured(2.0)])
             .is_empty());
         assert_eq!(strategy_by_name("exhaustive").unwrap().name(), "exhaustive");
+        assert_eq!(strategy_by_name("surrogate").unwrap().name(), "surrogate");
         let e = strategy_by_name("bayes").err().unwrap().to_string();
         assert!(e.contains("`bayes`") && e.contains("exhaustive"), "{e}");
+    }
+
+    #[test]
+    fn guided_strategies_propose_each_candidate_once_until_all_are_known() {
+        let space: Vec<Config> = (0..4)
+            .flat_map(|a| (0..5).map(move |b| Config::new().with("A", a).with("B", b * 8)))
+            .collect();
+        for name in ["random", "local", "surrogate"] {
+            let mut s = strategy_by_name(name).unwrap();
+            let mut trials = vec![Trial::Pending; space.len()];
+            let mut proposed = 0;
+            loop {
+                let next = s.propose(&space, &trials);
+                if next.is_empty() {
+                    break;
+                }
+                for i in next {
+                    assert_eq!(trials[i], Trial::Pending, "{name} proposed {i} twice");
+                    let c = &space[i];
+                    trials[i] =
+                        Trial::Measured((c.get("A").unwrap() * 10 + c.get("B").unwrap()) as f64);
+                    proposed += 1;
+                }
+            }
+            assert_eq!(proposed, space.len(), "{name}");
+        }
     }
 }

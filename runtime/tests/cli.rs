@@ -81,3 +81,45 @@ fn check_runs_a_kernel_on_the_interpreter() {
     assert!(text.contains("5 passed, 0 failed"), "{text}");
     assert!(text.contains("max abs err"), "{text}");
 }
+
+#[test]
+fn autotune_replay_reports_each_strategy_as_json() {
+    let file = warpforge_autotune::replay::tuning_spaces_dir().join("convolution/A4000.json.gz");
+    if !file.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing in CI",
+            file.display()
+        );
+        eprintln!(
+            "SKIPPED: {} not found (set WARPFORGE_TUNING_SPACES)",
+            file.display()
+        );
+        return;
+    }
+    let o = warpforge(&[
+        "autotune",
+        "--replay",
+        file.to_str().unwrap(),
+        "--runs",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON output");
+    let strategies: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(strategies, ["random", "local", "surrogate"]);
+    for r in results.as_array().unwrap() {
+        assert_eq!(r["runs"], 5);
+        assert_eq!(r["target"], 0.95);
+        assert!(
+            r["median_evals"].as_u64().unwrap() >= 1
+                && r["p90_evals"].as_u64().unwrap() >= r["median_evals"].as_u64().unwrap()
+        );
+    }
+}

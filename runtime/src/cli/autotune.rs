@@ -38,8 +38,9 @@ pub struct AutotuneArgs {
     /// Time allowed for timing, e.g. 90s, 10m, 1h (default: until done).
     #[arg(long, value_parser = parse_duration)]
     pub budget: Option<Duration>,
-    /// Search strategy for spaces of more than 64 candidates.
-    #[arg(long, default_value = "exhaustive")]
+    /// Search strategy for spaces of more than 64 candidates: surrogate, local, random or
+    /// exhaustive.
+    #[arg(long, default_value = "surrogate")]
     pub strategy: String,
     /// Where the per-device cache lives (default: $WARPFORGE_TUNE_CACHE, else the user
     /// cache dir's warpforge/tune).
@@ -49,10 +50,26 @@ pub struct AutotuneArgs {
     /// no GPU needed) and the shapes that would be tuned; time nothing.
     #[arg(long)]
     pub dry_run: bool,
-    // `--replay` (Kernel Tuner replay) is added with the replay module.
+    /// Replay a Kernel Tuner cache file (a brute-forced space) as a simulated device and
+    /// report, per strategy, the evaluations needed to reach the target (no GPU needed).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// With --replay: seeded runs per strategy.
+    #[arg(long, default_value_t = 200, requires = "replay")]
+    pub runs: usize,
+    /// With --replay: the fraction of the optimum to reach (time ≤ best / target).
+    #[arg(long, default_value_t = 0.95, requires = "replay")]
+    pub target: f64,
+    /// With --replay: print one JSON array of {strategy, runs, target, median_evals,
+    /// p90_evals}.
+    #[arg(long, requires = "replay")]
+    pub json: bool,
 }
 
 pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.replay {
+        return replay(path, args.runs, args.target, args.json);
+    }
     let kernels = select_kernels(&args.kernels)?;
     let shapes = problem_shapes(&args, &kernels)?;
     strategy_by_name(&args.strategy)?; // an unknown name fails before anything runs
@@ -410,4 +427,36 @@ mod cli_tests {
         ]));
         assert_eq!(code.unwrap(), ExitCode::SUCCESS);
     }
+}
+
+/// `--replay`: evaluations to the target per strategy on a brute-forced space.
+fn replay(path: &std::path::Path, runs: usize, target: f64, json: bool) -> Result<ExitCode> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if !(target > 0.0 && target <= 1.0) {
+        bail!("--target must be in (0, 1], got {target}");
+    }
+    let started = Instant::now();
+    let results = warpforge_autotune::replay::replay_report(path, runs, target, 0)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}: {runs} seeded runs per strategy, target {target} of the optimum",
+        path.display()
+    );
+    println!(
+        "{:<12} {:>12} {:>10}",
+        "strategy", "median evals", "p90 evals"
+    );
+    for r in &results {
+        println!(
+            "{:<12} {:>12} {:>10}",
+            r.strategy, r.median_evals, r.p90_evals
+        );
+    }
+    println!("({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
 }

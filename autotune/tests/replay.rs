@@ -1,0 +1,323 @@
+//! Search strategies replayed on brute-forced GPU tuning spaces (`shared/tuning-spaces`, see
+//! `warpforge_autotune::replay::tuning_spaces_dir`), and on a small synthetic space.
+//!
+//! The space files are required in CI (`CI` set): missing files fail the tests there. Elsewhere
+//! the tests that need them print why they skip.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use warpforge_autotune::replay::{
+    evals_to_target, replay_report, space_files, strategy_result, tuning_spaces_dir, ReplaySpace,
+    SPACES_ENV,
+};
+use warpforge_autotune::search::{search, History, Outcome, SearchSpace, StrategyKind};
+
+/// The brute-forced space files, or None (after saying why) when they are absent outside CI.
+fn space_dir() -> Option<PathBuf> {
+    let dir = tuning_spaces_dir();
+    let found = space_files(&dir).map(|f| !f.is_empty()).unwrap_or(false);
+    if found {
+        return Some(dir);
+    }
+    let why = format!(
+        "no tuning spaces in {} (clone `shared/` beside the repository or set {SPACES_ENV})",
+        dir.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipping: {why}");
+    None
+}
+
+fn load(dir: &std::path::Path, file: &str) -> ReplaySpace {
+    let path = dir.join(file);
+    ReplaySpace::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A synthetic cache: 3 parameters, a constraint (configs missing from the cache), failures,
+/// and one optimum.
+fn synthetic() -> ReplaySpace {
+    let mut entries = Vec::new();
+    for a in [1, 2, 4, 8, 16, 32i32] {
+        for b in 0..5i32 {
+            for c in [0, 1, 2, 3] {
+                if a * (b + 1) > 64 {
+                    continue; // excluded by the kernel's constraints: not in the cache
+                }
+                let time = if (a + b + c) % 7 == 0 {
+                    "\"CompilationFailedConfig\"".to_string()
+                } else {
+                    let t = 1.0 + ((a as f64).log2() - 3.0).powi(2) + (b - 2).pow(2) as f64;
+                    format!("{}", t + 0.3 * c as f64)
+                };
+                entries.push(format!(
+                    "\"{a},{b},{c}\": {{\"a\": {a}, \"b\": {b}, \"c\": {c}, \"time\": {time}, \"times\": [1, 2]}}"
+                ));
+            }
+        }
+    }
+    let text = format!(
+        "{{\"tune_params_keys\": [\"a\", \"b\", \"c\"], \"tune_params\": {{\"a\": [1, 2, 4, 8, 16, 32], \
+         \"b\": [0, 1, 2, 3, 4], \"c\": [0, 1, 2, 3]}}, \"objective\": \"time\", \"cache\": {{{}}}}}",
+        entries.join(", ")
+    );
+    ReplaySpace::from_json(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a strategy until it has nothing left; checks it never repeats and covers the space.
+fn exhaust(space: &ReplaySpace, kind: StrategyKind, seed: u64) -> History {
+    let mut strategy = kind.build(seed);
+    let history = search(
+        space.space(),
+        strategy.as_mut(),
+        |id| space.evaluate(id),
+        |_| false,
+    );
+    let ids: HashSet<usize> = history.trials().iter().map(|t| t.0).collect();
+    assert_eq!(ids.len(), history.len(), "{kind} repeated a config");
+    assert_eq!(history.len(), space.len(), "{kind} stopped before the end");
+    history
+}
+
+#[test]
+fn synthetic_space_loads() {
+    let space = synthetic();
+    // 6·5·4 = 120 listed, a·(b+1) > 64 excluded.
+    let excluded = [1, 2, 4, 8, 16, 32]
+        .iter()
+        .map(|a| (0..5).filter(|b| a * (b + 1) > 64).count() * 4)
+        .sum::<usize>();
+    assert_eq!(space.len(), 120 - excluded);
+    assert!(space.valid_count() < space.len(), "some configs fail");
+    assert_eq!(space.best_time(), 1.0);
+    let best = space
+        .space()
+        .id_of(&[3, 2, 0])
+        .expect("a=8,b=2,c=0 is in the cache");
+    assert_eq!(space.evaluate(best), Outcome::Time(1.0));
+    assert_eq!(
+        space.evaluate_point(&[5, 4, 0]),
+        Outcome::Failed,
+        "not in the cache"
+    );
+}
+
+#[test]
+fn every_strategy_exhausts_the_synthetic_space_without_repeats() {
+    let space = synthetic();
+    for kind in StrategyKind::ALL {
+        for seed in 0..5 {
+            let history = exhaust(&space, kind, seed);
+            assert_eq!(history.best().map(|b| b.1), Some(space.best_time()));
+            let failed = history.trials().iter().filter(|t| t.1 == Outcome::Failed);
+            assert_eq!(failed.count(), space.len() - space.valid_count());
+        }
+    }
+}
+
+#[test]
+fn strategies_are_deterministic_per_seed() {
+    let space = synthetic();
+    for kind in StrategyKind::ALL {
+        let run = |seed| {
+            let mut s = kind.build(seed);
+            let h = search(
+                space.space(),
+                s.as_mut(),
+                |id| space.evaluate(id),
+                |h| h.len() == 30,
+            );
+            h.trials().iter().map(|t| t.0).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7), "{kind}");
+        assert_ne!(run(7), run(8), "{kind}");
+    }
+}
+
+#[test]
+fn neighbours_repair_inadmissible_moves() {
+    let space = synthetic();
+    let space = space.space();
+    // a=32, b=1, c=1: a·(b+1) = 64 is at the constraint's edge.
+    let id = space.id_of(&[5, 1, 1]).unwrap();
+    let mut got: Vec<Vec<u16>> = space
+        .neighbours(id)
+        .into_iter()
+        .map(|n| space.point(n).to_vec())
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u16>> = vec![
+        vec![4, 1, 1], // a down
+        vec![4, 2, 1], // b up: 32·3 > 64, repaired by moving a down one step
+        vec![5, 0, 1], // b down
+        vec![5, 1, 0], // c down
+        vec![5, 1, 2], // c up (a has no value above 32)
+    ];
+    assert_eq!(got, want);
+    assert_eq!(
+        space.moves(id).len(),
+        5 + 4 + 3,
+        "every other value of each parameter"
+    );
+}
+
+#[test]
+fn search_space_from_a_kernel_tune_space() {
+    use warpforge_dsl::space::{Constraint, TuneParam, TuneSpace};
+    fn fits(c: &warpforge_dsl::space::Config) -> bool {
+        c.get("BLOCK").unwrap() * c.get("TILE").unwrap() <= 512
+    }
+    let tune = TuneSpace {
+        params: vec![
+            TuneParam {
+                name: "BLOCK".into(),
+                values: vec![64, 128, 256],
+                default: 128,
+            },
+            TuneParam {
+                name: "TILE".into(),
+                values: vec![1, 2, 4],
+                default: 1,
+            },
+        ],
+        constraints: vec![Constraint {
+            text: "BLOCK * TILE <= 512".into(),
+            check: fits,
+        }],
+    };
+    let space = SearchSpace::from_tune_space(&tune).unwrap();
+    assert_eq!(space.len(), 8);
+    let id = space.id_of(&[2, 1]).expect("256·2 fits");
+    assert_eq!(space.config(id).to_string(), "BLOCK=256,TILE=2");
+    assert_eq!(space.id_of(&[2, 2]), None, "256·4 is excluded");
+}
+
+#[test]
+fn unknown_strategy_names_are_errors() {
+    assert_eq!("surrogate".parse(), Ok(StrategyKind::Surrogate));
+    let err = "annealing".parse::<StrategyKind>().unwrap_err();
+    assert!(
+        err.to_string().contains("random, local or surrogate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_cache_files_are_clear_errors() {
+    let not_json = ReplaySpace::from_json("{").unwrap_err().to_string();
+    assert!(
+        not_json.contains("not a Kernel Tuner cache file"),
+        "{not_json}"
+    );
+    let bad_key = r#"{"tune_params_keys": ["a"], "tune_params": {"a": [1, 2]},
+        "cache": {"3": {"time": 1.0}}}"#;
+    let err = ReplaySpace::from_json(bad_key).unwrap_err().to_string();
+    assert!(err.contains("`3` is not a listed value of `a`"), "{err}");
+    let all_failed = r#"{"tune_params_keys": ["a"], "tune_params": {"a": [1, 2]},
+        "cache": {"1": {"time": "RuntimeFailedConfig"}}}"#;
+    let err = ReplaySpace::from_json(all_failed).unwrap_err().to_string();
+    assert!(err.contains("every config in the cache failed"), "{err}");
+    let missing = ReplaySpace::load(std::path::Path::new("/nonexistent/x.json.gz"));
+    assert!(missing.unwrap_err().to_string().contains("cannot read"));
+}
+
+#[test]
+fn brute_forced_spaces_load() {
+    let Some(dir) = space_dir() else { return };
+    let files = space_files(&dir).unwrap();
+    assert_eq!(files.len(), 7, "{files:?}");
+    let a100 = load(&dir, "dedispersion/A100.json.gz");
+    assert_eq!((a100.len(), a100.valid_count()), (11130, 11130));
+    assert!((a100.best_time() - 68.1165759563446).abs() < 1e-9);
+    assert_eq!(a100.space().params().len(), 8);
+    let mi250x = load(&dir, "dedispersion/MI250X.json.gz");
+    assert!((mi250x.best_time() - 49.5724800825119).abs() < 1e-9);
+    let conv = load(&dir, "convolution/A4000.json.gz");
+    assert_eq!((conv.len(), conv.valid_count()), (4362, 4201));
+    assert!((conv.best_time() - 1.021171996369958).abs() < 1e-9);
+    // 11 configs within 5% of the optimum: the convolution space's needle.
+    let threshold = conv.threshold(0.95);
+    let good = (0..conv.len())
+        .filter(|&id| conv.evaluate(id).time().is_some_and(|t| t <= threshold))
+        .count();
+    assert_eq!(good, 11);
+}
+
+#[test]
+fn every_strategy_finds_the_optimum_given_the_whole_budget() {
+    let Some(dir) = space_dir() else { return };
+    let conv = load(&dir, "convolution/A4000.json.gz");
+    for kind in StrategyKind::ALL {
+        let history = exhaust(&conv, kind, 1);
+        assert_eq!(
+            history.best().map(|b| b.1),
+            Some(conv.best_time()),
+            "{kind}"
+        );
+        // The same through the replay driver: reaching the optimum itself stays within budget.
+        assert!(evals_to_target(&conv, kind, 1, 1.0) <= conv.len());
+    }
+}
+
+/// Runs per space for the goal: 200 by default, fewer with `WARPFORGE_REPLAY_RUNS`.
+fn goal_runs() -> usize {
+    std::env::var("WARPFORGE_REPLAY_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200)
+}
+
+#[test]
+fn surrogate_reaches_95_percent_of_the_optimum_quickly_on_every_space() {
+    let Some(dir) = space_dir() else { return };
+    let runs = goal_runs();
+    println!("{runs} seeded runs per space and strategy; evaluations to reach 95% of the optimum");
+    println!(
+        "{:28} {:10} {:>6} {:>6}",
+        "space", "strategy", "median", "p90"
+    );
+    let start = Instant::now();
+    let mut misses = Vec::new();
+    for path in space_files(&dir).unwrap() {
+        let space = ReplaySpace::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let name = path
+            .strip_prefix(&dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        for kind in StrategyKind::ALL {
+            let r = strategy_result(&space, kind, runs, 0.95, 0);
+            let (median, p90) = (r.median_evals, r.p90_evals);
+            println!("{name:28} {:10} {median:6} {p90:6}", r.strategy);
+            if kind == StrategyKind::Surrogate && (median > 50 || p90 > 150) {
+                misses.push(format!("{name}: median {median} p90 {p90}"));
+            }
+        }
+    }
+    println!("({:.1} s)", start.elapsed().as_secs_f64());
+    assert!(
+        misses.is_empty(),
+        "goal (median ≤ 50, p90 ≤ 150) missed: {misses:?}"
+    );
+}
+
+#[test]
+fn report_serializes_with_the_cli_field_names() {
+    let Some(dir) = space_dir() else { return };
+    let path = dir.join("convolution/A4000.json.gz");
+    let report = replay_report(&path, 10, 0.95, 3).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = report.iter().map(|r| r.strategy.as_str()).collect();
+    assert_eq!(names, ["random", "local", "surrogate"]);
+    let json = serde_json::to_value(&report[2]).unwrap();
+    let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["median_evals", "p90_evals", "runs", "strategy", "target"]
+    );
+    assert_eq!(json["runs"], 10);
+    assert!(report
+        .iter()
+        .all(|r| r.median_evals <= r.p90_evals && r.p90_evals <= 4362));
+}
