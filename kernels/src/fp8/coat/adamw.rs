@@ -13,9 +13,9 @@
 //! One warp per 128-element group (lane `l` holds elements `4l..4l+4` of it), so the
 //! group's min/max reductions are warp shuffles and the step is a single pass: reads
 //! w, g (4 + 4 bytes), the codes (1 + 1) and writes w and the codes back, 20 bytes per
-//! element plus 24 bytes of metadata per group moved twice. The metadata is read by every
-//! lane before the shuffles and written by lane 0 after them, so updating it in place is
-//! race-free. Tunable: `BLOCK` (groups per block × 32).
+//! element plus 24 bytes of metadata per group moved twice. The metadata is read by lane 0
+//! and broadcast with a shuffle, then rewritten by lane 0, so updating it in place is
+//! race-free (no other lane touches it; the interpreter's race detector checks this). Tunable: `BLOCK` (groups per block × 32).
 
 use super::super::tensor::load_flat;
 use super::{dre_decode4, dre_quantize_group};
@@ -41,10 +41,29 @@ pub fn adamw_one(w: f32, m: f32, v: f32, lr: f32, eps: f32, wd: f32, bc1: f32, b
     w - lr * update
 }
 
-/// Loads a group's parameters and decodes this lane's four values.
+/// Parameter `j` of group `g`, read by lane 0 and broadcast to the warp (so the lane that
+/// later rewrites it is the only one that touches it). The whole warp must call it.
 #[device]
-pub fn load_state(q: &[Vec4<F8E4M3>], meta: &[f32], slot: u32, g: u32) -> Vec4<f32> {
-    dre_decode4(q[slot], meta[g * 3], meta[g * 3 + 1], meta[g * 3 + 2])
+pub fn group_param(meta: &[f32], g: u32, groups: u32, j: u32) -> f32 {
+    let mut p = if j == 0 { 0.0f32 } else { 1.0f32 };
+    if thread_idx_x() % 32 == 0 && g < groups {
+        p = meta[g * 3 + j];
+    }
+    warp_shfl_idx(p, 0u32)
+}
+
+/// Decodes this lane's four values of a state with its group's parameters.
+#[device]
+pub fn load_state(q: &[Vec4<F8E4M3>], meta: &[f32], slot: u32, g: u32, n: u32) -> Vec4<f32> {
+    let groups = (n + 127) / 128;
+    let scale = group_param(meta, g, groups, 0);
+    let k = group_param(meta, g, groups, 1);
+    let c = group_param(meta, g, groups, 2);
+    let mut v = Vec4::new(0.0, 0.0, 0.0, 0.0);
+    if slot * 4 < n {
+        v = dre_decode4(q[slot], scale, k, c);
+    }
+    v
 }
 
 #[kernel(block = (BLOCK), tune(BLOCK = [64, 128, 256]), default(BLOCK = 128))]
@@ -69,13 +88,15 @@ pub fn coat_adamw_step<const BLOCK: u32>(
     let groups = (n + 127) / 128;
     let zero = Vec4::new(0.0, 0.0, 0.0, 0.0);
     let live = slot * 4 < n;
+    let m_old = load_state(mq, m_meta, slot, g, n);
+    let v_old = load_state(vq, v_meta, slot, g, n);
     let mut m = zero;
     let mut v = zero;
     if live {
         let x = load_flat(grad, slot, n);
-        m = ema4(load_state(mq, m_meta, slot, g), x, beta1);
+        m = ema4(m_old, x, beta1);
         let x2 = Vec4::new(x.x * x.x, x.y * x.y, x.z * x.z, x.w * x.w);
-        v = ema4(load_state(vq, v_meta, slot, g), x2, beta2);
+        v = ema4(v_old, x2, beta2);
         let p = w[slot];
         w[slot] = Vec4::new(
             adamw_one(p.x, m.x, v.x, lr, eps, wd, bc1, bc2),
