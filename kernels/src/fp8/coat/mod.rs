@@ -65,7 +65,7 @@ pub const K_MAX: f32 = 32.0;
 
 /// `log2 t` for `t > 0`.
 #[device]
-pub fn log2f(t: f32) -> f32 {
+pub fn log2_of(t: f32) -> f32 {
     t.ln() * 1.442695
 }
 
@@ -105,7 +105,7 @@ pub fn amin_nonzero4(v: Vec4<f32>) -> f32 {
 /// The expansion exponent of a group with non-zero magnitudes in `[amin, amax]`.
 #[device]
 pub fn dre_k(amax: f32, amin: f32) -> f32 {
-    let lr = log2f(amax) - log2f(amin);
+    let lr = log2_of(amax) - log2_of(amin);
     let mut k = 1.0f32;
     if amax > 0.0 && lr > 0.0 {
         k = (16.61471 / lr * 16.0).floor() / 16.0;
@@ -127,7 +127,7 @@ pub fn dre_center(amax: f32, amin: f32) -> f32 {
 /// `(|x|/c)^k` for `|x| > 0`.
 #[device]
 pub fn dre_expand(ax: f32, c: f32, k: f32) -> f32 {
-    (k * log2f(ax / c)).exp2()
+    (k * log2_of(ax / c)).exp2()
 }
 
 /// The dequantization scale `(M/c)^k / 448` (0 for an all-zero group).
@@ -158,7 +158,7 @@ pub fn dre_decode(code: F8E4M3, scale: f32, k: f32, c: f32) -> f32 {
     let t = f.abs() * scale;
     let mut x = 0.0f32;
     if t > 0.0 {
-        let e = c * (log2f(t) / k).exp2();
+        let e = c * (log2_of(t) / k).exp2();
         x = if f < 0.0 { -e } else { e };
     }
     x

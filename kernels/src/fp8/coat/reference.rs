@@ -43,14 +43,14 @@ impl DreTensor {
     }
 }
 
-fn log2f(t: f32) -> f32 {
+fn log2_of(t: f32) -> f32 {
     t.ln() * LOG2_E
 }
 
 /// `(scale, k, c)` of a group from its largest and smallest non-zero magnitudes
 /// (`amin = +Inf` for an all-zero group).
 pub fn group_params(amax: f32, amin: f32) -> [f32; 3] {
-    let lr = log2f(amax) - log2f(amin);
+    let lr = log2_of(amax) - log2_of(amin);
     let mut k = 1.0f32;
     if amax > 0.0 && lr > 0.0 {
         k = ((LOG2_TARGET / lr * 16.0).floor() / 16.0)
@@ -66,7 +66,7 @@ pub fn group_params(amax: f32, amin: f32) -> [f32; 3] {
 }
 
 fn expand(ax: f32, c: f32, k: f32) -> f32 {
-    (k * log2f(ax / c)).exp2()
+    (k * log2_of(ax / c)).exp2()
 }
 
 /// The code of `x` in a group with parameters `[scale, k, c]`.
@@ -84,7 +84,7 @@ pub fn decode(code: u8, [scale, k, c]: [f32; 3]) -> f32 {
     let f = E4M3.decode(code);
     let t = f.abs() * scale;
     if t > 0.0 {
-        let e = c * (log2f(t) / k).exp2();
+        let e = c * (log2_of(t) / k).exp2();
         if f < 0.0 {
             -e
         } else {
