@@ -33,6 +33,7 @@
 //!   and a useless `k`), quantize to code ±0 and dequantize to exactly ±0;
 //! - values of a group's range that fall below half E4M3's smallest subnormal after
 //!   expansion quantize to 0 and come back as 0 (as with plain scaling).
+//!
 //! NaN or ±Inf inputs are not supported (an optimizer state holding them is already lost).
 //!
 //! # Layout and kernels
