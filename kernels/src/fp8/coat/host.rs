@@ -139,8 +139,8 @@ impl Fp8AdamW {
         let config = &complete(def, config);
         check_len(def, "grad", g.len(), self.n)?;
         let dg = device.upload(&pad(g))?;
-        self.step = self.step.saturating_add(1);
-        let (bc1, bc2) = self.hyper.bias_corrections(self.step);
+        let t = self.step.saturating_add(1);
+        let (bc1, bc2) = self.hyper.bias_corrections(t);
         let h = self.hyper;
         let mut args = [
             Arg::slice_mut(&mut self.w),
@@ -158,7 +158,14 @@ impl Fp8AdamW {
             Arg::value(bc1),
             Arg::value(bc2),
         ];
-        device.launch(def, config, group_dims(config, self.n), &mut args)
+        device.launch(def, config, group_dims(config, self.n), &mut args)?;
+        self.step = t;
+        Ok(())
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.step
     }
 
     /// The weights.
