@@ -107,6 +107,21 @@ fn fp8_dequantize_e5m2_over_its_space() {
 }
 
 #[test]
+fn coat_dre_quantize_over_its_space() {
+    check_whole_space(find("coat_dre_quantize").unwrap());
+}
+
+#[test]
+fn coat_dre_dequantize_over_its_space() {
+    check_whole_space(find("coat_dre_dequantize").unwrap());
+}
+
+#[test]
+fn coat_adamw_step_over_its_space() {
+    check_whole_space(find("coat_adamw_step").unwrap());
+}
+
+#[test]
 fn a_broken_reference_would_be_caught() {
     // The check is not vacuous: perturb one expected value and it must fail.
     let k = find("vector_add").unwrap();

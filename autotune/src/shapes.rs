@@ -26,14 +26,38 @@ impl ProblemShape {
     }
 }
 
-/// The number of dimensions each tunable library kernel's problem has.
+/// The number of dimensions each tunable library kernel's problem has: `[n]` for flat
+/// tensors (per-tensor FP8, COAT's DRE and AdamW), `[rows, cols]` for matrices (1×G and
+/// tile FP8 scaling, dequantization).
 pub fn rank_of(kernel: &str) -> Option<usize> {
     match kernel {
         "gemm" => Some(3),
         "softmax" => Some(2),
         "vector_add" | "sum_partials" => Some(1),
+        "fp8_amax"
+        | "fp8_quantize_tensor_e4m3"
+        | "fp8_quantize_tensor_e5m2"
+        | "fp8_quantize_delayed_e4m3"
+        | "fp8_quantize_delayed_e5m2"
+        | "coat_dre_quantize"
+        | "coat_dre_dequantize"
+        | "coat_adamw_step" => Some(1),
+        "fp8_quantize_rows_e4m3"
+        | "fp8_quantize_rows_e5m2"
+        | "fp8_quantize_rows_t_e4m3"
+        | "fp8_quantize_rows_t_e5m2"
+        | "fp8_quantize_blocks_e4m3"
+        | "fp8_quantize_blocks_e5m2"
+        | "fp8_dequantize_e4m3"
+        | "fp8_dequantize_e5m2" => Some(2),
         _ => None,
     }
+}
+
+/// Whether the tuner can build a device workload for the kernel (see `workload.rs`); the
+/// others are listed by `--dry-run` (spaces, pruning) but cannot be benchmarked yet.
+pub fn has_workload(kernel: &str) -> bool {
+    matches!(kernel, "gemm" | "softmax" | "vector_add" | "sum_partials")
 }
 
 /// Batch sizes in tokens (GEMM `M`, softmax rows) a model preset covers by default.
@@ -180,6 +204,13 @@ pub fn check_shape(shape: &ProblemShape) -> Result<(), String> {
             shape.kernel
         ));
     };
+    if !has_workload(&shape.kernel) {
+        return Err(format!(
+            "`{}` has no benchmark workload yet (its space is listed by --dry-run); tune \
+             gemm, softmax, vector_add or sum_partials",
+            shape.kernel
+        ));
+    }
     if shape.dims.len() != rank {
         return Err(format!(
             "{} takes {rank} dimension(s), got {:?}",
@@ -193,4 +224,20 @@ pub fn check_shape(shape: &ProblemShape) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_library_kernel_has_a_rank_and_fp8_shapes_say_why_they_cannot_run() {
+        for k in warpforge_kernels::library() {
+            assert!(rank_of(k.name).is_some(), "{} has no rank", k.name);
+        }
+        let shape = ProblemShape::new("coat_adamw_step", vec![4096], "");
+        let err = check_shape(&shape).unwrap_err();
+        assert!(err.contains("no benchmark workload"), "{err}");
+        assert!(check_shape(&ProblemShape::new("softmax", vec![4, 8], "")).is_ok());
+    }
 }

@@ -43,6 +43,7 @@
 //! type); the shared work lives in the `#[device]` functions below.
 
 pub mod blocks;
+pub mod coat;
 pub mod dequant;
 pub mod host;
 pub mod library;

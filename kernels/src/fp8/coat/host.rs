@@ -1,0 +1,191 @@
+//! Running the COAT kernels from host slices: padding to a multiple of 4 elements,
+//! launching, and returning dense codes and metadata comparable with [`reference`].
+//! Missing tunables fall back to the kernel's defaults.
+//!
+//! [`reference`]: super::reference
+
+use super::adamw::coat_adamw_step;
+use super::dre::{coat_dre_dequantize, coat_dre_quantize};
+use super::reference::{AdamW, DreTensor};
+use super::GROUP;
+use crate::fp8::host::{complete, pad_rows, padded_ld};
+use crate::fp8::Fp8Type;
+use warpforge_dsl::backend::DeviceError;
+use warpforge_dsl::prelude::*;
+use warpforge_dsl::{Element, Error, KernelDef};
+
+fn u32_of(n: usize) -> Result<u32, Error> {
+    u32::try_from(n).map_err(|_| {
+        Error::Device(DeviceError::ArgMismatch {
+            kernel: "coat".into(),
+            param: "n".into(),
+            expected: "at most 2^32-1 elements".into(),
+            got: n.to_string(),
+        })
+    })
+}
+
+fn check_len(def: &KernelDef, what: &str, got: usize, expected: usize) -> Result<(), Error> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(Error::Device(DeviceError::ArgMismatch {
+        kernel: def.name.to_string(),
+        param: what.to_string(),
+        expected: format!("{expected} elements (from the tensor's length)"),
+        got: got.to_string(),
+    }))
+}
+
+fn block_of(config: &Config, name: &str) -> u32 {
+    config.get(name).unwrap_or(128) as u32
+}
+
+/// One warp per group.
+fn group_dims(config: &Config, n: usize) -> LaunchDims {
+    let block = block_of(config, "BLOCK");
+    let groups = n.div_ceil(GROUP).max(1);
+    let per_block = (block / 32) as usize;
+    LaunchDims::linear(groups.div_ceil(per_block) as u32, block)
+}
+
+fn pad(x: &[f32]) -> Vec<f32> {
+    pad_rows(x, 1, x.len(), padded_ld(x.len()))
+}
+
+fn codes_padded(q: &DreTensor) -> Vec<F8E4M3> {
+    let mut out = vec![<F8E4M3 as Element>::from_bits(0); padded_ld(q.len())];
+    for (o, &c) in out.iter_mut().zip(&q.codes) {
+        *o = <F8E4M3 as Element>::from_bits(c as u64);
+    }
+    out
+}
+
+fn codes_of(q: &[F8E4M3], n: usize) -> Vec<u8> {
+    q[..n].iter().map(|c| c.code()).collect()
+}
+
+/// DRE quantization of a flat tensor with [`coat_dre_quantize`].
+pub fn dre_quantize(device: &Device, config: &Config, x: &[f32]) -> Result<DreTensor, Error> {
+    let def = coat_dre_quantize::def();
+    let config = &complete(def, config);
+    let n = x.len();
+    let dx = device.upload(&pad(x))?;
+    let mut q = device.zeros::<F8E4M3>(padded_ld(n))?;
+    let mut meta = device.zeros::<f32>(3 * n.div_ceil(GROUP).max(1))?;
+    let dims = group_dims(config, n);
+    coat_dre_quantize::launch(device, config, dims, &dx, &mut q, &mut meta, u32_of(n)?)?;
+    let mut meta = device.download(&meta)?;
+    meta.truncate(3 * n.div_ceil(GROUP));
+    Ok(DreTensor {
+        codes: codes_of(&device.download(&q)?, n),
+        meta,
+    })
+}
+
+/// DRE dequantization with [`coat_dre_dequantize`].
+pub fn dre_dequantize(device: &Device, config: &Config, q: &DreTensor) -> Result<Vec<f32>, Error> {
+    let def = coat_dre_dequantize::def();
+    let config = &complete(def, config);
+    let n = q.len();
+    check_len(def, "meta", q.meta.len(), 3 * n.div_ceil(GROUP))?;
+    let dq = device.upload(&codes_padded(q))?;
+    let dm = device.upload(&q.meta)?;
+    let ld = padded_ld(n);
+    let mut y = device.zeros::<f32>(ld)?;
+    let per_block = block_of(config, "BLOCK") * config.get("ITEMS").unwrap_or(1) as u32;
+    let grid = (ld / 4).div_ceil(per_block as usize).max(1) as u32;
+    let dims = LaunchDims::linear(grid, block_of(config, "BLOCK"));
+    coat_dre_dequantize::launch(device, config, dims, &dq, &dm, &mut y, u32_of(n)?)?;
+    let mut y = device.download(&y)?;
+    y.truncate(n);
+    Ok(y)
+}
+
+/// FP8 AdamW state on a device: master weights and DRE-quantized moments, updated in place
+/// by [`coat_adamw_step`].
+pub struct Fp8AdamW {
+    pub hyper: AdamW,
+    n: usize,
+    step: u32,
+    w: Buffer<f32>,
+    m: Buffer<F8E4M3>,
+    m_meta: Buffer<f32>,
+    v: Buffer<F8E4M3>,
+    v_meta: Buffer<f32>,
+}
+
+impl Fp8AdamW {
+    /// Uploads the weights; the moments start at zero.
+    pub fn new(device: &Device, hyper: AdamW, w: &[f32]) -> Result<Fp8AdamW, Error> {
+        let n = w.len();
+        u32_of(n)?;
+        let zeros = DreTensor::zeros(n);
+        Ok(Fp8AdamW {
+            hyper,
+            n,
+            step: 0,
+            w: device.upload(&pad(w))?,
+            m: device.upload(&codes_padded(&zeros))?,
+            m_meta: device.upload(&zeros.meta)?,
+            v: device.upload(&codes_padded(&zeros))?,
+            v_meta: device.upload(&zeros.meta)?,
+        })
+    }
+
+    /// One step with gradient `g` (one per weight).
+    pub fn step(&mut self, device: &Device, config: &Config, g: &[f32]) -> Result<(), Error> {
+        let def = coat_adamw_step::def();
+        let config = &complete(def, config);
+        check_len(def, "grad", g.len(), self.n)?;
+        let dg = device.upload(&pad(g))?;
+        let t = self.step.saturating_add(1);
+        let (bc1, bc2) = self.hyper.bias_corrections(t);
+        let h = self.hyper;
+        let mut args = [
+            Arg::slice_mut(&mut self.w),
+            Arg::slice(&dg),
+            Arg::slice_mut(&mut self.m),
+            Arg::slice_mut(&mut self.m_meta),
+            Arg::slice_mut(&mut self.v),
+            Arg::slice_mut(&mut self.v_meta),
+            Arg::value(u32_of(self.n)?),
+            Arg::value(h.lr),
+            Arg::value(h.beta1),
+            Arg::value(h.beta2),
+            Arg::value(h.eps),
+            Arg::value(h.weight_decay),
+            Arg::value(bc1),
+            Arg::value(bc2),
+        ];
+        device.launch(def, config, group_dims(config, self.n), &mut args)?;
+        self.step = t;
+        Ok(())
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
+    /// The weights.
+    pub fn weights(&self, device: &Device) -> Result<Vec<f32>, Error> {
+        let mut w = device.download(&self.w)?;
+        w.truncate(self.n);
+        Ok(w)
+    }
+
+    /// The moments `(m, v)`, as quantized.
+    pub fn moments(&self, device: &Device) -> Result<(DreTensor, DreTensor), Error> {
+        let groups = self.n.div_ceil(GROUP);
+        let state = |q: &Buffer<F8E4M3>, meta: &Buffer<f32>| -> Result<DreTensor, Error> {
+            let mut meta = device.download(meta)?;
+            meta.truncate(3 * groups);
+            Ok(DreTensor {
+                codes: codes_of(&device.download(q)?, self.n),
+                meta,
+            })
+        };
+        Ok((state(&self.m, &self.m_meta)?, state(&self.v, &self.v_meta)?))
+    }
+}
