@@ -27,6 +27,7 @@ mod tests;
 
 pub use ctype::c_type_name;
 pub use line_map::LineMap;
+pub(crate) use names::is_reserved;
 
 use crate::typed::{Function, Kernel, ParamKind};
 use crate::types::Type;

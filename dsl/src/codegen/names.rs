@@ -107,6 +107,27 @@ const RESERVED: &[&str] = &[
     "NULL",
 ];
 
+/// C math functions (each also with an `f` suffix) that CUDA's headers declare: a device
+/// function may not take these names.
+const MATH_FUNCTIONS: &[&str] = &[
+    "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "exp", "exp2",
+    "exp10", "expm1", "log", "log2", "log10", "log1p", "pow", "sqrt", "rsqrt", "cbrt", "fabs",
+    "floor", "ceil", "round", "trunc", "rint", "fmod", "fmin", "fmax", "fma", "erf", "erfc",
+    "hypot", "ldexp", "frexp", "modf", "abs", "copysign", "signbit", "isnan", "isinf",
+];
+
+/// Whether `name` can't be used as a C identifier in generated code (a C++ keyword, a CUDA
+/// built-in, a function the generated code or CUDA's math headers define, or our `wf_`
+/// prefix).
+pub(crate) fn is_reserved(name: &str) -> bool {
+    let math = |n: &str| MATH_FUNCTIONS.contains(&n);
+    RESERVED.contains(&name)
+        || math(name)
+        || name.strip_suffix('f').is_some_and(math)
+        || name.starts_with("wf_")
+        || name.starts_with("__")
+}
+
 /// The C names of one function.
 #[derive(Debug)]
 pub(crate) struct Names {
@@ -159,7 +180,7 @@ impl Names {
         if candidate.is_empty() {
             candidate.push_str("v_");
         }
-        if RESERVED.contains(&candidate.as_str()) || candidate.starts_with("wf_") {
+        if is_reserved(&candidate) {
             candidate.push('_');
         }
         while self.taken.contains(&candidate) {

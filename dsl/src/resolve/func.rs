@@ -157,6 +157,9 @@ impl<'d> KernelCtx<'d> {
 
     fn unique_fn_name(&self, name: &str, const_args: &[i64]) -> String {
         let mut base = name.to_string();
+        if is_reserved_c_name(&base) {
+            base.push('_');
+        }
         for v in const_args {
             base.push_str(&format!("_{}", v).replace('-', "m"));
         }
@@ -824,64 +827,7 @@ fn ends_in_return(stmts: &[typed::Stmt]) -> bool {
     }
 }
 
-/// Names a kernel variable can't take in CUDA C.
+/// Names a kernel variable or device function can't take in CUDA C.
 fn is_reserved_c_name(name: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "auto",
-        "char",
-        "const",
-        "default",
-        "double",
-        "float",
-        "goto",
-        "int",
-        "long",
-        "register",
-        "short",
-        "signed",
-        "sizeof",
-        "static",
-        "switch",
-        "case",
-        "typedef",
-        "union",
-        "unsigned",
-        "void",
-        "volatile",
-        "struct",
-        "enum",
-        "extern",
-        "inline",
-        "restrict",
-        "new",
-        "delete",
-        "class",
-        "template",
-        "this",
-        "namespace",
-        "operator",
-        "private",
-        "public",
-        "protected",
-        "virtual",
-        "friend",
-        "typename",
-        "using",
-        "threadIdx",
-        "blockIdx",
-        "blockDim",
-        "gridDim",
-        "warpSize",
-        "half",
-        "min",
-        "max",
-        "signed",
-        "asm",
-        "bool",
-        "true",
-        "false",
-        "nullptr",
-        "size_t",
-    ];
-    RESERVED.contains(&name) || name.starts_with("wf_") || name.starts_with("__")
+    crate::codegen::is_reserved(name)
 }

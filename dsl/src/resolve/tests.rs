@@ -400,3 +400,34 @@ fn shadowed_and_reserved_names_get_unique_c_names() {
     let names: Vec<_> = t.body.vars.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, vec!["n", "x", "x_1", "float_"]);
 }
+
+fn log2f_def() -> DeviceFnDef {
+    DeviceFnDef {
+        name: "log2f".into(),
+        file: "k.rs".into(),
+        line: 3,
+        consts: vec![],
+        params: vec![value("x", S::U32)],
+        ret: Some(Type::U32),
+        body: Block {
+            stmts: vec![],
+            tail: Some(Box::new(path("x"))),
+        },
+    }
+}
+
+#[test]
+fn device_functions_named_like_cuda_math_functions_are_renamed() {
+    let mut k = vector_add();
+    k.body = block(vec![let_(
+        2,
+        "p",
+        e(ExprKind::CallDevice {
+            def: log2f_def,
+            consts: vec![],
+            args: vec![path("n")],
+        }),
+    )]);
+    let t = specialize(&k, &Config::new().with("BLOCK", 128)).unwrap();
+    assert_eq!(t.device_fns[0].name, "log2f_");
+}
