@@ -279,6 +279,18 @@ pub enum Intrinsic {
     VoteAll,
     /// `warp_ballot(p)`: u32 with bit i set when lane i's predicate holds.
     VoteBallot,
+    /// `mma_m16n8k16_f16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32>`:
+    /// `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, D = A·B + C over the full warp;
+    /// each u32 of `a`/`b` packs two f16 (low half first). Needs sm_80.
+    MmaF16F32,
+    /// As [`Intrinsic::MmaF16F32`] with bf16 inputs (`...f32.bf16.bf16.f32`).
+    MmaBf16F32,
+    /// `pack_f16x2(lo, hi)` / `pack_bf16x2(lo, hi)` → u32: `lo` in bits 0..16, `hi` in
+    /// 16..32 (the register layout of `.f16x2`); the operand type says which.
+    Pack2x16,
+    /// `unpack_f16x2(x)` / `unpack_bf16x2(x)` → `Vec2<f16|bf16>`: `.x` from bits 0..16,
+    /// `.y` from 16..32; the result type says which.
+    Unpack2x16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

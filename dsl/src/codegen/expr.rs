@@ -149,6 +149,18 @@ impl FnGen<'_> {
             Intrinsic::VoteAny | Intrinsic::VoteAll | Intrinsic::VoteBallot => {
                 return self.vote(intr, args)
             }
+            Intrinsic::MmaF16F32 | Intrinsic::MmaBf16F32 => {
+                let input = match intr {
+                    Intrinsic::MmaBf16F32 => ScalarType::BF16,
+                    _ => ScalarType::F16,
+                };
+                return self.helper_call(Helper::Mma(input), args);
+            }
+            Intrinsic::Pack2x16 => {
+                let half = args.first().map_or(ScalarType::F16, |a| a.scalar_ty());
+                return self.helper_call(Helper::Pack2x16(half), args);
+            }
+            Intrinsic::Unpack2x16 => return self.helper_call(Helper::Unpack2x16(ty.elem()), args),
             _ => None,
         };
         let vals: Vec<Val> = args.iter().map(|a| self.val(a)).collect();
@@ -156,6 +168,13 @@ impl FnGen<'_> {
             Some(kind) => self.shuffle(kind, vals),
             None => ops::math(self.needs, intr, vals, ty),
         }
+    }
+
+    /// A call of the `wf_*` helper `h` (emitted in the preamble) with `args`.
+    fn helper_call(&mut self, h: Helper, args: &[Expr]) -> C {
+        self.needs.helper(h);
+        let args: Vec<C> = args.iter().map(|a| self.expr(a)).collect();
+        C::call(&h.name(), args)
     }
 
     /// Warp shuffles over the full warp. Bool and FP8 values travel as 32-bit integers,

@@ -58,6 +58,30 @@ pub(crate) enum Helper {
     Fp8(ScalarType),
     /// Needs `Vec`.
     VecShfl(Shfl),
+    /// `pack_f16x2` / `pack_bf16x2` (by the half type).
+    Pack2x16(ScalarType),
+    /// `unpack_f16x2` / `unpack_bf16x2`; needs `Vec`.
+    Unpack2x16(ScalarType),
+    /// `mma.sync.m16n8k16` with f32 accumulators, by input type (F16, BF16); needs `Vec`.
+    Mma(ScalarType),
+}
+
+impl Helper {
+    /// The C name of a helper that kernels call by name (tensor-core helpers).
+    pub fn name(self) -> String {
+        let tag = |s: ScalarType| match s {
+            ScalarType::BF16 => "bf16",
+            _ => "f16",
+        };
+        match self {
+            Helper::Pack2x16(s) => format!("wf_pack_{}x2", tag(s)),
+            Helper::Unpack2x16(s) => format!("wf_unpack_{}x2", tag(s)),
+            Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
+            Helper::VecShfl(kind) => kind.vector_helper().to_string(),
+            Helper::LaneId => "wf_lane_id".to_string(),
+            _ => "wf_unnamed_helper".to_string(),
+        }
+    }
 }
 
 /// What the body printed so far needs from the preamble.
@@ -78,8 +102,11 @@ impl Needs {
     }
 
     pub fn helper(&mut self, h: Helper) {
-        if let Helper::VecShfl(_) = h {
+        if let Helper::VecShfl(_) | Helper::Unpack2x16(_) | Helper::Mma(_) = h {
             self.helpers.insert(Helper::Vec);
+        }
+        if let Helper::Pack2x16(s) | Helper::Unpack2x16(s) | Helper::Mma(s) = h {
+            self.scalars.insert(s);
         }
         if let Helper::Fp8(s) = h {
             self.scalars.insert(s);
@@ -158,7 +185,66 @@ fn helper_text(h: Helper) -> String {
             kind.vector_helper(),
             kind.intrinsic()
         ),
+        Helper::Pack2x16(s) => pack_text(s),
+        Helper::Unpack2x16(s) => unpack_text(s),
+        Helper::Mma(s) => mma_text(s),
     }
+}
+
+/// The C type and bit-access functions of a 16-bit float type.
+fn half_c(s: ScalarType) -> (&'static str, &'static str, &'static str) {
+    match s {
+        ScalarType::BF16 => (
+            "__nv_bfloat16",
+            "__bfloat16_as_ushort",
+            "__ushort_as_bfloat16",
+        ),
+        _ => ("__half", "__half_as_ushort", "__ushort_as_half"),
+    }
+}
+
+fn pack_text(s: ScalarType) -> String {
+    let (t, to_bits, _) = half_c(s);
+    format!(
+        "// Two 16-bit floats in one register, `lo` in bits 0..16 (a `.f16x2`/`.bf16x2`          fragment).
+{FORCEINLINE} unsigned int {}({t} lo, {t} hi) {{
+    return (unsigned          int){to_bits}(lo) | ((unsigned int){to_bits}(hi) << 16);
+}}
+",
+        Helper::Pack2x16(s).name()
+    )
+}
+
+fn unpack_text(s: ScalarType) -> String {
+    let (t, _, from_bits) = half_c(s);
+    format!(
+        "{FORCEINLINE} wf_vec<{t}, 2> {}(unsigned int x) {{
+    return wf_vec<{t},          2>{{{{{from_bits}((unsigned short)(x & 0xffffu)), {from_bits}((unsigned short)(x >>          16))}}}};
+}}
+",
+        Helper::Unpack2x16(s).name()
+    )
+}
+
+/// The MMA as inline PTX (CUDA C has no intrinsic for `mma.sync`; `wmma` hides the
+/// fragment layout). Layout: PTX ISA 9.7.14.5.8.
+fn mma_text(s: ScalarType) -> String {
+    let tag = if s == ScalarType::BF16 { "bf16" } else { "f16" };
+    let name = Helper::Mma(s).name();
+    format!(
+        r#"// D = A*B + C for one warp: A 16x16 {tag} (row), B 16x8 {tag} (col), C/D 16x8 f32.
+{FORCEINLINE} wf_vec<float, 4> {name}(wf_vec<unsigned int, 4> a, wf_vec<unsigned int, 2> b, wf_vec<float, 4> c) {{
+    wf_vec<float, 4> d;
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.{tag}.{tag}.f32 "
+        "{{%0, %1, %2, %3}}, {{%4, %5, %6, %7}}, {{%8, %9}}, {{%10, %11, %12, %13}};"
+        : "=f"(d.v[0]), "=f"(d.v[1]), "=f"(d.v[2]), "=f"(d.v[3])
+        : "r"(a.v[0]), "r"(a.v[1]), "r"(a.v[2]), "r"(a.v[3]), "r"(b.v[0]), "r"(b.v[1]),
+          "f"(c.v[0]), "f"(c.v[1]), "f"(c.v[2]), "f"(c.v[3]));
+    return d;
+}}
+"#
+    )
 }
 
 /// Two's complement arithmetic through the unsigned type of the same width.

@@ -290,6 +290,8 @@ fn is_pure(e: &Expr) -> bool {
                     | Intrinsic::VoteAny
                     | Intrinsic::VoteAll
                     | Intrinsic::VoteBallot
+                    | Intrinsic::MmaF16F32
+                    | Intrinsic::MmaBf16F32
             );
             !collective && args.iter().all(is_pure)
         }

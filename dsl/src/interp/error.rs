@@ -183,6 +183,21 @@ pub enum InterpError {
         missing: Lanes,
         site: String,
     },
+    /// A collective that needs all 32 lanes of a warp (tensor-core MMA) in a warp with
+    /// exited lanes, or in a partial warp at the end of the block.
+    #[error(
+        "kernel {kernel}: {collective} in warp {warp} of block {block} needs all 32 lanes, but \
+         lanes {missing} have exited or are past the end of the block (at {site}); launch \
+         blocks of a multiple of 32 threads and keep every lane of the warp running to it"
+    )]
+    IncompleteWarp {
+        kernel: String,
+        block: Coord,
+        warp: u32,
+        collective: &'static str,
+        missing: Lanes,
+        site: String,
+    },
     /// Two threads of a block touched the same element, at least one writing, with no
     /// `sync_threads()` between them.
     #[error(

@@ -361,6 +361,14 @@ impl<'p> BlockState<'p> {
                 src,
                 site,
             } => self.vote(kind, dst, src, site, mask)?,
+            Op::Mma {
+                input,
+                dst,
+                a,
+                b,
+                c,
+                site,
+            } => self.mma(input, [dst, a, b, c], site, mask)?,
             Op::ZeroLocal { mem } => {
                 let info = &self.prog.mems[mem as usize];
                 if let MemKind::Local { offset } = info.kind {

@@ -22,6 +22,7 @@ mod compile;
 mod error;
 mod exec;
 mod memory;
+mod mma;
 mod program;
 #[cfg(test)]
 mod sample;

@@ -209,6 +209,16 @@ pub(super) enum Op {
         src: Reg,
         site: SiteId,
     },
+    /// `mma.sync.m16n8k16` with f32 accumulators, `input` F16 or BF16: reads the fragments
+    /// `a` (4 registers), `b` (2), `c` (4) of every lane of the warp, writes `dst` (4).
+    Mma {
+        input: ScalarType,
+        dst: Reg,
+        a: Reg,
+        b: Reg,
+        c: Reg,
+        site: SiteId,
+    },
     /// Zero a local array (its declaration).
     ZeroLocal {
         mem: MemId,

@@ -64,6 +64,8 @@ impl FnBuilder<'_, '_> {
                 Ok(typed_value(intrinsic(op, vec![p], ty)))
             }
             "atomic_add" | "atomic_min" | "atomic_max" | "atomic_cas" => self.atomic(func, args, span),
+            "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
+            "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
             "rsqrt" => {
                 self.arity(func, args, 1, span)?;
                 self.float_math(Intrinsic::Rsqrt, &args[0], &[], span)
@@ -300,6 +302,47 @@ impl FnBuilder<'_, '_> {
             ty: elem,
         };
         Ok((e, Some(Ty::Known(elem))))
+    }
+
+    /// A warp-wide tensor-core MMA (every lane of the warp must call it together):
+    /// `(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32>`.
+    fn mma(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        self.arity(func, args, 3, span)?;
+        let a = self.arg_of(&args[0], Type::Vector(ScalarType::U32, 4))?;
+        let b = self.arg_of(&args[1], Type::Vector(ScalarType::U32, 2))?;
+        let c = self.arg_of(&args[2], Type::Vector(ScalarType::F32, 4))?;
+        let op = if func.contains("bf16") {
+            Intrinsic::MmaBf16F32
+        } else {
+            Intrinsic::MmaF16F32
+        };
+        let ty = Type::Vector(ScalarType::F32, 4);
+        Ok((intrinsic(op, vec![a, b, c], ty), Some(Ty::Known(ty))))
+    }
+
+    /// Two 16-bit floats in one u32 register (`pack_*`) and back (`unpack_*`).
+    fn pack(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        let half = if func.contains("bf16") {
+            Type::Scalar(ScalarType::BF16)
+        } else {
+            Type::Scalar(ScalarType::F16)
+        };
+        if func.starts_with("pack") {
+            self.arity(func, args, 2, span)?;
+            let lo = self.arg_of(&args[0], half)?;
+            let hi = self.arg_of(&args[1], half)?;
+            return Ok((
+                intrinsic(Intrinsic::Pack2x16, vec![lo, hi], U32),
+                Some(Ty::Known(U32)),
+            ));
+        }
+        self.arity(func, args, 1, span)?;
+        let x = self.arg_of(&args[0], U32)?;
+        let ty = Type::Vector(half.elem(), 2);
+        Ok((
+            intrinsic(Intrinsic::Unpack2x16, vec![x], ty),
+            Some(Ty::Known(ty)),
+        ))
     }
 
     fn make_vector(

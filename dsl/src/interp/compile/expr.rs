@@ -2,6 +2,7 @@
 
 use crate::ir::BinOp;
 use crate::typed::{Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic, ParamKind};
+use crate::types::ScalarType;
 
 use super::{Compiler, Frame, Result, MAX_CALL_DEPTH};
 use crate::interp::program::*;
@@ -192,6 +193,9 @@ impl<'k> Compiler<'k> {
         for a in args {
             regs.push(self.expr(f, a, out, None)?);
         }
+        if let Some(dst) = self.tensor_core(i, &regs, out) {
+            return Ok(dst);
+        }
         let arity = match MathFn::of(i) {
             Some(m) => m.arity(),
             None if i == Intrinsic::SyncThreads => 0,
@@ -262,6 +266,52 @@ impl<'k> Compiler<'k> {
             }));
         }
         Ok(dst)
+    }
+
+    /// The tensor-core intrinsics and their fragment packing; `None` for other intrinsics.
+    /// Packing works on the bit patterns: a 16-bit float register holds its storage bits.
+    fn tensor_core(&mut self, i: Intrinsic, regs: &[Reg], out: &mut Vec<Node>) -> Option<Reg> {
+        let bin = |op, dst, a, b| {
+            Node::Op(Op::Bin {
+                op,
+                ty: ScalarType::U32,
+                dst,
+                a,
+                b,
+            })
+        };
+        match (i, regs) {
+            (Intrinsic::MmaF16F32 | Intrinsic::MmaBf16F32, &[a, b, c]) => {
+                let input = match i {
+                    Intrinsic::MmaBf16F32 => ScalarType::BF16,
+                    _ => ScalarType::F16,
+                };
+                let dst = self.temp(4);
+                let site = self.site;
+                out.push(Node::Op(Op::Mma {
+                    input,
+                    dst,
+                    a,
+                    b,
+                    c,
+                    site,
+                }));
+                Some(dst)
+            }
+            (Intrinsic::Pack2x16, &[lo, hi]) => {
+                let (dst, sixteen) = (self.temp(1), self.constant(16));
+                out.push(bin(BinOp::Shl, dst, hi, sixteen));
+                out.push(bin(BinOp::BitOr, dst, dst, lo));
+                Some(dst)
+            }
+            (Intrinsic::Unpack2x16, &[x]) => {
+                let (dst, low, sixteen) = (self.temp(2), self.constant(0xffff), self.constant(16));
+                out.push(bin(BinOp::BitAnd, dst, x, low));
+                out.push(bin(BinOp::Shr, dst + 1, x, sixteen));
+                Some(dst)
+            }
+            _ => None,
+        }
     }
 
     /// Inlines a device function call; returns the register of its result.

@@ -1,0 +1,51 @@
+//! Warp-level tensor-core intrinsics (PTX `mma.sync`) and the 16-bit pair packing their
+//! fragments use. Fragments are PTX registers: a u32 holds two f16/bf16, the element with
+//! the lower column (or row) index in bits 0..16.
+
+use super::{bf16, f16, Vec2, Vec4};
+
+/// Packs two f16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32), the layout of
+/// an `.f16x2` register and of an MMA A/B fragment register.
+pub fn pack_f16x2(lo: f16, hi: f16) -> u32 {
+    lo.to_bits() as u32 | (hi.to_bits() as u32) << 16
+}
+
+/// Packs two bf16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32).
+pub fn pack_bf16x2(lo: bf16, hi: bf16) -> u32 {
+    lo.to_bits() as u32 | (hi.to_bits() as u32) << 16
+}
+
+/// The two f16 of a packed register: `.x` from bits 0..16, `.y` from 16..32.
+pub fn unpack_f16x2(x: u32) -> Vec2<f16> {
+    Vec2::new(f16::from_bits(x as u16), f16::from_bits((x >> 16) as u16))
+}
+
+/// The two bf16 of a packed register: `.x` from bits 0..16, `.y` from 16..32.
+pub fn unpack_bf16x2(x: u32) -> Vec2<bf16> {
+    Vec2::new(bf16::from_bits(x as u16), bf16::from_bits((x >> 16) as u16))
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`: D = A·B + C for a 16×16 f16 A
+/// (row-major), a 16×8 f16 B (column-major) and 16×8 f32 C/D, one warp together. Every lane
+/// of the warp must call it (a divergent call is an error on the interpreter and undefined
+/// on the GPU). Needs sm_80.
+///
+/// Fragments (PTX ISA 9.7.14.5.8, with `g = lane_id() / 4`, `t = lane_id() % 4`):
+/// `a.x` = A[g][2t..2t+2], `a.y` = A[g+8][2t..], `a.z` = A[g][2t+8..], `a.w` = A[g+8][2t+8..];
+/// `b.x` = B[2t..2t+2][g], `b.y` = B[2t+8..2t+10][g];
+/// `c.x, c.y` = C[g][2t], C[g][2t+1]; `c.z, c.w` = C[g+8][2t], C[g+8][2t+1] (D likewise).
+pub fn mma_m16n8k16_f16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k16_f16_f32() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`: as [`mma_m16n8k16_f16_f32`] with
+/// bf16 A and B. Needs sm_80.
+pub fn mma_m16n8k16_bf16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k16_bf16_f32() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
