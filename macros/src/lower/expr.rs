@@ -40,6 +40,12 @@ pub const INTRINSICS: &[&str] = &[
     "atomic_max",
     "atomic_cas",
     "rsqrt",
+    "mma_m16n8k16_f16_f32",
+    "mma_m16n8k16_bf16_f32",
+    "pack_f16x2",
+    "pack_bf16x2",
+    "unpack_f16x2",
+    "unpack_bf16x2",
 ];
 
 const SUPPORTED_EXPRS: &str = "literals, variables, arithmetic/bit/comparison/logical \
