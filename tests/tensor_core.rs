@@ -367,3 +367,25 @@ fn tensor_core_kernels_compile_with_nvrtc() {
         }
     }
 }
+
+#[test]
+fn mma_needs_sm80_and_says_so() {
+    let typed =
+        resolve::specialize(mma_bf16_frags::def(), &mma_bf16_frags::default_config()).unwrap();
+    assert_eq!(
+        warpforge::dsl::min_arch(&typed),
+        Some((Arch::SM80, "mma_m16n8k16_bf16_f32"))
+    );
+    let sm75 = Arch::new(7, 5);
+    let err = nvrtc::check_arch(&typed, sm75).unwrap_err().to_string();
+    assert!(err.contains("`mma_m16n8k16_bf16_f32`"), "{err}");
+    assert!(err.contains("needs sm_80 or newer"), "{err}");
+    assert!(err.contains("sm_75"), "{err}");
+    for arch in [Arch::SM80, Arch::SM89, Arch::SM90] {
+        nvrtc::check_arch(&typed, arch).unwrap();
+    }
+    // Packing alone needs nothing new.
+    let pack = resolve::specialize(pack_pairs::def(), &pack_pairs::default_config()).unwrap();
+    assert_eq!(warpforge::dsl::min_arch(&pack), None);
+    nvrtc::check_arch(&pack, sm75).unwrap();
+}
