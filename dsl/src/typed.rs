@@ -214,6 +214,16 @@ pub enum ExprKind {
         index: Box<Expr>,
         args: Vec<Expr>,
     },
+    /// `ldmatrix_x{count}[_trans](&tile, offset)`: PTX `ldmatrix.sync.aligned.m8n8.x{count}
+    /// [.trans].shared.b16`, a warp collective. Lane `8m + r` gives the element offset in
+    /// `mem` (a shared array of 16-bit elements) of row `r` of 8×8 matrix `m`; every lane
+    /// receives one u32 per matrix (`ty` is u32, `Vec2<u32>` or `Vec4<u32>`).
+    LoadMatrix {
+        mem: MemRef,
+        offset: Box<Expr>,
+        count: u8,
+        trans: bool,
+    },
     /// A call of a device function.
     Call {
         func: FnId,

@@ -59,6 +59,18 @@ impl FnGen<'_> {
                 index,
                 args,
             } => self.atomic(*op, *mem, index, args, e.ty),
+            ExprKind::LoadMatrix {
+                mem,
+                offset,
+                count,
+                trans,
+            } => {
+                let row = self.element(*mem, offset);
+                let addr = C::new(format!("&{}", row.text), prec::UNARY);
+                let h = Helper::LdMatrix(*count, *trans);
+                self.needs.helper(h);
+                C::call(&h.name(), [addr])
+            }
             ExprKind::Call { func, args } => {
                 let name = self
                     .kernel

@@ -64,6 +64,8 @@ pub(crate) enum Helper {
     Unpack2x16(ScalarType),
     /// `mma.sync.m16n8k16` with f32 accumulators, by input type (F16, BF16); needs `Vec`.
     Mma(ScalarType),
+    /// `ldmatrix` of 1, 2 or 4 matrices, transposed or not; needs `Vec` for 2 and 4.
+    LdMatrix(u8, bool),
 }
 
 impl Helper {
@@ -77,6 +79,9 @@ impl Helper {
             Helper::Pack2x16(s) => format!("wf_pack_{}x2", tag(s)),
             Helper::Unpack2x16(s) => format!("wf_unpack_{}x2", tag(s)),
             Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
+            Helper::LdMatrix(n, trans) => {
+                format!("wf_ldmatrix_x{n}{}", if trans { "_trans" } else { "" })
+            }
             Helper::VecShfl(kind) => kind.vector_helper().to_string(),
             Helper::LaneId => "wf_lane_id".to_string(),
             _ => "wf_unnamed_helper".to_string(),
@@ -102,7 +107,11 @@ impl Needs {
     }
 
     pub fn helper(&mut self, h: Helper) {
-        if let Helper::VecShfl(_) | Helper::Unpack2x16(_) | Helper::Mma(_) = h {
+        if let Helper::VecShfl(_)
+        | Helper::Unpack2x16(_)
+        | Helper::Mma(_)
+        | Helper::LdMatrix(2 | 4, _) = h
+        {
             self.helpers.insert(Helper::Vec);
         }
         if let Helper::Pack2x16(s) | Helper::Unpack2x16(s) | Helper::Mma(s) = h {
@@ -188,7 +197,43 @@ fn helper_text(h: Helper) -> String {
         Helper::Pack2x16(s) => pack_text(s),
         Helper::Unpack2x16(s) => unpack_text(s),
         Helper::Mma(s) => mma_text(s),
+        Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
     }
+}
+
+/// `ldmatrix` as inline PTX, from a generic pointer to the lane's row in shared memory
+/// (PTX ISA 9.7.14.5.15). The "memory" clobber keeps it after the stores it reads.
+fn ldmatrix_text(n: u8, trans: bool) -> String {
+    let name = Helper::LdMatrix(n, trans).name();
+    let t = if trans { ".trans" } else { "" };
+    let (ret, outs, regs) = match n {
+        1 => ("unsigned int", "\"=r\"(r)".to_string(), "%0".to_string()),
+        _ => (
+            if n == 2 {
+                "wf_vec<unsigned int, 2>"
+            } else {
+                "wf_vec<unsigned int, 4>"
+            },
+            (0..n)
+                .map(|i| format!("\"=r\"(r.v[{i}])"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (0..n)
+                .map(|i| format!("%{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    };
+    format!(
+        r#"{FORCEINLINE} {ret} {name}(const void* row) {{
+    {ret} r;
+    unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x{n}{t}.shared.b16 {{{regs}}}, [%{n}];"
+                 : {outs} : "r"(addr) : "memory");
+    return r;
+}}
+"#
+    )
 }
 
 /// The C type and bit-access functions of a 16-bit float type.

@@ -43,7 +43,15 @@ impl FnGen<'_> {
                 self.needs.ty(a.elem);
                 let (ty, name) = (c_type_name(a.elem), self.names.array(id.0).to_string());
                 match a.space {
-                    ArraySpace::Shared => self.line(&format!("__shared__ {ty} {name}[{}];", a.len)),
+                    ArraySpace::Shared => {
+                        // ldmatrix rows are 16-byte aligned addresses.
+                        let align = if self.loads_matrices(*id) {
+                            "__align__(16) "
+                        } else {
+                            ""
+                        };
+                        self.line(&format!("__shared__ {align}{ty} {name}[{}];", a.len))
+                    }
                     ArraySpace::Local => self.line(&format!("{ty} {name}[{}] = {{}};", a.len)),
                 }
             }
@@ -268,6 +276,19 @@ fn zero(ty: Type) -> String {
     }
 }
 
+impl FnGen<'_> {
+    /// Whether an `ldmatrix` of this function reads array `id`.
+    fn loads_matrices(&self, id: crate::typed::ArrayId) -> bool {
+        let mut found = false;
+        crate::nvrtc::walk_exprs(&self.func.body, &mut |e| {
+            if let ExprKind::LoadMatrix { mem, .. } = &e.kind {
+                found |= *mem == MemRef::Array(id);
+            }
+        });
+        found
+    }
+}
+
 /// Whether evaluating `e` twice gives the same value and no effect.
 fn is_pure(e: &Expr) -> bool {
     match &e.kind {
@@ -295,6 +316,6 @@ fn is_pure(e: &Expr) -> bool {
             );
             !collective && args.iter().all(is_pure)
         }
-        ExprKind::Atomic { .. } | ExprKind::Call { .. } => false,
+        ExprKind::Atomic { .. } | ExprKind::LoadMatrix { .. } | ExprKind::Call { .. } => false,
     }
 }

@@ -49,7 +49,54 @@ fn scan(
 }
 
 impl<'p> BlockState<'p> {
-    fn out_of_bounds(&self, mem: MemId, access: AccessKind, i: usize, index: u64) -> InterpError {
+    /// The sanitizer's checks for a read of shared `mem[element]` by thread `lane` outside
+    /// the lane-parallel access paths (a warp collective reading memory).
+    pub(super) fn check_shared_read(
+        &mut self,
+        mem: MemId,
+        element: usize,
+        lane: usize,
+        site: SiteId,
+    ) -> Result<()> {
+        let prog = self.prog;
+        let info = &prog.mems[mem as usize];
+        let MemKind::Shared { offset } = info.kind else {
+            return Ok(());
+        };
+        if self.san.uninit_shared && !self.san.written[offset + element] {
+            return Err(InterpError::UninitSharedRead {
+                kernel: prog.kernel.clone(),
+                buffer: info.name.clone(),
+                index: element as u64,
+                thread: self.thread(lane),
+                block: Coord(self.block),
+                site: prog.site(site),
+            });
+        }
+        if self.san.races {
+            let epoch = self.san.epoch;
+            let me = Acc::new(lane, site);
+            if let Some(conflict) =
+                self.san.shared[offset + element].access(epoch, AccessKind::Read, me)
+            {
+                let found = Found {
+                    lane,
+                    slot: element,
+                    conflict,
+                };
+                return Err(self.race(mem, Space::Shared, AccessKind::Read, site, found));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn out_of_bounds(
+        &self,
+        mem: MemId,
+        access: AccessKind,
+        i: usize,
+        index: u64,
+    ) -> InterpError {
         let info = &self.prog.mems[mem as usize];
         InterpError::OutOfBounds {
             kernel: self.prog.kernel.clone(),

@@ -198,6 +198,21 @@ pub enum InterpError {
         missing: Lanes,
         site: String,
     },
+    /// An `ldmatrix` row address that is not 16-byte aligned.
+    #[error(
+        "kernel {kernel}: {collective} in block {block}: thread {thread} gives row offset \
+         {offset} into `{buffer}`, which is not a multiple of 8 elements (rows must be \
+         16-byte aligned) (at {site})"
+    )]
+    MisalignedMatrixRow {
+        kernel: String,
+        block: Coord,
+        thread: Coord,
+        collective: &'static str,
+        buffer: String,
+        offset: u64,
+        site: String,
+    },
     /// Two threads of a block touched the same element, at least one writing, with no
     /// `sync_threads()` between them.
     #[error(

@@ -369,6 +369,7 @@ impl<'p> BlockState<'p> {
                 c,
                 site,
             } => self.mma(input, [dst, a, b, c], site, mask)?,
+            Op::LdMatrix(load) => self.ldmatrix(load, mask)?,
             Op::ZeroLocal { mem } => {
                 let info = &self.prog.mems[mem as usize];
                 if let MemKind::Local { offset } = info.kind {

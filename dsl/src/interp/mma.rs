@@ -98,7 +98,12 @@ impl BlockState<'_> {
 
     /// Every warp with an active lane must have all 32 lanes active (none exited, none past
     /// the end of the block): each lane holds a part of the operands.
-    fn check_complete_warps(&self, mask: &[u32], name: &'static str, site: SiteId) -> Result<()> {
+    pub(super) fn check_complete_warps(
+        &self,
+        mask: &[u32],
+        name: &'static str,
+        site: SiteId,
+    ) -> Result<()> {
         let mut at = 0;
         while at < mask.len() {
             let warp = mask[at] as usize / WARP;

@@ -21,6 +21,7 @@ mod collective;
 mod compile;
 mod error;
 mod exec;
+mod ldmatrix;
 mod memory;
 mod mma;
 mod program;

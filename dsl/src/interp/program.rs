@@ -219,10 +219,25 @@ pub(super) enum Op {
         c: Reg,
         site: SiteId,
     },
+    /// `ldmatrix`: see [`MatrixLoad`].
+    LdMatrix(MatrixLoad),
     /// Zero a local array (its declaration).
     ZeroLocal {
         mem: MemId,
     },
+}
+
+/// `ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16` from shared `mem`: lane
+/// `8m + r` holds in `offset` the element offset of row `r` of matrix `m`; `dst` gets
+/// `count` registers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct MatrixLoad {
+    pub mem: MemId,
+    pub offset: Reg,
+    pub dst: Reg,
+    pub count: u8,
+    pub trans: bool,
+    pub site: SiteId,
 }
 
 /// Where a memory region lives.

@@ -16,9 +16,15 @@ pub fn intrinsic_min_arch(intrinsic: Intrinsic) -> Option<(Arch, &'static str)> 
 /// The highest arch requirement of `kernel` (its body and its device functions) and the
 /// intrinsic that needs it; `None` when the kernel runs on any arch.
 pub fn min_arch(kernel: &Kernel) -> Option<(Arch, &'static str)> {
-    let mut worst = None;
-    for f in std::iter::once(&kernel.body).chain(&kernel.device_fns) {
-        stmts(&f.body, &mut worst);
+    let mut worst: Worst = None;
+    for func in std::iter::once(&kernel.body).chain(&kernel.device_fns) {
+        walk_exprs(&func.body, &mut |e| {
+            if let Some(found) = requirement(e) {
+                if worst.is_none_or(|(a, _)| found.0 > a) {
+                    worst = Some(found);
+                }
+            }
+        });
     }
     worst
 }
@@ -38,31 +44,44 @@ pub fn check_arch(kernel: &Kernel, arch: Arch) -> Result<(), NvrtcError> {
 
 type Worst = Option<(Arch, &'static str)>;
 
-fn note(worst: &mut Worst, found: (Arch, &'static str)) {
-    if worst.is_none_or(|(a, _)| found.0 > a) {
-        *worst = Some(found);
+/// What an expression node (not its operands) needs.
+fn requirement(e: &Expr) -> Worst {
+    match &e.kind {
+        ExprKind::Intrinsic(i, _) => intrinsic_min_arch(*i),
+        // PTX has ldmatrix from sm_75; sm_80 is the oldest arch we support for it.
+        ExprKind::LoadMatrix { count, trans, .. } => {
+            let name = match (count, trans) {
+                (1, false) => "ldmatrix_x1",
+                (2, false) => "ldmatrix_x2",
+                (_, false) => "ldmatrix_x4",
+                (1, true) => "ldmatrix_x1_trans",
+                (2, true) => "ldmatrix_x2_trans",
+                (_, true) => "ldmatrix_x4_trans",
+            };
+            Some((Arch::SM80, name))
+        }
+        _ => None,
     }
 }
 
-fn stmts(body: &[Stmt], worst: &mut Worst) {
-    body.iter().for_each(|s| stmt(s, worst));
+/// Calls `f` on every expression of `body`, operands after the expression that holds them.
+pub(crate) fn walk_exprs(body: &[Stmt], f: &mut dyn FnMut(&Expr)) {
+    body.iter().for_each(|s| stmt(s, f));
 }
 
-fn stmt(s: &Stmt, worst: &mut Worst) {
+fn stmt(s: &Stmt, f: &mut dyn FnMut(&Expr)) {
     match &s.kind {
-        StmtKind::Let { init, .. } => init.iter().for_each(|e| expr(e, worst)),
+        StmtKind::Let { init, .. } => init.iter().for_each(|e| expr(e, f)),
         StmtKind::DeclareArray(_) | StmtKind::Break | StmtKind::Continue => {}
-        StmtKind::AssignVar { value, .. } | StmtKind::AssignLane { value, .. } => {
-            expr(value, worst)
-        }
+        StmtKind::AssignVar { value, .. } | StmtKind::AssignLane { value, .. } => expr(value, f),
         StmtKind::Store { index, value, .. } => {
-            expr(index, worst);
-            expr(value, worst);
+            expr(index, f);
+            expr(value, f);
         }
         StmtKind::If { cond, then, els } => {
-            expr(cond, worst);
-            stmts(then, worst);
-            stmts(els, worst);
+            expr(cond, f);
+            walk_exprs(then, f);
+            walk_exprs(els, f);
         }
         StmtKind::For {
             start,
@@ -71,44 +90,42 @@ fn stmt(s: &Stmt, worst: &mut Worst) {
             body,
             ..
         } => {
-            [start, end, step].into_iter().for_each(|e| expr(e, worst));
-            stmts(body, worst);
+            [start, end, step].into_iter().for_each(|e| expr(e, f));
+            walk_exprs(body, f);
         }
         StmtKind::While { cond, body } => {
-            expr(cond, worst);
-            stmts(body, worst);
+            expr(cond, f);
+            walk_exprs(body, f);
         }
-        StmtKind::Return(value) => value.iter().for_each(|e| expr(e, worst)),
-        StmtKind::Eval(e) => expr(e, worst),
+        StmtKind::Return(value) => value.iter().for_each(|e| expr(e, f)),
+        StmtKind::Eval(e) => expr(e, f),
     }
 }
 
-fn expr(e: &Expr, worst: &mut Worst) {
+fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(e);
     match &e.kind {
         ExprKind::Lit(_) | ExprKind::Var(_) | ExprKind::Len(_) | ExprKind::Builtin(_) => {}
-        ExprKind::Load { index, .. } => expr(index, worst),
+        ExprKind::Load { index, .. } => expr(index, f),
+        ExprKind::LoadMatrix { offset, .. } => expr(offset, f),
         ExprKind::Binary(_, a, b) => {
-            expr(a, worst);
-            expr(b, worst);
+            expr(a, f);
+            expr(b, f);
         }
         ExprKind::Unary(_, a) | ExprKind::Cast(a) | ExprKind::Bitcast(a) | ExprKind::Lane(a, _) => {
-            expr(a, worst)
+            expr(a, f)
         }
-        ExprKind::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| expr(x, worst)),
-        ExprKind::MakeVector(items) => items.iter().for_each(|x| expr(x, worst)),
-        ExprKind::Intrinsic(i, args) => {
-            if let Some(found) = intrinsic_min_arch(*i) {
-                note(worst, found);
-            }
-            args.iter().for_each(|x| expr(x, worst));
+        ExprKind::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| expr(x, f)),
+        ExprKind::MakeVector(items) | ExprKind::Intrinsic(_, items) => {
+            items.iter().for_each(|x| expr(x, f))
         }
         ExprKind::Atomic { index, args, .. } => {
-            expr(index, worst);
-            args.iter().for_each(|x| expr(x, worst));
+            expr(index, f);
+            args.iter().for_each(|x| expr(x, f));
         }
         ExprKind::Call { args, .. } => args.iter().for_each(|a| {
             if let CallArg::Value(x) = a {
-                expr(x, worst)
+                expr(x, f)
             }
         }),
     }

@@ -2,7 +2,7 @@
 //! fragments use. Fragments are PTX registers: a u32 holds two f16/bf16, the element with
 //! the lower column (or row) index in bits 0..16.
 
-use super::{bf16, f16, Vec2, Vec4};
+use super::{bf16, f16, SharedArray, Vec2, Vec4};
 
 /// Packs two f16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32), the layout of
 /// an `.f16x2` register and of an MMA A/B fragment register.
@@ -48,4 +48,50 @@ pub fn mma_m16n8k16_bf16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f
     unreachable!(
         "mma_m16n8k16_bf16_f32() is a warp-level intrinsic, only meaningful inside a kernel"
     )
+}
+
+/// The 16-bit element types `ldmatrix` loads (as raw `.b16`).
+pub trait B16: Copy + private::Sealed {}
+impl B16 for f16 {}
+impl B16 for bf16 {}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::f16 {}
+    impl Sealed for super::bf16 {}
+}
+
+macro_rules! ldmatrix {
+    ($($(#[$doc:meta])* fn $name:ident -> $ret:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<T: B16>(tile: &SharedArray<T>, offset: u32) -> $ret {
+                let _ = (tile, offset);
+                unreachable!(concat!(stringify!($name), "() is a warp-level intrinsic, only meaningful inside a kernel"))
+            }
+        )*
+    };
+}
+
+ldmatrix! {
+    /// `ldmatrix.sync.aligned.m8n8.x1.shared.b16` (PTX ISA 9.7.14.5.15): lanes 0–7 give, as
+    /// `offset`, the element offset in `tile` of rows 0–7 of an 8×8 matrix of 16-bit
+    /// elements (a multiple of 8: rows are 16-byte aligned); every lane receives row
+    /// `lane_id() / 4`, elements `2 * (lane_id() % 4)` and `+ 1` packed (low first) — the
+    /// layout of an MMA A/B fragment register. Every lane of the warp must call it. sm_80.
+    fn ldmatrix_x1 -> u32;
+    /// As [`ldmatrix_x1`] for two matrices (lanes 8–15 address matrix 1): `.x` from matrix 0,
+    /// `.y` from matrix 1.
+    fn ldmatrix_x2 -> Vec2<u32>;
+    /// As [`ldmatrix_x1`] for four matrices (lanes 8m..8m+8 address matrix m): lane `.x..w`
+    /// from matrices 0..4 — one call loads a whole m16n8k16 A fragment.
+    fn ldmatrix_x4 -> Vec4<u32>;
+    /// `ldmatrix...x1.trans`: each lane receives column `lane_id() / 4`, rows
+    /// `2 * (lane_id() % 4)` and `+ 1`, of the addressed matrix (loads a B fragment from a
+    /// row-major K×N tile).
+    fn ldmatrix_x1_trans -> u32;
+    /// Two matrices, transposed.
+    fn ldmatrix_x2_trans -> Vec2<u32>;
+    /// Four matrices, transposed.
+    fn ldmatrix_x4_trans -> Vec4<u32>;
 }

@@ -9,7 +9,9 @@ use super::fold;
 use super::func::{FnBuilder, R};
 use super::infer::{Ty, VarKind};
 use crate::ir::{self, DeviceFnDef, ParamType, Span};
-use crate::typed::{AtomicOp, Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic};
+use crate::typed::{
+    ArraySpace, AtomicOp, Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic, MemRef,
+};
 use crate::types::{ScalarType, Type};
 
 type Call = (Expr, Option<Ty>);
@@ -66,6 +68,7 @@ impl FnBuilder<'_, '_> {
             "atomic_add" | "atomic_min" | "atomic_max" | "atomic_cas" => self.atomic(func, args, span),
             "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
             "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
+            "ldmatrix_x1" | "ldmatrix_x2" | "ldmatrix_x4" | "ldmatrix_x1_trans" | "ldmatrix_x2_trans" | "ldmatrix_x4_trans" => self.load_matrix(func, args, span),
             "rsqrt" => {
                 self.arity(func, args, 1, span)?;
                 self.float_math(Intrinsic::Rsqrt, &args[0], &[], span)
@@ -343,6 +346,39 @@ impl FnBuilder<'_, '_> {
             intrinsic(Intrinsic::Unpack2x16, vec![x], ty),
             Some(Ty::Known(ty)),
         ))
+    }
+
+    /// `ldmatrix_x{1,2,4}[_trans](&tile, offset)` on a shared array of f16 or bf16.
+    fn load_matrix(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        self.arity(func, args, 2, span)?;
+        let (mem, elem, _, name) = self.mem_of(&args[0])?;
+        let shared = match mem {
+            MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
+            MemRef::Param(_) => false,
+        };
+        let half = matches!(elem.scalar(), Some(ScalarType::F16 | ScalarType::BF16));
+        if self.building && !(shared && half) {
+            return Err(self.err(args[0].span, format!("`{func}` reads a shared array of f16 or bf16 declared in this function (`shared_array::<f16>(N)`); `{name}` is not one")));
+        }
+        let offset = self.arg_of(&args[1], U32)?;
+        let count: u8 = if func.contains("x1") {
+            1
+        } else if func.contains("x2") {
+            2
+        } else {
+            4
+        };
+        let ty = match count {
+            1 => U32,
+            n => Type::Vector(ScalarType::U32, n),
+        };
+        let kind = ExprKind::LoadMatrix {
+            mem,
+            offset: Box::new(offset),
+            count,
+            trans: func.ends_with("_trans"),
+        };
+        Ok((Expr { kind, ty }, Some(Ty::Known(ty))))
     }
 
     fn make_vector(

@@ -46,6 +46,12 @@ pub const INTRINSICS: &[&str] = &[
     "pack_bf16x2",
     "unpack_f16x2",
     "unpack_bf16x2",
+    "ldmatrix_x1",
+    "ldmatrix_x2",
+    "ldmatrix_x4",
+    "ldmatrix_x1_trans",
+    "ldmatrix_x2_trans",
+    "ldmatrix_x4_trans",
 ];
 
 const SUPPORTED_EXPRS: &str = "literals, variables, arithmetic/bit/comparison/logical \

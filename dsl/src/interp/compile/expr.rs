@@ -161,6 +161,25 @@ impl<'k> Compiler<'k> {
                 }));
                 dst
             }
+            ExprKind::LoadMatrix {
+                mem,
+                offset,
+                count,
+                trans,
+            } => {
+                let mem = self.mem(f, *mem)?;
+                let offset = self.expr(f, offset, out, None)?;
+                let dst = self.temp(*count);
+                out.push(Node::Op(Op::LdMatrix(MatrixLoad {
+                    mem,
+                    offset,
+                    dst,
+                    count: *count,
+                    trans: *trans,
+                    site: self.site,
+                })));
+                dst
+            }
             ExprKind::Call { func, args } => self.call(f, *func, args, out)?,
         })
     }
