@@ -224,6 +224,18 @@ pub enum ExprKind {
         count: u8,
         trans: bool,
     },
+    /// `cp_async_{4,8,16}(&mut tile, dst_index, src, src_index)`: PTX `cp.async` of `bytes`
+    /// from the global buffer `src` at element `src_index` to the shared array `dst` at
+    /// element `dst_index` (both aligned to `bytes`). The data is visible to the issuing
+    /// thread only after the `cp_async_wait(n)` that completes its group. `ty` is bool
+    /// (no value).
+    CopyAsync {
+        dst: MemRef,
+        dst_index: Box<Expr>,
+        src: MemRef,
+        src_index: Box<Expr>,
+        bytes: u8,
+    },
     /// A call of a device function.
     Call {
         func: FnId,
@@ -301,6 +313,12 @@ pub enum Intrinsic {
     /// `unpack_f16x2(x)` / `unpack_bf16x2(x)` → `Vec2<f16|bf16>`: `.x` from bits 0..16,
     /// `.y` from 16..32; the result type says which.
     Unpack2x16,
+    /// `cp_async_commit()`: `cp.async.commit_group`, closing this thread's group of
+    /// `cp_async_*` copies issued since the last commit.
+    CpAsyncCommit,
+    /// `cp_async_wait(n)`: `cp.async.wait_group n`; waits until at most `n` (a literal u32)
+    /// of this thread's committed groups are pending, making the others' data visible.
+    CpAsyncWait,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

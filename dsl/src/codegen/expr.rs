@@ -71,6 +71,20 @@ impl FnGen<'_> {
                 self.needs.helper(h);
                 C::call(&h.name(), [addr])
             }
+            ExprKind::CopyAsync {
+                dst,
+                dst_index,
+                src,
+                src_index,
+                bytes,
+            } => {
+                let to = self.element(*dst, dst_index);
+                let from = self.element(*src, src_index);
+                let h = Helper::CpAsync(*bytes);
+                self.needs.helper(h);
+                let addr = |c: C| C::new(format!("&{}", c.text), prec::UNARY);
+                C::call(&h.name(), [addr(to), addr(from)])
+            }
             ExprKind::Call { func, args } => {
                 let name = self
                     .kernel
@@ -173,6 +187,15 @@ impl FnGen<'_> {
                 return self.helper_call(Helper::Pack2x16(half), args);
             }
             Intrinsic::Unpack2x16 => return self.helper_call(Helper::Unpack2x16(ty.elem()), args),
+            Intrinsic::CpAsyncCommit => return self.helper_call(Helper::CpAsyncCommit, &[]),
+            Intrinsic::CpAsyncWait => {
+                let n = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Lit(n)) => *n,
+                    _ => return unsupported("cp_async_wait_needs_a_constant"),
+                };
+                self.needs.helper(Helper::CpAsyncWait);
+                return C::call(&format!("{}<{n}>", Helper::CpAsyncWait.name()), []);
+            }
             _ => None,
         };
         let vals: Vec<Val> = args.iter().map(|a| self.val(a)).collect();

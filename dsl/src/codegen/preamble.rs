@@ -66,6 +66,10 @@ pub(crate) enum Helper {
     Mma(ScalarType),
     /// `ldmatrix` of 1, 2 or 4 matrices, transposed or not; needs `Vec` for 2 and 4.
     LdMatrix(u8, bool),
+    /// `cp.async` of 4, 8 or 16 bytes, global to shared.
+    CpAsync(u8),
+    CpAsyncCommit,
+    CpAsyncWait,
 }
 
 impl Helper {
@@ -79,6 +83,9 @@ impl Helper {
             Helper::Pack2x16(s) => format!("wf_pack_{}x2", tag(s)),
             Helper::Unpack2x16(s) => format!("wf_unpack_{}x2", tag(s)),
             Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
+            Helper::CpAsync(bytes) => format!("wf_cp_async_{bytes}"),
+            Helper::CpAsyncCommit => "wf_cp_async_commit".to_string(),
+            Helper::CpAsyncWait => "wf_cp_async_wait".to_string(),
             Helper::LdMatrix(n, trans) => {
                 format!("wf_ldmatrix_x{n}{}", if trans { "_trans" } else { "" })
             }
@@ -198,7 +205,33 @@ fn helper_text(h: Helper) -> String {
         Helper::Unpack2x16(s) => unpack_text(s),
         Helper::Mma(s) => mma_text(s),
         Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
+        Helper::CpAsync(bytes) => cp_async_text(bytes),
+        Helper::CpAsyncCommit => format!(
+            "{FORCEINLINE} void wf_cp_async_commit() {{\n    asm volatile(\"cp.async.commit_group;\" \
+             ::: \"memory\");\n}}\n"
+        ),
+        Helper::CpAsyncWait => format!(
+            "// Waits until at most N of this thread's committed cp.async groups are pending.\n\
+             template <int N>\n{FORCEINLINE} void wf_cp_async_wait() {{\n    asm \
+             volatile(\"cp.async.wait_group %0;\" :: \"n\"(N) : \"memory\");\n}}\n"
+        ),
     }
+}
+
+/// `cp.async` global → shared (PTX ISA, "Data Movement and Conversion Instructions:
+/// cp.async"): `.ca` (cache in L1) for 4 and 8
+/// bytes, `.cg` (L2 only, 16 bytes only) for 16.
+fn cp_async_text(bytes: u8) -> String {
+    let cache = if bytes == 16 { "cg" } else { "ca" };
+    let name = Helper::CpAsync(bytes).name();
+    format!(
+        r#"{FORCEINLINE} void {name}(void* dst, const void* src) {{
+    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.{cache}.shared.global [%0], [%1], {bytes};"
+                 :: "r"(d), "l"(__cvta_generic_to_global(src)) : "memory");
+}}
+"#
+    )
 }
 
 /// `ldmatrix` as inline PTX, from a generic pointer to the lane's row in shared memory

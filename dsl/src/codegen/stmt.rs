@@ -44,7 +44,7 @@ impl FnGen<'_> {
                 let (ty, name) = (c_type_name(a.elem), self.names.array(id.0).to_string());
                 match a.space {
                     ArraySpace::Shared => {
-                        // ldmatrix rows are 16-byte aligned addresses.
+                        // ldmatrix rows and 16-byte cp.async targets are 16-byte aligned.
                         let align = if self.loads_matrices(*id) {
                             "__align__(16) "
                         } else {
@@ -277,13 +277,14 @@ fn zero(ty: Type) -> String {
 }
 
 impl FnGen<'_> {
-    /// Whether an `ldmatrix` of this function reads array `id`.
+    /// Whether an `ldmatrix` of this function reads array `id`, or a `cp.async` writes it.
     fn loads_matrices(&self, id: crate::typed::ArrayId) -> bool {
         let mut found = false;
-        crate::nvrtc::walk_exprs(&self.func.body, &mut |e| {
-            if let ExprKind::LoadMatrix { mem, .. } = &e.kind {
-                found |= *mem == MemRef::Array(id);
+        crate::nvrtc::walk_exprs(&self.func.body, &mut |e| match &e.kind {
+            ExprKind::LoadMatrix { mem, .. } | ExprKind::CopyAsync { dst: mem, .. } => {
+                found |= *mem == MemRef::Array(id)
             }
+            _ => {}
         });
         found
     }
@@ -316,6 +317,9 @@ fn is_pure(e: &Expr) -> bool {
             );
             !collective && args.iter().all(is_pure)
         }
-        ExprKind::Atomic { .. } | ExprKind::LoadMatrix { .. } | ExprKind::Call { .. } => false,
+        ExprKind::Atomic { .. }
+        | ExprKind::LoadMatrix { .. }
+        | ExprKind::CopyAsync { .. }
+        | ExprKind::Call { .. } => false,
     }
 }

@@ -49,12 +49,13 @@ fn scan(
 }
 
 impl<'p> BlockState<'p> {
-    /// The sanitizer's checks for a read of shared `mem[element]` by thread `lane` outside
-    /// the lane-parallel access paths (a warp collective reading memory).
-    pub(super) fn check_shared_read(
+    /// The sanitizer's checks for one access (`kind`) of shared scalar slot `slot` of
+    /// `mem` by thread `lane`, outside the lane-parallel paths (ldmatrix, cp.async).
+    pub(super) fn check_shared_slot(
         &mut self,
         mem: MemId,
-        element: usize,
+        slot: usize,
+        kind: AccessKind,
         lane: usize,
         site: SiteId,
     ) -> Result<()> {
@@ -63,28 +64,31 @@ impl<'p> BlockState<'p> {
         let MemKind::Shared { offset } = info.kind else {
             return Ok(());
         };
-        if self.san.uninit_shared && !self.san.written[offset + element] {
-            return Err(InterpError::UninitSharedRead {
-                kernel: prog.kernel.clone(),
-                buffer: info.name.clone(),
-                index: element as u64,
-                thread: self.thread(lane),
-                block: Coord(self.block),
-                site: prog.site(site),
-            });
+        let element = (slot / info.lanes as usize) as u64;
+        if self.san.uninit_shared {
+            if kind == AccessKind::Read && !self.san.written[offset + slot] {
+                return Err(InterpError::UninitSharedRead {
+                    kernel: prog.kernel.clone(),
+                    buffer: info.name.clone(),
+                    index: element,
+                    thread: self.thread(lane),
+                    block: Coord(self.block),
+                    site: prog.site(site),
+                });
+            }
+            if kind == AccessKind::Write {
+                self.san.written[offset + slot] = true;
+            }
         }
         if self.san.races {
-            let epoch = self.san.epoch;
-            let me = Acc::new(lane, site);
-            if let Some(conflict) =
-                self.san.shared[offset + element].access(epoch, AccessKind::Read, me)
-            {
+            let (epoch, me) = (self.san.epoch, Acc::new(lane, site));
+            if let Some(conflict) = self.san.shared[offset + slot].access(epoch, kind, me) {
                 let found = Found {
                     lane,
-                    slot: element,
+                    slot,
                     conflict,
                 };
-                return Err(self.race(mem, Space::Shared, AccessKind::Read, site, found));
+                return Err(self.race(mem, Space::Shared, kind, site, found));
             }
         }
         Ok(())

@@ -213,6 +213,22 @@ pub enum InterpError {
         offset: u64,
         site: String,
     },
+    /// A `cp.async` whose source or destination is not aligned to its size.
+    #[error(
+        "kernel {kernel}: {intrinsic} by thread {thread} of block {block}: `{buffer}`[{index}] \
+         is not {bytes}-byte aligned (at {site}); copy from and to indices that are multiples \
+         of {bytes} bytes"
+    )]
+    MisalignedCopy {
+        kernel: String,
+        block: Coord,
+        thread: Coord,
+        intrinsic: &'static str,
+        buffer: String,
+        index: u64,
+        bytes: u8,
+        site: String,
+    },
     /// Two threads of a block touched the same element, at least one writing, with no
     /// `sync_threads()` between them.
     #[error(

@@ -74,7 +74,7 @@ impl BlockState<'_> {
             let mut row = [0u16; ROW];
             for (c, value) in row.iter_mut().enumerate() {
                 let element = start as usize + c;
-                self.check_shared_read(load.mem, element, thread, load.site)?;
+                self.check_shared_slot(load.mem, element, AccessKind::Read, thread, load.site)?;
                 *value = self.shared[at + element] as u16;
             }
             rows.push(row);

@@ -19,6 +19,7 @@ mod access;
 mod build;
 mod collective;
 mod compile;
+mod cp_async;
 mod error;
 mod exec;
 mod ldmatrix;

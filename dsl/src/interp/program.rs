@@ -221,6 +221,14 @@ pub(super) enum Op {
     },
     /// `ldmatrix`: see [`MatrixLoad`].
     LdMatrix(MatrixLoad),
+    /// `cp.async`: see [`AsyncCopy`].
+    CopyAsync(AsyncCopy),
+    /// `cp.async.commit_group`.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n`.
+    CpAsyncWait {
+        n: u32,
+    },
     /// Zero a local array (its declaration).
     ZeroLocal {
         mem: MemId,
@@ -237,6 +245,17 @@ pub(super) struct MatrixLoad {
     pub dst: Reg,
     pub count: u8,
     pub trans: bool,
+    pub site: SiteId,
+}
+
+/// `cp.async` of `bytes` from global `src[src_index..]` to shared `dst[dst_index..]`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AsyncCopy {
+    pub dst: MemId,
+    pub dst_index: Reg,
+    pub src: MemId,
+    pub src_index: Reg,
+    pub bytes: u8,
     pub site: SiteId,
 }
 

@@ -9,6 +9,8 @@ pub fn intrinsic_min_arch(intrinsic: Intrinsic) -> Option<(Arch, &'static str)> 
     match intrinsic {
         Intrinsic::MmaF16F32 => Some((Arch::SM80, "mma_m16n8k16_f16_f32")),
         Intrinsic::MmaBf16F32 => Some((Arch::SM80, "mma_m16n8k16_bf16_f32")),
+        Intrinsic::CpAsyncCommit => Some((Arch::SM80, "cp_async_commit")),
+        Intrinsic::CpAsyncWait => Some((Arch::SM80, "cp_async_wait")),
         _ => None,
     }
 }
@@ -60,6 +62,14 @@ fn requirement(e: &Expr) -> Worst {
             };
             Some((Arch::SM80, name))
         }
+        ExprKind::CopyAsync { bytes, .. } => Some((
+            Arch::SM80,
+            match bytes {
+                4 => "cp_async_4",
+                8 => "cp_async_8",
+                _ => "cp_async_16",
+            },
+        )),
         _ => None,
     }
 }
@@ -108,6 +118,14 @@ fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
         ExprKind::Lit(_) | ExprKind::Var(_) | ExprKind::Len(_) | ExprKind::Builtin(_) => {}
         ExprKind::Load { index, .. } => expr(index, f),
         ExprKind::LoadMatrix { offset, .. } => expr(offset, f),
+        ExprKind::CopyAsync {
+            dst_index,
+            src_index,
+            ..
+        } => {
+            expr(dst_index, f);
+            expr(src_index, f);
+        }
         ExprKind::Binary(_, a, b) => {
             expr(a, f);
             expr(b, f);

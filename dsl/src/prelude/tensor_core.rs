@@ -2,7 +2,7 @@
 //! fragments use. Fragments are PTX registers: a u32 holds two f16/bf16, the element with
 //! the lower column (or row) index in bits 0..16.
 
-use super::{bf16, f16, SharedArray, Vec2, Vec4};
+use super::{bf16, f16, KernelValue, SharedArray, Slice, Vec2, Vec4};
 
 /// Packs two f16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32), the layout of
 /// an `.f16x2` register and of an MMA A/B fragment register.
@@ -94,4 +94,47 @@ ldmatrix! {
     fn ldmatrix_x2_trans -> Vec2<u32>;
     /// Four matrices, transposed.
     fn ldmatrix_x4_trans -> Vec4<u32>;
+}
+
+macro_rules! cp_async {
+    ($($(#[$doc:meta])* fn $name:ident($bytes:literal);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<T: KernelValue>(
+                dst: &mut SharedArray<T>,
+                dst_index: u32,
+                src: &Slice<T>,
+                src_index: u32,
+            ) {
+                let n = $bytes / std::mem::size_of::<T>();
+                for k in 0..n as u32 {
+                    dst[dst_index + k] = src[src_index + k];
+                }
+            }
+        )*
+    };
+}
+
+cp_async! {
+    /// `cp.async.ca.shared.global` of 4 bytes: copies `src[src_index..]` (a global buffer)
+    /// to `dst[dst_index..]` (a shared array) asynchronously; the data is there after the
+    /// `cp_async_wait` that completes this copy's group (see [`cp_async_commit`]). Indices
+    /// must be 4-byte aligned. sm_80.
+    fn cp_async_4(4);
+    /// `cp.async.ca.shared.global` of 8 bytes (8-byte aligned indices); see [`cp_async_4`].
+    fn cp_async_8(8);
+    /// `cp.async.cg.shared.global` of 16 bytes (16-byte aligned indices; bypasses L1); see
+    /// [`cp_async_4`].
+    fn cp_async_16(16);
+}
+
+/// `cp.async.commit_group`: closes the group of this thread's `cp_async_*` copies issued
+/// since the last commit. sm_80.
+pub fn cp_async_commit() {}
+
+/// `cp.async.wait_group n` (`n` a constant in 0..=7): waits until at most the `n` most
+/// recently committed groups of this thread are pending; the copies of the others are then
+/// visible to this thread (other threads need a `sync_threads()` after it). sm_80.
+pub fn cp_async_wait(n: u32) {
+    let _ = n;
 }

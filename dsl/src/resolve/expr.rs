@@ -486,6 +486,7 @@ pub(super) fn is_safe(e: &Expr) -> bool {
         | ExprKind::Intrinsic(..)
         | ExprKind::Atomic { .. }
         | ExprKind::LoadMatrix { .. }
+        | ExprKind::CopyAsync { .. }
         | ExprKind::Call { .. } => false,
     }
 }
@@ -496,6 +497,7 @@ fn has_effect(e: &Expr) -> bool {
         ExprKind::Intrinsic(..)
         | ExprKind::Atomic { .. }
         | ExprKind::LoadMatrix { .. }
+        | ExprKind::CopyAsync { .. }
         | ExprKind::Call { .. } => true,
         ExprKind::Binary(_, a, b) => has_effect(a) || has_effect(b),
         ExprKind::Unary(_, a) | ExprKind::Cast(a) | ExprKind::Bitcast(a) | ExprKind::Lane(a, _) => {

@@ -68,6 +68,21 @@ impl FnBuilder<'_, '_> {
             "atomic_add" | "atomic_min" | "atomic_max" | "atomic_cas" => self.atomic(func, args, span),
             "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
             "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
+            "cp_async_4" | "cp_async_8" | "cp_async_16" => self.copy_async(func, args, span),
+            "cp_async_commit" => {
+                self.arity(func, args, 0, span)?;
+                Ok((intrinsic(Intrinsic::CpAsyncCommit, vec![], BOOL), None))
+            }
+            "cp_async_wait" => {
+                self.arity(func, args, 1, span)?;
+                let (n, _) = self.expr(&args[0])?;
+                let n = match fold::const_value(&n) {
+                    Some(v) if (0..=7).contains(&v) => v as u64,
+                    _ if !self.building => 0,
+                    _ => return Err(self.err(args[0].span, "`cp_async_wait(n)` takes a constant n in 0..=7 (the number of most recent groups left pending)".into())),
+                };
+                Ok((intrinsic(Intrinsic::CpAsyncWait, vec![Expr::lit(U32, n)], BOOL), None))
+            }
             "ldmatrix_x1" | "ldmatrix_x2" | "ldmatrix_x4" | "ldmatrix_x1_trans" | "ldmatrix_x2_trans" | "ldmatrix_x4_trans" => self.load_matrix(func, args, span),
             "rsqrt" => {
                 self.arity(func, args, 1, span)?;
@@ -379,6 +394,48 @@ impl FnBuilder<'_, '_> {
             trans: func.ends_with("_trans"),
         };
         Ok((Expr { kind, ty }, Some(Ty::Known(ty))))
+    }
+
+    /// `cp_async_{4,8,16}(&mut tile, dst_index, src, src_index)`: global buffer → shared
+    /// array of the same element type, `bytes` a whole number of elements.
+    fn copy_async(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        self.arity(func, args, 4, span)?;
+        let bytes: u8 = match func {
+            "cp_async_4" => 4,
+            "cp_async_8" => 8,
+            _ => 16,
+        };
+        let (dst, elem, writable, name) = self.mem_of(&args[0])?;
+        let shared = match dst {
+            MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
+            MemRef::Param(_) => false,
+        };
+        if self.building && !(shared && writable) {
+            return Err(self.err(args[0].span, format!("`{func}` copies into a shared array declared in this function, passed as `&mut tile`; `{name}` is not one")));
+        }
+        let dst_index = self.index_expr(&args[1])?;
+        let (src, src_elem, _, src_name) = self.mem_of(&args[2])?;
+        if self.building && !matches!(src, MemRef::Param(_)) {
+            return Err(self.err(args[2].span, format!("`{func}` copies from a global buffer (a slice parameter); `{src_name}` is an array")));
+        }
+        let size = elem.size_bytes();
+        if self.building
+            && (src_elem != elem
+                || size == 0
+                || size > bytes as usize
+                || bytes as usize % size != 0)
+        {
+            return Err(self.err(span, format!("`{func}` copies {bytes} bytes between slices of one element type that divides {bytes} bytes; got `{src_name}: [{src_elem}]` into `{name}: [{elem}]`")));
+        }
+        let src_index = self.index_expr(&args[3])?;
+        let kind = ExprKind::CopyAsync {
+            dst,
+            dst_index: Box::new(dst_index),
+            src,
+            src_index: Box::new(src_index),
+            bytes,
+        };
+        Ok((Expr { kind, ty: BOOL }, None))
     }
 
     fn make_vector(

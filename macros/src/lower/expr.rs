@@ -52,6 +52,11 @@ pub const INTRINSICS: &[&str] = &[
     "ldmatrix_x1_trans",
     "ldmatrix_x2_trans",
     "ldmatrix_x4_trans",
+    "cp_async_4",
+    "cp_async_8",
+    "cp_async_16",
+    "cp_async_commit",
+    "cp_async_wait",
 ];
 
 const SUPPORTED_EXPRS: &str = "literals, variables, arithmetic/bit/comparison/logical \

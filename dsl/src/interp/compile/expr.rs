@@ -180,6 +180,27 @@ impl<'k> Compiler<'k> {
                 })));
                 dst
             }
+            ExprKind::CopyAsync {
+                dst,
+                dst_index,
+                src,
+                src_index,
+                bytes,
+            } => {
+                let dst = self.writable_mem(f, *dst)?;
+                let src = self.mem(f, *src)?;
+                let dst_index = self.expr(f, dst_index, out, None)?;
+                let src_index = self.expr(f, src_index, out, None)?;
+                out.push(Node::Op(Op::CopyAsync(AsyncCopy {
+                    dst,
+                    dst_index,
+                    src,
+                    src_index,
+                    bytes: *bytes,
+                    site: self.site,
+                })));
+                self.constant(0)
+            }
             ExprKind::Call { func, args } => self.call(f, *func, args, out)?,
         })
     }
@@ -208,6 +229,17 @@ impl<'k> Compiler<'k> {
         args: &[Expr],
         out: &mut Vec<Node>,
     ) -> Result<Reg> {
+        match (i, args.first().map(|a| &a.kind)) {
+            (Intrinsic::CpAsyncCommit, _) => {
+                out.push(Node::Op(Op::CpAsyncCommit));
+                return Ok(self.constant(0));
+            }
+            (Intrinsic::CpAsyncWait, Some(ExprKind::Lit(n))) => {
+                out.push(Node::Op(Op::CpAsyncWait { n: *n as u32 }));
+                return Ok(self.constant(0));
+            }
+            _ => {}
+        }
         let mut regs = Vec::with_capacity(args.len());
         for a in args {
             regs.push(self.expr(f, a, out, None)?);
