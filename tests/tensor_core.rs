@@ -138,13 +138,8 @@ fn reference(p: &Problem) -> Vec<f32> {
     d
 }
 
-type MmaLaunch = fn(
-    &Device,
-    &Buffer<u32>,
-    &Buffer<u32>,
-    &Buffer<f32>,
-    &mut Buffer<f32>,
-) -> Result<(), warpforge::dsl::Error>;
+type MmaLaunch =
+    fn(&Device, &Buffer<u32>, &Buffer<u32>, &Buffer<f32>, &mut Buffer<f32>) -> Result<(), String>;
 
 /// Runs one warp's MMA through `launch` and returns D per lane (4 values each).
 fn run_mma(p: &Problem, half: fn(f32) -> u16, launch: MmaLaunch) -> Vec<f32> {
@@ -171,9 +166,10 @@ fn launch_f16(
     b: &Buffer<u32>,
     c: &Buffer<f32>,
     d: &mut Buffer<f32>,
-) -> Result<(), warpforge::dsl::Error> {
+) -> Result<(), String> {
     let config = mma_f16_frags::default_config();
     mma_f16_frags::launch(dev, &config, LaunchDims::linear(1, 32), a, b, c, d)
+        .map_err(|e| e.to_string())
 }
 
 fn launch_bf16(
@@ -182,9 +178,10 @@ fn launch_bf16(
     b: &Buffer<u32>,
     c: &Buffer<f32>,
     d: &mut Buffer<f32>,
-) -> Result<(), warpforge::dsl::Error> {
+) -> Result<(), String> {
     let config = mma_bf16_frags::default_config();
     mma_bf16_frags::launch(dev, &config, LaunchDims::linear(1, 32), a, b, c, d)
+        .map_err(|e| e.to_string())
 }
 
 /// Small integers: every product and sum is exact, so every accumulation model agrees.

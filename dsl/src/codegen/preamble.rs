@@ -258,7 +258,8 @@ fn ldmatrix_text(n: u8, trans: bool) -> String {
         ),
     };
     format!(
-        r#"{FORCEINLINE} {ret} {name}(const void* row) {{
+        r#"// ldmatrix.m8n8.x{n}{t}: this lane gives one row address; it gets one register per matrix.
+{FORCEINLINE} {ret} {name}(const void* row) {{
     {ret} r;
     unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
     asm volatile("ldmatrix.sync.aligned.m8n8.x{n}{t}.shared.b16 {{{regs}}}, [%{n}];"

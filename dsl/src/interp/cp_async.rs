@@ -101,7 +101,7 @@ impl BlockState<'_> {
         site: SiteId,
     ) -> Result<()> {
         let info = &self.prog.mems[mem as usize];
-        if index % elements != 0 {
+        if !index.is_multiple_of(elements) {
             return Err(InterpError::MisalignedCopy {
                 kernel: self.prog.kernel.clone(),
                 block: Coord(self.block),

@@ -55,7 +55,7 @@ impl BlockState<'_> {
         for src in 0..ROW * load.count as usize {
             let thread = base + src;
             let start = self.col(load.offset)[thread].get();
-            if start % ROW as u64 != 0 {
+            if !start.is_multiple_of(ROW as u64) {
                 return Err(InterpError::MisalignedMatrixRow {
                     kernel: prog.kernel.clone(),
                     block: Coord(self.block),

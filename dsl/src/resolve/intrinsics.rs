@@ -423,7 +423,7 @@ impl FnBuilder<'_, '_> {
             && (src_elem != elem
                 || size == 0
                 || size > bytes as usize
-                || bytes as usize % size != 0)
+                || !(bytes as usize).is_multiple_of(size))
         {
             return Err(self.err(span, format!("`{func}` copies {bytes} bytes between slices of one element type that divides {bytes} bytes; got `{src_name}: [{src_elem}]` into `{name}: [{elem}]`")));
         }
