@@ -319,6 +319,15 @@ pub enum Intrinsic {
     /// `cp_async_wait(n)`: `cp.async.wait_group n`; waits until at most `n` (a literal u32)
     /// of this thread's committed groups are pending, making the others' data visible.
     CpAsyncWait,
+    /// `lop3(a, b, c, lut)` → u32: `lop3.b32`, bit i of the result is bit
+    /// `4·a_i + 2·b_i + c_i` of `lut` (a literal 0..=255; write it as `F(0xF0, 0xCC, 0xAA)`).
+    Lop3,
+    /// `prmt(a, b, selector)` → u32: `prmt.b32` default mode; byte i of the result is byte
+    /// `s & 7` of the 8 bytes `b:a` (a in bytes 0..4), or its sign bit replicated when
+    /// `s & 8`, with `s` = nibble i of `selector`.
+    Prmt,
+    /// `ex2_approx(x)` (f32): `ex2.approx.f32`, 2^x.
+    Ex2Approx,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -188,6 +188,17 @@ impl FnGen<'_> {
             }
             Intrinsic::Unpack2x16 => return self.helper_call(Helper::Unpack2x16(ty.elem()), args),
             Intrinsic::CpAsyncCommit => return self.helper_call(Helper::CpAsyncCommit, &[]),
+            Intrinsic::Prmt => return self.helper_call(Helper::Prmt, args),
+            Intrinsic::Ex2Approx => return self.helper_call(Helper::Ex2Approx, args),
+            Intrinsic::Lop3 => {
+                let lut = match args.get(3).map(|a| &a.kind) {
+                    Some(ExprKind::Lit(lut)) => *lut,
+                    _ => return unsupported("lop3_needs_a_constant_table"),
+                };
+                self.needs.helper(Helper::Lop3);
+                let operands: Vec<C> = args[..3].iter().map(|a| self.expr(a)).collect();
+                return C::call(&format!("wf_lop3<0x{lut:02x}>"), operands);
+            }
             Intrinsic::CpAsyncWait => {
                 let n = match args.first().map(|a| &a.kind) {
                     Some(ExprKind::Lit(n)) => *n,

@@ -70,6 +70,9 @@ pub(crate) enum Helper {
     CpAsync(u8),
     CpAsyncCommit,
     CpAsyncWait,
+    Lop3,
+    Prmt,
+    Ex2Approx,
 }
 
 impl Helper {
@@ -85,6 +88,9 @@ impl Helper {
             Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
             Helper::CpAsync(bytes) => format!("wf_cp_async_{bytes}"),
             Helper::CpAsyncCommit => "wf_cp_async_commit".to_string(),
+            Helper::Lop3 => "wf_lop3".to_string(),
+            Helper::Prmt => "wf_prmt".to_string(),
+            Helper::Ex2Approx => "wf_ex2_approx".to_string(),
             Helper::CpAsyncWait => "wf_cp_async_wait".to_string(),
             Helper::LdMatrix(n, trans) => {
                 format!("wf_ldmatrix_x{n}{}", if trans { "_trans" } else { "" })
@@ -206,6 +212,34 @@ fn helper_text(h: Helper) -> String {
         Helper::Mma(s) => mma_text(s),
         Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
         Helper::CpAsync(bytes) => cp_async_text(bytes),
+        Helper::Lop3 => format!(
+            r#"// Bit i of the result is bit 4*a_i + 2*b_i + c_i of LUT.
+template <int LUT>
+{FORCEINLINE} unsigned int wf_lop3(unsigned int a, unsigned int b, unsigned int c) {{
+    unsigned int d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
+    return d;
+}}
+"#
+        ),
+        // `__byte_perm` ignores the selectors' sign bit; `prmt` honours it.
+        Helper::Prmt => format!(
+            r#"// Byte permute, default mode, with sign replication (selector bit 3 of each nibble).
+{FORCEINLINE} unsigned int wf_prmt(unsigned int a, unsigned int b, unsigned int s) {{
+    unsigned int d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(s));
+    return d;
+}}
+"#
+        ),
+        Helper::Ex2Approx => format!(
+            r#"{FORCEINLINE} float wf_ex2_approx(float x) {{
+    float y;
+    asm("ex2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}}
+"#
+        ),
         Helper::CpAsyncCommit => format!(
             "{FORCEINLINE} void wf_cp_async_commit() {{\n    asm volatile(\"cp.async.commit_group;\" \
              ::: \"memory\");\n}}\n"

@@ -376,6 +376,22 @@ impl<'p> BlockState<'p> {
                 site,
             } => self.mma(input, [dst, a, b, c], site, mask)?,
             Op::LdMatrix(load) => self.ldmatrix(load, mask)?,
+            Op::Bits { op, dst, args } => {
+                let (d, a, b, c) = (
+                    self.col(dst),
+                    self.col(args[0]),
+                    self.col(args[1]),
+                    self.col(args[2]),
+                );
+                let v = |c: &Cell<u64>| c.get() as u32;
+                for_lanes(mask, self.n, |i| {
+                    let r = match op {
+                        BitsOp::Lop3(lut) => scalar::lop3(v(&a[i]), v(&b[i]), v(&c[i]), lut),
+                        BitsOp::Prmt => scalar::prmt(v(&a[i]), v(&b[i]), v(&c[i])),
+                    };
+                    d[i].set(r as u64);
+                });
+            }
             Op::CopyAsync(copy) => self.copy_async(copy, mask)?,
             Op::CpAsyncCommit => self.cp_async_commit(mask),
             Op::CpAsyncWait { n } => self.cp_async_wait(n, mask)?,

@@ -83,6 +83,8 @@ pub(super) enum MathFn {
     Fma,
     Min,
     Max,
+    /// `ex2.approx.f32`.
+    Ex2Approx,
 }
 
 impl MathFn {
@@ -99,6 +101,7 @@ impl MathFn {
             Intrinsic::Fma => MathFn::Fma,
             Intrinsic::Min => MathFn::Min,
             Intrinsic::Max => MathFn::Max,
+            Intrinsic::Ex2Approx => MathFn::Ex2Approx,
             _ => return None,
         })
     }
@@ -219,6 +222,12 @@ pub(super) enum Op {
         c: Reg,
         site: SiteId,
     },
+    /// `lop3.b32` / `prmt.b32` on u32 registers.
+    Bits {
+        op: BitsOp,
+        dst: Reg,
+        args: [Reg; 3],
+    },
     /// `ldmatrix`: see [`MatrixLoad`].
     LdMatrix(MatrixLoad),
     /// `cp.async`: see [`AsyncCopy`].
@@ -257,6 +266,14 @@ pub(super) struct AsyncCopy {
     pub src_index: Reg,
     pub bytes: u8,
     pub site: SiteId,
+}
+
+/// Bit-manipulation instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BitsOp {
+    /// With its truth table.
+    Lop3(u8),
+    Prmt,
 }
 
 /// Where a memory region lives.

@@ -138,3 +138,38 @@ pub fn cp_async_commit() {}
 pub fn cp_async_wait(n: u32) {
     let _ = n;
 }
+
+/// `lop3.b32`: any bitwise function of three u32. `lut` (a constant 0..=255) is the
+/// function applied to 0xF0, 0xCC, 0xAA: `lop3(a, b, c, 0x96)` = `a ^ b ^ c`, `0xE8` =
+/// majority, `0xCA` = `a ? b : c` bitwise.
+pub fn lop3(a: u32, b: u32, c: u32, lut: u32) -> u32 {
+    (0..32).fold(0, |d, i| {
+        let k = (a >> i & 1) << 2 | (b >> i & 1) << 1 | (c >> i & 1);
+        d | (lut >> k & 1) << i
+    })
+}
+
+/// `prmt.b32` (default mode): byte `i` of the result is chosen by nibble `i` of `selector`
+/// from the 8 bytes `b:a` (`a` is bytes 0–3): its low 3 bits pick the byte, and bit 3 set
+/// replicates that byte's sign bit instead (`0x3210` = `a`, `0x0123` = byte-swapped `a`).
+pub fn prmt(a: u32, b: u32, selector: u32) -> u32 {
+    let bytes = ((b as u64) << 32 | a as u64).to_le_bytes();
+    let mut out = [0u8; 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = (selector >> (4 * i)) & 0xf;
+        let byte = bytes[(s & 7) as usize];
+        *o = if s & 8 == 0 {
+            byte
+        } else {
+            ((byte as i8) >> 7) as u8
+        };
+    }
+    u32::from_le_bytes(out)
+}
+
+/// `ex2.approx.f32`: 2^x, the hardware's fast approximation (PTX bounds its relative error;
+/// the interpreter computes 2^x correctly rounded, so integer `x` gives exact powers of 2
+/// on both).
+pub fn ex2_approx(x: f32) -> f32 {
+    x.exp2()
+}

@@ -69,6 +69,29 @@ impl FnBuilder<'_, '_> {
             "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
             "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
             "cp_async_4" | "cp_async_8" | "cp_async_16" => self.copy_async(func, args, span),
+            "lop3" => {
+                self.arity(func, args, 4, span)?;
+                let operands = args[..3].iter().map(|a| self.arg_of(a, U32)).collect::<R<Vec<_>>>()?;
+                let (lut, _) = self.expr(&args[3])?;
+                let lut = match fold::const_value(&lut) {
+                    Some(v) if (0..=255).contains(&v) => v as u64,
+                    _ if !self.building => 0,
+                    _ => return Err(self.err(args[3].span, "`lop3(a, b, c, lut)` takes a constant lut in 0..=255 (the truth table F(0xF0, 0xCC, 0xAA))".into())),
+                };
+                let mut all = operands;
+                all.push(Expr::lit(U32, lut));
+                Ok(typed_value(intrinsic(Intrinsic::Lop3, all, U32)))
+            }
+            "prmt" => {
+                self.arity(func, args, 3, span)?;
+                let operands = args.iter().map(|a| self.arg_of(a, U32)).collect::<R<Vec<_>>>()?;
+                Ok(typed_value(intrinsic(Intrinsic::Prmt, operands, U32)))
+            }
+            "ex2_approx" => {
+                self.arity(func, args, 1, span)?;
+                let x = self.arg_of(&args[0], F32)?;
+                Ok(typed_value(intrinsic(Intrinsic::Ex2Approx, vec![x], F32)))
+            }
             "cp_async_commit" => {
                 self.arity(func, args, 0, span)?;
                 Ok((intrinsic(Intrinsic::CpAsyncCommit, vec![], BOOL), None))

@@ -57,6 +57,9 @@ pub const INTRINSICS: &[&str] = &[
     "cp_async_16",
     "cp_async_commit",
     "cp_async_wait",
+    "lop3",
+    "prmt",
+    "ex2_approx",
 ];
 
 const SUPPORTED_EXPRS: &str = "literals, variables, arithmetic/bit/comparison/logical \

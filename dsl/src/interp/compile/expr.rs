@@ -234,6 +234,7 @@ impl<'k> Compiler<'k> {
                 out.push(Node::Op(Op::CpAsyncCommit));
                 return Ok(self.constant(0));
             }
+            (Intrinsic::Lop3, _) | (Intrinsic::Prmt, _) => return self.bits(f, i, args, out),
             (Intrinsic::CpAsyncWait, Some(ExprKind::Lit(n))) => {
                 out.push(Node::Op(Op::CpAsyncWait { n: *n as u32 }));
                 return Ok(self.constant(0));
@@ -316,6 +317,32 @@ impl<'k> Compiler<'k> {
                 site: self.site,
             }));
         }
+        Ok(dst)
+    }
+
+    /// `lop3` (its truth table a literal fourth argument) and `prmt`.
+    fn bits(
+        &mut self,
+        f: &mut Frame<'k>,
+        i: Intrinsic,
+        args: &[Expr],
+        out: &mut Vec<Node>,
+    ) -> Result<Reg> {
+        let op = match (i, args.get(3).map(|a| &a.kind)) {
+            (Intrinsic::Lop3, Some(ExprKind::Lit(lut))) => BitsOp::Lop3(*lut as u8),
+            (Intrinsic::Prmt, None) if args.len() == 3 => BitsOp::Prmt,
+            _ => return Err(self.unsupported(format!("{i:?} with {} arguments", args.len()))),
+        };
+        let mut regs = [0; 3];
+        for (r, a) in regs.iter_mut().zip(args) {
+            *r = self.expr(f, a, out, None)?;
+        }
+        let dst = self.temp(1);
+        out.push(Node::Op(Op::Bits {
+            op,
+            dst,
+            args: regs,
+        }));
         Ok(dst)
     }
 
