@@ -23,6 +23,7 @@ pub mod types;
 
 pub use backend::{Arg, Buffer, Device, Element, LaunchDims};
 pub use ir::{DeviceFnDef, KernelDef};
+pub use nvrtc::min_arch;
 pub use space::{Config, TuneSpace};
 pub use types::{ScalarType, Type};
 

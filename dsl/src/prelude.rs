@@ -52,7 +52,14 @@
 //!   expression over the const generics;
 //! - atomics on a buffer or shared array, returning the old value: [`atomic_add`],
 //!   [`atomic_min`], [`atomic_max`], [`atomic_cas`];
-//! - math: [`rsqrt`].
+//! - math: [`rsqrt`];
+//! - tensor cores (warp-level, every lane of the warp together; sm_80+):
+//!   [`mma_m16n8k16_f16_f32`], [`mma_m16n8k16_bf16_f32`], with the fragment packing helpers
+//!   [`pack_f16x2`], [`pack_bf16x2`], [`unpack_f16x2`], [`unpack_bf16x2`]; loads of 8×8
+//!   matrices from shared memory: [`ldmatrix_x1`], [`ldmatrix_x2`], [`ldmatrix_x4`] and their
+//!   `_trans` forms; asynchronous global → shared copies: [`cp_async_4`], [`cp_async_8`],
+//!   [`cp_async_16`], [`cp_async_commit`], [`cp_async_wait`];
+//! - PTX bit and math instructions: [`lop3`], [`prmt`], [`ex2_approx`].
 //!
 //! **Associated functions.** `f16::from_f32(x)`, `bf16::from_f32(x)`, `F8E4M3::from_f32(x)`,
 //! `F8E5M2::from_f32(x)`, `f32::from_bits(u)`, `Vec2::new(x, y)`, `Vec4::new(x, y, z, w)`.
@@ -72,9 +79,12 @@
 //! reference (`f(&tile)`, `f(&mut tile)`); the reference form is only allowed as a call
 //! argument. Atomics take the same forms: `atomic_add(c, i, v)`, `atomic_add(&mut tile, i, v)`.
 
+mod tensor_core;
+
 pub use crate::{Arg, Buffer, Config, Device, LaunchDims};
 pub use float8::{F8E4M3, F8E5M2};
 pub use half::{bf16, f16};
+pub use tensor_core::*;
 
 use std::ops::{Add, Deref, DerefMut, Index, IndexMut};
 

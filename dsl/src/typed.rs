@@ -214,6 +214,28 @@ pub enum ExprKind {
         index: Box<Expr>,
         args: Vec<Expr>,
     },
+    /// `ldmatrix_x{count}[_trans](&tile, offset)`: PTX `ldmatrix.sync.aligned.m8n8.x{count}
+    /// [.trans].shared.b16`, a warp collective. Lane `8m + r` gives the element offset in
+    /// `mem` (a shared array of 16-bit elements) of row `r` of 8×8 matrix `m`; every lane
+    /// receives one u32 per matrix (`ty` is u32, `Vec2<u32>` or `Vec4<u32>`).
+    LoadMatrix {
+        mem: MemRef,
+        offset: Box<Expr>,
+        count: u8,
+        trans: bool,
+    },
+    /// `cp_async_{4,8,16}(&mut tile, dst_index, src, src_index)`: PTX `cp.async` of `bytes`
+    /// from the global buffer `src` at element `src_index` to the shared array `dst` at
+    /// element `dst_index` (both aligned to `bytes`). The data is visible to the issuing
+    /// thread only after the `cp_async_wait(n)` that completes its group. `ty` is bool
+    /// (no value).
+    CopyAsync {
+        dst: MemRef,
+        dst_index: Box<Expr>,
+        src: MemRef,
+        src_index: Box<Expr>,
+        bytes: u8,
+    },
     /// A call of a device function.
     Call {
         func: FnId,
@@ -279,6 +301,33 @@ pub enum Intrinsic {
     VoteAll,
     /// `warp_ballot(p)`: u32 with bit i set when lane i's predicate holds.
     VoteBallot,
+    /// `mma_m16n8k16_f16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32>`:
+    /// `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`, D = A·B + C over the full warp;
+    /// each u32 of `a`/`b` packs two f16 (low half first). Needs sm_80.
+    MmaF16F32,
+    /// As [`Intrinsic::MmaF16F32`] with bf16 inputs (`...f32.bf16.bf16.f32`).
+    MmaBf16F32,
+    /// `pack_f16x2(lo, hi)` / `pack_bf16x2(lo, hi)` → u32: `lo` in bits 0..16, `hi` in
+    /// 16..32 (the register layout of `.f16x2`); the operand type says which.
+    Pack2x16,
+    /// `unpack_f16x2(x)` / `unpack_bf16x2(x)` → `Vec2<f16|bf16>`: `.x` from bits 0..16,
+    /// `.y` from 16..32; the result type says which.
+    Unpack2x16,
+    /// `cp_async_commit()`: `cp.async.commit_group`, closing this thread's group of
+    /// `cp_async_*` copies issued since the last commit.
+    CpAsyncCommit,
+    /// `cp_async_wait(n)`: `cp.async.wait_group n`; waits until at most `n` (a literal u32)
+    /// of this thread's committed groups are pending, making the others' data visible.
+    CpAsyncWait,
+    /// `lop3(a, b, c, lut)` → u32: `lop3.b32`, bit i of the result is bit
+    /// `4·a_i + 2·b_i + c_i` of `lut` (a literal 0..=255; write it as `F(0xF0, 0xCC, 0xAA)`).
+    Lop3,
+    /// `prmt(a, b, selector)` → u32: `prmt.b32` default mode; byte i of the result is byte
+    /// `s & 7` of the 8 bytes `b:a` (a in bytes 0..4), or its sign bit replicated when
+    /// `s & 8`, with `s` = nibble i of `selector`.
+    Prmt,
+    /// `ex2_approx(x)` (f32): `ex2.approx.f32`, 2^x.
+    Ex2Approx,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

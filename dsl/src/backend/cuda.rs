@@ -271,6 +271,7 @@ impl CudaDevice {
                 supported: supported.to_vec(),
             }
         })?;
+        nvrtc::check_arch(kernel, target)?;
         let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())
             .map_err(|e| line_map.annotate(e))?;
         // ptxas's count (alignment padding included) against what this GPU allows.

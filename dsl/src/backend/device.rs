@@ -126,6 +126,17 @@ pub enum DeviceError {
         arrays: String,
     },
 
+    #[error(
+        "kernel `{kernel}` uses `{intrinsic}`, which needs {needs} or newer, but {device} is \
+         older; run it on a newer GPU or on the cpu backend"
+    )]
+    ArchTooOld {
+        kernel: String,
+        intrinsic: &'static str,
+        needs: Arch,
+        device: String,
+    },
+
     #[error("kernel `{kernel}`: cannot launch grid {grid:?} × block {block:?}: {reason}")]
     BadDims {
         kernel: String,
@@ -258,7 +269,12 @@ impl Device {
             Target::Cpu => {
                 interp::run(&typed, &dims, args, &self.interp)?;
             }
-            Target::Cuda(gpu) => gpu.launch(&key, &typed, dims, args)?,
+            Target::Cuda(gpu) => {
+                if let Some(arch) = self.arch() {
+                    check::check_arch(&typed, arch, &self.name())?;
+                }
+                gpu.launch(&key, &typed, dims, args)?
+            }
         }
         Ok(())
     }

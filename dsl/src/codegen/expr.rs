@@ -59,6 +59,32 @@ impl FnGen<'_> {
                 index,
                 args,
             } => self.atomic(*op, *mem, index, args, e.ty),
+            ExprKind::LoadMatrix {
+                mem,
+                offset,
+                count,
+                trans,
+            } => {
+                let row = self.element(*mem, offset);
+                let addr = C::new(format!("&{}", row.text), prec::UNARY);
+                let h = Helper::LdMatrix(*count, *trans);
+                self.needs.helper(h);
+                C::call(&h.name(), [addr])
+            }
+            ExprKind::CopyAsync {
+                dst,
+                dst_index,
+                src,
+                src_index,
+                bytes,
+            } => {
+                let to = self.element(*dst, dst_index);
+                let from = self.element(*src, src_index);
+                let h = Helper::CpAsync(*bytes);
+                self.needs.helper(h);
+                let addr = |c: C| C::new(format!("&{}", c.text), prec::UNARY);
+                C::call(&h.name(), [addr(to), addr(from)])
+            }
             ExprKind::Call { func, args } => {
                 let name = self
                     .kernel
@@ -149,6 +175,38 @@ impl FnGen<'_> {
             Intrinsic::VoteAny | Intrinsic::VoteAll | Intrinsic::VoteBallot => {
                 return self.vote(intr, args)
             }
+            Intrinsic::MmaF16F32 | Intrinsic::MmaBf16F32 => {
+                let input = match intr {
+                    Intrinsic::MmaBf16F32 => ScalarType::BF16,
+                    _ => ScalarType::F16,
+                };
+                return self.helper_call(Helper::Mma(input), args);
+            }
+            Intrinsic::Pack2x16 => {
+                let half = args.first().map_or(ScalarType::F16, |a| a.scalar_ty());
+                return self.helper_call(Helper::Pack2x16(half), args);
+            }
+            Intrinsic::Unpack2x16 => return self.helper_call(Helper::Unpack2x16(ty.elem()), args),
+            Intrinsic::CpAsyncCommit => return self.helper_call(Helper::CpAsyncCommit, &[]),
+            Intrinsic::Prmt => return self.helper_call(Helper::Prmt, args),
+            Intrinsic::Ex2Approx => return self.helper_call(Helper::Ex2Approx, args),
+            Intrinsic::Lop3 => {
+                let lut = match args.get(3).map(|a| &a.kind) {
+                    Some(ExprKind::Lit(lut)) => *lut,
+                    _ => return unsupported("lop3_needs_a_constant_table"),
+                };
+                self.needs.helper(Helper::Lop3);
+                let operands: Vec<C> = args[..3].iter().map(|a| self.expr(a)).collect();
+                return C::call(&format!("wf_lop3<0x{lut:02x}>"), operands);
+            }
+            Intrinsic::CpAsyncWait => {
+                let n = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Lit(n)) => *n,
+                    _ => return unsupported("cp_async_wait_needs_a_constant"),
+                };
+                self.needs.helper(Helper::CpAsyncWait);
+                return C::call(&format!("{}<{n}>", Helper::CpAsyncWait.name()), []);
+            }
             _ => None,
         };
         let vals: Vec<Val> = args.iter().map(|a| self.val(a)).collect();
@@ -156,6 +214,13 @@ impl FnGen<'_> {
             Some(kind) => self.shuffle(kind, vals),
             None => ops::math(self.needs, intr, vals, ty),
         }
+    }
+
+    /// A call of the `wf_*` helper `h` (emitted in the preamble) with `args`.
+    fn helper_call(&mut self, h: Helper, args: &[Expr]) -> C {
+        self.needs.helper(h);
+        let args: Vec<C> = args.iter().map(|a| self.expr(a)).collect();
+        C::call(&h.name(), args)
     }
 
     /// Warp shuffles over the full warp. Bool and FP8 values travel as 32-bit integers,

@@ -58,6 +58,48 @@ pub(crate) enum Helper {
     Fp8(ScalarType),
     /// Needs `Vec`.
     VecShfl(Shfl),
+    /// `pack_f16x2` / `pack_bf16x2` (by the half type).
+    Pack2x16(ScalarType),
+    /// `unpack_f16x2` / `unpack_bf16x2`; needs `Vec`.
+    Unpack2x16(ScalarType),
+    /// `mma.sync.m16n8k16` with f32 accumulators, by input type (F16, BF16); needs `Vec`.
+    Mma(ScalarType),
+    /// `ldmatrix` of 1, 2 or 4 matrices, transposed or not; needs `Vec` for 2 and 4.
+    LdMatrix(u8, bool),
+    /// `cp.async` of 4, 8 or 16 bytes, global to shared.
+    CpAsync(u8),
+    CpAsyncCommit,
+    CpAsyncWait,
+    Lop3,
+    Prmt,
+    Ex2Approx,
+}
+
+impl Helper {
+    /// The C name of a helper that kernels call by name (tensor-core helpers).
+    pub fn name(self) -> String {
+        let tag = |s: ScalarType| match s {
+            ScalarType::BF16 => "bf16",
+            _ => "f16",
+        };
+        match self {
+            Helper::Pack2x16(s) => format!("wf_pack_{}x2", tag(s)),
+            Helper::Unpack2x16(s) => format!("wf_unpack_{}x2", tag(s)),
+            Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
+            Helper::CpAsync(bytes) => format!("wf_cp_async_{bytes}"),
+            Helper::CpAsyncCommit => "wf_cp_async_commit".to_string(),
+            Helper::Lop3 => "wf_lop3".to_string(),
+            Helper::Prmt => "wf_prmt".to_string(),
+            Helper::Ex2Approx => "wf_ex2_approx".to_string(),
+            Helper::CpAsyncWait => "wf_cp_async_wait".to_string(),
+            Helper::LdMatrix(n, trans) => {
+                format!("wf_ldmatrix_x{n}{}", if trans { "_trans" } else { "" })
+            }
+            Helper::VecShfl(kind) => kind.vector_helper().to_string(),
+            Helper::LaneId => "wf_lane_id".to_string(),
+            _ => "wf_unnamed_helper".to_string(),
+        }
+    }
 }
 
 /// What the body printed so far needs from the preamble.
@@ -78,8 +120,15 @@ impl Needs {
     }
 
     pub fn helper(&mut self, h: Helper) {
-        if let Helper::VecShfl(_) = h {
+        if let Helper::VecShfl(_)
+        | Helper::Unpack2x16(_)
+        | Helper::Mma(_)
+        | Helper::LdMatrix(2 | 4, _) = h
+        {
             self.helpers.insert(Helper::Vec);
+        }
+        if let Helper::Pack2x16(s) | Helper::Unpack2x16(s) | Helper::Mma(s) = h {
+            self.scalars.insert(s);
         }
         if let Helper::Fp8(s) = h {
             self.scalars.insert(s);
@@ -158,7 +207,157 @@ fn helper_text(h: Helper) -> String {
             kind.vector_helper(),
             kind.intrinsic()
         ),
+        Helper::Pack2x16(s) => pack_text(s),
+        Helper::Unpack2x16(s) => unpack_text(s),
+        Helper::Mma(s) => mma_text(s),
+        Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
+        Helper::CpAsync(bytes) => cp_async_text(bytes),
+        Helper::Lop3 => format!(
+            r#"// Bit i of the result is bit 4*a_i + 2*b_i + c_i of LUT.
+template <int LUT>
+{FORCEINLINE} unsigned int wf_lop3(unsigned int a, unsigned int b, unsigned int c) {{
+    unsigned int d;
+    asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
+    return d;
+}}
+"#
+        ),
+        // `__byte_perm` ignores the selectors' sign bit; `prmt` honours it.
+        Helper::Prmt => format!(
+            r#"// Byte permute, default mode, with sign replication (selector bit 3 of each nibble).
+{FORCEINLINE} unsigned int wf_prmt(unsigned int a, unsigned int b, unsigned int s) {{
+    unsigned int d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(s));
+    return d;
+}}
+"#
+        ),
+        Helper::Ex2Approx => format!(
+            r#"{FORCEINLINE} float wf_ex2_approx(float x) {{
+    float y;
+    asm("ex2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}}
+"#
+        ),
+        Helper::CpAsyncCommit => format!(
+            "{FORCEINLINE} void wf_cp_async_commit() {{\n    asm volatile(\"cp.async.commit_group;\" \
+             ::: \"memory\");\n}}\n"
+        ),
+        Helper::CpAsyncWait => format!(
+            "// Waits until at most N of this thread's committed cp.async groups are pending.\n\
+             template <int N>\n{FORCEINLINE} void wf_cp_async_wait() {{\n    asm \
+             volatile(\"cp.async.wait_group %0;\" :: \"n\"(N) : \"memory\");\n}}\n"
+        ),
     }
+}
+
+/// `cp.async` global → shared (PTX ISA, "Data Movement and Conversion Instructions:
+/// cp.async"): `.ca` (cache in L1) for 4 and 8
+/// bytes, `.cg` (L2 only, 16 bytes only) for 16.
+fn cp_async_text(bytes: u8) -> String {
+    let cache = if bytes == 16 { "cg" } else { "ca" };
+    let name = Helper::CpAsync(bytes).name();
+    format!(
+        r#"{FORCEINLINE} void {name}(void* dst, const void* src) {{
+    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.{cache}.shared.global [%0], [%1], {bytes};"
+                 :: "r"(d), "l"(__cvta_generic_to_global(src)) : "memory");
+}}
+"#
+    )
+}
+
+/// `ldmatrix` as inline PTX, from a generic pointer to the lane's row in shared memory
+/// (PTX ISA 9.7.14.5.15). The "memory" clobber keeps it after the stores it reads.
+fn ldmatrix_text(n: u8, trans: bool) -> String {
+    let name = Helper::LdMatrix(n, trans).name();
+    let t = if trans { ".trans" } else { "" };
+    let (ret, outs, regs) = match n {
+        1 => ("unsigned int", "\"=r\"(r)".to_string(), "%0".to_string()),
+        _ => (
+            if n == 2 {
+                "wf_vec<unsigned int, 2>"
+            } else {
+                "wf_vec<unsigned int, 4>"
+            },
+            (0..n)
+                .map(|i| format!("\"=r\"(r.v[{i}])"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (0..n)
+                .map(|i| format!("%{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    };
+    format!(
+        r#"// ldmatrix.m8n8.x{n}{t}: this lane gives one row address; it gets one register per matrix.
+{FORCEINLINE} {ret} {name}(const void* row) {{
+    {ret} r;
+    unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x{n}{t}.shared.b16 {{{regs}}}, [%{n}];"
+                 : {outs} : "r"(addr) : "memory");
+    return r;
+}}
+"#
+    )
+}
+
+/// The C type and bit-access functions of a 16-bit float type.
+fn half_c(s: ScalarType) -> (&'static str, &'static str, &'static str) {
+    match s {
+        ScalarType::BF16 => (
+            "__nv_bfloat16",
+            "__bfloat16_as_ushort",
+            "__ushort_as_bfloat16",
+        ),
+        _ => ("__half", "__half_as_ushort", "__ushort_as_half"),
+    }
+}
+
+fn pack_text(s: ScalarType) -> String {
+    let (t, to_bits, _) = half_c(s);
+    format!(
+        "// Two 16-bit floats in one register, `lo` in bits 0..16 (a `.f16x2`/`.bf16x2`          fragment).
+{FORCEINLINE} unsigned int {}({t} lo, {t} hi) {{
+    return (unsigned          int){to_bits}(lo) | ((unsigned int){to_bits}(hi) << 16);
+}}
+",
+        Helper::Pack2x16(s).name()
+    )
+}
+
+fn unpack_text(s: ScalarType) -> String {
+    let (t, _, from_bits) = half_c(s);
+    format!(
+        "{FORCEINLINE} wf_vec<{t}, 2> {}(unsigned int x) {{
+    return wf_vec<{t},          2>{{{{{from_bits}((unsigned short)(x & 0xffffu)), {from_bits}((unsigned short)(x >>          16))}}}};
+}}
+",
+        Helper::Unpack2x16(s).name()
+    )
+}
+
+/// The MMA as inline PTX (CUDA C has no intrinsic for `mma.sync`; `wmma` hides the
+/// fragment layout). Layout: PTX ISA 9.7.14.5.8.
+fn mma_text(s: ScalarType) -> String {
+    let tag = if s == ScalarType::BF16 { "bf16" } else { "f16" };
+    let name = Helper::Mma(s).name();
+    format!(
+        r#"// D = A*B + C for one warp: A 16x16 {tag} (row), B 16x8 {tag} (col), C/D 16x8 f32.
+{FORCEINLINE} wf_vec<float, 4> {name}(wf_vec<unsigned int, 4> a, wf_vec<unsigned int, 2> b, wf_vec<float, 4> c) {{
+    wf_vec<float, 4> d;
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.{tag}.{tag}.f32 "
+        "{{%0, %1, %2, %3}}, {{%4, %5, %6, %7}}, {{%8, %9}}, {{%10, %11, %12, %13}};"
+        : "=f"(d.v[0]), "=f"(d.v[1]), "=f"(d.v[2]), "=f"(d.v[3])
+        : "r"(a.v[0]), "r"(a.v[1]), "r"(a.v[2]), "r"(a.v[3]), "r"(b.v[0]), "r"(b.v[1]),
+          "f"(c.v[0]), "f"(c.v[1]), "f"(c.v[2]), "f"(c.v[3]));
+    return d;
+}}
+"#
+    )
 }
 
 /// Two's complement arithmetic through the unsigned type of the same width.

@@ -43,7 +43,15 @@ impl FnGen<'_> {
                 self.needs.ty(a.elem);
                 let (ty, name) = (c_type_name(a.elem), self.names.array(id.0).to_string());
                 match a.space {
-                    ArraySpace::Shared => self.line(&format!("__shared__ {ty} {name}[{}];", a.len)),
+                    ArraySpace::Shared => {
+                        // ldmatrix rows and 16-byte cp.async targets are 16-byte aligned.
+                        let align = if self.loads_matrices(*id) {
+                            "__align__(16) "
+                        } else {
+                            ""
+                        };
+                        self.line(&format!("__shared__ {align}{ty} {name}[{}];", a.len))
+                    }
                     ArraySpace::Local => self.line(&format!("{ty} {name}[{}] = {{}};", a.len)),
                 }
             }
@@ -268,6 +276,20 @@ fn zero(ty: Type) -> String {
     }
 }
 
+impl FnGen<'_> {
+    /// Whether an `ldmatrix` of this function reads array `id`, or a `cp.async` writes it.
+    fn loads_matrices(&self, id: crate::typed::ArrayId) -> bool {
+        let mut found = false;
+        crate::nvrtc::walk_exprs(&self.func.body, &mut |e| match &e.kind {
+            ExprKind::LoadMatrix { mem, .. } | ExprKind::CopyAsync { dst: mem, .. } => {
+                found |= *mem == MemRef::Array(id)
+            }
+            _ => {}
+        });
+        found
+    }
+}
+
 /// Whether evaluating `e` twice gives the same value and no effect.
 fn is_pure(e: &Expr) -> bool {
     match &e.kind {
@@ -290,9 +312,14 @@ fn is_pure(e: &Expr) -> bool {
                     | Intrinsic::VoteAny
                     | Intrinsic::VoteAll
                     | Intrinsic::VoteBallot
+                    | Intrinsic::MmaF16F32
+                    | Intrinsic::MmaBf16F32
             );
             !collective && args.iter().all(is_pure)
         }
-        ExprKind::Atomic { .. } | ExprKind::Call { .. } => false,
+        ExprKind::Atomic { .. }
+        | ExprKind::LoadMatrix { .. }
+        | ExprKind::CopyAsync { .. }
+        | ExprKind::Call { .. } => false,
     }
 }

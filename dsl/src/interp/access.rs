@@ -49,7 +49,58 @@ fn scan(
 }
 
 impl<'p> BlockState<'p> {
-    fn out_of_bounds(&self, mem: MemId, access: AccessKind, i: usize, index: u64) -> InterpError {
+    /// The sanitizer's checks for one access (`kind`) of shared scalar slot `slot` of
+    /// `mem` by thread `lane`, outside the lane-parallel paths (ldmatrix, cp.async).
+    pub(super) fn check_shared_slot(
+        &mut self,
+        mem: MemId,
+        slot: usize,
+        kind: AccessKind,
+        lane: usize,
+        site: SiteId,
+    ) -> Result<()> {
+        let prog = self.prog;
+        let info = &prog.mems[mem as usize];
+        let MemKind::Shared { offset } = info.kind else {
+            return Ok(());
+        };
+        let element = (slot / info.lanes as usize) as u64;
+        if self.san.uninit_shared {
+            if kind == AccessKind::Read && !self.san.written[offset + slot] {
+                return Err(InterpError::UninitSharedRead {
+                    kernel: prog.kernel.clone(),
+                    buffer: info.name.clone(),
+                    index: element,
+                    thread: self.thread(lane),
+                    block: Coord(self.block),
+                    site: prog.site(site),
+                });
+            }
+            if kind == AccessKind::Write {
+                self.san.written[offset + slot] = true;
+            }
+        }
+        if self.san.races {
+            let (epoch, me) = (self.san.epoch, Acc::new(lane, site));
+            if let Some(conflict) = self.san.shared[offset + slot].access(epoch, kind, me) {
+                let found = Found {
+                    lane,
+                    slot,
+                    conflict,
+                };
+                return Err(self.race(mem, Space::Shared, kind, site, found));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn out_of_bounds(
+        &self,
+        mem: MemId,
+        access: AccessKind,
+        i: usize,
+        index: u64,
+    ) -> InterpError {
         let info = &self.prog.mems[mem as usize];
         InterpError::OutOfBounds {
             kernel: self.prog.kernel.clone(),

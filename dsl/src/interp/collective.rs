@@ -16,7 +16,7 @@ const LISTED: usize = 8;
 const WARP: usize = 32;
 
 impl BlockState<'_> {
-    fn exited(&self, i: usize) -> bool {
+    pub(super) fn exited(&self, i: usize) -> bool {
         self.returned[0][i]
     }
 
@@ -55,7 +55,12 @@ impl BlockState<'_> {
     }
 
     /// Checks that every warp with an active lane has all its live lanes active.
-    fn check_warps(&mut self, mask: &[u32], collective: &'static str, site: SiteId) -> Result<()> {
+    pub(super) fn check_warps(
+        &mut self,
+        mask: &[u32],
+        collective: &'static str,
+        site: SiteId,
+    ) -> Result<()> {
         if mask.len() == self.n {
             return Ok(());
         }

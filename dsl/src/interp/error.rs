@@ -183,6 +183,52 @@ pub enum InterpError {
         missing: Lanes,
         site: String,
     },
+    /// A collective that needs all 32 lanes of a warp (tensor-core MMA) in a warp with
+    /// exited lanes, or in a partial warp at the end of the block.
+    #[error(
+        "kernel {kernel}: {collective} in warp {warp} of block {block} needs all 32 lanes, but \
+         lanes {missing} have exited or are past the end of the block (at {site}); launch \
+         blocks of a multiple of 32 threads and keep every lane of the warp running to it"
+    )]
+    IncompleteWarp {
+        kernel: String,
+        block: Coord,
+        warp: u32,
+        collective: &'static str,
+        missing: Lanes,
+        site: String,
+    },
+    /// An `ldmatrix` row address that is not 16-byte aligned.
+    #[error(
+        "kernel {kernel}: {collective} in block {block}: thread {thread} gives row offset \
+         {offset} into `{buffer}`, which is not a multiple of 8 elements (rows must be \
+         16-byte aligned) (at {site})"
+    )]
+    MisalignedMatrixRow {
+        kernel: String,
+        block: Coord,
+        thread: Coord,
+        collective: &'static str,
+        buffer: String,
+        offset: u64,
+        site: String,
+    },
+    /// A `cp.async` whose source or destination is not aligned to its size.
+    #[error(
+        "kernel {kernel}: {intrinsic} by thread {thread} of block {block}: `{buffer}`[{index}] \
+         is not {bytes}-byte aligned (at {site}); copy from and to indices that are multiples \
+         of {bytes} bytes"
+    )]
+    MisalignedCopy {
+        kernel: String,
+        block: Coord,
+        thread: Coord,
+        intrinsic: &'static str,
+        buffer: String,
+        index: u64,
+        bytes: u8,
+        site: String,
+    },
     /// Two threads of a block touched the same element, at least one writing, with no
     /// `sync_threads()` between them.
     #[error(

@@ -9,6 +9,7 @@
 use std::cell::Cell;
 
 use super::compile::checked_step;
+use super::cp_async::ThreadCopies;
 use super::error::{Coord, InterpError};
 use super::memory::GlobalBuf;
 use super::program::*;
@@ -49,6 +50,8 @@ pub(super) struct BlockState<'p> {
     /// `thread_instructions` when steps were last charged.
     charged: u64,
     pub(super) san: Sanitizer,
+    /// Per thread, its `cp.async` copies not yet waited for.
+    pub(super) async_copies: Vec<ThreadCopies>,
 }
 
 /// Runs `f` for every active lane, with a tight loop when the mask is full.
@@ -85,6 +88,7 @@ impl<'p> BlockState<'p> {
             steps_left: 0,
             charged: 0,
             step_budget: options.step_budget,
+            async_copies: (0..n).map(|_| ThreadCopies::default()).collect(),
             san: Sanitizer::new(
                 options.races,
                 options.uninit_shared_reads,
@@ -139,6 +143,8 @@ impl<'p> BlockState<'p> {
         self.charged = self.thread_instructions;
         self.exited = 0;
         self.continues.clear();
+        // Copies never waited for land in the finished block's shared memory: dropped.
+        self.async_copies.iter_mut().for_each(ThreadCopies::clear);
         for r in &mut self.returned {
             r.fill(false);
         }
@@ -361,6 +367,34 @@ impl<'p> BlockState<'p> {
                 src,
                 site,
             } => self.vote(kind, dst, src, site, mask)?,
+            Op::Mma {
+                input,
+                dst,
+                a,
+                b,
+                c,
+                site,
+            } => self.mma(input, [dst, a, b, c], site, mask)?,
+            Op::LdMatrix(load) => self.ldmatrix(load, mask)?,
+            Op::Bits { op, dst, args } => {
+                let (d, a, b, c) = (
+                    self.col(dst),
+                    self.col(args[0]),
+                    self.col(args[1]),
+                    self.col(args[2]),
+                );
+                let v = |c: &Cell<u64>| c.get() as u32;
+                for_lanes(mask, self.n, |i| {
+                    let r = match op {
+                        BitsOp::Lop3(lut) => scalar::lop3(v(&a[i]), v(&b[i]), v(&c[i]), lut),
+                        BitsOp::Prmt => scalar::prmt(v(&a[i]), v(&b[i]), v(&c[i])),
+                    };
+                    d[i].set(r as u64);
+                });
+            }
+            Op::CopyAsync(copy) => self.copy_async(copy, mask)?,
+            Op::CpAsyncCommit => self.cp_async_commit(mask),
+            Op::CpAsyncWait { n } => self.cp_async_wait(n, mask)?,
             Op::ZeroLocal { mem } => {
                 let info = &self.prog.mems[mem as usize];
                 if let MemKind::Local { offset } = info.kind {

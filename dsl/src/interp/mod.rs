@@ -19,9 +19,12 @@ mod access;
 mod build;
 mod collective;
 mod compile;
+mod cp_async;
 mod error;
 mod exec;
+mod ldmatrix;
 mod memory;
+mod mma;
 mod program;
 #[cfg(test)]
 mod sample;

@@ -83,6 +83,8 @@ pub(super) enum MathFn {
     Fma,
     Min,
     Max,
+    /// `ex2.approx.f32`.
+    Ex2Approx,
 }
 
 impl MathFn {
@@ -99,6 +101,7 @@ impl MathFn {
             Intrinsic::Fma => MathFn::Fma,
             Intrinsic::Min => MathFn::Min,
             Intrinsic::Max => MathFn::Max,
+            Intrinsic::Ex2Approx => MathFn::Ex2Approx,
             _ => return None,
         })
     }
@@ -209,10 +212,68 @@ pub(super) enum Op {
         src: Reg,
         site: SiteId,
     },
+    /// `mma.sync.m16n8k16` with f32 accumulators, `input` F16 or BF16: reads the fragments
+    /// `a` (4 registers), `b` (2), `c` (4) of every lane of the warp, writes `dst` (4).
+    Mma {
+        input: ScalarType,
+        dst: Reg,
+        a: Reg,
+        b: Reg,
+        c: Reg,
+        site: SiteId,
+    },
+    /// `lop3.b32` / `prmt.b32` on u32 registers.
+    Bits {
+        op: BitsOp,
+        dst: Reg,
+        args: [Reg; 3],
+    },
+    /// `ldmatrix`: see [`MatrixLoad`].
+    LdMatrix(MatrixLoad),
+    /// `cp.async`: see [`AsyncCopy`].
+    CopyAsync(AsyncCopy),
+    /// `cp.async.commit_group`.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n`.
+    CpAsyncWait {
+        n: u32,
+    },
     /// Zero a local array (its declaration).
     ZeroLocal {
         mem: MemId,
     },
+}
+
+/// `ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16` from shared `mem`: lane
+/// `8m + r` holds in `offset` the element offset of row `r` of matrix `m`; `dst` gets
+/// `count` registers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct MatrixLoad {
+    pub mem: MemId,
+    pub offset: Reg,
+    pub dst: Reg,
+    pub count: u8,
+    pub trans: bool,
+    pub site: SiteId,
+}
+
+/// `cp.async` of `bytes` from global `src[src_index..]` to shared `dst[dst_index..]`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AsyncCopy {
+    pub dst: MemId,
+    pub dst_index: Reg,
+    pub src: MemId,
+    pub src_index: Reg,
+    pub bytes: u8,
+    pub site: SiteId,
+}
+
+/// Bit-manipulation instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BitsOp {
+    /// With its truth table.
+    Lop3(u8),
+    Prmt,
 }
 
 /// Where a memory region lives.

@@ -259,6 +259,9 @@ pub(super) fn math(f: MathFn, ty: S, args: [u64; 3]) -> u64 {
     let r = match f {
         MathFn::Exp => x.exp(),
         MathFn::Exp2 => x.exp2(),
+        // Model: 2^x correctly rounded (computed in f64). PTX documents ex2.approx.f32 as an
+        // approximation with a bounded relative error; integer x gives exact powers of 2.
+        MathFn::Ex2Approx => (x as f64).exp2() as f32,
         MathFn::Ln => x.ln(),
         MathFn::Sqrt => x.sqrt(),
         MathFn::Rsqrt => 1.0 / x.sqrt(),
@@ -270,6 +273,35 @@ pub(super) fn math(f: MathFn, ty: S, args: [u64; 3]) -> u64 {
         MathFn::Max | MathFn::Abs => min_max_num(x, y, true),
     };
     from_f32(ty, r)
+}
+
+/// `lop3.b32` (PTX ISA, "Logic and Shift Instructions: lop3"): bit i of the result is
+/// bit `4·a_i + 2·b_i + c_i` of `lut`.
+pub(super) fn lop3(a: u32, b: u32, c: u32, lut: u8) -> u32 {
+    (0..8)
+        .filter(|k| lut >> k & 1 == 1)
+        .map(|k| {
+            let pick = |x: u32, bit: u32| if k >> bit & 1 == 1 { x } else { !x };
+            pick(a, 2) & pick(b, 1) & pick(c, 0)
+        })
+        .fold(0, |acc, m| acc | m)
+}
+
+/// `prmt.b32` default mode (PTX ISA, "Data Movement and Conversion Instructions: prmt"):
+/// byte i of the result is byte `s & 7` of `b:a` (a in bytes 0..4), or that byte's sign
+/// bit replicated to 8 bits when `s & 8`, where `s` is nibble i of `selector`.
+pub(super) fn prmt(a: u32, b: u32, selector: u32) -> u32 {
+    let both = (b as u64) << 32 | a as u64;
+    (0..4).fold(0, |d, i| {
+        let s = selector >> (4 * i) & 0xf;
+        let byte = (both >> (8 * (s & 7))) as u32 & 0xff;
+        let byte = match (s & 8 != 0, byte & 0x80 != 0) {
+            (false, _) => byte,
+            (true, true) => 0xff,
+            (true, false) => 0,
+        };
+        d | byte << (8 * i)
+    })
 }
 
 fn int_math(f: MathFn, ty: S, [a, b, _]: [u64; 3]) -> u64 {

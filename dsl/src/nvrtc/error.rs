@@ -24,6 +24,17 @@ pub enum NvrtcError {
     #[error("could not load NVRTC from {path}: {reason}")]
     Load { path: String, reason: String },
 
+    #[error(
+        "kernel `{kernel}` uses `{intrinsic}`, which needs {needs} or newer; it cannot be \
+         compiled for {arch}. Compile for {needs}+ (or use a kernel without it on this GPU)"
+    )]
+    ArchTooOld {
+        kernel: String,
+        intrinsic: &'static str,
+        needs: Arch,
+        arch: Arch,
+    },
+
     #[error("`{text}` is not a GPU architecture; write it as sm_90, 90 or 9.0")]
     InvalidArch { text: String },
 

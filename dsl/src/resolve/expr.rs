@@ -485,6 +485,8 @@ pub(super) fn is_safe(e: &Expr) -> bool {
         ExprKind::Load { .. }
         | ExprKind::Intrinsic(..)
         | ExprKind::Atomic { .. }
+        | ExprKind::LoadMatrix { .. }
+        | ExprKind::CopyAsync { .. }
         | ExprKind::Call { .. } => false,
     }
 }
@@ -492,7 +494,11 @@ pub(super) fn is_safe(e: &Expr) -> bool {
 /// Whether an expression statement does something (calls, atomics, collectives).
 fn has_effect(e: &Expr) -> bool {
     match &e.kind {
-        ExprKind::Intrinsic(..) | ExprKind::Atomic { .. } | ExprKind::Call { .. } => true,
+        ExprKind::Intrinsic(..)
+        | ExprKind::Atomic { .. }
+        | ExprKind::LoadMatrix { .. }
+        | ExprKind::CopyAsync { .. }
+        | ExprKind::Call { .. } => true,
         ExprKind::Binary(_, a, b) => has_effect(a) || has_effect(b),
         ExprKind::Unary(_, a) | ExprKind::Cast(a) | ExprKind::Bitcast(a) | ExprKind::Lane(a, _) => {
             has_effect(a)

@@ -207,6 +207,11 @@ pub(super) struct FnBuilder<'c, 'd> {
 }
 
 impl<'c, 'd> FnBuilder<'c, 'd> {
+    /// Where array `id` of the function being built lives.
+    pub(super) fn array_space(&self, id: typed::ArrayId) -> Option<typed::ArraySpace> {
+        self.st.arrays.get(id.0 as usize).map(|a| a.space)
+    }
+
     fn new(
         ctx: &'c mut KernelCtx<'d>,
         name: &str,

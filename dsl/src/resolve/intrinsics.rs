@@ -12,6 +12,8 @@ use crate::ir::{self, DeviceFnDef, ParamType, Span};
 use crate::typed::{AtomicOp, Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic};
 use crate::types::{ScalarType, Type};
 
+mod tensor_core;
+
 type Call = (Expr, Option<Ty>);
 
 const F32: Type = Type::F32;
@@ -64,6 +66,47 @@ impl FnBuilder<'_, '_> {
                 Ok(typed_value(intrinsic(op, vec![p], ty)))
             }
             "atomic_add" | "atomic_min" | "atomic_max" | "atomic_cas" => self.atomic(func, args, span),
+            "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
+            "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
+            "cp_async_4" | "cp_async_8" | "cp_async_16" => self.copy_async(func, args, span),
+            "lop3" => {
+                self.arity(func, args, 4, span)?;
+                let operands = args[..3].iter().map(|a| self.arg_of(a, U32)).collect::<R<Vec<_>>>()?;
+                let (lut, _) = self.expr(&args[3])?;
+                let lut = match fold::const_value(&lut) {
+                    Some(v) if (0..=255).contains(&v) => v as u64,
+                    _ if !self.building => 0,
+                    _ => return Err(self.err(args[3].span, "`lop3(a, b, c, lut)` takes a constant lut in 0..=255 (the truth table F(0xF0, 0xCC, 0xAA))".into())),
+                };
+                let mut all = operands;
+                all.push(Expr::lit(U32, lut));
+                Ok(typed_value(intrinsic(Intrinsic::Lop3, all, U32)))
+            }
+            "prmt" => {
+                self.arity(func, args, 3, span)?;
+                let operands = args.iter().map(|a| self.arg_of(a, U32)).collect::<R<Vec<_>>>()?;
+                Ok(typed_value(intrinsic(Intrinsic::Prmt, operands, U32)))
+            }
+            "ex2_approx" => {
+                self.arity(func, args, 1, span)?;
+                let x = self.arg_of(&args[0], F32)?;
+                Ok(typed_value(intrinsic(Intrinsic::Ex2Approx, vec![x], F32)))
+            }
+            "cp_async_commit" => {
+                self.arity(func, args, 0, span)?;
+                Ok((intrinsic(Intrinsic::CpAsyncCommit, vec![], BOOL), None))
+            }
+            "cp_async_wait" => {
+                self.arity(func, args, 1, span)?;
+                let (n, _) = self.expr(&args[0])?;
+                let n = match fold::const_value(&n) {
+                    Some(v) if (0..=7).contains(&v) => v as u64,
+                    _ if !self.building => 0,
+                    _ => return Err(self.err(args[0].span, "`cp_async_wait(n)` takes a constant n in 0..=7 (the number of most recent groups left pending)".into())),
+                };
+                Ok((intrinsic(Intrinsic::CpAsyncWait, vec![Expr::lit(U32, n)], BOOL), None))
+            }
+            "ldmatrix_x1" | "ldmatrix_x2" | "ldmatrix_x4" | "ldmatrix_x1_trans" | "ldmatrix_x2_trans" | "ldmatrix_x4_trans" => self.load_matrix(func, args, span),
             "rsqrt" => {
                 self.arity(func, args, 1, span)?;
                 self.float_math(Intrinsic::Rsqrt, &args[0], &[], span)

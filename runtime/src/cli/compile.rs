@@ -27,8 +27,10 @@ pub fn report(
             let typed = warpforge_dsl::resolve::specialize((k.def)(), config)?;
             let (source, line_map) = warpforge_dsl::codegen::cuda_source_with_map(&typed);
             for &arch in archs {
-                let compiled = nvrtc::compile_cached(&source, arch, &CompileOptions::default())
-                    .map_err(|e| line_map.annotate(e));
+                let compiled = nvrtc::check_arch(&typed, arch).and_then(|()| {
+                    nvrtc::compile_cached(&source, arch, &CompileOptions::default())
+                        .map_err(|e| line_map.annotate(e))
+                });
                 match compiled {
                     Ok(c) => {
                         let r = &c.resources;

@@ -5,6 +5,23 @@ use super::DeviceError;
 use crate::backend::{Arg, LaunchDims};
 use crate::typed::{self, ParamKind};
 
+/// A kernel using an intrinsic newer than the device's arch cannot run there.
+pub(crate) fn check_arch(
+    kernel: &typed::Kernel,
+    arch: crate::nvrtc::Arch,
+    device: &str,
+) -> Result<(), DeviceError> {
+    match crate::nvrtc::min_arch(kernel) {
+        Some((needs, intrinsic)) if needs > arch => Err(DeviceError::ArchTooOld {
+            kernel: kernel.name.clone(),
+            intrinsic,
+            needs,
+            device: format!("{device} ({arch})"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a launch against the kernel's signature and the device's limits: the argument
 /// count, each argument's kind (slice/value), element type, mutability and length, the
 /// dims, and the kernel's static shared memory.
@@ -502,5 +519,35 @@ pub(super) mod tests {
         let k = with_shared(&[6144, 6144]);
         let launch = check_launch(&k, &LaunchDims::linear(1, 4), &args, &generic());
         assert!(matches!(launch, Err(DeviceError::SharedMemory { .. })));
+    }
+
+    #[test]
+    fn a_kernel_newer_than_the_device_is_refused() {
+        use crate::typed::{Expr, ExprKind, Intrinsic, Stmt, StmtKind};
+        use crate::types::{ScalarType, Type};
+        let mut k = axpy(None);
+        let frag = |s: ScalarType, n: u8| Expr::lit(Type::Vector(s, n), 0);
+        let mma = Expr {
+            kind: ExprKind::Intrinsic(
+                Intrinsic::MmaF16F32,
+                vec![
+                    frag(ScalarType::U32, 4),
+                    frag(ScalarType::U32, 2),
+                    frag(ScalarType::F32, 4),
+                ],
+            ),
+            ty: Type::Vector(ScalarType::F32, 4),
+        };
+        k.body.body.push(Stmt {
+            kind: StmtKind::Eval(mma),
+            span: Default::default(),
+        });
+        let old = crate::nvrtc::Arch::new(7, 5);
+        let msg = check_arch(&k, old, "Tesla T4").unwrap_err().to_string();
+        assert!(msg.contains("`mma_m16n8k16_f16_f32`"), "{msg}");
+        assert!(msg.contains("needs sm_80"), "{msg}");
+        assert!(msg.contains("Tesla T4 (sm_75)"), "{msg}");
+        check_arch(&k, crate::nvrtc::Arch::SM80, "A100").unwrap();
+        check_arch(&axpy(None), old, "Tesla T4").unwrap();
     }
 }

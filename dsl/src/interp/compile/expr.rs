@@ -2,6 +2,7 @@
 
 use crate::ir::BinOp;
 use crate::typed::{Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic, ParamKind};
+use crate::types::ScalarType;
 
 use super::{Compiler, Frame, Result, MAX_CALL_DEPTH};
 use crate::interp::program::*;
@@ -160,6 +161,46 @@ impl<'k> Compiler<'k> {
                 }));
                 dst
             }
+            ExprKind::LoadMatrix {
+                mem,
+                offset,
+                count,
+                trans,
+            } => {
+                let mem = self.mem(f, *mem)?;
+                let offset = self.expr(f, offset, out, None)?;
+                let dst = self.temp(*count);
+                out.push(Node::Op(Op::LdMatrix(MatrixLoad {
+                    mem,
+                    offset,
+                    dst,
+                    count: *count,
+                    trans: *trans,
+                    site: self.site,
+                })));
+                dst
+            }
+            ExprKind::CopyAsync {
+                dst,
+                dst_index,
+                src,
+                src_index,
+                bytes,
+            } => {
+                let dst = self.writable_mem(f, *dst)?;
+                let src = self.mem(f, *src)?;
+                let dst_index = self.expr(f, dst_index, out, None)?;
+                let src_index = self.expr(f, src_index, out, None)?;
+                out.push(Node::Op(Op::CopyAsync(AsyncCopy {
+                    dst,
+                    dst_index,
+                    src,
+                    src_index,
+                    bytes: *bytes,
+                    site: self.site,
+                })));
+                self.constant(0)
+            }
             ExprKind::Call { func, args } => self.call(f, *func, args, out)?,
         })
     }
@@ -188,9 +229,24 @@ impl<'k> Compiler<'k> {
         args: &[Expr],
         out: &mut Vec<Node>,
     ) -> Result<Reg> {
+        match (i, args.first().map(|a| &a.kind)) {
+            (Intrinsic::CpAsyncCommit, _) => {
+                out.push(Node::Op(Op::CpAsyncCommit));
+                return Ok(self.constant(0));
+            }
+            (Intrinsic::Lop3, _) | (Intrinsic::Prmt, _) => return self.bits(f, i, args, out),
+            (Intrinsic::CpAsyncWait, Some(ExprKind::Lit(n))) => {
+                out.push(Node::Op(Op::CpAsyncWait { n: *n as u32 }));
+                return Ok(self.constant(0));
+            }
+            _ => {}
+        }
         let mut regs = Vec::with_capacity(args.len());
         for a in args {
             regs.push(self.expr(f, a, out, None)?);
+        }
+        if let Some(dst) = self.tensor_core(i, &regs, out) {
+            return Ok(dst);
         }
         let arity = match MathFn::of(i) {
             Some(m) => m.arity(),
@@ -262,6 +318,78 @@ impl<'k> Compiler<'k> {
             }));
         }
         Ok(dst)
+    }
+
+    /// `lop3` (its truth table a literal fourth argument) and `prmt`.
+    fn bits(
+        &mut self,
+        f: &mut Frame<'k>,
+        i: Intrinsic,
+        args: &[Expr],
+        out: &mut Vec<Node>,
+    ) -> Result<Reg> {
+        let op = match (i, args.get(3).map(|a| &a.kind)) {
+            (Intrinsic::Lop3, Some(ExprKind::Lit(lut))) => BitsOp::Lop3(*lut as u8),
+            (Intrinsic::Prmt, None) if args.len() == 3 => BitsOp::Prmt,
+            _ => return Err(self.unsupported(format!("{i:?} with {} arguments", args.len()))),
+        };
+        let mut regs = [0; 3];
+        for (r, a) in regs.iter_mut().zip(args) {
+            *r = self.expr(f, a, out, None)?;
+        }
+        let dst = self.temp(1);
+        out.push(Node::Op(Op::Bits {
+            op,
+            dst,
+            args: regs,
+        }));
+        Ok(dst)
+    }
+
+    /// The tensor-core intrinsics and their fragment packing; `None` for other intrinsics.
+    /// Packing works on the bit patterns: a 16-bit float register holds its storage bits.
+    fn tensor_core(&mut self, i: Intrinsic, regs: &[Reg], out: &mut Vec<Node>) -> Option<Reg> {
+        let bin = |op, dst, a, b| {
+            Node::Op(Op::Bin {
+                op,
+                ty: ScalarType::U32,
+                dst,
+                a,
+                b,
+            })
+        };
+        match (i, regs) {
+            (Intrinsic::MmaF16F32 | Intrinsic::MmaBf16F32, &[a, b, c]) => {
+                let input = match i {
+                    Intrinsic::MmaBf16F32 => ScalarType::BF16,
+                    _ => ScalarType::F16,
+                };
+                let dst = self.temp(4);
+                let site = self.site;
+                out.push(Node::Op(Op::Mma {
+                    input,
+                    dst,
+                    a,
+                    b,
+                    c,
+                    site,
+                }));
+                Some(dst)
+            }
+            (Intrinsic::Pack2x16, &[lo, hi]) => {
+                let (dst, sixteen) = (self.temp(1), self.constant(16));
+                out.push(bin(BinOp::Shl, dst, hi, sixteen));
+                out.push(bin(BinOp::BitOr, dst, dst, lo));
+                Some(dst)
+            }
+            (Intrinsic::Unpack2x16, &[x]) => {
+                let (dst, low, sixteen) = (self.temp(2), self.constant(0xffff), self.constant(16));
+                out.push(bin(BinOp::BitAnd, dst, x, low));
+                out.push(bin(BinOp::Shr, dst + 1, x, sixteen));
+                Some(dst)
+            }
+            _ => None,
+        }
     }
 
     /// Inlines a device function call; returns the register of its result.

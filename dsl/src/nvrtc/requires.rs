@@ -1,0 +1,150 @@
+//! The oldest GPU architecture a kernel can run on, from the intrinsics it uses.
+
+use super::{Arch, NvrtcError};
+use crate::typed::{CallArg, Expr, ExprKind, Intrinsic, Kernel, Stmt, StmtKind};
+
+/// The oldest arch with `intrinsic`, and the intrinsic's DSL name; `None` when every arch
+/// has it.
+pub fn intrinsic_min_arch(intrinsic: Intrinsic) -> Option<(Arch, &'static str)> {
+    match intrinsic {
+        Intrinsic::MmaF16F32 => Some((Arch::SM80, "mma_m16n8k16_f16_f32")),
+        Intrinsic::MmaBf16F32 => Some((Arch::SM80, "mma_m16n8k16_bf16_f32")),
+        Intrinsic::CpAsyncCommit => Some((Arch::SM80, "cp_async_commit")),
+        Intrinsic::CpAsyncWait => Some((Arch::SM80, "cp_async_wait")),
+        _ => None,
+    }
+}
+
+/// The highest arch requirement of `kernel` (its body and its device functions) and the
+/// intrinsic that needs it; `None` when the kernel runs on any arch.
+pub fn min_arch(kernel: &Kernel) -> Option<(Arch, &'static str)> {
+    let mut worst: Worst = None;
+    for func in std::iter::once(&kernel.body).chain(&kernel.device_fns) {
+        walk_exprs(&func.body, &mut |e| {
+            if let Some(found) = requirement(e) {
+                if worst.is_none_or(|(a, _)| found.0 > a) {
+                    worst = Some(found);
+                }
+            }
+        });
+    }
+    worst
+}
+
+/// An error when `kernel` needs a newer arch than `arch`.
+pub fn check_arch(kernel: &Kernel, arch: Arch) -> Result<(), NvrtcError> {
+    match min_arch(kernel) {
+        Some((needs, intrinsic)) if needs > arch => Err(NvrtcError::ArchTooOld {
+            kernel: kernel.name.clone(),
+            intrinsic,
+            needs,
+            arch,
+        }),
+        _ => Ok(()),
+    }
+}
+
+type Worst = Option<(Arch, &'static str)>;
+
+/// What an expression node (not its operands) needs.
+fn requirement(e: &Expr) -> Worst {
+    match &e.kind {
+        ExprKind::Intrinsic(i, _) => intrinsic_min_arch(*i),
+        // PTX has ldmatrix from sm_75; sm_80 is the oldest arch we support for it.
+        ExprKind::LoadMatrix { count, trans, .. } => {
+            let name = match (count, trans) {
+                (1, false) => "ldmatrix_x1",
+                (2, false) => "ldmatrix_x2",
+                (_, false) => "ldmatrix_x4",
+                (1, true) => "ldmatrix_x1_trans",
+                (2, true) => "ldmatrix_x2_trans",
+                (_, true) => "ldmatrix_x4_trans",
+            };
+            Some((Arch::SM80, name))
+        }
+        ExprKind::CopyAsync { bytes, .. } => Some((
+            Arch::SM80,
+            match bytes {
+                4 => "cp_async_4",
+                8 => "cp_async_8",
+                _ => "cp_async_16",
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Calls `f` on every expression of `body`, operands after the expression that holds them.
+pub(crate) fn walk_exprs(body: &[Stmt], f: &mut dyn FnMut(&Expr)) {
+    body.iter().for_each(|s| stmt(s, f));
+}
+
+fn stmt(s: &Stmt, f: &mut dyn FnMut(&Expr)) {
+    match &s.kind {
+        StmtKind::Let { init, .. } => init.iter().for_each(|e| expr(e, f)),
+        StmtKind::DeclareArray(_) | StmtKind::Break | StmtKind::Continue => {}
+        StmtKind::AssignVar { value, .. } | StmtKind::AssignLane { value, .. } => expr(value, f),
+        StmtKind::Store { index, value, .. } => {
+            expr(index, f);
+            expr(value, f);
+        }
+        StmtKind::If { cond, then, els } => {
+            expr(cond, f);
+            walk_exprs(then, f);
+            walk_exprs(els, f);
+        }
+        StmtKind::For {
+            start,
+            end,
+            step,
+            body,
+            ..
+        } => {
+            [start, end, step].into_iter().for_each(|e| expr(e, f));
+            walk_exprs(body, f);
+        }
+        StmtKind::While { cond, body } => {
+            expr(cond, f);
+            walk_exprs(body, f);
+        }
+        StmtKind::Return(value) => value.iter().for_each(|e| expr(e, f)),
+        StmtKind::Eval(e) => expr(e, f),
+    }
+}
+
+fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    f(e);
+    match &e.kind {
+        ExprKind::Lit(_) | ExprKind::Var(_) | ExprKind::Len(_) | ExprKind::Builtin(_) => {}
+        ExprKind::Load { index, .. } => expr(index, f),
+        ExprKind::LoadMatrix { offset, .. } => expr(offset, f),
+        ExprKind::CopyAsync {
+            dst_index,
+            src_index,
+            ..
+        } => {
+            expr(dst_index, f);
+            expr(src_index, f);
+        }
+        ExprKind::Binary(_, a, b) => {
+            expr(a, f);
+            expr(b, f);
+        }
+        ExprKind::Unary(_, a) | ExprKind::Cast(a) | ExprKind::Bitcast(a) | ExprKind::Lane(a, _) => {
+            expr(a, f)
+        }
+        ExprKind::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| expr(x, f)),
+        ExprKind::MakeVector(items) | ExprKind::Intrinsic(_, items) => {
+            items.iter().for_each(|x| expr(x, f))
+        }
+        ExprKind::Atomic { index, args, .. } => {
+            expr(index, f);
+            args.iter().for_each(|x| expr(x, f));
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| {
+            if let CallArg::Value(x) = a {
+                expr(x, f)
+            }
+        }),
+    }
+}

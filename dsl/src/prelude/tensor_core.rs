@@ -1,0 +1,175 @@
+//! Warp-level tensor-core intrinsics (PTX `mma.sync`) and the 16-bit pair packing their
+//! fragments use. Fragments are PTX registers: a u32 holds two f16/bf16, the element with
+//! the lower column (or row) index in bits 0..16.
+
+use super::{bf16, f16, KernelValue, SharedArray, Slice, Vec2, Vec4};
+
+/// Packs two f16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32), the layout of
+/// an `.f16x2` register and of an MMA A/B fragment register.
+pub fn pack_f16x2(lo: f16, hi: f16) -> u32 {
+    lo.to_bits() as u32 | (hi.to_bits() as u32) << 16
+}
+
+/// Packs two bf16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32).
+pub fn pack_bf16x2(lo: bf16, hi: bf16) -> u32 {
+    lo.to_bits() as u32 | (hi.to_bits() as u32) << 16
+}
+
+/// The two f16 of a packed register: `.x` from bits 0..16, `.y` from 16..32.
+pub fn unpack_f16x2(x: u32) -> Vec2<f16> {
+    Vec2::new(f16::from_bits(x as u16), f16::from_bits((x >> 16) as u16))
+}
+
+/// The two bf16 of a packed register: `.x` from bits 0..16, `.y` from 16..32.
+pub fn unpack_bf16x2(x: u32) -> Vec2<bf16> {
+    Vec2::new(bf16::from_bits(x as u16), bf16::from_bits((x >> 16) as u16))
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32`: D = A·B + C for a 16×16 f16 A
+/// (row-major), a 16×8 f16 B (column-major) and 16×8 f32 C/D, one warp together. Every lane
+/// of the warp must call it (a divergent call is an error on the interpreter and undefined
+/// on the GPU). Needs sm_80.
+///
+/// Fragments (PTX ISA 9.7.14.5.8, with `g = lane_id() / 4`, `t = lane_id() % 4`):
+/// `a.x` = A[g][2t..2t+2], `a.y` = A[g+8][2t..], `a.z` = A[g][2t+8..], `a.w` = A[g+8][2t+8..];
+/// `b.x` = B[2t..2t+2][g], `b.y` = B[2t+8..2t+10][g];
+/// `c.x, c.y` = C[g][2t], C[g][2t+1]; `c.z, c.w` = C[g+8][2t], C[g+8][2t+1] (D likewise).
+pub fn mma_m16n8k16_f16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k16_f16_f32() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
+
+/// `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`: as [`mma_m16n8k16_f16_f32`] with
+/// bf16 A and B. Needs sm_80.
+pub fn mma_m16n8k16_bf16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k16_bf16_f32() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
+
+/// The 16-bit element types `ldmatrix` loads (as raw `.b16`).
+pub trait B16: Copy + private::Sealed {}
+impl B16 for f16 {}
+impl B16 for bf16 {}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::f16 {}
+    impl Sealed for super::bf16 {}
+}
+
+macro_rules! ldmatrix {
+    ($($(#[$doc:meta])* fn $name:ident -> $ret:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<T: B16>(tile: &SharedArray<T>, offset: u32) -> $ret {
+                let _ = (tile, offset);
+                unreachable!(concat!(stringify!($name), "() is a warp-level intrinsic, only meaningful inside a kernel"))
+            }
+        )*
+    };
+}
+
+ldmatrix! {
+    /// `ldmatrix.sync.aligned.m8n8.x1.shared.b16` (PTX ISA 9.7.14.5.15): lanes 0–7 give, as
+    /// `offset`, the element offset in `tile` of rows 0–7 of an 8×8 matrix of 16-bit
+    /// elements (a multiple of 8: rows are 16-byte aligned); every lane receives row
+    /// `lane_id() / 4`, elements `2 * (lane_id() % 4)` and `+ 1` packed (low first) — the
+    /// layout of an MMA A/B fragment register. Every lane of the warp must call it. sm_80.
+    fn ldmatrix_x1 -> u32;
+    /// As [`ldmatrix_x1`] for two matrices (lanes 8–15 address matrix 1): `.x` from matrix 0,
+    /// `.y` from matrix 1.
+    fn ldmatrix_x2 -> Vec2<u32>;
+    /// As [`ldmatrix_x1`] for four matrices (lanes 8m..8m+8 address matrix m): lane `.x..w`
+    /// from matrices 0..4 — one call loads a whole m16n8k16 A fragment.
+    fn ldmatrix_x4 -> Vec4<u32>;
+    /// `ldmatrix...x1.trans`: each lane receives column `lane_id() / 4`, rows
+    /// `2 * (lane_id() % 4)` and `+ 1`, of the addressed matrix (loads a B fragment from a
+    /// row-major K×N tile).
+    fn ldmatrix_x1_trans -> u32;
+    /// Two matrices, transposed.
+    fn ldmatrix_x2_trans -> Vec2<u32>;
+    /// Four matrices, transposed.
+    fn ldmatrix_x4_trans -> Vec4<u32>;
+}
+
+macro_rules! cp_async {
+    ($($(#[$doc:meta])* fn $name:ident($bytes:literal);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<T: KernelValue>(
+                dst: &mut SharedArray<T>,
+                dst_index: u32,
+                src: &Slice<T>,
+                src_index: u32,
+            ) {
+                let n = $bytes / std::mem::size_of::<T>();
+                for k in 0..n as u32 {
+                    dst[dst_index + k] = src[src_index + k];
+                }
+            }
+        )*
+    };
+}
+
+cp_async! {
+    /// `cp.async.ca.shared.global` of 4 bytes: copies `src[src_index..]` (a global buffer)
+    /// to `dst[dst_index..]` (a shared array) asynchronously; the data is there after the
+    /// `cp_async_wait` that completes this copy's group (see [`cp_async_commit`]). Indices
+    /// must be 4-byte aligned. sm_80.
+    fn cp_async_4(4);
+    /// `cp.async.ca.shared.global` of 8 bytes (8-byte aligned indices); see [`cp_async_4`].
+    fn cp_async_8(8);
+    /// `cp.async.cg.shared.global` of 16 bytes (16-byte aligned indices; bypasses L1); see
+    /// [`cp_async_4`].
+    fn cp_async_16(16);
+}
+
+/// `cp.async.commit_group`: closes the group of this thread's `cp_async_*` copies issued
+/// since the last commit. sm_80.
+pub fn cp_async_commit() {}
+
+/// `cp.async.wait_group n` (`n` a constant in 0..=7): waits until at most the `n` most
+/// recently committed groups of this thread are pending; the copies of the others are then
+/// visible to this thread (other threads need a `sync_threads()` after it). sm_80.
+pub fn cp_async_wait(n: u32) {
+    let _ = n;
+}
+
+/// `lop3.b32`: any bitwise function of three u32. `lut` (a constant 0..=255) is the
+/// function applied to 0xF0, 0xCC, 0xAA: `lop3(a, b, c, 0x96)` = `a ^ b ^ c`, `0xE8` =
+/// majority, `0xCA` = `a ? b : c` bitwise.
+pub fn lop3(a: u32, b: u32, c: u32, lut: u32) -> u32 {
+    (0..32).fold(0, |d, i| {
+        let k = (a >> i & 1) << 2 | (b >> i & 1) << 1 | (c >> i & 1);
+        d | (lut >> k & 1) << i
+    })
+}
+
+/// `prmt.b32` (default mode): byte `i` of the result is chosen by nibble `i` of `selector`
+/// from the 8 bytes `b:a` (`a` is bytes 0–3): its low 3 bits pick the byte, and bit 3 set
+/// replicates that byte's sign bit instead (`0x3210` = `a`, `0x0123` = byte-swapped `a`).
+pub fn prmt(a: u32, b: u32, selector: u32) -> u32 {
+    let bytes = ((b as u64) << 32 | a as u64).to_le_bytes();
+    let mut out = [0u8; 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = (selector >> (4 * i)) & 0xf;
+        let byte = bytes[(s & 7) as usize];
+        *o = if s & 8 == 0 {
+            byte
+        } else {
+            ((byte as i8) >> 7) as u8
+        };
+    }
+    u32::from_le_bytes(out)
+}
+
+/// `ex2.approx.f32`: 2^x, the hardware's fast approximation (PTX bounds its relative error;
+/// the interpreter computes 2^x correctly rounded, so integer `x` gives exact powers of 2
+/// on both).
+pub fn ex2_approx(x: f32) -> f32 {
+    x.exp2()
+}

@@ -1,0 +1,127 @@
+//! The tensor-core and memory-pipeline intrinsics: `mma_*`, fragment packing, `ldmatrix_*`,
+//! `cp_async_*`.
+
+use super::{intrinsic, Call, BOOL, U32};
+use crate::ir::{self, Span};
+use crate::resolve::func::{FnBuilder, R};
+use crate::resolve::infer::Ty;
+use crate::typed::{ArraySpace, Expr, ExprKind, Intrinsic, MemRef};
+use crate::types::{ScalarType, Type};
+
+impl FnBuilder<'_, '_> {
+    /// A warp-wide tensor-core MMA (every lane of the warp must call it together):
+    /// `(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32>`.
+    pub(super) fn mma(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        self.arity(func, args, 3, span)?;
+        let a = self.arg_of(&args[0], Type::Vector(ScalarType::U32, 4))?;
+        let b = self.arg_of(&args[1], Type::Vector(ScalarType::U32, 2))?;
+        let c = self.arg_of(&args[2], Type::Vector(ScalarType::F32, 4))?;
+        let op = if func.contains("bf16") {
+            Intrinsic::MmaBf16F32
+        } else {
+            Intrinsic::MmaF16F32
+        };
+        let ty = Type::Vector(ScalarType::F32, 4);
+        Ok((intrinsic(op, vec![a, b, c], ty), Some(Ty::Known(ty))))
+    }
+
+    /// Two 16-bit floats in one u32 register (`pack_*`) and back (`unpack_*`).
+    pub(super) fn pack(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        let half = if func.contains("bf16") {
+            Type::Scalar(ScalarType::BF16)
+        } else {
+            Type::Scalar(ScalarType::F16)
+        };
+        if func.starts_with("pack") {
+            self.arity(func, args, 2, span)?;
+            let lo = self.arg_of(&args[0], half)?;
+            let hi = self.arg_of(&args[1], half)?;
+            return Ok((
+                intrinsic(Intrinsic::Pack2x16, vec![lo, hi], U32),
+                Some(Ty::Known(U32)),
+            ));
+        }
+        self.arity(func, args, 1, span)?;
+        let x = self.arg_of(&args[0], U32)?;
+        let ty = Type::Vector(half.elem(), 2);
+        Ok((
+            intrinsic(Intrinsic::Unpack2x16, vec![x], ty),
+            Some(Ty::Known(ty)),
+        ))
+    }
+
+    /// `cp_async_{4,8,16}(&mut tile, dst_index, src, src_index)`: global buffer → shared
+    /// array of the same element type, `bytes` a whole number of elements.
+    pub(super) fn copy_async(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        self.arity(func, args, 4, span)?;
+        let bytes: u8 = match func {
+            "cp_async_4" => 4,
+            "cp_async_8" => 8,
+            _ => 16,
+        };
+        let (dst, elem, writable, name) = self.mem_of(&args[0])?;
+        let shared = match dst {
+            MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
+            MemRef::Param(_) => false,
+        };
+        if self.building && !(shared && writable) {
+            return Err(self.err(args[0].span, format!("`{func}` copies into a shared array declared in this function, passed as `&mut tile`; `{name}` is not one")));
+        }
+        let dst_index = self.index_expr(&args[1])?;
+        let (src, src_elem, _, src_name) = self.mem_of(&args[2])?;
+        if self.building && !matches!(src, MemRef::Param(_)) {
+            return Err(self.err(args[2].span, format!("`{func}` copies from a global buffer (a slice parameter); `{src_name}` is an array")));
+        }
+        let size = elem.size_bytes();
+        if self.building
+            && (src_elem != elem
+                || size == 0
+                || size > bytes as usize
+                || !(bytes as usize).is_multiple_of(size))
+        {
+            return Err(self.err(span, format!("`{func}` copies {bytes} bytes between slices of one element type that divides {bytes} bytes; got `{src_name}: [{src_elem}]` into `{name}: [{elem}]`")));
+        }
+        let src_index = self.index_expr(&args[3])?;
+        let kind = ExprKind::CopyAsync {
+            dst,
+            dst_index: Box::new(dst_index),
+            src,
+            src_index: Box::new(src_index),
+            bytes,
+        };
+        Ok((Expr { kind, ty: BOOL }, None))
+    }
+
+    /// `ldmatrix_x{1,2,4}[_trans](&tile, offset)` on a shared array of f16 or bf16.
+    pub(super) fn load_matrix(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        self.arity(func, args, 2, span)?;
+        let (mem, elem, _, name) = self.mem_of(&args[0])?;
+        let shared = match mem {
+            MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
+            MemRef::Param(_) => false,
+        };
+        let half = matches!(elem.scalar(), Some(ScalarType::F16 | ScalarType::BF16));
+        if self.building && !(shared && half) {
+            return Err(self.err(args[0].span, format!("`{func}` reads a shared array of f16 or bf16 declared in this function (`shared_array::<f16>(N)`); `{name}` is not one")));
+        }
+        let offset = self.arg_of(&args[1], U32)?;
+        let count: u8 = if func.contains("x1") {
+            1
+        } else if func.contains("x2") {
+            2
+        } else {
+            4
+        };
+        let ty = match count {
+            1 => U32,
+            n => Type::Vector(ScalarType::U32, n),
+        };
+        let kind = ExprKind::LoadMatrix {
+            mem,
+            offset: Box::new(offset),
+            count,
+            trans: func.ends_with("_trans"),
+        };
+        Ok((Expr { kind, ty }, Some(Ty::Known(ty))))
+    }
+}
