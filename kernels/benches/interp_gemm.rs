@@ -33,17 +33,21 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("interp_gemm_256");
     group.sample_size(10);
     group.throughput(Throughput::Elements(stats.thread_instructions));
-    group.bench_function("parallel", |bch| {
-        bch.iter(|| launch(&InterpOptions::default()))
-    });
-    group.bench_function("one_thread", |bch| {
-        bch.iter(|| {
-            launch(&InterpOptions {
+    let variants = [
+        ("parallel_sanitized", InterpOptions::default()),
+        ("parallel_fast", InterpOptions::fast()),
+        ("one_thread_sanitized", InterpOptions::sequential()),
+        (
+            "one_thread_fast",
+            InterpOptions {
                 parallel: false,
-                ..InterpOptions::default()
-            })
-        })
-    });
+                ..InterpOptions::fast()
+            },
+        ),
+    ];
+    for (name, options) in variants {
+        group.bench_function(name, |bch| bch.iter(|| launch(&options)));
+    }
     group.finish();
 }
 
