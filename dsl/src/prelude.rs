@@ -58,7 +58,8 @@
 //!   [`pack_f16x2`], [`pack_bf16x2`], [`unpack_f16x2`], [`unpack_bf16x2`]; loads of 8×8
 //!   matrices from shared memory: [`ldmatrix_x1`], [`ldmatrix_x2`], [`ldmatrix_x4`] and their
 //!   `_trans` forms; asynchronous global → shared copies: [`cp_async_4`], [`cp_async_8`],
-//!   [`cp_async_16`], [`cp_async_commit`], [`cp_async_wait`];
+//!   [`cp_async_16`] and their zero-filling `_zfill` forms (predicated loads),
+//!   [`cp_async_commit`], [`cp_async_wait`];
 //! - PTX bit and math instructions: [`lop3`], [`prmt`], [`ex2_approx`].
 //!
 //! **Associated functions.** `f16::from_f32(x)`, `bf16::from_f32(x)`, `F8E4M3::from_f32(x)`,

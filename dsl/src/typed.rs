@@ -228,13 +228,15 @@ pub enum ExprKind {
     /// from the global buffer `src` at element `src_index` to the shared array `dst` at
     /// element `dst_index` (both aligned to `bytes`). The data is visible to the issuing
     /// thread only after the `cp_async_wait(n)` that completes its group. `ty` is bool
-    /// (no value).
+    /// (no value). With `src_bytes` (the `_zfill` forms, PTX's `src-size` operand) only the
+    /// first `src_bytes` bytes are read and the rest of the `bytes` are zero-filled.
     CopyAsync {
         dst: MemRef,
         dst_index: Box<Expr>,
         src: MemRef,
         src_index: Box<Expr>,
         bytes: u8,
+        src_bytes: Option<Box<Expr>>,
     },
     /// A call of a device function.
     Call {

@@ -154,3 +154,112 @@ fn cp_async_needs_sm80_and_compiles_with_nvrtc() {
         }
     }
 }
+
+/// Each thread copies a 16-byte chunk of `src` (4 f32) from `4 * t`, reading only
+/// `sizes[t]` bytes of it (the rest of the chunk is zero-filled).
+#[kernel(block = (8), tune(UNUSED = [1]))]
+fn zfill_copy<const UNUSED: u32>(src: &[f32], sizes: &[u32], out: &mut [f32]) {
+    let t = thread_idx_x();
+    let mut tile = shared_array::<f32>(32);
+    for k in 0..4u32 {
+        tile[4 * t + k] = -1.0;
+    }
+    sync_threads();
+    let at = if sizes[t] == 0 { 0 } else { 4 * t };
+    cp_async_16_zfill(&mut tile, 4 * t, src, at, sizes[t]);
+    cp_async_commit();
+    cp_async_wait(0);
+    for k in 0..4u32 {
+        out[4 * t + k] = tile[4 * t + k];
+    }
+}
+
+fn zfill(src_len: usize, sizes: &[u32]) -> Result<Vec<f32>, String> {
+    let device = Device::cpu();
+    let data: Vec<f32> = (0..src_len).map(|i| i as f32 + 1.0).collect();
+    let src = device.upload(&data).unwrap();
+    let sizes = device.upload(sizes).unwrap();
+    let mut out = device.zeros::<f32>(32).unwrap();
+    let config = zfill_copy::default_config();
+    zfill_copy::launch(
+        &device,
+        &config,
+        LaunchDims::linear(1, 8),
+        &src,
+        &sizes,
+        &mut out,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(device.download(&out).unwrap())
+}
+
+#[test]
+fn cp_async_zfill_reads_only_the_source_size_and_zeroes_the_rest() {
+    // Thread t reads 4 * (t % 5) bytes: 0 (nothing; its index is clamped to 0) to 16.
+    let sizes: Vec<u32> = (0..8).map(|t| 4 * (t % 5)).collect();
+    let got = zfill(32, &sizes).unwrap();
+    for t in 0..8 {
+        let read = sizes[t] as usize / 4;
+        for k in 0..4 {
+            let want = if k < read {
+                (4 * t + k) as f32 + 1.0
+            } else {
+                0.0
+            };
+            assert_eq!(got[4 * t + k], want, "thread {t} element {k}");
+        }
+    }
+}
+
+#[test]
+fn cp_async_zfill_checks_bounds_of_the_bytes_it_reads_only() {
+    // Thread 7 reads 8 bytes from element 28 of a 30-element source: in bounds, although
+    // the 16-byte chunk passes the end.
+    let mut sizes = vec![16u32; 7];
+    sizes.push(8);
+    let got = zfill(30, &sizes).unwrap();
+    assert_eq!(&got[28..], &[29.0, 30.0, 0.0, 0.0]);
+    // 12 bytes from element 28 would read element 30: out of bounds.
+    sizes[7] = 12;
+    let err = zfill(30, &sizes).unwrap_err();
+    assert!(
+        err.contains("out-of-bounds read of src[30] (length 30)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cp_async_zfill_rejects_a_bad_source_size() {
+    for bad in [20u32, 6] {
+        let mut sizes = vec![16u32; 8];
+        sizes[3] = bad;
+        let err = zfill(32, &sizes).unwrap_err();
+        assert!(err.contains("cp_async_16_zfill"), "{err}");
+        assert!(err.contains(&format!("source size {bad} bytes")), "{err}");
+        assert!(err.contains("thread (3,0,0)"), "{err}");
+    }
+}
+
+#[test]
+fn cp_async_zfill_compiles_to_a_source_size_operand() {
+    let config = zfill_copy::default_config();
+    let typed = resolve::specialize(zfill_copy::def(), &config).unwrap();
+    assert_eq!(
+        warpforge::dsl::min_arch(&typed),
+        Some((Arch::SM80, "cp_async_16_zfill"))
+    );
+    if nvrtc::version().is_err() {
+        eprintln!("SKIPPED the NVRTC part: NVRTC not found");
+        return;
+    }
+    let source = codegen::cuda_source(&typed);
+    for arch in [Arch::SM80, Arch::SM90] {
+        let c = nvrtc::compile(&source, arch, &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{arch}: {e}\n{source}"));
+        assert!(
+            c.ptx.contains("cp.async.cg.shared.global [%r") && c.ptx.contains("16, %r"),
+            "no source-size cp.async in the PTX for {arch}:\n{}",
+            c.ptx
+        );
+    }
+}

@@ -77,13 +77,16 @@ impl FnGen<'_> {
                 src,
                 src_index,
                 bytes,
+                src_bytes,
             } => {
                 let to = self.element(*dst, dst_index);
                 let from = self.element(*src, src_index);
-                let h = Helper::CpAsync(*bytes);
+                let h = Helper::CpAsync(*bytes, src_bytes.is_some());
                 self.needs.helper(h);
                 let addr = |c: C| C::new(format!("&{}", c.text), prec::UNARY);
-                C::call(&h.name(), [addr(to), addr(from)])
+                let mut args = vec![addr(to), addr(from)];
+                args.extend(src_bytes.iter().map(|n| self.expr(n)));
+                C::call(&h.name(), args)
             }
             ExprKind::Call { func, args } => {
                 let name = self

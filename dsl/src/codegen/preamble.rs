@@ -1,5 +1,6 @@
 //! The preamble: includes and the small `wf_*` helpers, each emitted only when used.
 
+use crate::nvrtc::copy_async_name;
 use crate::types::{ScalarType, Type};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -67,7 +68,8 @@ pub(crate) enum Helper {
     /// `ldmatrix` of 1, 2 or 4 matrices, transposed or not; needs `Vec` for 2 and 4.
     LdMatrix(u8, bool),
     /// `cp.async` of 4, 8 or 16 bytes, global to shared.
-    CpAsync(u8),
+    /// With a source size (`_zfill`) when the flag is set.
+    CpAsync(u8, bool),
     CpAsyncCommit,
     CpAsyncWait,
     Lop3,
@@ -86,7 +88,7 @@ impl Helper {
             Helper::Pack2x16(s) => format!("wf_pack_{}x2", tag(s)),
             Helper::Unpack2x16(s) => format!("wf_unpack_{}x2", tag(s)),
             Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
-            Helper::CpAsync(bytes) => format!("wf_cp_async_{bytes}"),
+            Helper::CpAsync(bytes, zfill) => format!("wf_{}", copy_async_name(bytes, zfill)),
             Helper::CpAsyncCommit => "wf_cp_async_commit".to_string(),
             Helper::Lop3 => "wf_lop3".to_string(),
             Helper::Prmt => "wf_prmt".to_string(),
@@ -211,7 +213,7 @@ fn helper_text(h: Helper) -> String {
         Helper::Unpack2x16(s) => unpack_text(s),
         Helper::Mma(s) => mma_text(s),
         Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
-        Helper::CpAsync(bytes) => cp_async_text(bytes),
+        Helper::CpAsync(bytes, zfill) => cp_async_text(bytes, zfill),
         Helper::Lop3 => format!(
             r#"// Bit i of the result is bit 4*a_i + 2*b_i + c_i of LUT.
 template <int LUT>
@@ -255,9 +257,20 @@ template <int LUT>
 /// `cp.async` global → shared (PTX ISA, "Data Movement and Conversion Instructions:
 /// cp.async"): `.ca` (cache in L1) for 4 and 8
 /// bytes, `.cg` (L2 only, 16 bytes only) for 16.
-fn cp_async_text(bytes: u8) -> String {
+fn cp_async_text(bytes: u8, zfill: bool) -> String {
     let cache = if bytes == 16 { "cg" } else { "ca" };
-    let name = Helper::CpAsync(bytes).name();
+    let name = Helper::CpAsync(bytes, zfill).name();
+    if zfill {
+        // PTX's src-size: only `n` bytes are read, the rest of the destination is zeroed.
+        return format!(
+            r#"{FORCEINLINE} void {name}(void* dst, const void* src, unsigned int n) {{
+    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.{cache}.shared.global [%0], [%1], {bytes}, %2;"
+                 :: "r"(d), "l"(__cvta_generic_to_global(src)), "r"(n) : "memory");
+}}
+"#
+        );
+    }
     format!(
         r#"{FORCEINLINE} void {name}(void* dst, const void* src) {{
     unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);

@@ -13,11 +13,13 @@ use std::collections::VecDeque;
 
 use super::error::{AccessKind, Coord, InterpError};
 use super::exec::{BlockState, Result};
-use super::program::{AsyncCopy, MemId, MemKind, SiteId};
+use super::program::{AsyncCopy, MemId, MemKind, Reg, SiteId};
+use crate::nvrtc::copy_async_name;
 use crate::types::ScalarType;
 
-/// One issued copy: `slots` scalars of `size` bytes from global argument `arg` at byte
-/// `src_byte` to scalar slot `dst_slot` of shared `dst`.
+/// One issued copy: `slots` scalars of `size` bytes to scalar slot `dst_slot` of shared
+/// `dst`, the first `src_slots` of them read from global argument `arg` at byte `src_byte`
+/// and the rest zero (a `_zfill` copy with a short source).
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     arg: usize,
@@ -25,6 +27,7 @@ struct Pending {
     dst: MemId,
     dst_slot: usize,
     slots: usize,
+    src_slots: usize,
     size: usize,
     is_bool: bool,
     site: SiteId,
@@ -44,14 +47,6 @@ impl ThreadCopies {
     }
 }
 
-fn name(bytes: u8) -> &'static str {
-    match bytes {
-        4 => "cp_async_4",
-        8 => "cp_async_8",
-        _ => "cp_async_16",
-    }
-}
-
 impl BlockState<'_> {
     /// Checks and records one copy per active lane.
     pub(super) fn copy_async(&mut self, copy: AsyncCopy, mask: &[u32]) -> Result<()> {
@@ -60,7 +55,7 @@ impl BlockState<'_> {
         let MemKind::Global { arg } = src.kind else {
             let what = format!(
                 "{} from `{}`, which is not a global buffer",
-                name(copy.bytes),
+                copy_async_name(copy.bytes, copy.src_bytes.is_some()),
                 src.name
             );
             return Err(InterpError::unsupported(&prog.kernel, what));
@@ -73,8 +68,12 @@ impl BlockState<'_> {
                 self.col(copy.dst_index)[i].get(),
                 self.col(copy.src_index)[i].get(),
             );
-            self.check_copy_end(copy.dst, d, elements, i, copy.bytes, copy.site)?;
-            self.check_copy_end(copy.src, s, elements, i, copy.bytes, copy.site)?;
+            let read = match copy.src_bytes {
+                Some(n) => self.source_elements(&copy, n, i, elem_bytes)?,
+                None => elements,
+            };
+            self.check_copy_end(copy.dst, d, elements, elements, &copy, i)?;
+            self.check_copy_end(copy.src, s, elements, read, &copy, i)?;
             let lanes = dst.lanes as usize;
             self.async_copies[i].open.push(Pending {
                 arg,
@@ -82,6 +81,7 @@ impl BlockState<'_> {
                 dst: copy.dst,
                 dst_slot: d as usize * lanes,
                 slots: elements as usize * lanes,
+                src_slots: read as usize * lanes,
                 size: dst.elem.size_bytes(),
                 is_bool: dst.elem == ScalarType::Bool,
                 site: copy.site,
@@ -90,15 +90,40 @@ impl BlockState<'_> {
         Ok(())
     }
 
-    /// Alignment and bounds of `elements` elements of `mem` from `index`.
+    /// The whole elements a `_zfill` copy reads from its source, from the lane's `src_bytes`.
+    fn source_elements(
+        &self,
+        copy: &AsyncCopy,
+        src_bytes: Reg,
+        thread: usize,
+        elem_bytes: usize,
+    ) -> Result<u64> {
+        let n = self.col(src_bytes)[thread].get();
+        if n > copy.bytes as u64 || !n.is_multiple_of(elem_bytes as u64) {
+            return Err(InterpError::CopySourceSize {
+                kernel: self.prog.kernel.clone(),
+                block: Coord(self.block),
+                thread: self.thread(thread),
+                intrinsic: copy_async_name(copy.bytes, true),
+                src_bytes: n,
+                bytes: copy.bytes,
+                elem_bytes,
+                site: self.prog.site(copy.site),
+            });
+        }
+        Ok(n / elem_bytes as u64)
+    }
+
+    /// Alignment of `elements` elements of `mem` from `index`, and the bounds of the first
+    /// `touched` of them (a `_zfill` copy reads only part of its source).
     fn check_copy_end(
         &self,
         mem: MemId,
         index: u64,
         elements: u64,
+        touched: u64,
+        copy: &AsyncCopy,
         thread: usize,
-        bytes: u8,
-        site: SiteId,
     ) -> Result<()> {
         let info = &self.prog.mems[mem as usize];
         if !index.is_multiple_of(elements) {
@@ -106,14 +131,17 @@ impl BlockState<'_> {
                 kernel: self.prog.kernel.clone(),
                 block: Coord(self.block),
                 thread: self.thread(thread),
-                intrinsic: name(bytes),
+                intrinsic: copy_async_name(copy.bytes, copy.src_bytes.is_some()),
                 buffer: info.name.clone(),
                 index,
-                bytes,
-                site: self.prog.site(site),
+                bytes: copy.bytes,
+                site: self.prog.site(copy.site),
             });
         }
-        let last = index.saturating_add(elements - 1);
+        if touched == 0 {
+            return Ok(());
+        }
+        let last = index.saturating_add(touched - 1);
         if last >= info.len {
             let kind = match info.kind {
                 MemKind::Global { .. } => AccessKind::Read,
@@ -156,7 +184,10 @@ impl BlockState<'_> {
         for k in 0..copy.slots {
             let slot = copy.dst_slot + k;
             self.check_shared_slot(copy.dst, slot, AccessKind::Write, thread, copy.site)?;
-            let bits = self.globals[copy.arg].read(copy.src_byte + k * copy.size, copy.size);
+            let bits = match k < copy.src_slots {
+                true => self.globals[copy.arg].read(copy.src_byte + k * copy.size, copy.size),
+                false => 0,
+            };
             self.shared[offset + slot] = if copy.is_bool {
                 (bits != 0) as u64
             } else {

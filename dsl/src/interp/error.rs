@@ -229,6 +229,22 @@ pub enum InterpError {
         bytes: u8,
         site: String,
     },
+    /// A `cp_async_*_zfill` whose source size is larger than the copy or splits an element.
+    #[error(
+        "kernel {kernel}: {intrinsic} by thread {thread} of block {block}: source size \
+         {src_bytes} bytes (at {site}); it must be at most {bytes} and a multiple of the \
+         {elem_bytes}-byte element"
+    )]
+    CopySourceSize {
+        kernel: String,
+        block: Coord,
+        thread: Coord,
+        intrinsic: &'static str,
+        src_bytes: u64,
+        bytes: u8,
+        elem_bytes: usize,
+        site: String,
+    },
     /// Two threads of a block touched the same element, at least one writing, with no
     /// `sync_threads()` between them.
     #[error(

@@ -265,6 +265,8 @@ pub(super) struct AsyncCopy {
     pub src: MemId,
     pub src_index: Reg,
     pub bytes: u8,
+    /// The bytes read from the source (`_zfill` forms); the rest are zeroed.
+    pub src_bytes: Option<Reg>,
     pub site: SiteId,
 }
 

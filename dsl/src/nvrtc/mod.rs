@@ -21,6 +21,7 @@ pub use arch::Arch;
 pub use cache::CompileCache;
 pub use discover::{discover, DiscoveryInputs, Toolkit};
 pub use error::{NvrtcError, INSTALL_HINT};
+pub(crate) use requires::copy_async_name;
 pub(crate) use requires::walk_exprs;
 pub use requires::{check_arch, intrinsic_min_arch, min_arch};
 pub use resources::{parse_ptxas_log, FunctionResources, ResourceUsage};

@@ -62,14 +62,9 @@ fn requirement(e: &Expr) -> Worst {
             };
             Some((Arch::SM80, name))
         }
-        ExprKind::CopyAsync { bytes, .. } => Some((
-            Arch::SM80,
-            match bytes {
-                4 => "cp_async_4",
-                8 => "cp_async_8",
-                _ => "cp_async_16",
-            },
-        )),
+        ExprKind::CopyAsync {
+            bytes, src_bytes, ..
+        } => Some((Arch::SM80, copy_async_name(*bytes, src_bytes.is_some()))),
         _ => None,
     }
 }
@@ -121,10 +116,12 @@ fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
         ExprKind::CopyAsync {
             dst_index,
             src_index,
+            src_bytes,
             ..
         } => {
             expr(dst_index, f);
             expr(src_index, f);
+            src_bytes.iter().for_each(|e| expr(e, f));
         }
         ExprKind::Binary(_, a, b) => {
             expr(a, f);
@@ -146,5 +143,17 @@ fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
                 expr(x, f)
             }
         }),
+    }
+}
+
+/// The DSL name of a `cp.async` of `bytes` bytes (`zfill`: with a source size).
+pub(crate) fn copy_async_name(bytes: u8, zfill: bool) -> &'static str {
+    match (bytes, zfill) {
+        (4, false) => "cp_async_4",
+        (8, false) => "cp_async_8",
+        (_, false) => "cp_async_16",
+        (4, true) => "cp_async_4_zfill",
+        (8, true) => "cp_async_8_zfill",
+        (_, true) => "cp_async_16_zfill",
     }
 }

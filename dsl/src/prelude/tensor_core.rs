@@ -128,6 +128,43 @@ cp_async! {
     fn cp_async_16(16);
 }
 
+macro_rules! cp_async_zfill {
+    ($($(#[$doc:meta])* fn $name:ident($bytes:literal);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<T: KernelValue>(
+                dst: &mut SharedArray<T>,
+                dst_index: u32,
+                src: &Slice<T>,
+                src_index: u32,
+                src_bytes: u32,
+            ) {
+                let size = std::mem::size_of::<T>();
+                let read = src_bytes as usize / size;
+                for k in 0..($bytes / size) {
+                    dst[dst_index + k as u32] = match k < read {
+                        true => src[src_index + k as u32],
+                        false => T::zero(),
+                    };
+                }
+            }
+        )*
+    };
+}
+
+cp_async_zfill! {
+    /// `cp.async.ca.shared.global [dst], [src], 4, src_bytes`: as [`cp_async_4`], but reads
+    /// only the first `src_bytes` bytes (0 or 4, a whole number of elements) and zero-fills
+    /// the rest — a predicated load: `src_bytes = 0` reads nothing (the address must still
+    /// be aligned; pass an in-bounds index). sm_80.
+    fn cp_async_4_zfill(4);
+    /// `cp.async.ca...8, src_bytes`: see [`cp_async_4_zfill`] (`src_bytes` in 0..=8).
+    fn cp_async_8_zfill(8);
+    /// `cp.async.cg...16, src_bytes`: see [`cp_async_4_zfill`] (`src_bytes` in 0..=16, e.g.
+    /// the valid part of a row chunk at a ragged edge).
+    fn cp_async_16_zfill(16);
+}
+
 /// `cp.async.commit_group`: closes the group of this thread's `cp_async_*` copies issued
 /// since the last commit. sm_80.
 pub fn cp_async_commit() {}

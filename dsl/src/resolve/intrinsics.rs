@@ -68,7 +68,7 @@ impl FnBuilder<'_, '_> {
             "atomic_add" | "atomic_min" | "atomic_max" | "atomic_cas" => self.atomic(func, args, span),
             "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
             "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
-            "cp_async_4" | "cp_async_8" | "cp_async_16" => self.copy_async(func, args, span),
+            "cp_async_4" | "cp_async_8" | "cp_async_16" | "cp_async_4_zfill" | "cp_async_8_zfill" | "cp_async_16_zfill" => self.copy_async(func, args, span),
             "lop3" => {
                 self.arity(func, args, 4, span)?;
                 let operands = args[..3].iter().map(|a| self.arg_of(a, U32)).collect::<R<Vec<_>>>()?;

@@ -186,17 +186,23 @@ impl<'k> Compiler<'k> {
                 src,
                 src_index,
                 bytes,
+                src_bytes,
             } => {
                 let dst = self.writable_mem(f, *dst)?;
                 let src = self.mem(f, *src)?;
                 let dst_index = self.expr(f, dst_index, out, None)?;
                 let src_index = self.expr(f, src_index, out, None)?;
+                let src_bytes = match src_bytes {
+                    Some(n) => Some(self.expr(f, n, out, None)?),
+                    None => None,
+                };
                 out.push(Node::Op(Op::CopyAsync(AsyncCopy {
                     dst,
                     dst_index,
                     src,
                     src_index,
                     bytes: *bytes,
+                    src_bytes,
                     site: self.site,
                 })));
                 self.constant(0)

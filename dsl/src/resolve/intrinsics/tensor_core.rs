@@ -51,10 +51,12 @@ impl FnBuilder<'_, '_> {
     }
 
     /// `cp_async_{4,8,16}(&mut tile, dst_index, src, src_index)`: global buffer → shared
-    /// array of the same element type, `bytes` a whole number of elements.
+    /// array of the same element type, `bytes` a whole number of elements. The `_zfill`
+    /// forms take a fifth argument, the number of source bytes to read (the rest is zeroed).
     pub(super) fn copy_async(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
-        self.arity(func, args, 4, span)?;
-        let bytes: u8 = match func {
+        let zfill = func.ends_with("_zfill");
+        self.arity(func, args, if zfill { 5 } else { 4 }, span)?;
+        let bytes: u8 = match func.trim_end_matches("_zfill") {
             "cp_async_4" => 4,
             "cp_async_8" => 8,
             _ => 16,
@@ -82,12 +84,17 @@ impl FnBuilder<'_, '_> {
             return Err(self.err(span, format!("`{func}` copies {bytes} bytes between slices of one element type that divides {bytes} bytes; got `{src_name}: [{src_elem}]` into `{name}: [{elem}]`")));
         }
         let src_index = self.index_expr(&args[3])?;
+        let src_bytes = match zfill {
+            true => Some(Box::new(self.arg_of(&args[4], U32)?)),
+            false => None,
+        };
         let kind = ExprKind::CopyAsync {
             dst,
             dst_index: Box::new(dst_index),
             src,
             src_index: Box::new(src_index),
             bytes,
+            src_bytes,
         };
         Ok((Expr { kind, ty: BOOL }, None))
     }
