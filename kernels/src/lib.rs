@@ -7,6 +7,7 @@
 pub mod check;
 pub mod fp8;
 pub mod gemm;
+pub mod gemm_tc;
 pub mod reduce;
 pub mod softmax;
 pub mod vector_add;
@@ -98,6 +99,7 @@ pub fn library() -> Vec<LibraryKernel> {
             tolerance: ulps,
         },
     ];
+    kernels.extend(gemm_tc::entries());
     kernels.extend(fp8::library::entries());
     kernels
 }
