@@ -11,7 +11,7 @@ pub fn intrinsic_min_arch(intrinsic: Intrinsic) -> Option<(Arch, &'static str)> 
         Intrinsic::MmaF16F32 => Some((Arch::SM80, "mma_m16n8k16_f16_f32")),
         Intrinsic::MmaBf16F32 => Some((Arch::SM80, "mma_m16n8k16_bf16_f32")),
         Intrinsic::MmaF16F16 => Some((Arch::SM80, "mma_m16n8k16_f16_f16")),
-        // PTX ISA 9.7.14.5.14 (mma): `.e4m3`/`.e5m2` with `.m16n8k32` need sm_89.
+        // PTX ISA, `mma` target notes: `.e4m3`/`.e5m2` with `.m16n8k32` need sm_89.
         Intrinsic::MmaE4m3F32 => Some((Arch::SM89, "mma_m16n8k32_e4m3_f32")),
         Intrinsic::MmaE5m2F32 => Some((Arch::SM89, "mma_m16n8k32_e5m2_f32")),
         Intrinsic::Half2(op, half) => half2_min_arch(op, half),
