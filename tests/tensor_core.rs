@@ -6,7 +6,11 @@
 mod bits;
 #[path = "tensor_core/cp_async.rs"]
 mod cp_async;
+#[path = "tensor_core/half2.rs"]
+mod half2;
 #[path = "tensor_core/ldmatrix.rs"]
 mod ldmatrix;
 #[path = "tensor_core/mma.rs"]
 mod mma;
+#[path = "tensor_core/mma_ext.rs"]
+mod mma_ext;

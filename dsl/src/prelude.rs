@@ -54,7 +54,10 @@
 //!   [`atomic_min`], [`atomic_max`], [`atomic_cas`];
 //! - math: [`rsqrt`];
 //! - tensor cores (warp-level, every lane of the warp together; sm_80+):
-//!   [`mma_m16n8k16_f16_f32`], [`mma_m16n8k16_bf16_f32`], with the fragment packing helpers
+//!   [`mma_m16n8k16_f16_f32`], [`mma_m16n8k16_bf16_f32`], [`mma_m16n8k16_f16_f16`] (f16
+//!   accumulators), [`mma_m16n8k32_e4m3_f32`], [`mma_m16n8k32_e5m2_f32`] (FP8, sm_89),
+//!   packed pair arithmetic [`add_f16x2`], [`fma_f16x2`], [`min_bf16x2`] and the rest of
+//!   `{add,sub,mul,fma,max,min}_{f16x2,bf16x2}`, with the fragment packing helpers
 //!   [`pack_f16x2`], [`pack_bf16x2`], [`unpack_f16x2`], [`unpack_bf16x2`]; loads of 8×8
 //!   matrices from shared memory: [`ldmatrix_x1`], [`ldmatrix_x2`], [`ldmatrix_x4`] and their
 //!   `_trans` forms; asynchronous global → shared copies: [`cp_async_4`], [`cp_async_8`],

@@ -309,6 +309,19 @@ pub enum Intrinsic {
     MmaF16F32,
     /// As [`Intrinsic::MmaF16F32`] with bf16 inputs (`...f32.bf16.bf16.f32`).
     MmaBf16F32,
+    /// `mma_m16n8k16_f16_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec2<u32>) -> Vec2<u32>`:
+    /// `mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16`, f16 accumulators packed two per
+    /// u32 (the `.f16x2` layout). Needs sm_80.
+    MmaF16F16,
+    /// `mma_m16n8k32_e4m3_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32>`:
+    /// `mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32`; each u32 of `a`/`b` packs four
+    /// FP8 values (lowest k in bits 0..8). Needs sm_89.
+    MmaE4m3F32,
+    /// As [`Intrinsic::MmaE4m3F32`] with E5M2 inputs (`...f32.e5m2.e5m2.f32`). Needs sm_89.
+    MmaE5m2F32,
+    /// `{add,sub,mul,fma,max,min}_{f16x2,bf16x2}` on u32 registers holding two 16-bit floats
+    /// (the `pack_f16x2` layout), lane-wise; the scalar type (F16 or BF16) says which.
+    Half2(Half2Op, ScalarType),
     /// `pack_f16x2(lo, hi)` / `pack_bf16x2(lo, hi)` → u32: `lo` in bits 0..16, `hi` in
     /// 16..32 (the register layout of `.f16x2`); the operand type says which.
     Pack2x16,
@@ -330,6 +343,20 @@ pub enum Intrinsic {
     Prmt,
     /// `ex2_approx(x)` (f32): `ex2.approx.f32`, 2^x.
     Ex2Approx,
+}
+
+/// Packed 16-bit-pair arithmetic (PTX ISA 9.7.4, "Half Precision Floating-Point
+/// Instructions"): round to nearest even, subnormals kept, lane by lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Half2Op {
+    Add,
+    Sub,
+    Mul,
+    /// `a * b + c`, one rounding.
+    Fma,
+    /// IEEE maxNum / minNum: a NaN operand loses to a number.
+    Max,
+    Min,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -185,6 +185,14 @@ impl FnGen<'_> {
                 };
                 return self.helper_call(Helper::Mma(input), args);
             }
+            Intrinsic::MmaF16F16 => return self.helper_call(Helper::MmaF16Acc, args),
+            Intrinsic::MmaE4m3F32 => {
+                return self.helper_call(Helper::MmaFp8(ScalarType::F8E4M3), args)
+            }
+            Intrinsic::MmaE5m2F32 => {
+                return self.helper_call(Helper::MmaFp8(ScalarType::F8E5M2), args)
+            }
+            Intrinsic::Half2(op, half) => return self.helper_call(Helper::Half2(op, half), args),
             Intrinsic::Pack2x16 => {
                 let half = args.first().map_or(ScalarType::F16, |a| a.scalar_ty());
                 return self.helper_call(Helper::Pack2x16(half), args);
@@ -236,6 +244,11 @@ impl FnGen<'_> {
         let v = args.pop().expect("two arguments");
         let mask = C::primary(FULL_MASK);
         match v.ty {
+            // One 32-bit shuffle for the pair, not one per 16-bit lane.
+            Type::Vector(ScalarType::F16 | ScalarType::BF16, 2) => {
+                self.needs.helper(Helper::PairShfl(kind));
+                C::call(&Helper::PairShfl(kind).name(), [v.c, lane])
+            }
             Type::Vector(..) => {
                 self.needs.helper(Helper::VecShfl(kind));
                 C::call(kind.vector_helper(), [v.c, lane])

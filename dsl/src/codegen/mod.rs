@@ -12,6 +12,7 @@
 
 mod ctype;
 mod expr;
+mod half2;
 mod line_map;
 mod names;
 mod ops;

@@ -1,6 +1,8 @@
 //! The preamble: includes and the small `wf_*` helpers, each emitted only when used.
 
+use super::half2;
 use crate::nvrtc::copy_async_name;
+use crate::typed::Half2Op;
 use crate::types::{ScalarType, Type};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -65,6 +67,14 @@ pub(crate) enum Helper {
     Unpack2x16(ScalarType),
     /// `mma.sync.m16n8k16` with f32 accumulators, by input type (F16, BF16); needs `Vec`.
     Mma(ScalarType),
+    /// `mma.sync.m16n8k16` with f16 inputs and f16 accumulators; needs `Vec`.
+    MmaF16Acc,
+    /// `mma.sync.m16n8k32` with FP8 inputs (F8E4M3, F8E5M2), f32 accumulators; needs `Vec`.
+    MmaFp8(ScalarType),
+    /// Packed 16-bit-pair arithmetic (`half` F16 or BF16).
+    Half2(Half2Op, ScalarType),
+    /// A `Vec2<f16|bf16>` shuffled as one 32-bit register; needs `Vec`.
+    PairShfl(Shfl),
     /// `ldmatrix` of 1, 2 or 4 matrices, transposed or not; needs `Vec` for 2 and 4.
     LdMatrix(u8, bool),
     /// `cp.async` of 4, 8 or 16 bytes, global to shared.
@@ -88,6 +98,17 @@ impl Helper {
             Helper::Pack2x16(s) => format!("wf_pack_{}x2", tag(s)),
             Helper::Unpack2x16(s) => format!("wf_unpack_{}x2", tag(s)),
             Helper::Mma(s) => format!("wf_mma_m16n8k16_{}_f32", tag(s)),
+            Helper::MmaF16Acc => "wf_mma_m16n8k16_f16_f16".to_string(),
+            Helper::MmaFp8(s) => format!(
+                "wf_mma_m16n8k32_{}_f32",
+                if s == ScalarType::F8E5M2 {
+                    "e5m2"
+                } else {
+                    "e4m3"
+                }
+            ),
+            Helper::Half2(op, s) => half2::half2_name(op, s),
+            Helper::PairShfl(kind) => format!("{}_x2", kind.vector_helper()),
             Helper::CpAsync(bytes, zfill) => format!("wf_{}", copy_async_name(bytes, zfill)),
             Helper::CpAsyncCommit => "wf_cp_async_commit".to_string(),
             Helper::Lop3 => "wf_lop3".to_string(),
@@ -125,6 +146,9 @@ impl Needs {
         if let Helper::VecShfl(_)
         | Helper::Unpack2x16(_)
         | Helper::Mma(_)
+        | Helper::MmaF16Acc
+        | Helper::MmaFp8(_)
+        | Helper::PairShfl(_)
         | Helper::LdMatrix(2 | 4, _) = h
         {
             self.helpers.insert(Helper::Vec);
@@ -212,6 +236,10 @@ fn helper_text(h: Helper) -> String {
         Helper::Pack2x16(s) => pack_text(s),
         Helper::Unpack2x16(s) => unpack_text(s),
         Helper::Mma(s) => mma_text(s),
+        Helper::MmaF16Acc => half2::mma_f16_acc_text(),
+        Helper::MmaFp8(s) => half2::mma_fp8_text(s),
+        Helper::Half2(op, s) => half2::half2_text(op, s),
+        Helper::PairShfl(kind) => half2::pair_shfl_text(kind),
         Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
         Helper::CpAsync(bytes, zfill) => cp_async_text(bytes, zfill),
         Helper::Lop3 => format!(

@@ -314,6 +314,9 @@ fn is_pure(e: &Expr) -> bool {
                     | Intrinsic::VoteBallot
                     | Intrinsic::MmaF16F32
                     | Intrinsic::MmaBf16F32
+                    | Intrinsic::MmaF16F16
+                    | Intrinsic::MmaE4m3F32
+                    | Intrinsic::MmaE5m2F32
             );
             !collective && args.iter().all(is_pure)
         }

@@ -11,6 +11,7 @@ use std::cell::Cell;
 use super::compile::checked_step;
 use super::cp_async::ThreadCopies;
 use super::error::{Coord, InterpError};
+use super::half2;
 use super::memory::GlobalBuf;
 use super::program::*;
 use super::sanitize::Sanitizer;
@@ -368,13 +369,26 @@ impl<'p> BlockState<'p> {
                 site,
             } => self.vote(kind, dst, src, site, mask)?,
             Op::Mma {
-                input,
+                kind,
                 dst,
                 a,
                 b,
                 c,
                 site,
-            } => self.mma(input, [dst, a, b, c], site, mask)?,
+            } => self.mma(kind, [dst, a, b, c], site, mask)?,
+            Op::Half2 {
+                op,
+                half,
+                dst,
+                args,
+            } => {
+                let [a, b, c] = args.map(|r| self.col(r));
+                let d = self.col(dst);
+                for_lanes(mask, self.n, |i| {
+                    let v = |x: &[Cell<u64>]| x[i].get() as u32;
+                    d[i].set(half2::packed(op, half, v(a), v(b), v(c)) as u64);
+                });
+            }
             Op::LdMatrix(load) => self.ldmatrix(load, mask)?,
             Op::Bits { op, dst, args } => {
                 let (d, a, b, c) = (

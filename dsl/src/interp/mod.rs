@@ -22,6 +22,7 @@ mod compile;
 mod cp_async;
 mod error;
 mod exec;
+pub(crate) mod half2;
 mod ldmatrix;
 mod memory;
 mod mma;

@@ -8,8 +8,9 @@
 //! so that temporaries can be reused statement by statement while variables are still being
 //! allocated.
 
+pub(super) use super::mma::MmaKind;
 use crate::ir::{BinOp, UnOp};
-use crate::typed::{AtomicOp, Intrinsic};
+use crate::typed::{AtomicOp, Half2Op, Intrinsic};
 use crate::types::ScalarType;
 
 pub(super) type Reg = u32;
@@ -212,10 +213,10 @@ pub(super) enum Op {
         src: Reg,
         site: SiteId,
     },
-    /// `mma.sync.m16n8k16` with f32 accumulators, `input` F16 or BF16: reads the fragments
-    /// `a` (4 registers), `b` (2), `c` (4) of every lane of the warp, writes `dst` (4).
+    /// `mma.sync` of `kind`: reads the fragments `a` (4 registers), `b` (2), `c` (4, or 2
+    /// for f16 accumulators) of every lane of the warp, writes `dst` (as many as `c`).
     Mma {
-        input: ScalarType,
+        kind: MmaKind,
         dst: Reg,
         a: Reg,
         b: Reg,
@@ -225,6 +226,14 @@ pub(super) enum Op {
     /// `lop3.b32` / `prmt.b32` on u32 registers.
     Bits {
         op: BitsOp,
+        dst: Reg,
+        args: [Reg; 3],
+    },
+    /// Packed 16-bit-pair arithmetic on u32 registers (`half` F16 or BF16; `args[2]` used
+    /// by `Fma` only).
+    Half2 {
+        op: Half2Op,
+        half: ScalarType,
         dst: Reg,
         args: [Reg; 3],
     },

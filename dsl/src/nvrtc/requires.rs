@@ -1,7 +1,8 @@
 //! The oldest GPU architecture a kernel can run on, from the intrinsics it uses.
 
 use super::{Arch, NvrtcError};
-use crate::typed::{CallArg, Expr, ExprKind, Intrinsic, Kernel, Stmt, StmtKind};
+use crate::typed::{CallArg, Expr, ExprKind, Half2Op, Intrinsic, Kernel, Stmt, StmtKind};
+use crate::types::ScalarType;
 
 /// The oldest arch with `intrinsic`, and the intrinsic's DSL name; `None` when every arch
 /// has it.
@@ -9,10 +10,35 @@ pub fn intrinsic_min_arch(intrinsic: Intrinsic) -> Option<(Arch, &'static str)> 
     match intrinsic {
         Intrinsic::MmaF16F32 => Some((Arch::SM80, "mma_m16n8k16_f16_f32")),
         Intrinsic::MmaBf16F32 => Some((Arch::SM80, "mma_m16n8k16_bf16_f32")),
+        Intrinsic::MmaF16F16 => Some((Arch::SM80, "mma_m16n8k16_f16_f16")),
+        // PTX ISA, `mma` target notes: `.e4m3`/`.e5m2` with `.m16n8k32` need sm_89.
+        Intrinsic::MmaE4m3F32 => Some((Arch::SM89, "mma_m16n8k32_e4m3_f32")),
+        Intrinsic::MmaE5m2F32 => Some((Arch::SM89, "mma_m16n8k32_e5m2_f32")),
+        Intrinsic::Half2(op, half) => half2_min_arch(op, half),
         Intrinsic::CpAsyncCommit => Some((Arch::SM80, "cp_async_commit")),
         Intrinsic::CpAsyncWait => Some((Arch::SM80, "cp_async_wait")),
         _ => None,
     }
+}
+
+/// The packed 16-bit-pair arithmetic: `min`/`max` (both formats) and `fma.rn.bf16x2` need
+/// sm_80 (PTX ISA 9.7.4); the bf16 add/sub/mul are lowered to that fma (`add.bf16x2` would
+/// need sm_90); f16 add/sub/mul/fma exist on every arch we target.
+fn half2_min_arch(op: Half2Op, half: ScalarType) -> Option<(Arch, &'static str)> {
+    use Half2Op::*;
+    let bf16 = half == ScalarType::BF16;
+    let name = match (op, bf16) {
+        (Add | Sub | Mul | Fma, false) => return None,
+        (Add, true) => "add_bf16x2",
+        (Sub, true) => "sub_bf16x2",
+        (Mul, true) => "mul_bf16x2",
+        (Fma, true) => "fma_bf16x2",
+        (Max, false) => "max_f16x2",
+        (Min, false) => "min_f16x2",
+        (Max, true) => "max_bf16x2",
+        (Min, true) => "min_bf16x2",
+    };
+    Some((Arch::SM80, name))
 }
 
 /// The highest arch requirement of `kernel` (its body and its device functions) and the

@@ -50,6 +50,99 @@ pub fn mma_m16n8k16_bf16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f
     )
 }
 
+/// `mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16`: D = A·B + C as
+/// [`mma_m16n8k16_f16_f32`], with f16 accumulators, two per u32 register (low half first).
+/// Needs sm_80.
+///
+/// Fragments (PTX ISA 9.7.14.5.8, "Matrix Fragments for mma.m16n8k16 with floating point
+/// type", `g = lane_id() / 4`, `t = lane_id() % 4`): `a`, `b` as for
+/// [`mma_m16n8k16_f16_f32`]; `c.x` = {C[g][2t], C[g][2t+1]}, `c.y` = {C[g+8][2t],
+/// C[g+8][2t+1]} (D likewise). The interpreter sums the exact products in f64 in k order,
+/// adds C and rounds once to f16 (nearest even); PTX leaves the internal precision open.
+pub fn mma_m16n8k16_f16_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec2<u32>) -> Vec2<u32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k16_f16_f16() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
+
+/// `mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32`: D = A·B + C for a 16×32 FP8 E4M3
+/// A (row-major), a 32×8 E4M3 B (column-major) and 16×8 f32 C/D, one warp together. Each
+/// u32 packs four FP8 values, the lowest k in bits 0..8. Needs sm_89.
+///
+/// Fragments (PTX ISA 9.7.14.5.8, "Matrix Fragments for mma.m16n8k32", `.e4m3`/`.e5m2`,
+/// `g = lane_id() / 4`, `t = lane_id() % 4`): `a.x` = A[g][4t..4t+4], `a.y` =
+/// A[g+8][4t..], `a.z` = A[g][4t+16..], `a.w` = A[g+8][4t+16..]; `b.x` = B[4t..4t+4][g],
+/// `b.y` = B[4t+16..4t+20][g]; `c` as for [`mma_m16n8k16_f16_f32`]. The interpreter decodes
+/// the FP8 values exactly, sums the products in f64 in k order, adds C and rounds once to
+/// f32.
+pub fn mma_m16n8k32_e4m3_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k32_e4m3_f32() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
+
+/// `mma.sync.aligned.m16n8k32.row.col.f32.e5m2.e5m2.f32`: as [`mma_m16n8k32_e4m3_f32`] with
+/// E5M2 inputs. Needs sm_89.
+pub fn mma_m16n8k32_e5m2_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    let _ = (a, b, c);
+    unreachable!(
+        "mma_m16n8k32_e5m2_f32() is a warp-level intrinsic, only meaningful inside a kernel"
+    )
+}
+
+macro_rules! half2 {
+    ($($(#[$doc:meta])* fn $name:ident($op:ident, $half:ident, $($arg:ident),+);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name($($arg: u32),+) -> u32 {
+                let args = [$($arg),+];
+                let c = args.get(2).copied().unwrap_or(0);
+                crate::interp::half2::packed(
+                    crate::typed::Half2Op::$op,
+                    crate::types::ScalarType::$half,
+                    args[0],
+                    args[1],
+                    c,
+                )
+            }
+        )*
+    };
+}
+
+half2! {
+    /// `add.rn.f16x2`: lane-wise `a + b` of two packed f16 pairs (the [`pack_f16x2`]
+    /// layout), rounded to nearest even, subnormals kept, NaN results canonical (`0x7fff`).
+    /// PTX ISA 9.7.4.1.
+    fn add_f16x2(Add, F16, a, b);
+    /// `sub.rn.f16x2`: lane-wise `a - b` (see [`add_f16x2`]). PTX ISA 9.7.4.2.
+    fn sub_f16x2(Sub, F16, a, b);
+    /// `mul.rn.f16x2`: lane-wise `a * b` (see [`add_f16x2`]). PTX ISA 9.7.4.3.
+    fn mul_f16x2(Mul, F16, a, b);
+    /// `fma.rn.f16x2`: lane-wise `a * b + c` with one rounding. PTX ISA 9.7.4.4.
+    fn fma_f16x2(Fma, F16, a, b, c);
+    /// `max.f16x2`: lane-wise IEEE maxNum (a NaN loses to a number; two NaNs give the
+    /// canonical NaN; `+0 > -0`). sm_80. PTX ISA 9.7.4.
+    fn max_f16x2(Max, F16, a, b);
+    /// `min.f16x2`: lane-wise IEEE minNum (see [`max_f16x2`]). sm_80.
+    fn min_f16x2(Min, F16, a, b);
+    /// Lane-wise `a + b` of two packed bf16 pairs ([`pack_bf16x2`]), rounded to nearest
+    /// even. Lowered to `fma.rn.bf16x2 a, 1.0, b` (`add.bf16x2` needs sm_90); sm_80.
+    fn add_bf16x2(Add, BF16, a, b);
+    /// Lane-wise `a - b`: `fma.rn.bf16x2 b, -1.0, a`; sm_80.
+    fn sub_bf16x2(Sub, BF16, a, b);
+    /// Lane-wise `a * b`: `fma.rn.bf16x2 a, b, -0.0` (the -0 addend keeps a -0 product);
+    /// sm_80.
+    fn mul_bf16x2(Mul, BF16, a, b);
+    /// `fma.rn.bf16x2`: lane-wise `a * b + c` with one rounding; sm_80.
+    fn fma_bf16x2(Fma, BF16, a, b, c);
+    /// `max.bf16x2`: lane-wise maxNum (see [`max_f16x2`]); sm_80.
+    fn max_bf16x2(Max, BF16, a, b);
+    /// `min.bf16x2`: lane-wise minNum; sm_80.
+    fn min_bf16x2(Min, BF16, a, b);
+}
+
 /// The 16-bit element types `ldmatrix` loads (as raw `.b16`).
 pub trait B16: Copy + private::Sealed {}
 impl B16 for f16 {}

@@ -66,7 +66,8 @@ impl FnBuilder<'_, '_> {
                 Ok(typed_value(intrinsic(op, vec![p], ty)))
             }
             "atomic_add" | "atomic_min" | "atomic_max" | "atomic_cas" => self.atomic(func, args, span),
-            "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" => self.mma(func, args, span),
+            "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" | "mma_m16n8k16_f16_f16" | "mma_m16n8k32_e4m3_f32" | "mma_m16n8k32_e5m2_f32" => self.mma(func, args, span),
+            "add_f16x2" | "sub_f16x2" | "mul_f16x2" | "fma_f16x2" | "max_f16x2" | "min_f16x2" | "add_bf16x2" | "sub_bf16x2" | "mul_bf16x2" | "fma_bf16x2" | "max_bf16x2" | "min_bf16x2" => self.half2(func, args, span),
             "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
             "cp_async_4" | "cp_async_8" | "cp_async_16" | "cp_async_4_zfill" | "cp_async_8_zfill" | "cp_async_16_zfill" => self.copy_async(func, args, span),
             "lop3" => {

@@ -1,7 +1,7 @@
 //! Expressions: register operations, lazy `&&`/`||`/`Select`, intrinsics, inlined calls.
 
 use crate::ir::BinOp;
-use crate::typed::{Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic, ParamKind};
+use crate::typed::{Builtin, CallArg, Dim, Expr, ExprKind, FnId, Half2Op, Intrinsic, ParamKind};
 use crate::types::ScalarType;
 
 use super::{Compiler, Frame, Result, MAX_CALL_DEPTH};
@@ -365,20 +365,30 @@ impl<'k> Compiler<'k> {
             })
         };
         match (i, regs) {
-            (Intrinsic::MmaF16F32 | Intrinsic::MmaBf16F32, &[a, b, c]) => {
-                let input = match i {
-                    Intrinsic::MmaBf16F32 => ScalarType::BF16,
-                    _ => ScalarType::F16,
-                };
-                let dst = self.temp(4);
+            (_, &[a, b, c]) if MmaKind::of(i).is_some() => {
+                let kind = MmaKind::of(i)?;
+                let dst = self.temp(kind.acc_regs());
                 let site = self.site;
                 out.push(Node::Op(Op::Mma {
-                    input,
+                    kind,
                     dst,
                     a,
                     b,
                     c,
                     site,
+                }));
+                Some(dst)
+            }
+            (Intrinsic::Half2(op, half), &[a, b]) | (Intrinsic::Half2(op, half), &[a, b, _])
+                if (regs.len() == 3) == (op == Half2Op::Fma) =>
+            {
+                let dst = self.temp(1);
+                let c = regs.get(2).copied().unwrap_or(a);
+                out.push(Node::Op(Op::Half2 {
+                    op,
+                    half,
+                    dst,
+                    args: [a, b, c],
                 }));
                 Some(dst)
             }

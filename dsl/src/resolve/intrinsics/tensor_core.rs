@@ -5,24 +5,54 @@ use super::{intrinsic, Call, BOOL, U32};
 use crate::ir::{self, Span};
 use crate::resolve::func::{FnBuilder, R};
 use crate::resolve::infer::Ty;
-use crate::typed::{ArraySpace, Expr, ExprKind, Intrinsic, MemRef};
+use crate::typed::{ArraySpace, Expr, ExprKind, Half2Op, Intrinsic, MemRef};
 use crate::types::{ScalarType, Type};
 
 impl FnBuilder<'_, '_> {
     /// A warp-wide tensor-core MMA (every lane of the warp must call it together):
-    /// `(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32>`.
+    /// `(a: Vec4<u32>, b: Vec2<u32>, c) -> d`, with `c`/`d` `Vec4<f32>` (f32 accumulators)
+    /// or `Vec2<u32>` (`mma_m16n8k16_f16_f16`: f16 accumulators packed in pairs).
     pub(super) fn mma(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
         self.arity(func, args, 3, span)?;
+        let (op, acc) = match func {
+            "mma_m16n8k16_bf16_f32" => (Intrinsic::MmaBf16F32, Type::Vector(ScalarType::F32, 4)),
+            "mma_m16n8k16_f16_f16" => (Intrinsic::MmaF16F16, Type::Vector(ScalarType::U32, 2)),
+            "mma_m16n8k32_e4m3_f32" => (Intrinsic::MmaE4m3F32, Type::Vector(ScalarType::F32, 4)),
+            "mma_m16n8k32_e5m2_f32" => (Intrinsic::MmaE5m2F32, Type::Vector(ScalarType::F32, 4)),
+            _ => (Intrinsic::MmaF16F32, Type::Vector(ScalarType::F32, 4)),
+        };
         let a = self.arg_of(&args[0], Type::Vector(ScalarType::U32, 4))?;
         let b = self.arg_of(&args[1], Type::Vector(ScalarType::U32, 2))?;
-        let c = self.arg_of(&args[2], Type::Vector(ScalarType::F32, 4))?;
-        let op = if func.contains("bf16") {
-            Intrinsic::MmaBf16F32
+        let c = self.arg_of(&args[2], acc)?;
+        Ok((intrinsic(op, vec![a, b, c], acc), Some(Ty::Known(acc))))
+    }
+
+    /// `{add,sub,mul,max,min}_{f16x2,bf16x2}(a, b)` and `fma_*(a, b, c)` on u32 registers.
+    pub(super) fn half2(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
+        let (name, format) = func.split_once('_').unwrap_or((func, ""));
+        let half = if format == "bf16x2" {
+            ScalarType::BF16
         } else {
-            Intrinsic::MmaF16F32
+            ScalarType::F16
         };
-        let ty = Type::Vector(ScalarType::F32, 4);
-        Ok((intrinsic(op, vec![a, b, c], ty), Some(Ty::Known(ty))))
+        let op = match name {
+            "add" => Half2Op::Add,
+            "sub" => Half2Op::Sub,
+            "mul" => Half2Op::Mul,
+            "fma" => Half2Op::Fma,
+            "max" => Half2Op::Max,
+            _ => Half2Op::Min,
+        };
+        let n = if op == Half2Op::Fma { 3 } else { 2 };
+        self.arity(func, args, n, span)?;
+        let operands = args
+            .iter()
+            .map(|a| self.arg_of(a, U32))
+            .collect::<R<Vec<_>>>()?;
+        Ok((
+            intrinsic(Intrinsic::Half2(op, half), operands, U32),
+            Some(Ty::Known(U32)),
+        ))
     }
 
     /// Two 16-bit floats in one u32 register (`pack_*`) and back (`unpack_*`).
