@@ -123,3 +123,53 @@ fn autotune_replay_reports_each_strategy_as_json() {
         );
     }
 }
+
+/// Whether NVRTC and cuobjdump are here; `false` after printing why the test skips, and a
+/// panic instead when `WARPFORGE_REQUIRE_NVRTC=1` (CI) says they must be.
+fn nvrtc_and_cuobjdump_or_skip(test: &str) -> bool {
+    use warpforge_dsl::nvrtc;
+    let missing = match (nvrtc::version(), nvrtc::sass::cuobjdump()) {
+        (Ok(_), Ok(_)) => return true,
+        (Err(e), _) => e.to_string(),
+        (_, Err(e)) => e.to_string(),
+    };
+    if std::env::var("WARPFORGE_REQUIRE_NVRTC").as_deref() == Ok("1") {
+        panic!("{test}: WARPFORGE_REQUIRE_NVRTC=1 but a tool is missing:\n{missing}");
+    }
+    eprintln!("SKIPPED {test}: {missing}");
+    false
+}
+
+#[test]
+fn compile_sass_prints_the_listing_and_an_opcode_summary() {
+    if !nvrtc_and_cuobjdump_or_skip("compile --sass") {
+        return;
+    }
+    let o = warpforge(&[
+        "compile",
+        "vector_add",
+        "--arch",
+        "sm_80",
+        "--config",
+        "BLOCK=128,ITEMS=1",
+        "--sass",
+    ]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    let table_row = text.find("vector_add     sm_80").expect("the resource row");
+    let listing = text
+        .find("=== SASS of vector_add sm_80")
+        .expect("the listing");
+    assert!(table_row < listing, "the SASS follows the table:\n{text}");
+    for expected in ["code for sm_80", "Function : vector_add", "LDG.E", "EXIT"] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("opcodes: sm_80: "))
+        .unwrap_or_else(|| panic!("no opcode summary in:\n{text}"));
+    assert!(
+        summary.ends_with("HMMA 0, LDGSTS 0, LDSM 0, LDL 0, STL 0"),
+        "{summary}"
+    );
+}

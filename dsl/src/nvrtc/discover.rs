@@ -200,7 +200,19 @@ fn venv_place(label: &str, venv: &Path) -> Place {
     }
 }
 
-fn site_packages(venv: &Path) -> Vec<PathBuf> {
+/// The virtual environments to search, in order: `VIRTUAL_ENV`, then each `.venv` found
+/// walking up from each `search_from` directory. Used by the cuobjdump lookup too.
+pub(super) fn venvs(inputs: &DiscoveryInputs) -> Vec<PathBuf> {
+    let walked = inputs.search_from.iter().flat_map(|start| {
+        start
+            .ancestors()
+            .map(|a| a.join(".venv"))
+            .filter(|v| v.is_dir())
+    });
+    inputs.virtual_env.iter().cloned().chain(walked).collect()
+}
+
+pub(super) fn site_packages(venv: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for lib in ["lib", "lib64"] {
         let Ok(entries) = std::fs::read_dir(venv.join(lib)) else {

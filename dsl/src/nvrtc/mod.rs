@@ -7,7 +7,7 @@
 //! process, so a missing NVRTC is an [`NvrtcError::NotFound`] that says how to install it.
 //!
 //! [`compile`] always runs NVRTC; [`compile_cached`] goes through the process-wide
-//! [`CompileCache`] (memory, then disk).
+//! [`CompileCache`] (memory, then disk). [`sass`] disassembles the cubins with cuobjdump.
 
 mod api;
 mod arch;
@@ -16,6 +16,7 @@ mod discover;
 mod error;
 mod requires;
 mod resources;
+pub mod sass;
 
 pub use arch::Arch;
 pub use cache::CompileCache;

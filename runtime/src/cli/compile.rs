@@ -1,17 +1,25 @@
-//! `warpforge compile`: NVRTC-compile specializations and print their resource usage.
+//! `warpforge compile`: NVRTC-compile specializations and print their resource usage, and
+//! with `--sass` their disassembly (cuobjdump) with a count of the opcodes that matter.
 
 use super::config_for;
 use anyhow::Result;
+use std::path::Path;
 use std::process::ExitCode;
+use warpforge_dsl::nvrtc::sass::{self, Sass};
 use warpforge_dsl::nvrtc::{self, Arch, CompileOptions};
 use warpforge_kernels::LibraryKernel;
 
+/// Prints the resource table, then (when `sass`) each listing with its opcode summary.
 pub fn report(
     kernels: &[LibraryKernel],
     archs: &[Arch],
     config: Option<&str>,
     space: bool,
+    sass: bool,
 ) -> Result<ExitCode> {
+    // Look cuobjdump up first: when it is missing, say so before compiling anything.
+    let cuobjdump = if sass { Some(sass::cuobjdump()?) } else { None };
+    let mut listings: Vec<(String, Sass)> = Vec::new();
     let mut failures = 0usize;
     println!(
         "{:<14} {:<6} {:<44} {:>5} {:>7} {:>6} {:>6} {:>6}",
@@ -45,6 +53,13 @@ pub fn report(
                             r.spill_stores_bytes,
                             r.spill_loads_bytes
                         );
+                        if let Some(tool) = &cuobjdump {
+                            let label = format!("{} {arch} {config}", k.name);
+                            match disassemble(tool, &c.cubin, arch, &label) {
+                                Some(listing) => listings.push((label, listing)),
+                                None => failures += 1,
+                            }
+                        }
                     }
                     Err(e @ nvrtc::NvrtcError::NotFound { .. }) => return Err(e.into()),
                     Err(e) => {
@@ -60,9 +75,20 @@ pub fn report(
             }
         }
     }
+    for (label, listing) in &listings {
+        println!("\n=== SASS of {label} ===\n{}", listing.text.trim_end());
+        println!("opcodes: {}", listing.summary());
+    }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The SASS of one cubin, or `None` after printing why there is none.
+fn disassemble(tool: &Path, cubin: &[u8], arch: Arch, label: &str) -> Option<Sass> {
+    sass::disassemble_with(tool, cubin, arch)
+        .map_err(|e| println!("{label}: SASS FAILED\n{e}"))
+        .ok()
 }

@@ -47,6 +47,9 @@ pub enum Command {
         /// Every config of the space instead of the default one.
         #[arg(long)]
         space: bool,
+        /// Also print each cubin's SASS (cuobjdump) and its HMMA/LDGSTS/LDSM/LDL/STL counts.
+        #[arg(long)]
+        sass: bool,
     },
     /// Run kernels against their host references and print the errors.
     Check {
@@ -103,10 +106,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             archs,
             config,
             space,
+            sass,
         } => {
             let kernels = select(kernel.as_deref(), all)?;
             let archs = parse_archs(&archs)?;
-            compile::report(&kernels, &archs, config.as_deref(), space)
+            compile::report(&kernels, &archs, config.as_deref(), space, sass)
         }
         Command::Check {
             kernel,
@@ -133,7 +137,13 @@ fn verify(backend: BackendChoice) -> Result<ExitCode> {
     let checked = check::run(&device, &kernels, None)?;
     let compiled = if device.arch().is_none() {
         println!();
-        compile::report(&kernels, &[Arch::SM80, Arch::SM89, Arch::SM90], None, false)?
+        compile::report(
+            &kernels,
+            &[Arch::SM80, Arch::SM89, Arch::SM90],
+            None,
+            false,
+            false,
+        )?
     } else {
         ExitCode::SUCCESS
     };
