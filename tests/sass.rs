@@ -176,3 +176,29 @@ fn a_tile_step_uses_all_three() {
         assert_eq!(listing.count("LDSM"), 2, "{}", listing.text);
     }
 }
+
+/// The tensor-core GEMMs' default configs: the whole pipeline is in the machine code —
+/// cp.async (LDGSTS), ldmatrix (LDSM), mma (HMMA) — with no local memory. Per k-slice of
+/// 16 a warp issues (BM/WM/16)·(BN/WN/8) MMAs, so an unrolled main loop has at least that
+/// many HMMAs.
+#[test]
+fn tensor_core_gemm_default_configs_use_the_tensor_core_pipeline() {
+    if !tools_present() {
+        return;
+    }
+    for name in ["gemm_tc_nt", "gemm_tc_nn"] {
+        let k = warpforge::kernels::find(name).expect("a library kernel");
+        let config = k.default_config();
+        let get = |p: &str| config.get(p).unwrap();
+        let per_slice = (get("BM") / get("WM") / 16) * (get("BN") / get("WN") / 8);
+        for arch in ARCHS {
+            let listing = assert_sass((k.def)(), &config, arch, &["HMMA", "LDGSTS", "LDSM"]);
+            println!("{name} {}", listing.summary());
+            assert!(
+                listing.count("HMMA") as i64 >= per_slice,
+                "{name} {arch}: {} HMMA, want at least {per_slice}",
+                listing.count("HMMA")
+            );
+        }
+    }
+}
