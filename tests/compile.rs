@@ -22,6 +22,23 @@ fn nvrtc_present() -> bool {
     }
 }
 
+/// The archs of [`ARCHS`] the kernel can run on; the ones below its newest intrinsic's
+/// minimum must be refused by `check_arch` (naming the intrinsic) before NVRTC sees them.
+fn archs_for(typed: &warpforge::dsl::typed::Kernel) -> Vec<Arch> {
+    let needs = warpforge::dsl::min_arch(typed);
+    ARCHS
+        .into_iter()
+        .filter(|&arch| match needs {
+            Some((min, intrinsic)) if arch < min => {
+                let err = nvrtc::check_arch(typed, arch).unwrap_err().to_string();
+                assert!(err.contains(intrinsic), "{}: {err}", typed.name);
+                false
+            }
+            _ => true,
+        })
+        .collect()
+}
+
 #[test]
 fn every_specialization_compiles_for_every_arch() {
     if !nvrtc_present() {
@@ -31,7 +48,8 @@ fn every_specialization_compiles_for_every_arch() {
     for k in library() {
         for config in k.configs() {
             let typed = resolve::specialize((k.def)(), &config).unwrap();
-            jobs.push((k.name, config, codegen::cuda_source(&typed)));
+            let archs = archs_for(&typed);
+            jobs.push((k.name, config, codegen::cuda_source(&typed), archs));
         }
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -41,8 +59,8 @@ fn every_specialization_compiles_for_every_arch() {
                 let jobs = &jobs;
                 s.spawn(move || {
                     let mut bad = Vec::new();
-                    for (name, config, source) in jobs.iter().skip(w).step_by(workers) {
-                        for arch in ARCHS {
+                    for (name, config, source, archs) in jobs.iter().skip(w).step_by(workers) {
+                        for &arch in archs {
                             if let Err(e) =
                                 nvrtc::compile_cached(source, arch, &CompileOptions::default())
                             {
@@ -80,7 +98,7 @@ fn default_configs_spill_nothing() {
     for k in library() {
         let typed = resolve::specialize((k.def)(), &k.default_config()).unwrap();
         let source = codegen::cuda_source(&typed);
-        for arch in ARCHS {
+        for arch in archs_for(&typed) {
             let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
             let r = &c.resources;
             eprintln!(

@@ -201,8 +201,8 @@ pub enum InterpError {
     /// An `ldmatrix` row address that is not 16-byte aligned.
     #[error(
         "kernel {kernel}: {collective} in block {block}: thread {thread} gives row offset \
-         {offset} into `{buffer}`, which is not a multiple of 8 elements (rows must be \
-         16-byte aligned) (at {site})"
+         {offset} into `{buffer}`, which is not 16-byte aligned (a row starts at a multiple \
+         of 8 16-bit or 16 8-bit elements) (at {site})"
     )]
     MisalignedMatrixRow {
         kernel: String,

@@ -7,13 +7,16 @@
 //! 32-bit register: row `lane / 4`, elements `2 * (lane % 4)` and `+ 1` (low half first);
 //! with `.trans`, the same positions of the transposed matrix (column `lane / 4`, rows
 //! `2 * (lane % 4)` and `+ 1`).
+//!
+//! The instruction moves `.b16` units whatever the data: a tile of 8-bit (FP8) elements
+//! has 16 of them per 16-byte row, two per unit, the lower-addressed one in the low byte.
 
 use super::error::{AccessKind, Coord, InterpError};
 use super::exec::{BlockState, Result};
 use super::program::{MatrixLoad, MemKind};
 
 const WARP: usize = 32;
-/// Elements per matrix row (and rows per matrix).
+/// 16-bit units per matrix row (and rows per matrix).
 const ROW: usize = 8;
 
 impl BlockState<'_> {
@@ -36,7 +39,7 @@ impl BlockState<'_> {
     }
 
     /// The rows the warp starting at thread `base` addresses: `rows[8m + r]` is row `r` of
-    /// matrix `m`, each element as its 16 storage bits.
+    /// matrix `m`, as its eight 16-bit units.
     fn read_rows(
         &mut self,
         load: &MatrixLoad,
@@ -51,11 +54,14 @@ impl BlockState<'_> {
                 format!("{name} from `{}`, which is not shared memory", info.name),
             ));
         };
+        // Elements per 16-bit unit (1, or 2 for 8-bit types) and per row.
+        let per_unit = 2 / info.elem.size_bytes().clamp(1, 2);
+        let row_len = (ROW * per_unit) as u64;
         let mut rows = Vec::with_capacity(ROW * load.count as usize);
         for src in 0..ROW * load.count as usize {
             let thread = base + src;
             let start = self.col(load.offset)[thread].get();
-            if !start.is_multiple_of(ROW as u64) {
+            if !start.is_multiple_of(row_len) {
                 return Err(InterpError::MisalignedMatrixRow {
                     kernel: prog.kernel.clone(),
                     block: Coord(self.block),
@@ -66,16 +72,17 @@ impl BlockState<'_> {
                     site: prog.site(load.site),
                 });
             }
-            let last = start + ROW as u64 - 1;
+            let last = start + row_len - 1;
             if last >= info.len {
                 let index = start.max(info.len);
                 return Err(self.out_of_bounds(load.mem, AccessKind::Read, thread, index));
             }
             let mut row = [0u16; ROW];
-            for (c, value) in row.iter_mut().enumerate() {
+            for c in 0..row_len as usize {
                 let element = start as usize + c;
                 self.check_shared_slot(load.mem, element, AccessKind::Read, thread, load.site)?;
-                *value = self.shared[at + element] as u16;
+                let bits = self.shared[at + element] as u16;
+                row[c / per_unit] |= bits << (16 / per_unit * (c % per_unit));
             }
             rows.push(row);
         }

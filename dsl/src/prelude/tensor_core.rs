@@ -2,7 +2,7 @@
 //! fragments use. Fragments are PTX registers: a u32 holds two f16/bf16, the element with
 //! the lower column (or row) index in bits 0..16.
 
-use super::{bf16, f16, KernelValue, SharedArray, Slice, Vec2, Vec4};
+use super::{bf16, f16, KernelValue, SharedArray, Slice, Vec2, Vec4, F8E4M3, F8E5M2};
 
 /// Packs two f16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32), the layout of
 /// an `.f16x2` register and of an MMA A/B fragment register.
@@ -143,22 +143,30 @@ half2! {
     fn min_bf16x2(Min, BF16, a, b);
 }
 
-/// The 16-bit element types `ldmatrix` loads (as raw `.b16`).
-pub trait B16: Copy + private::Sealed {}
-impl B16 for f16 {}
-impl B16 for bf16 {}
+/// The element types `ldmatrix` loads from shared memory. It moves raw `.b16` units: a
+/// matrix row is 16 bytes — 8 f16/bf16, or 16 FP8 elements, of which each lane receives 4
+/// (`4 * (lane_id() % 4)` to `+ 3`, lowest in bits 0..8: the layout of an `m16n8k32` FP8
+/// fragment register). FP8 tiles take only the non-`.trans` forms (a transposed load would
+/// move 16-bit pairs, not elements), so FP8 operands are stored K-major.
+pub trait MatrixElement: Copy + private::Sealed {}
+impl MatrixElement for f16 {}
+impl MatrixElement for bf16 {}
+impl MatrixElement for F8E4M3 {}
+impl MatrixElement for F8E5M2 {}
 
 mod private {
     pub trait Sealed {}
     impl Sealed for super::f16 {}
     impl Sealed for super::bf16 {}
+    impl Sealed for super::F8E4M3 {}
+    impl Sealed for super::F8E5M2 {}
 }
 
 macro_rules! ldmatrix {
     ($($(#[$doc:meta])* fn $name:ident -> $ret:ty;)*) => {
         $(
             $(#[$doc])*
-            pub fn $name<T: B16>(tile: &SharedArray<T>, offset: u32) -> $ret {
+            pub fn $name<T: MatrixElement>(tile: &SharedArray<T>, offset: u32) -> $ret {
                 let _ = (tile, offset);
                 unreachable!(concat!(stringify!($name), "() is a warp-level intrinsic, only meaningful inside a kernel"))
             }
@@ -169,7 +177,8 @@ macro_rules! ldmatrix {
 ldmatrix! {
     /// `ldmatrix.sync.aligned.m8n8.x1.shared.b16` (PTX ISA 9.7.14.5.15): lanes 0–7 give, as
     /// `offset`, the element offset in `tile` of rows 0–7 of an 8×8 matrix of 16-bit
-    /// elements (a multiple of 8: rows are 16-byte aligned); every lane receives row
+    /// elements (a multiple of 8: rows are 16-byte aligned; for FP8 tiles see
+    /// [`MatrixElement`]); every lane receives row
     /// `lane_id() / 4`, elements `2 * (lane_id() % 4)` and `+ 1` packed (low first) — the
     /// layout of an MMA A/B fragment register. Every lane of the warp must call it. sm_80.
     fn ldmatrix_x1 -> u32;

@@ -281,6 +281,7 @@ pub fn entries() -> Vec<LibraryKernel> {
         "fp8_quantize_blocks_e5m2",
         "fp8_dequantize_e5m2",
     ]));
+    out.extend(super::gemm::entries());
     out.extend(super::coat::library::entries());
     out
 }

@@ -45,6 +45,7 @@
 pub mod blocks;
 pub mod coat;
 pub mod dequant;
+pub mod gemm;
 pub mod host;
 pub mod library;
 pub mod reference;

@@ -137,9 +137,17 @@ impl FnBuilder<'_, '_> {
             MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
             MemRef::Param(_) => false,
         };
-        let half = matches!(elem.scalar(), Some(ScalarType::F16 | ScalarType::BF16));
-        if self.building && !(shared && half) {
-            return Err(self.err(args[0].span, format!("`{func}` reads a shared array of f16 or bf16 declared in this function (`shared_array::<f16>(N)`); `{name}` is not one")));
+        let trans = func.ends_with("_trans");
+        let (half, byte) = match elem.scalar() {
+            Some(ScalarType::F16 | ScalarType::BF16) => (true, false),
+            Some(ScalarType::F8E4M3 | ScalarType::F8E5M2) => (false, true),
+            _ => (false, false),
+        };
+        if self.building && !(shared && (half || byte)) {
+            return Err(self.err(args[0].span, format!("`{func}` reads a shared array of f16, bf16 or FP8 declared in this function (`shared_array::<f16>(N)`); `{name}` is not one")));
+        }
+        if self.building && trans && byte {
+            return Err(self.err(span, format!("`{func}` on the FP8 array `{name}`: a transposed ldmatrix moves 16-bit pairs, not 8-bit elements; store the FP8 operand K-major and use the non-`_trans` form")));
         }
         let offset = self.arg_of(&args[1], U32)?;
         let count: u8 = if func.contains("x1") {
@@ -157,7 +165,7 @@ impl FnBuilder<'_, '_> {
             mem,
             offset: Box::new(offset),
             count,
-            trans: func.ends_with("_trans"),
+            trans,
         };
         Ok((Expr { kind, ty }, Some(Ty::Known(ty))))
     }

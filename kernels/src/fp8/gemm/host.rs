@@ -1,0 +1,185 @@
+//! Host side of the FP8 GEMM: operands with their scales, the f64 reference, launch
+//! helpers, and the library's problems with exact inputs.
+
+use super::{fp8_gemm_e4m3, GROUP};
+use crate::check::Problem;
+use float8::F8E4M3;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use warpforge_dsl::prelude::{Config, Device, LaunchDims};
+
+/// How the operands are scaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scaling {
+    /// One scale per operand.
+    Tensor,
+    /// A: one scale per row and 128 of K; B: one per 128×128 tile (DeepSeek-V3).
+    Blocks,
+}
+
+/// FP8 operands and their scales: A is `m` rows of `lda` codes, B `n` rows of `ldb`
+/// (both K-major, leading dimensions from [`padded`]). Block scales are dense row-major:
+/// `a_scale[m][ceil(k/128)]`, `b_scale[ceil(n/128)][ceil(k/128)]`.
+#[derive(Clone, Debug)]
+pub struct ScaledOperands {
+    pub a: Vec<F8E4M3>,
+    pub b: Vec<F8E4M3>,
+    pub a_scale: Vec<f32>,
+    pub b_scale: Vec<f32>,
+    pub scaling: Scaling,
+}
+
+/// The smallest leading dimension ≥ `k` that keeps FP8 rows 16-byte aligned.
+pub fn padded(k: usize) -> usize {
+    k.div_ceil(16) * 16
+}
+
+/// K groups of 128.
+fn groups(k: usize) -> usize {
+    k.div_ceil(GROUP as usize).max(1)
+}
+
+/// C = (A·Bᵀ) with the scales applied per 128-group of K, in f64, rounded once to f32.
+pub fn reference(ops: &ScaledOperands, (m, n, k): (usize, usize, usize)) -> Vec<f32> {
+    let (lda, ldb, kbs) = (padded(k), padded(k), groups(k));
+    let g = GROUP as usize;
+    let mut c = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut sum = 0f64;
+            for kb in 0..kbs {
+                let part: f64 = (kb * g..k.min((kb + 1) * g))
+                    .map(|p| ops.a[i * lda + p].to_f64() * ops.b[j * ldb + p].to_f64())
+                    .sum();
+                let (sa, sb) = match ops.scaling {
+                    Scaling::Tensor => (ops.a_scale[0], ops.b_scale[0]),
+                    Scaling::Blocks => (ops.a_scale[i * kbs + kb], ops.b_scale[j / g * kbs + kb]),
+                };
+                sum += part * sa as f64 * sb as f64;
+            }
+            c[i * n + j] = sum as f32;
+        }
+    }
+    c
+}
+
+/// Launch dims for an `m×n` output.
+pub fn dims(config: &Config, m: u32, n: u32) -> LaunchDims {
+    let get = |name: &str| config.get(name).unwrap_or(1) as u32;
+    LaunchDims::grid_2d(
+        (n.div_ceil(get("BN")).max(1), m.div_ceil(get("BM")).max(1)),
+        (32 * get("WM") * get("WN"), 1),
+    )
+}
+
+/// Runs the kernel on `device`; returns C (`m×n`, dense).
+pub fn run(
+    device: &Device,
+    config: &Config,
+    ops: &ScaledOperands,
+    (m, n, k): (usize, usize, usize),
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
+    let (da, db) = (device.upload(&ops.a)?, device.upload(&ops.b)?);
+    let (dsa, dsb) = (device.upload(&ops.a_scale)?, device.upload(&ops.b_scale)?);
+    let mut dc = device.zeros::<f32>(m * n)?;
+    let (blocked, ld) = match ops.scaling {
+        Scaling::Tensor => (0, 0),
+        Scaling::Blocks => (1, groups(k) as u32),
+    };
+    let ldk = padded(k) as u32;
+    fp8_gemm_e4m3::launch(
+        device,
+        config,
+        dims(config, m as u32, n as u32),
+        &da,
+        &db,
+        &dsa,
+        &dsb,
+        &mut dc,
+        m as u32,
+        n as u32,
+        k as u32,
+        ldk,
+        ldk,
+        n as u32,
+        blocked,
+        ld,
+        ld,
+    )?;
+    Ok(device.download(&dc)?)
+}
+
+/// Problems `[m, n, k, blocked]`: a single element, ragged shapes, K spanning several
+/// 128-groups (one of them partial), and both scalings.
+pub fn problems() -> Vec<Problem> {
+    [
+        (1, 1, 1, 0),
+        (37, 70, 45, 1),
+        (64, 72, 256, 1),
+        (130, 66, 300, 1),
+        (33, 129, 200, 0),
+    ]
+    .iter()
+    .map(|&(m, n, k, b)| {
+        let kind = if b == 1 { "blocks" } else { "tensor" };
+        Problem::new(format!("{m}x{n}x{k} {kind}"), vec![m, n, k, b])
+    })
+    .collect()
+}
+
+/// Integer codes in -8..=8 (exact in E4M3) and power-of-two scales in 2^-2..2^2: every
+/// group sum and every promotion is exact in f32, so the kernel must match exactly. The
+/// padding bytes hold 448, which must never reach C.
+pub fn inputs(problem: &Problem) -> (ScaledOperands, (usize, usize, usize)) {
+    let (m, n, k) = (problem.dims[0], problem.dims[1], problem.dims[2]);
+    let scaling = match problem.dims[3] {
+        0 => Scaling::Tensor,
+        _ => Scaling::Blocks,
+    };
+    let mut rng = StdRng::seed_from_u64((m * 131 + n * 17 + k) as u64);
+    let ld = padded(k);
+    let mut codes = |rows: usize| -> Vec<F8E4M3> {
+        (0..rows * ld)
+            .map(|e| match e % ld < k {
+                true => F8E4M3::from_f32(rng.random_range(-8i32..=8) as f32),
+                false => F8E4M3::from_f32(448.0),
+            })
+            .collect()
+    };
+    let (a, b) = (codes(m), codes(n));
+    let mut scale = || 2f32.powi(rng.random_range(-2i32..=2));
+    let (a_scale, b_scale) = match scaling {
+        Scaling::Tensor => (vec![scale()], vec![scale()]),
+        Scaling::Blocks => {
+            let kbs = groups(k);
+            let a_scale = (0..m * kbs).map(|_| scale()).collect();
+            let b_scale = (0..n.div_ceil(GROUP as usize) * kbs)
+                .map(|_| scale())
+                .collect();
+            (a_scale, b_scale)
+        }
+    };
+    let ops = ScaledOperands {
+        a,
+        b,
+        a_scale,
+        b_scale,
+        scaling,
+    };
+    (ops, (m, n, k))
+}
+
+/// The library's `output`.
+pub fn output(
+    device: &Device,
+    config: &Config,
+    problem: &Problem,
+) -> Result<Vec<f32>, warpforge_dsl::Error> {
+    let (ops, shape) = inputs(problem);
+    run(device, config, &ops, shape)
+}
+
+/// The library's `expected`.
+pub fn expected(problem: &Problem) -> Vec<f32> {
+    let (ops, shape) = inputs(problem);
+    reference(&ops, shape)
+}

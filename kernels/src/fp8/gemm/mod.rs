@@ -1,0 +1,255 @@
+//! FP8 GEMM on tensor cores: `C[m×n] = (A·Bᵀ) ⊙ scales`, E4M3 × E4M3 with f32 accumulation,
+//! f32 output. Needs sm_89 (`mma.sync.m16n8k32.e4m3`).
+//!
+//! Both operands are K-major, the layout FP8 tensor cores take: A is `m` rows of `k`
+//! (leading dimension `lda`), B is `n` rows of `k` (`ldb`; a `Linear` weight as stored).
+//! `lda` and `ldb` are multiples of 16 (16-byte rows); `m`, `n`, `k` are arbitrary.
+//!
+//! # Scales
+//!
+//! K is cut into groups of 128. For every group the warps accumulate the raw products in
+//! f32 on the tensor cores, then *promote*: `c += partial · sa · sb` in f32 on the CUDA
+//! cores, and restart the partial sums. With `blocked != 0` the scales are DeepSeek-V3's:
+//! `a_scale[row · a_scale_ld + kb]` per row and 128-group of K (1×128, the layout
+//! [`super::rows`] writes with G = 128) and `b_scale[(col / 128) · b_scale_ld + kb]` per
+//! 128×128 tile of B (the layout [`super::blocks`] writes). With `blocked == 0` they are
+//! per-tensor: `a_scale[0]` and `b_scale[0]`. Promoting every 128 of K also bounds the
+//! error of the tensor cores' reduced-precision FP8 accumulation (Hopper keeps about 14
+//! mantissa bits inside an MMA chain; DeepSeek-V3, section 3.3.2).
+//!
+//! # How it works
+//!
+//! As [`crate::gemm_tc`]: a `STAGES`-deep ring of shared slices filled by 16-byte
+//! `cp.async` (source size cut at the ragged edges), `ldmatrix.x4` fragment loads (a
+//! 16-byte row is 16 FP8 values; each lane receives 4 of them per register, the `m16n8k32`
+//! fragment layout), `mma.sync.m16n8k32` per 32 of K, shared rows padded by 16 bytes
+//! (conflict-free `ldmatrix` phases for BK = 64 and 128).
+//!
+//! # Roofline
+//!
+//! Compute-bound for large shapes: 2·m·n·k flops against m·k + n·k bytes of FP8 operands
+//! plus 4·m·n of output; at m ≲ 128 it is bound by reading B (n·k bytes, half of an f16
+//! GEMM's). Tunables: `BM`, `BN` (≤ 128 so a block's columns share one B scale tile), `BK`
+//! (64 or 128: divides the 128-group), `WM`, `WN` (warps), `STAGES`.
+
+mod host;
+
+pub use host::{dims, inputs, padded, problems, reference, run, Scaling, ScaledOperands};
+
+use crate::check::Problem;
+use crate::LibraryKernel;
+use warpforge_dsl::prelude::*;
+use warpforge_macros::{device, kernel};
+
+/// The K extent of one scale group (a literal 128 in the kernel).
+pub const GROUP: u32 = 128;
+
+#[kernel(
+    block = (32 * WM * WN),
+    tune(
+        BM = [32, 64, 128],
+        BN = [64, 128],
+        BK = [64, 128],
+        WM = [1, 2, 4],
+        WN = [1, 2, 4],
+        STAGES = [2, 3, 4]
+    ),
+    default(BM = 128, BN = 128, BK = 64, WM = 2, WN = 4, STAGES = 2),
+    constraint = WM * WN >= 2 && WM * WN <= 8,
+    constraint = (BM / WM) % 16 == 0 && (BN / WN) % 16 == 0 && BM >= 16 * WM && BN >= 16 * WN,
+    constraint = (BM / WM / 16) * (BN / WN / 8) <= 16,
+    constraint = (BM * BK / 16) % (32 * WM * WN) == 0 && (BN * BK / 16) % (32 * WM * WN) == 0,
+    constraint = STAGES * (BM + BN) * (BK + 16) <= 49152
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn fp8_gemm_e4m3<
+    const BM: u32,
+    const BN: u32,
+    const BK: u32,
+    const WM: u32,
+    const WN: u32,
+    const STAGES: u32,
+>(
+    a: &[F8E4M3],
+    b: &[F8E4M3],
+    a_scale: &[f32],
+    b_scale: &[f32],
+    c: &mut [f32],
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    blocked: u32,
+    a_scale_ld: u32,
+    b_scale_ld: u32,
+) {
+    // Shared rows of BK + 16 bytes (16-byte padding against bank conflicts).
+    let mut a_tile = shared_array::<F8E4M3>(STAGES * BM * (BK + 16));
+    let mut b_tile = shared_array::<F8E4M3>(STAGES * BN * (BK + 16));
+    let mut acc = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
+    let mut part = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
+    let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
+    let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
+    let threads = 32 * WM * WN;
+    let tid = thread_idx_x();
+    let lane = lane_id();
+    let warp_row = tid / 32 / WN * (BM / WM);
+    let warp_col = tid / 32 % WN * (BN / WN);
+    let row0 = block_idx_y() * BM;
+    let col0 = block_idx_x() * BN;
+    let tiles = (k + BK - 1) / BK;
+    // Step s copies slice s and, from step STAGES - 1 on, multiplies slice s - (STAGES - 1).
+    for step in 0..tiles + STAGES - 1 {
+        if step >= STAGES - 1 {
+            cp_async_wait(STAGES - 2);
+            sync_threads();
+        }
+        if step < tiles {
+            let stage = step % STAGES;
+            let k0 = step * BK;
+            #[unroll]
+            for l in 0..BM * BK / 16 / threads {
+                let e = l * threads + tid;
+                let r = e / (BK / 16);
+                let kc = e % (BK / 16) * 16;
+                let bytes = chunk_bytes(row0 + r, m, k0 + kc, k);
+                let src = if bytes > 0 { (row0 + r) * lda + k0 + kc } else { 0 };
+                let dst = (stage * BM + r) * (BK + 16) + kc;
+                cp_async_16_zfill(&mut a_tile, dst, a, src, bytes);
+            }
+            #[unroll]
+            for l in 0..BN * BK / 16 / threads {
+                let e = l * threads + tid;
+                let r = e / (BK / 16);
+                let kc = e % (BK / 16) * 16;
+                let bytes = chunk_bytes(col0 + r, n, k0 + kc, k);
+                let src = if bytes > 0 { (col0 + r) * ldb + k0 + kc } else { 0 };
+                let dst = (stage * BN + r) * (BK + 16) + kc;
+                cp_async_16_zfill(&mut b_tile, dst, b, src, bytes);
+            }
+        }
+        cp_async_commit();
+        if step >= STAGES - 1 {
+            let slice = step - (STAGES - 1);
+            let stage = slice % STAGES;
+            #[unroll]
+            for kk in 0..BK / 32 {
+                // A: lanes 0-15 address rows 0-15 at k, lanes 16-31 at k + 16.
+                #[unroll]
+                for i in 0..BM / WM / 16 {
+                    let row = stage * BM + warp_row + i * 16 + lane % 16;
+                    a_frag[i] = ldmatrix_x4(&a_tile, row * (BK + 16) + kk * 32 + lane / 16 * 16);
+                }
+                // B, two n-tiles per x4: (n 0-7, k 0-15), (n 0-7, k 16-31), (n 8-15, ..).
+                #[unroll]
+                for j in 0..BN / WN / 16 {
+                    let row = stage * BN + warp_col + j * 16 + lane / 16 * 8 + lane % 8;
+                    let col = kk * 32 + lane / 8 % 2 * 16;
+                    let r = ldmatrix_x4(&b_tile, row * (BK + 16) + col);
+                    b_frag[2 * j] = Vec2::new(r.x, r.y);
+                    b_frag[2 * j + 1] = Vec2::new(r.z, r.w);
+                }
+                #[unroll]
+                for i in 0..BM / WM / 16 {
+                    #[unroll]
+                    for j in 0..BN / WN / 8 {
+                        let t = i * (BN / WN / 8) + j;
+                        part[t] = mma_m16n8k32_e4m3_f32(a_frag[i], b_frag[j], part[t]);
+                    }
+                }
+            }
+            // The end of a 128-group of K (or of K): promote the partial sums.
+            if (slice + 1) * BK % 128 == 0 || slice + 1 == tiles {
+                let kb = slice * BK / 128;
+                let sb = b_scale[scale_at(blocked, col0 / 128, b_scale_ld, kb)];
+                #[unroll]
+                for i in 0..BM / WM / 16 {
+                    let row = row0 + warp_row + i * 16 + lane / 4;
+                    let top = row_scale(a_scale, blocked, row, m, a_scale_ld, kb) * sb;
+                    let bottom = row_scale(a_scale, blocked, row + 8, m, a_scale_ld, kb) * sb;
+                    #[unroll]
+                    for j in 0..BN / WN / 8 {
+                        let t = i * (BN / WN / 8) + j;
+                        acc[t] = promote(acc[t], part[t], top, bottom);
+                        part[t] = Vec4::new(0.0, 0.0, 0.0, 0.0);
+                    }
+                }
+            }
+        }
+    }
+    cp_async_wait(0);
+    #[unroll]
+    for i in 0..BM / WM / 16 {
+        #[unroll]
+        for j in 0..BN / WN / 8 {
+            let row = row0 + warp_row + i * 16 + lane / 4;
+            let col = col0 + warp_col + j * 8 + lane % 4 * 2;
+            let v = acc[i * (BN / WN / 8) + j];
+            crate::gemm_tc::store_pair(c, row, col, m, n, ldc, v.x, v.y);
+            crate::gemm_tc::store_pair(c, row + 8, col, m, n, ldc, v.z, v.w);
+        }
+    }
+}
+
+/// Bytes of the 16-element chunk at (`row`, `col`) inside a `rows × cols` FP8 matrix: 16,
+/// fewer at the right edge, 0 outside.
+#[device]
+pub fn chunk_bytes(row: u32, rows: u32, col: u32, cols: u32) -> u32 {
+    if row < rows && col < cols {
+        (cols - col).min(16)
+    } else {
+        0
+    }
+}
+
+/// Index of a scale: `(group, kb)` of a `ld`-wide table when blocked, else the tensor's one.
+#[device]
+pub fn scale_at(blocked: u32, group: u32, ld: u32, kb: u32) -> u32 {
+    if blocked != 0 {
+        group * ld + kb
+    } else {
+        0
+    }
+}
+
+/// A's scale for `row` at K group `kb` (0 past the last row, whose results are not stored).
+#[device]
+pub fn row_scale(a_scale: &[f32], blocked: u32, row: u32, m: u32, ld: u32, kb: u32) -> f32 {
+    if row < m {
+        a_scale[scale_at(blocked, row, ld, kb)]
+    } else {
+        0.0
+    }
+}
+
+/// `acc + part · scale`, rows g (`.x`, `.y`) scaled by `top` and g + 8 (`.z`, `.w`) by
+/// `bottom`.
+#[device]
+pub fn promote(acc: Vec4<f32>, part: Vec4<f32>, top: f32, bottom: f32) -> Vec4<f32> {
+    Vec4::new(
+        part.x.mul_add(top, acc.x),
+        part.y.mul_add(top, acc.y),
+        part.z.mul_add(bottom, acc.z),
+        part.w.mul_add(bottom, acc.w),
+    )
+}
+
+/// The library entries: per-tensor and block-scaled problems of the one kernel.
+pub fn entries() -> Vec<LibraryKernel> {
+    vec![LibraryKernel {
+        name: "fp8_gemm_e4m3",
+        summary: "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), sm_89+",
+        def: fp8_gemm_e4m3::def,
+        problems,
+        output: host::output,
+        expected: host::expected,
+        tolerance: exact,
+    }]
+}
+
+/// Integer-valued codes and power-of-two scales: every sum is exact.
+fn exact(_: &Problem) -> f64 {
+    0.0
+}
