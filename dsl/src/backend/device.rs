@@ -2,8 +2,8 @@
 
 mod check;
 
-pub use check::DeviceLimits;
 pub(crate) use check::check_shared;
+pub use check::DeviceLimits;
 
 use super::cuda::CudaDevice;
 use super::element::{from_bytes, to_bytes};

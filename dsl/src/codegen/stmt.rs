@@ -57,9 +57,7 @@ impl FnGen<'_> {
                         };
                         self.line(&format!("__shared__ {align}{ty} {name}[{}];", a.len))
                     }
-                    (ArraySpace::Local, _) => {
-                        self.line(&format!("{ty} {name}[{}] = {{}};", a.len))
-                    }
+                    (ArraySpace::Local, _) => self.line(&format!("{ty} {name}[{}] = {{}};", a.len)),
                 }
             }
             StmtKind::AssignVar { var, op, value } => {

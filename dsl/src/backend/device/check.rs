@@ -535,11 +535,20 @@ pub(super) mod tests {
             k
         };
         // tile0 takes 4 bytes, tile1 starts at 16: 16 + 101360 = 101376, exactly the cap.
-        check_shared(&entry_only(&[1, 101360 / 4]), GENERIC_MAX_SHARED, "every GPU").unwrap();
+        check_shared(
+            &entry_only(&[1, 101360 / 4]),
+            GENERIC_MAX_SHARED,
+            "every GPU",
+        )
+        .unwrap();
         // 4 bytes more is over, though the arrays alone (101368 bytes) would fit.
-        let msg = check_shared(&entry_only(&[1, 101364 / 4]), GENERIC_MAX_SHARED, "every GPU")
-            .unwrap_err()
-            .to_string();
+        let msg = check_shared(
+            &entry_only(&[1, 101364 / 4]),
+            GENERIC_MAX_SHARED,
+            "every GPU",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("uses 101380 bytes"), "{msg}");
     }
 

@@ -43,14 +43,13 @@ fn large_shared() -> Kernel {
         let_(t, tid(Dim::X)),
         stage.store(add(t.e(), last.clone()), cast(t.e(), Type::F32)),
         tile.store(t.e(), cast(t.e(), ty(ScalarType::F16))),
-        if_(
-            eq(t.e(), u32(0)),
-            vec![flags.store(u32(2), u32(1))],
-            vec![],
-        ),
+        if_(eq(t.e(), u32(0)), vec![flags.store(u32(2), u32(1))], vec![]),
         acc.store(u32(0), lit(1.0f32)),
         sync(),
-        let_(v, add(stage.at(add(t.e(), last)), cast(tile.at(t.e()), Type::F32))),
+        let_(
+            v,
+            add(stage.at(add(t.e(), last)), cast(tile.at(t.e()), Type::F32)),
+        ),
         out.store(
             t.e(),
             add(call(0, vec![val(v.e())], Type::F32), acc.at(u32(0))),
