@@ -165,6 +165,9 @@ fn the_generated_c_carves_and_nvrtc_emits_extern_shared() {
         );
         assert!(src.contains(&slot), "{src}");
         if let Err(e) = nvrtc::version() {
+            if std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_some() {
+                panic!("NVRTC is required here (WARPFORGE_REQUIRE_NVRTC is set): {e}");
+            }
             eprintln!("SKIPPED the NVRTC part: NVRTC not found: {e}");
             continue;
         }
