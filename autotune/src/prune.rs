@@ -2,10 +2,14 @@
 //! host's cores, through the compile cache) and those the device cannot run well are
 //! dropped, each with the reason.
 //!
-//! Dropped: a config that fails to compile (a kernel bug, reported), one over the static
-//! shared-memory limit, the per-thread or per-block register limit, or the thread limit,
-//! and one that spills registers to local memory — unless every remaining config spills,
-//! in which case spilling ones are kept (something has to be timed).
+//! Dropped: a config that fails to compile (a kernel bug, reported), one over the arch's
+//! opt-in shared-memory limit per block, the per-thread or per-block register limit, or the
+//! thread limit, and one that spills registers to local memory — unless every remaining
+//! config spills, in which case spilling ones are kept (something has to be timed).
+//!
+//! Shared memory is ptxas's static count plus the dynamic shared memory the launch passes
+//! ([`codegen::dynamic_shared_bytes`]: the generator carves arrays over 48 KiB from dynamic
+//! shared memory, which ptxas does not count).
 
 use crate::kernel::{specialize, TuneKernel};
 use crate::TuneError;
@@ -15,12 +19,12 @@ use warpforge_dsl::codegen;
 use warpforge_dsl::nvrtc::{self, Arch, CompileOptions, NvrtcError, ResourceUsage};
 use warpforge_dsl::Config;
 
-/// Per-block limits of a device. sm_80, sm_89 and sm_90 share these values.
+/// Per-block limits of a device. sm_80, sm_86, sm_89 and sm_90 share all but shared memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Static shared memory per block (dynamic shared memory, which can go beyond it
-    /// with an opt-in, is not used by warpforge kernels).
-    pub static_shared_bytes: u32,
+    /// Shared memory per block, static plus dynamic, with the opt-in beyond 48 KiB
+    /// (`cudaDevAttrMaxSharedMemoryPerBlockOptin`).
+    pub shared_bytes_per_block: u32,
     pub registers_per_thread: u32,
     /// The register file of one SM, the most a single block can hold.
     pub registers_per_block: u32,
@@ -28,9 +32,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn for_arch(_arch: Arch) -> Limits {
+    pub fn for_arch(arch: Arch) -> Limits {
         Limits {
-            static_shared_bytes: 48 * 1024,
+            shared_bytes_per_block: opt_in_shared_bytes(arch),
             registers_per_thread: 255,
             registers_per_block: 64 * 1024,
             threads_per_block: 1024,
@@ -46,11 +50,29 @@ impl Limits {
     }
 }
 
+/// The opt-in shared memory per block of each arch warpforge targets (CUDA programming
+/// guide, compute capabilities table); the smallest of them for an arch not listed.
+const OPT_IN_SHARED: [(Arch, u32); 4] = [
+    (Arch::SM80, 163 * 1024),
+    (Arch::new(8, 6), 99 * 1024),
+    (Arch::SM89, 99 * 1024),
+    (Arch::SM90, 227 * 1024),
+];
+
+fn opt_in_shared_bytes(arch: Arch) -> u32 {
+    let known = OPT_IN_SHARED.iter().find(|(a, _)| *a == arch);
+    let smallest = OPT_IN_SHARED.iter().map(|(_, b)| *b).min();
+    known.map(|(_, b)| *b).or(smallest).unwrap_or(48 * 1024)
+}
+
 /// A config that compiled and fits the device.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
     pub config: Config,
+    /// ptxas's report; its `shared_bytes` is the static shared memory only.
     pub resources: ResourceUsage,
+    /// Dynamic shared memory each launch passes (0 for arrays within 48 KiB).
+    pub dynamic_shared_bytes: u32,
     /// Threads per block (from the kernel's declared block; 0 when it declares none).
     pub threads: u32,
 }
@@ -62,7 +84,8 @@ pub enum PruneReason {
         message: String,
     },
     SharedMemory {
-        bytes: u32,
+        /// Static plus dynamic.
+        bytes: u64,
         limit: u32,
     },
     RegistersPerThread {
@@ -131,10 +154,19 @@ pub struct Pruning {
     pub pruned: Vec<Pruned>,
 }
 
+impl Candidate {
+    /// Shared memory per block: static plus dynamic.
+    pub fn shared_bytes(&self) -> u64 {
+        self.resources.shared_bytes as u64 + self.dynamic_shared_bytes as u64
+    }
+}
+
 /// One config's compile result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledConfig {
     pub config: Config,
+    /// The dynamic shared memory its launch passes (the generator's, not ptxas's count).
+    pub dynamic_shared_bytes: u32,
     /// Resource usage and threads per block, or the compile error's text.
     pub result: Result<(ResourceUsage, u32), String>,
 }
@@ -168,6 +200,7 @@ fn compile_one(
     let typed = specialize(kernel.def(), config)?;
     let threads = typed.block_dim.map_or(0, |b| b.iter().product());
     let source = codegen::cuda_source(&typed);
+    let dynamic_shared_bytes = codegen::dynamic_shared_bytes(&typed);
     let result = match nvrtc::compile_cached(&source, arch, &CompileOptions::default()) {
         Ok(compiled) => Ok((compiled.resources, threads)),
         Err(e @ NvrtcError::Compile { .. }) => Err(e.to_string()),
@@ -175,6 +208,7 @@ fn compile_one(
     };
     Ok(CompiledConfig {
         config: config.clone(),
+        dynamic_shared_bytes,
         result,
     })
 }
@@ -201,9 +235,10 @@ pub fn apply_limits(compiled: Vec<CompiledConfig>, limits: &Limits) -> Pruning {
         let candidate = Candidate {
             config: c.config,
             resources: usage,
+            dynamic_shared_bytes: c.dynamic_shared_bytes,
             threads,
         };
-        match over_limit(&usage, threads, limits) {
+        match over_limit(&candidate, limits) {
             Some(reason) => out.pruned.push(Pruned {
                 config: candidate.config,
                 reason,
@@ -226,11 +261,13 @@ pub fn apply_limits(compiled: Vec<CompiledConfig>, limits: &Limits) -> Pruning {
     out
 }
 
-fn over_limit(usage: &ResourceUsage, threads: u32, limits: &Limits) -> Option<PruneReason> {
-    if usage.shared_bytes > limits.static_shared_bytes {
+fn over_limit(candidate: &Candidate, limits: &Limits) -> Option<PruneReason> {
+    let (usage, threads) = (&candidate.resources, candidate.threads);
+    let shared = candidate.shared_bytes();
+    if shared > limits.shared_bytes_per_block as u64 {
         return Some(PruneReason::SharedMemory {
-            bytes: usage.shared_bytes,
-            limit: limits.static_shared_bytes,
+            bytes: shared,
+            limit: limits.shared_bytes_per_block,
         });
     }
     if usage.registers > limits.registers_per_thread {

@@ -18,9 +18,18 @@ fn usage(registers: u32, shared: u32, spill: u32) -> ResourceUsage {
 fn compiled(i: i64, result: Result<(ResourceUsage, u32), String>) -> CompiledConfig {
     CompiledConfig {
         config: Config::new().with("X", i),
+        dynamic_shared_bytes: 0,
         result,
     }
 }
+
+/// The opt-in shared memory per block of each arch, in bytes.
+const OPT_IN: [(Arch, u32); 4] = [
+    (Arch::SM80, 166912),
+    (Arch::new(8, 6), 101376),
+    (Arch::SM89, 101376),
+    (Arch::SM90, 232448),
+];
 
 #[test]
 fn every_limit_drops_its_configs_with_the_reason() {
@@ -28,13 +37,13 @@ fn every_limit_drops_its_configs_with_the_reason() {
     let pruning = apply_limits(
         vec![
             compiled(0, Ok((usage(32, 4096, 0), 256))),
-            compiled(1, Ok((usage(32, 48 * 1024 + 4, 0), 256))),
+            compiled(1, Ok((usage(32, 232448 + 4, 0), 256))),
             compiled(2, Ok((usage(256, 0, 0), 128))),
             compiled(3, Ok((usage(128, 0, 0), 1024))),
             compiled(4, Ok((usage(16, 0, 0), 2048))),
             compiled(5, Ok((usage(40, 0, 8), 128))),
             compiled(6, Err("kernel.cu(3): error: bad".into())),
-            compiled(7, Ok((usage(64, 48 * 1024, 0), 1024))),
+            compiled(7, Ok((usage(64, 232448, 0), 1024))),
         ],
         &limits,
     );
@@ -51,8 +60,8 @@ fn every_limit_drops_its_configs_with_the_reason() {
     assert_eq!(
         reason(1),
         PruneReason::SharedMemory {
-            bytes: 49156,
-            limit: 49152
+            bytes: 232452,
+            limit: 232448
         }
     );
     assert!(matches!(
@@ -89,6 +98,50 @@ fn every_limit_drops_its_configs_with_the_reason() {
 }
 
 #[test]
+fn static_plus_dynamic_shared_memory_is_held_to_each_arch_opt_in_limit() {
+    for (arch, limit) in OPT_IN {
+        let limits = Limits::for_arch(arch);
+        assert_eq!(limits.shared_bytes_per_block, limit, "{arch}");
+        // ptxas counts 1 KiB of static shared memory; the rest is dynamic.
+        let with_dynamic = |i: i64, dynamic: u32| CompiledConfig {
+            dynamic_shared_bytes: dynamic,
+            ..compiled(i, Ok((usage(32, 1024, 0), 256)))
+        };
+        let pruning = apply_limits(
+            vec![
+                with_dynamic(0, limit - 1024),
+                with_dynamic(1, limit - 1024 + 16),
+                with_dynamic(2, 64 * 1024),
+            ],
+            &limits,
+        );
+        let kept: Vec<i64> = pruning
+            .kept
+            .iter()
+            .map(|c| c.config.get("X").unwrap())
+            .collect();
+        assert_eq!(kept, [0, 2], "{arch}");
+        assert_eq!(pruning.kept[0].shared_bytes(), limit as u64, "{arch}");
+        assert_eq!(
+            pruning.pruned[0].reason,
+            PruneReason::SharedMemory {
+                bytes: limit as u64 + 16,
+                limit
+            },
+            "{arch}"
+        );
+    }
+    // An arch not in the table gets the smallest opt-in limit, 99 KiB.
+    for arch in [Arch::new(8, 7), Arch::new(12, 0), Arch::new(7, 5)] {
+        assert_eq!(
+            Limits::for_arch(arch).shared_bytes_per_block,
+            101376,
+            "{arch}"
+        );
+    }
+}
+
+#[test]
 fn register_allocation_rounds_per_warp() {
     // 65 registers allocate as 72; 96 threads are 3 warps.
     assert_eq!(Limits::block_registers(65, 96), 3 * 32 * 72);
@@ -110,7 +163,7 @@ fn spilling_configs_are_kept_when_all_spill() {
         vec![
             compiled(0, Ok((usage(255, 0, 16), 128))),
             compiled(1, Ok((usage(255, 0, 64), 128))),
-            compiled(2, Ok((usage(255, 64 * 1024, 0), 128))),
+            compiled(2, Ok((usage(255, 200 * 1024, 0), 128))),
         ],
         &limits,
     );

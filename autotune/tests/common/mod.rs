@@ -31,6 +31,7 @@ pub fn kept(configs: &[Config]) -> Pruning {
             .map(|c| Candidate {
                 config: c.clone(),
                 resources: Default::default(),
+                dynamic_shared_bytes: 0,
                 threads: 256,
             })
             .collect(),

@@ -9,11 +9,15 @@
 //! older arch NVRTC supports and loads the PTX, which the driver JITs. Loaded modules are
 //! kept per device by image hash, and functions by specialization.
 //!
+//! A kernel with more than 48 KiB of shared arrays is generated with dynamic shared memory
+//! ([`codegen::dynamic_shared_bytes`]): its function opts into that size once, when loaded
+//! (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`), and every launch passes it.
+//!
 //! C ABI of an entry (from the code generator): a slice parameter is two C parameters,
 //! the pointer and its length in elements as `u32`; a value parameter is its C type, which
 //! has the size of its storage (bool and FP8 one byte, f16/bf16 their 16 bits).
 
-use super::device::{check_static_shared, lock, DeviceError, DeviceLimits, SpecKey};
+use super::device::{check_shared, lock, DeviceError, DeviceLimits, SpecKey};
 use super::{Arg, LaunchDims, RawBuffer, Storage, Value};
 use crate::codegen;
 use crate::nvrtc::{self, Arch, CompileOptions, NvrtcError};
@@ -212,7 +216,7 @@ impl CudaDevice {
         let config = LaunchConfig {
             grid_dim: (dims.grid[0], dims.grid[1], dims.grid[2]),
             block_dim: (dims.block[0], dims.block[1], dims.block[2]),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: codegen::dynamic_shared_bytes(kernel),
         };
         // SAFETY: the arguments were checked against the kernel's parameters, and are
         // pushed in the entry's C ABI (pointer + u32 length per slice, values by size).
@@ -274,15 +278,17 @@ impl CudaDevice {
         nvrtc::check_arch(kernel, target)?;
         let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())
             .map_err(|e| line_map.annotate(e))?;
-        // ptxas's count (alignment padding included) against what this GPU allows.
-        let shared = compiled.resources.shared_bytes as u64;
-        if shared > self.limits.max_static_shared {
-            check_static_shared(kernel, 0, &self.name).map_err(|e| match e {
+        // ptxas's static count (alignment padding included) plus the dynamic bytes the
+        // launch passes, against what this GPU allows with the opt-in.
+        let dynamic = codegen::dynamic_shared_bytes(kernel);
+        let shared = compiled.resources.shared_bytes as u64 + dynamic as u64;
+        if shared > self.limits.max_shared_per_block {
+            check_shared(kernel, 0, &self.name).map_err(|e| match e {
                 DeviceError::SharedMemory { arrays, .. } => DeviceError::SharedMemory {
                     kernel: kernel.name.clone(),
                     config: kernel.config.to_string(),
                     bytes: shared,
-                    limit: self.limits.max_static_shared,
+                    limit: self.limits.max_shared_per_block,
                     target: self.name.clone(),
                     arrays,
                 },
@@ -299,6 +305,7 @@ impl CudaDevice {
         let function = module
             .load_function(&kernel.symbol)
             .map_err(driver("finding the kernel entry in its module"))?;
+        opt_into_dynamic_shared(&function, dynamic)?;
         lock(&self.functions).insert(key.clone(), function.clone());
         Ok(function)
     }
@@ -322,8 +329,22 @@ impl CudaDevice {
     }
 }
 
-/// The GPU's launch limits from its attributes; static shared memory is also capped at the
-/// 48 KiB every arch allows without opt-in.
+/// Above 48 KiB, dynamic shared memory needs the function's opt-in; it stays set for the
+/// loaded function.
+fn opt_into_dynamic_shared(function: &CudaFunction, bytes: u32) -> Result<(), DeviceError> {
+    if bytes as u64 <= codegen::MAX_STATIC_SHARED_BYTES {
+        return Ok(());
+    }
+    use cudarc::driver::sys::CUfunction_attribute as F;
+    let during = format!("opting the kernel into {bytes} bytes of dynamic shared memory");
+    let value = i32::try_from(bytes).unwrap_or(i32::MAX);
+    function
+        .set_attribute(F::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, value)
+        .map_err(driver(&during))
+}
+
+/// The GPU's launch limits from its attributes; shared memory is the opt-in cap per block
+/// (the most static plus dynamic shared memory one block can have).
 fn device_limits(ctx: &CudaContext, name: &str) -> Result<DeviceLimits, DeviceError> {
     use cudarc::driver::sys::CUdevice_attribute as A;
     let get = |a: A| -> Result<u32, DeviceError> {
@@ -332,7 +353,9 @@ fn device_limits(ctx: &CudaContext, name: &str) -> Result<DeviceLimits, DeviceEr
             .map_err(driver("reading the device limits"))?;
         Ok(v.max(0) as u32)
     };
-    let shared = get(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK)? as u64;
+    // Without an opt-in (pre-Volta) the attribute may read 0: the plain limit applies.
+    let shared = get(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
+        .max(get(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK)?) as u64;
     Ok(DeviceLimits {
         name: name.to_string(),
         max_threads_per_block: get(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK)?,
@@ -346,7 +369,7 @@ fn device_limits(ctx: &CudaContext, name: &str) -> Result<DeviceLimits, DeviceEr
             get(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y)?,
             get(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z)?,
         ],
-        max_static_shared: shared.min(super::device::MAX_STATIC_SHARED),
+        max_shared_per_block: shared,
     })
 }
 

@@ -2,8 +2,8 @@
 
 mod check;
 
+pub(crate) use check::check_shared;
 pub use check::DeviceLimits;
-pub(crate) use check::{check_static_shared, MAX_STATIC_SHARED};
 
 use super::cuda::CudaDevice;
 use super::element::{from_bytes, to_bytes};
@@ -113,7 +113,7 @@ pub enum DeviceError {
     },
 
     #[error(
-        "kernel `{kernel}` (config {config}) uses {bytes} bytes of static shared memory; \
+        "kernel `{kernel}` (config {config}) uses {bytes} bytes of shared memory; \
          the limit is {limit} bytes per block on {target}. Shared arrays: {arrays}. \
          Choose a config with smaller tiles, or share fewer or smaller arrays"
     )]

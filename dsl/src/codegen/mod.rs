@@ -17,6 +17,7 @@ mod line_map;
 mod names;
 mod ops;
 mod preamble;
+mod smem;
 mod stmt;
 
 #[cfg(test)]
@@ -29,8 +30,11 @@ mod tests;
 pub use ctype::c_type_name;
 pub use line_map::LineMap;
 pub(crate) use names::is_reserved;
+pub use smem::{
+    dynamic_shared_bytes, shared_bytes, SharedLayout, SharedSlot, MAX_STATIC_SHARED_BYTES,
+};
 
-use crate::typed::{Function, Kernel, ParamKind};
+use crate::typed::{FnId, Function, Kernel, ParamKind};
 use crate::types::Type;
 use ctype::scalar_c_type;
 use names::Names;
@@ -53,6 +57,12 @@ use preamble::Needs;
 ///
 /// A vector element type `VecN<T>` of a slice is `wf_vec<T, N>` in the pointer type, so the
 /// buffer must be aligned to N × size of T bytes (device allocations are).
+///
+/// # Shared memory
+///
+/// Shared arrays are static `__shared__` arrays while they total at most 48 KiB; above
+/// that they are carved from one `extern __shared__` buffer, and the launch must pass
+/// [`dynamic_shared_bytes`] as its dynamic shared memory (see [`SharedLayout`]).
 pub fn cuda_source(kernel: &Kernel) -> String {
     cuda_source_with_map(kernel).0
 }
@@ -62,19 +72,27 @@ pub fn cuda_source(kernel: &Kernel) -> String {
 /// can name the kernel's own source line.
 pub fn cuda_source_with_map(kernel: &Kernel) -> (String, LineMap) {
     let mut needs = Needs::default();
+    let layout = SharedLayout::of(kernel);
+    let shared = layout.is_dynamic().then_some(&layout);
     let mut functions = String::new();
     let mut fn_lines: Vec<Option<u32>> = Vec::new();
-    for f in &kernel.device_fns {
-        let (text, lines) = FnGen::function(kernel, f, &mut needs, false);
+    for (i, f) in kernel.device_fns.iter().enumerate() {
+        let id = Some(FnId(i as u32));
+        let (text, lines) = FnGen::function(kernel, (id, f), shared, &mut needs);
         functions.push_str(&text);
         functions.push('\n');
         fn_lines.extend(lines);
         fn_lines.push(None);
     }
-    let (text, lines) = FnGen::function(kernel, &kernel.body, &mut needs, true);
+    let (text, lines) = FnGen::function(kernel, (None, &kernel.body), shared, &mut needs);
     functions.push_str(&text);
     fn_lines.extend(lines);
-    let prefix = format!("{}\n{}", header(kernel), needs.render());
+    let prefix = format!(
+        "{}\n{}{}",
+        header(kernel),
+        needs.render(),
+        shared.map_or(String::new(), dynamic_shared_decl)
+    );
     // The header and preamble come from no statement of the kernel.
     let mut map = vec![None; prefix.lines().count()];
     map.extend(fn_lines);
@@ -96,10 +114,24 @@ fn header(kernel: &Kernel) -> String {
     )
 }
 
+/// The one dynamic shared buffer every carved array points into.
+fn dynamic_shared_decl(layout: &SharedLayout) -> String {
+    format!(
+        "// {} bytes of shared arrays: over the 48 KiB static limit, so carved from dynamic \
+         shared memory\nextern __shared__ __align__(16) unsigned char {}[];\n\n",
+        layout.bytes,
+        smem::SMEM
+    )
+}
+
 /// Prints one function; the expression and statement printers live in `expr` and `stmt`.
 pub(crate) struct FnGen<'a> {
     kernel: &'a Kernel,
     func: &'a Function,
+    /// The device function printed; `None` for the entry.
+    func_id: Option<FnId>,
+    /// The layout its shared arrays are carved by, when they are dynamic.
+    shared: Option<&'a SharedLayout>,
     names: Names,
     needs: &'a mut Needs,
     out: String,
@@ -115,14 +147,17 @@ const SIGNATURE_WIDTH: usize = 100;
 impl<'a> FnGen<'a> {
     fn function(
         kernel: &'a Kernel,
-        func: &'a Function,
+        (func_id, func): (Option<FnId>, &'a Function),
+        shared: Option<&'a SharedLayout>,
         needs: &'a mut Needs,
-        entry: bool,
     ) -> (String, Vec<Option<u32>>) {
+        let entry = func_id.is_none();
         let names = Names::new(kernel, func);
         let mut gen = FnGen {
             kernel,
             func,
+            func_id,
+            shared,
             names,
             needs,
             out: String::new(),

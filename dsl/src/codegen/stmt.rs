@@ -42,8 +42,13 @@ impl FnGen<'_> {
                 };
                 self.needs.ty(a.elem);
                 let (ty, name) = (c_type_name(a.elem), self.names.array(id.0).to_string());
-                match a.space {
-                    ArraySpace::Shared => {
+                let carved = self.shared.and_then(|l| l.offset(self.func_id, *id));
+                match (a.space, carved) {
+                    (ArraySpace::Shared, Some(offset)) => self.line(&format!(
+                        "{ty}* {name} = reinterpret_cast<{ty}*>({} + {offset});",
+                        super::smem::SMEM
+                    )),
+                    (ArraySpace::Shared, None) => {
                         // ldmatrix rows and 16-byte cp.async targets are 16-byte aligned.
                         let align = if self.loads_matrices(*id) {
                             "__align__(16) "
@@ -52,7 +57,7 @@ impl FnGen<'_> {
                         };
                         self.line(&format!("__shared__ {align}{ty} {name}[{}];", a.len))
                     }
-                    ArraySpace::Local => self.line(&format!("{ty} {name}[{}] = {{}};", a.len)),
+                    (ArraySpace::Local, _) => self.line(&format!("{ty} {name}[{}] = {{}};", a.len)),
                 }
             }
             StmtKind::AssignVar { var, op, value } => {

@@ -1,5 +1,5 @@
 //! The launch checks both backends share: arguments against the kernel's parameters, the
-//! launch shape and static shared memory against the device's limits.
+//! launch shape and shared memory against the device's limits.
 
 use super::DeviceError;
 use crate::backend::{Arg, LaunchDims};
@@ -24,7 +24,7 @@ pub(crate) fn check_arch(
 
 /// Checks a launch against the kernel's signature and the device's limits: the argument
 /// count, each argument's kind (slice/value), element type, mutability and length, the
-/// dims, and the kernel's static shared memory.
+/// dims, and the kernel's shared memory.
 pub(crate) fn check_launch(
     kernel: &typed::Kernel,
     dims: &LaunchDims,
@@ -56,7 +56,7 @@ pub(crate) fn check_launch(
         check_length(kernel, param, arg)?;
     }
     check_dims(kernel, dims, limits)?;
-    check_static_shared(kernel, limits.max_static_shared, &limits.name)
+    check_shared(kernel, limits.max_shared_per_block, &limits.name)
 }
 
 /// Lengths reach the kernel as `u32`: a longer buffer could not be indexed.
@@ -141,13 +141,16 @@ pub struct DeviceLimits {
     pub max_threads_per_block: u32,
     pub max_block: [u32; 3],
     pub max_grid: [u32; 3],
-    /// Static (`__shared__` array) bytes per block: 48 KiB on every arch; more is only
-    /// available as opt-in dynamic shared memory.
-    pub max_static_shared: u64,
+    /// Shared memory per block with the opt-in beyond 48 KiB (static plus dynamic; the
+    /// generated code switches to dynamic shared memory above 48 KiB and the cuda backend
+    /// opts in): `CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN` on a GPU.
+    pub max_shared_per_block: u64,
 }
 
-/// 48 KiB: the static shared memory limit per block on every CUDA arch.
-pub(crate) const MAX_STATIC_SHARED: u64 = 48 * 1024;
+/// 99 KiB: the opt-in shared memory per block every GPU warpforge targets allows, the
+/// smallest of sm_80 (163 KiB), sm_86/sm_89 (99 KiB) and sm_90 (227 KiB). The cpu backend
+/// checks against it, so that a kernel that runs there fits on any of them.
+pub(crate) const GENERIC_MAX_SHARED: u64 = 99 * 1024;
 
 impl DeviceLimits {
     pub fn generic() -> DeviceLimits {
@@ -156,7 +159,7 @@ impl DeviceLimits {
             max_threads_per_block: 1024,
             max_block: [1024, 1024, 64],
             max_grid: [i32::MAX as u32, 65535, 65535],
-            max_static_shared: MAX_STATIC_SHARED,
+            max_shared_per_block: GENERIC_MAX_SHARED,
         }
     }
 }
@@ -183,14 +186,14 @@ fn shared_arrays(kernel: &typed::Kernel) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The sum of the kernel's shared arrays against `limit` bytes.
-pub(crate) fn check_static_shared(
+/// The kernel's shared memory as the generator lays it out (alignment padding included)
+/// against `limit` bytes.
+pub(crate) fn check_shared(
     kernel: &typed::Kernel,
     limit: u64,
     target: &str,
 ) -> Result<(), DeviceError> {
-    let arrays = shared_arrays(kernel);
-    let bytes: u64 = arrays.iter().map(|(_, b)| b).sum();
+    let bytes = crate::codegen::shared_bytes(kernel);
     if bytes <= limit {
         return Ok(());
     }
@@ -200,7 +203,7 @@ pub(crate) fn check_static_shared(
         bytes,
         limit,
         target: target.to_string(),
-        arrays: describe_arrays(&arrays),
+        arrays: describe_arrays(&shared_arrays(kernel)),
     })
 }
 
@@ -493,22 +496,22 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn static_shared_memory_over_48_kib_is_refused_naming_the_arrays() {
-        // 2 × 5120 × 4 + 2048 = 43008 bytes: fits (the local array does not count).
-        check_static_shared(&with_shared(&[5120, 5120]), MAX_STATIC_SHARED, "every GPU").unwrap();
-        // 2 × 6144 × 4 + 2048 = 51200 bytes.
-        let err = check_static_shared(&with_shared(&[6144, 6144]), MAX_STATIC_SHARED, "every GPU")
-            .unwrap_err();
+    fn shared_memory_over_the_opt_in_cap_is_refused_naming_the_arrays() {
+        // 2 × 8192 × 4 + 2048 = 67584 bytes: over the 48 KiB static limit, dynamic, fits.
+        let limit = GENERIC_MAX_SHARED;
+        check_shared(&with_shared(&[8192, 8192]), limit, "every GPU").unwrap();
+        // 2 × 15360 × 4 + 2048 = 124928 bytes: over 99 KiB.
+        let err = check_shared(&with_shared(&[15360, 15360]), limit, "every GPU").unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("kernel `axpy` (config BM=128) uses 51200 bytes"),
+            msg.contains("kernel `axpy` (config BM=128) uses 124928 bytes of shared memory"),
             "{msg}"
         );
         assert!(
-            msg.contains("the limit is 49152 bytes per block on every GPU"),
+            msg.contains("the limit is 101376 bytes per block on every GPU"),
             "{msg}"
         );
-        assert!(msg.contains("tile0: [f32; 6144] = 24576 B"), "{msg}");
+        assert!(msg.contains("tile0: [f32; 15360] = 61440 B"), "{msg}");
         assert!(
             msg.contains("reduce__f16::scratch: [f16; 1024] = 2048 B"),
             "{msg}"
@@ -516,9 +519,37 @@ pub(super) mod tests {
         assert!(!msg.contains("acc"), "local arrays are not shared: {msg}");
         let (mut y, x) = (host(Type::F32, 4), host(Type::F32, 4));
         let args = [Arg::Slice(&x), Arg::SliceMut(&mut y), Arg::value(1.0f32)];
-        let k = with_shared(&[6144, 6144]);
-        let launch = check_launch(&k, &LaunchDims::linear(1, 4), &args, &generic());
+        let dims = LaunchDims::linear(1, 4);
+        let k = with_shared(&[15360, 15360]);
+        let launch = check_launch(&k, &dims, &args, &generic());
         assert!(matches!(launch, Err(DeviceError::SharedMemory { .. })));
+        let fits = with_shared(&[8192, 8192]);
+        check_launch(&fits, &dims, &args, &generic()).unwrap();
+    }
+
+    #[test]
+    fn alignment_padding_counts_against_the_cap() {
+        let entry_only = |lens: &[u32]| {
+            let mut k = with_shared(lens);
+            k.device_fns.clear();
+            k
+        };
+        // tile0 takes 4 bytes, tile1 starts at 16: 16 + 101360 = 101376, exactly the cap.
+        check_shared(
+            &entry_only(&[1, 101360 / 4]),
+            GENERIC_MAX_SHARED,
+            "every GPU",
+        )
+        .unwrap();
+        // 4 bytes more is over, though the arrays alone (101368 bytes) would fit.
+        let msg = check_shared(
+            &entry_only(&[1, 101364 / 4]),
+            GENERIC_MAX_SHARED,
+            "every GPU",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("uses 101380 bytes"), "{msg}");
     }
 
     #[test]
