@@ -121,8 +121,11 @@ struct Operands {
     a: Buffer<f16>,
     b: Buffer<f16>,
     c: Buffer<f32>,
-    raw: Option<(CudaSlice<u16>, CudaSlice<u16>, CudaSlice<f32>)>,
+    raw: Option<RawOperands>,
 }
+
+/// cuBLAS's A, B (f16 bits) and C.
+type RawOperands = (CudaSlice<u16>, CudaSlice<u16>, CudaSlice<f32>);
 
 impl Operands {
     fn new(device: &Device, s: &Shape, with_raw: bool) -> Result<Operands, PerfError> {
@@ -151,7 +154,7 @@ fn raw_copies(
     a: &[f16],
     b: &[f16],
     c_len: usize,
-) -> Result<(CudaSlice<u16>, CudaSlice<u16>, CudaSlice<f32>), PerfError> {
+) -> Result<RawOperands, PerfError> {
     let bits = |x: &[f16]| x.iter().map(|v| v.to_bits()).collect::<Vec<u16>>();
     let err = |e| PerfError::device("copying cuBLAS's operands", e);
     Ok((

@@ -31,14 +31,21 @@ pub struct PerfOptions {
 /// Why a measurement could not be made (recorded in the report; the run goes on).
 #[derive(Debug, thiserror::Error)]
 pub enum PerfError {
+    /// Boxed: the DSL's error is large, and this one travels through every timing call.
     #[error("{0}")]
-    Kernel(#[from] warpforge_dsl::Error),
+    Kernel(Box<warpforge_dsl::Error>),
     #[error("{0}")]
     Memory(#[from] warpforge_dsl::backend::DeviceError),
     #[error("{during}: {message}")]
     Device { during: String, message: String },
     #[error("{0}")]
     Cublas(#[from] cublas::CublasError),
+}
+
+impl From<warpforge_dsl::Error> for PerfError {
+    fn from(e: warpforge_dsl::Error) -> PerfError {
+        PerfError::Kernel(Box::new(e))
+    }
 }
 
 impl PerfError {
