@@ -2,3 +2,4 @@
 //! (Llama-family inference and training) builds on this crate in later issues.
 
 pub mod cli;
+pub mod perf;

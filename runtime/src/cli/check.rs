@@ -57,6 +57,7 @@ pub fn gpu_check(
     gpu: &Device,
     kernels: &[LibraryKernel],
     json_path: &std::path::Path,
+    perf: Option<&crate::perf::PerfOptions>,
 ) -> Result<ExitCode> {
     let cpu = Device::cpu();
     let mut entries = Vec::new();
@@ -112,8 +113,13 @@ pub fn gpu_check(
             entries.push(entry);
         }
     }
-    let report =
+    let mut report =
         serde_json::json!({ "device": gpu.name(), "failures": failures, "results": entries });
+    // Written before the perf section too, so a crash there keeps the correctness results.
+    std::fs::write(json_path, serde_json::to_string_pretty(&report)?)?;
+    if let Some(options) = perf {
+        report["perf"] = crate::perf::run(gpu, options);
+    }
     std::fs::write(json_path, serde_json::to_string_pretty(&report)?)?;
     println!(
         "{} failures; report written to {}",

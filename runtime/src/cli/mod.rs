@@ -62,10 +62,25 @@ pub enum Command {
         #[arg(long)]
         config: Option<String>,
     },
-    /// Run every kernel on the GPU and on the interpreter, compare, write a JSON report.
+    /// Run every kernel on the GPU and on the interpreter, compare, then time the
+    /// tensor-core GEMMs against cuBLAS and the FP8 kernels against the DRAM peak; write a
+    /// JSON report (perf targets are informational: they never fail the check).
     GpuCheck {
         #[arg(long, default_value = "gpu-check.json")]
         json: std::path::PathBuf,
+        /// Skip the performance section.
+        #[arg(long)]
+        no_perf: bool,
+        /// A shorter performance section: fewer GEMM shapes, E4M3 only.
+        #[arg(long)]
+        quick: bool,
+        /// A tuning cache directory (as `autotune --cache-dir`): tuned GEMM configs are
+        /// timed beside the defaults.
+        #[arg(long)]
+        tune_cache: Option<std::path::PathBuf>,
+        /// JSON from scripts/gpu-check-torch.py to merge (PyTorch's per-tensor FP8 cast).
+        #[arg(long)]
+        torch_json: Option<std::path::PathBuf>,
     },
     /// The main job on a built-in default: with a GPU, check the whole library on it;
     /// without one, check it on the CPU interpreter and print the compile report.
@@ -122,9 +137,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let device = open_device(backend)?;
             check::run(&device, &kernels, config.as_deref())
         }
-        Command::GpuCheck { json } => {
+        Command::GpuCheck {
+            json,
+            no_perf,
+            quick,
+            tune_cache,
+            torch_json,
+        } => {
             let gpu = open_device(BackendChoice::Cuda)?;
-            check::gpu_check(&gpu, &library(), &json)
+            let perf = (!no_perf).then_some(crate::perf::PerfOptions {
+                quick,
+                tune_cache,
+                torch_json,
+            });
+            check::gpu_check(&gpu, &library(), &json, perf.as_ref())
         }
         Command::Verify { backend } => verify(backend),
         Command::Autotune(args) => autotune::run(args),
