@@ -80,9 +80,11 @@
 //! reference (`f(&tile)`, `f(&mut tile)`); the reference form is only allowed as a call
 //! argument. Atomics take the same forms: `atomic_add(c, i, v)`, `atomic_add(&mut tile, i, v)`.
 
+mod element;
 mod tensor_core;
 
 pub use crate::{Arg, Buffer, Config, Device, LaunchDims};
+pub use element::{Float, FloatFormat, Fp8};
 pub use float8::{F8E4M3, F8E5M2};
 pub use half::{bf16, f16};
 pub use tensor_core::*;
