@@ -18,6 +18,7 @@
 mod attr;
 mod emit;
 mod feasible;
+mod generic;
 mod lower;
 mod sig;
 mod types;
@@ -32,7 +33,9 @@ pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return with_item(syn::Error::new(e.span(), "`#[kernel]` goes on a fn"), item),
     };
     match syn::parse::<attr::KernelAttr>(attr) {
-        Ok(attr) => emit::kernel(attr, func).into(),
+        Ok(attr) => {
+            generic::expand(&func, &attr.types, "kernel", |f| emit::kernel(&attr, f)).into()
+        }
         Err(e) => emit::with_checked_copy(e, &func).into(),
     }
 }
@@ -44,12 +47,9 @@ pub fn device(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(f) => f,
         Err(e) => return with_item(syn::Error::new(e.span(), "`#[device]` goes on a fn"), item),
     };
-    match proc_macro2::TokenStream::from(attr).into_iter().next() {
-        None => emit::device(func).into(),
-        Some(first) => {
-            let e = syn::Error::new(first.span(), "`#[device]` takes no arguments");
-            emit::with_checked_copy(e, &func).into()
-        }
+    match syn::parse::<generic::DeviceAttr>(attr) {
+        Ok(attr) => generic::expand(&func, &attr.types, "device fn", emit::device).into(),
+        Err(e) => emit::with_checked_copy(e, &func).into(),
     }
 }
 
