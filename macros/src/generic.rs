@@ -353,3 +353,104 @@ fn scalar_arg(arg: &syn::GenericArgument) -> Option<Scalar> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn lists(attr: TokenStream) -> Vec<TypeList> {
+        syn::parse2::<DeviceAttr>(attr).unwrap().types
+    }
+
+    /// The instances `expand` emits, as source text.
+    fn expand_text(attr: TokenStream, func: TokenStream) -> Vec<String> {
+        let func: syn::ItemFn = syn::parse2(func).unwrap();
+        let out = expand(&func, &lists(attr), "device fn", |f| {
+            let text = quote!(#f).to_string();
+            quote!(#text)
+        });
+        let strings: Vec<syn::LitStr> = syn::parse::Parser::parse2(
+            Punctuated::<syn::LitStr, syn::parse::Nothing>::parse_terminated,
+            out,
+        )
+        .map(|p| p.into_iter().collect())
+        .unwrap_or_else(|_| panic!("expansion failed"));
+        strings.iter().map(|s| s.value()).collect()
+    }
+
+    #[test]
+    fn instances_follow_declaration_order_and_substitute_everywhere() {
+        let out = expand_text(
+            quote!(types(T = [f32, bf16], Q = [F8E4M3, f8e5m2])),
+            quote! {
+                fn cast<T: Float, Q: Fp8, const N: u32>(x: &[Vec4<T>]) -> Q {
+                    let y: T = T::from_f32(1.0) as T;
+                    Q::from_f32(x[0].x.to_f32() * Q::max_finite())
+                }
+            },
+        );
+        let names: Vec<&str> = out
+            .iter()
+            .map(|s| s.rsplit(" fn ").next().unwrap().split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "cast_f32_e4m3",
+                "cast_f32_e5m2",
+                "cast_bf16_e4m3",
+                "cast_bf16_e5m2"
+            ]
+        );
+        let bf16_e4m3 = &out[2];
+        assert!(bf16_e4m3.contains("< const N : u32 >"), "{bf16_e4m3}");
+        assert!(bf16_e4m3.contains("x : & [Vec4 < bf16 >]"), "{bf16_e4m3}");
+        assert!(
+            bf16_e4m3.contains("let y : bf16 = bf16 :: from_f32 (1.0) as bf16"),
+            "{bf16_e4m3}"
+        );
+        assert!(bf16_e4m3.contains("F8E4M3 :: max_finite ()"), "{bf16_e4m3}");
+        assert!(bf16_e4m3.contains("-> F8E4M3"), "{bf16_e4m3}");
+        assert!(
+            bf16_e4m3.contains(
+                "Instance of the generic device fn `cast<T, Q>` with T = bf16, Q = F8E4M3."
+            ),
+            "{bf16_e4m3}"
+        );
+        // A fn with no const generics left loses its angle brackets.
+        let out = expand_text(
+            quote!(types(T = [f16])),
+            quote!(
+                fn w<T: Float>(v: T) {}
+            ),
+        );
+        assert!(out[0].contains("fn w_f16 (v : f16)"), "{}", out[0]);
+    }
+
+    fn rewritten(call: TokenStream) -> String {
+        let mut e: syn::Expr = syn::parse2(call).unwrap();
+        InstanceCalls.visit_expr_mut(&mut e);
+        quote!(#e).to_string()
+    }
+
+    #[test]
+    fn element_types_in_a_turbofish_name_the_instance() {
+        assert_eq!(rewritten(quote!(f::<f16, N>(x))), "f_f16 :: < N > (x)");
+        assert_eq!(rewritten(quote!(f::<bf16, F8E5M2>(x))), "f_bf16_e5m2 (x)");
+        assert_eq!(
+            rewritten(quote!(m::f::<F8E4M3>(g::<u32>(x)))),
+            "m :: f_e4m3 (g_u32 (x))"
+        );
+        assert_eq!(rewritten(quote!(f::<N>(x))), "f :: < N > (x)");
+        // Intrinsics and type paths keep their type arguments.
+        assert_eq!(
+            rewritten(quote!(shared_array::<f16>(N))),
+            "shared_array :: < f16 > (N)"
+        );
+        assert_eq!(
+            rewritten(quote!(Vec4::<f16>::new(a, b, c, d))),
+            "Vec4 :: < f16 > :: new (a , b , c , d)"
+        );
+    }
+}
