@@ -287,9 +287,15 @@ impl VisitMut for Substitute<'_> {
     fn visit_path_mut(&mut self, path: &mut syn::Path) {
         if path.leading_colon.is_none() {
             if let Some(first) = path.segments.first_mut() {
-                let bound = self.0.iter().find(|(name, _)| first.ident == **name);
-                if let (Some((_, ty)), true) = (bound, first.arguments.is_none()) {
-                    first.ident = Ident::new(&ty.to_string(), first.ident.span());
+                let plain = first.arguments.is_none();
+                let bound = self
+                    .0
+                    .iter()
+                    .find(|(name, _)| plain && first.ident == **name);
+                if let Some((_, ty)) = bound {
+                    let span = first.ident.span();
+                    first.ident = (*ty).clone();
+                    first.ident.set_span(span);
                 }
             }
         }
