@@ -66,12 +66,21 @@
 //! - PTX bit and math instructions: [`lop3`], [`prmt`], [`ex2_approx`].
 //!
 //! **Associated functions.** `f16::from_f32(x)`, `bf16::from_f32(x)`, `F8E4M3::from_f32(x)`,
-//! `F8E5M2::from_f32(x)`, `f32::from_bits(u)`, `Vec2::new(x, y)`, `Vec4::new(x, y, z, w)`.
+//! `F8E5M2::from_f32(x)`, `f32::from_f32(x)` (the identity), `f32::from_bits(u)`,
+//! `Vec2::new(x, y)`, `Vec4::new(x, y, z, w)`; `T::max_finite()` for every float format (an
+//! `f32` literal: 448 for E4M3, 57344 for E5M2, 65504 for f16, `f32::MAX`, ...).
+//!
+//! **Element-type parameters.** `#[kernel(types(T = [f32, f16, bf16], Q = [F8E4M3,
+//! F8E5M2]))] fn k<T: Float, Q: Fp8, const B: u32>(..)` (and `#[device(types(..))]`) is
+//! expanded by the macro into one kernel per combination, `k_f32_e4m3`, `k_f16_e5m2`, ...;
+//! `f::<T>(x)` calls the instance `f_f16` of a type-expanded device fn. The bounds
+//! [`Float`], [`Fp8`] (and their common [`FloatFormat`]) document the generic source; the
+//! conversions above and `.to_f32()` work uniformly on every float format, `f32` included.
 //!
 //! **Methods.** On `f32`: `abs`, `sqrt`, `exp`, `exp2`, `ln`, `tanh`, `floor`,
 //! `mul_add(a, b)` (`self * a + b`, fused), `min`, `max`, `to_bits`. On integers: `min`, `max`,
-//! `wrapping_add`, `wrapping_sub`, `wrapping_mul`. On `f16`/`bf16`/`F8E4M3`/`F8E5M2`:
-//! `to_f32`. On a slice or array: `len()` (`u32`). Half and FP8 math goes through `f32`.
+//! `wrapping_add`, `wrapping_sub`, `wrapping_mul`. On every float format (`f32` too, as the
+//! identity): `to_f32`. On a slice or array: `len()` (`u32`). Half and FP8 math goes through `f32`.
 //!
 //! **Where they go.** `#[kernel]` and `#[device]` fns are module-level items (the generated
 //! `mod name` reaches its builder through `super::`). A kernel or device fn may call only
@@ -83,9 +92,11 @@
 //! reference (`f(&tile)`, `f(&mut tile)`); the reference form is only allowed as a call
 //! argument. Atomics take the same forms: `atomic_add(c, i, v)`, `atomic_add(&mut tile, i, v)`.
 
+mod element;
 mod tensor_core;
 
 pub use crate::{Arg, Buffer, Config, Device, LaunchDims};
+pub use element::{Float, FloatFormat, Fp8};
 pub use float8::{F8E4M3, F8E5M2};
 pub use half::{bf16, f16};
 pub use tensor_core::*;

@@ -1,6 +1,7 @@
 //! The arguments of `#[kernel(...)]`: `block = (..)`, `tune(..)`, `default(..)`,
-//! `constraint = ..`.
+//! `constraint = ..`, `types(..)`.
 
+use crate::generic::{parse_lists, TypeList};
 use crate::sig::ConstInfo;
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
@@ -8,7 +9,8 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Token};
 
 const USAGE: &str = "expected `block = (X, Y, Z)`, `tune(NAME = [v, ...], ...)`, \
-                     `default(NAME = v, ...)` or `constraint = <bool expression>`";
+                     `default(NAME = v, ...)`, `constraint = <bool expression>` or \
+                     `types(NAME = [ty, ...], ...)`";
 
 /// The parsed attribute, before it is checked against the kernel's const generics.
 #[derive(Default)]
@@ -18,6 +20,8 @@ pub struct KernelAttr {
     pub tune: Vec<Entry<Vec<Expr>>>,
     pub defaults: Vec<Entry<Expr>>,
     pub constraints: Vec<Expr>,
+    /// `types(..)`: element-type parameters, expanded before everything else.
+    pub types: Vec<TypeList>,
 }
 
 /// `NAME = value` inside `tune(..)` or `default(..)`.
@@ -33,6 +37,7 @@ enum Item {
     Tune(Punctuated<Entry<Vec<Expr>>, Token![,]>),
     Default(Punctuated<Entry<Expr>, Token![,]>),
     Constraint(Expr),
+    Types(Vec<TypeList>),
 }
 
 impl Parse for Entry<Vec<Expr>> {
@@ -84,6 +89,7 @@ impl Parse for Item {
                     Item::Default(Punctuated::parse_terminated(&content)?)
                 })
             }
+            "types" => Ok(Item::Types(parse_lists(&key, input)?)),
             other => Err(syn::Error::new(
                 key.span(),
                 format!("unknown kernel attribute `{other}`; {USAGE}"),
@@ -106,6 +112,7 @@ impl Parse for KernelAttr {
                 Item::Tune(entries) => attr.tune.extend(entries),
                 Item::Default(entries) => attr.defaults.extend(entries),
                 Item::Constraint(e) => attr.constraints.push(e),
+                Item::Types(lists) => attr.types.extend(lists),
             }
         }
         Ok(attr)

@@ -25,8 +25,8 @@ fn docs(func: &syn::ItemFn) -> Vec<&syn::Attribute> {
         .collect()
 }
 
-pub fn kernel(attr: KernelAttr, func: syn::ItemFn) -> TokenStream {
-    match kernel_parts(&attr, &func) {
+pub fn kernel(attr: &KernelAttr, func: syn::ItemFn) -> TokenStream {
+    match kernel_parts(attr, &func) {
         Ok(generated) => {
             let checked = checked_copy(&func);
             quote!(#checked #generated)

@@ -12,12 +12,48 @@
 //! from kernels' checked copies) and `mod name { pub fn def() -> DeviceFnDef }`.
 //!
 //! Kernel attribute: `block = (X[, Y[, Z]])`, `tune(NAME = [v, ..], ..)`,
-//! `default(NAME = v, ..)`, `constraint = <bool expression over the consts>` (repeatable).
+//! `default(NAME = v, ..)`, `constraint = <bool expression over the consts>` (repeatable),
+//! `types(NAME = [ty, ..], ..)`. Device attribute: `types(..)` only.
 //! The DSL surface is documented in `warpforge_dsl::prelude`.
+//!
+//! # Element-type parameters
+//!
+//! Kernels are monomorphic, so type parameters are expanded here, at macro time:
+//!
+//! ```text
+//! #[kernel(block = (BLOCK), tune(BLOCK = [128, 256]), types(T = [f32, f16], Q = [F8E4M3, F8E5M2]))]
+//! pub fn cast_rows<T: Float, Q: Fp8, const BLOCK: u32>(x: &[Vec4<T>], q: &mut [Vec4<Q>], s: f32) {
+//!     let i = block_idx_x() * BLOCK + thread_idx_x();
+//!     if i < x.len() { q[i] = quantize4::<Q>(load4::<T>(x[i]), s); }
+//! }
+//! ```
+//!
+//! - Every combination of the listed types (cartesian product, declaration order) becomes
+//!   one complete kernel or device fn, with the type parameters substituted everywhere in the
+//!   signature and body and removed from the generics. It is named `{name}_{suffix}`, the
+//!   suffix being the types' short names joined by `_` (`f32`, `f16`, `bf16`, `e4m3` for
+//!   `F8E4M3`, `e5m2` for `F8E5M2`, `u32`, ...): `cast_rows_f16_e4m3`, with its own checked
+//!   copy and `mod cast_rows_f16_e4m3 { def(), launch, .. }` and a doc line naming the
+//!   generic it instantiates. The generic name itself is not emitted.
+//! - A call `f::<ty, ..>(args)` whose turbofish holds element types (after substitution:
+//!   `load4::<T>` reads `load4::<f16>` in the f16 instance) calls the instance
+//!   `f_{suffix}(args)`; the other turbofish arguments (const generics) stay:
+//!   `f::<T, 4>` → `f_f16::<4>`. This holds in every kernel and device fn, generic or not.
+//!   Intrinsics (`shared_array::<T>`) and type paths (`Vec4::<T>::new`, `T::from_f32`) keep
+//!   their type arguments. Calling a type the callee does not list fails where the call is
+//!   written: "cannot find function `load4_bf16` in this scope" (add `bf16` to the callee's
+//!   `types(..)`).
+//! - Bounds (`T: Float`, `Q: Fp8` from the prelude) only document the generic source: each
+//!   instance is checked with its concrete types. `x.to_f32()`, `T::from_f32(x)` and
+//!   `T::max_finite()` work on every float format, `f32` included.
+//! - A type parameter without `types(..)`, a `types` name that is not a type parameter, an
+//!   empty list, a type listed twice and a name that is not a DSL scalar type are spanned
+//!   compile errors.
 
 mod attr;
 mod emit;
 mod feasible;
+mod generic;
 mod lower;
 mod sig;
 mod types;
@@ -32,7 +68,9 @@ pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return with_item(syn::Error::new(e.span(), "`#[kernel]` goes on a fn"), item),
     };
     match syn::parse::<attr::KernelAttr>(attr) {
-        Ok(attr) => emit::kernel(attr, func).into(),
+        Ok(attr) => {
+            generic::expand(&func, &attr.types, "kernel", |f| emit::kernel(&attr, f)).into()
+        }
         Err(e) => emit::with_checked_copy(e, &func).into(),
     }
 }
@@ -44,12 +82,9 @@ pub fn device(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(f) => f,
         Err(e) => return with_item(syn::Error::new(e.span(), "`#[device]` goes on a fn"), item),
     };
-    match proc_macro2::TokenStream::from(attr).into_iter().next() {
-        None => emit::device(func).into(),
-        Some(first) => {
-            let e = syn::Error::new(first.span(), "`#[device]` takes no arguments");
-            emit::with_checked_copy(e, &func).into()
-        }
+    match syn::parse::<generic::DeviceAttr>(attr) {
+        Ok(attr) => generic::expand(&func, &attr.types, "device fn", emit::device).into(),
+        Err(e) => emit::with_checked_copy(e, &func).into(),
     }
 }
 

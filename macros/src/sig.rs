@@ -1,6 +1,7 @@
 //! Signatures of `#[kernel]` and `#[device]` fns: const generics, parameters, return type,
 //! and the rewritten copy that rustc type-checks.
 
+use crate::generic::unbound_message;
 use crate::lower::{is_unroll_attr, span_tokens, string, Lowerer};
 use crate::types::{parse_type, DslType, Scalar, DYN_MESSAGE, IMPL_TRAIT_MESSAGE};
 use proc_macro2::TokenStream;
@@ -92,13 +93,19 @@ fn qualifiers(sig: &syn::Signature, lw: &mut Lowerer) {
 fn consts(generics: &syn::Generics, lw: &mut Lowerer) -> Vec<ConstInfo> {
     let mut out = Vec::new();
     for g in &generics.params {
-        let GenericParam::Const(c) = g else {
-            lw.fail_at(
-                g,
-                "only const generics are supported (`const N: u32`); kernels have no type or \
-                 lifetime parameters: write one kernel per element type, or a `#[device] fn`",
-            );
-            continue;
+        let c = match g {
+            GenericParam::Const(c) => c,
+            GenericParam::Type(t) => {
+                lw.fail_at(g, unbound_message(&t.ident));
+                continue;
+            }
+            GenericParam::Lifetime(_) => {
+                lw.fail_at(
+                    g,
+                    "lifetime parameters are not supported in kernels; buffers are `&[T]`",
+                );
+                continue;
+            }
         };
         if let Some(d) = &c.default {
             lw.fail_at(d, "const generic defaults are not supported; write `default(NAME = v)` in `#[kernel(..)]`");

@@ -54,6 +54,22 @@ impl Scalar {
         }
     }
 
+    /// The short lowercase name in instance names of `types(..)` expansions: `f16`, `e4m3`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Scalar::Bool => "bool",
+            Scalar::I32 => "i32",
+            Scalar::U32 => "u32",
+            Scalar::I64 => "i64",
+            Scalar::U64 => "u64",
+            Scalar::F32 => "f32",
+            Scalar::F16 => "f16",
+            Scalar::BF16 => "bf16",
+            Scalar::F8E4M3 => "e4m3",
+            Scalar::F8E5M2 => "e5m2",
+        }
+    }
+
     pub fn is_int(self) -> bool {
         matches!(self, Scalar::I32 | Scalar::U32 | Scalar::I64 | Scalar::U64)
     }

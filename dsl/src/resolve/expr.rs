@@ -374,6 +374,23 @@ impl FnBuilder<'_, '_> {
         }
     }
 
+    /// `T::max_finite()`: the largest finite value of the float format `T`, as an f32
+    /// literal, so generic kernels can saturate to their output format.
+    pub fn max_finite(&self, func: &str, args: &[ir::Expr], span: Span) -> R<(Expr, Option<Ty>)> {
+        let ty = func.strip_suffix("::max_finite").unwrap_or(func);
+        let Some(max) = ScalarType::from_rust_name(ty).and_then(max_finite) else {
+            return Err(self.err(
+                span,
+                format!("`{func}()` is defined for the float formats f32, f16, bf16, F8E4M3 and F8E5M2, not `{ty}`"),
+            ));
+        };
+        if !args.is_empty() {
+            return Err(self.err(span, format!("`{func}()` takes no arguments")));
+        }
+        let lit = Expr::lit(Type::F32, max.to_bits() as u64);
+        Ok((lit, Some(Ty::Known(Type::F32))))
+    }
+
     /// `x as to` (no node when the type is already `to`).
     pub fn cast_typed(&mut self, x: Expr, to: Type) -> Expr {
         if x.ty == to {
@@ -537,6 +554,19 @@ fn named_constant(path: &str) -> Option<(Type, u64)> {
             Some((Type::Scalar(s), fold::to_bits(v, s)))
         }
     }
+}
+
+/// The largest finite value of a float format, as an `f32`; `None` for integers and bool.
+fn max_finite(s: ScalarType) -> Option<f32> {
+    use crate::prelude::{bf16, f16, FloatFormat, F8E4M3, F8E5M2};
+    Some(match s {
+        ScalarType::F32 => f32::max_finite(),
+        ScalarType::F16 => f16::max_finite(),
+        ScalarType::BF16 => bf16::max_finite(),
+        ScalarType::F8E4M3 => F8E4M3::max_finite(),
+        ScalarType::F8E5M2 => F8E5M2::max_finite(),
+        _ => return None,
+    })
 }
 
 fn int_fits(v: i128, s: ScalarType) -> bool {

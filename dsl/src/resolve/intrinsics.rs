@@ -112,7 +112,7 @@ impl FnBuilder<'_, '_> {
                 self.arity(func, args, 1, span)?;
                 self.float_math(Intrinsic::Rsqrt, &args[0], &[], span)
             }
-            "f16::from_f32" | "bf16::from_f32" | "F8E4M3::from_f32" | "F8E5M2::from_f32" | "f8e4m3::from_f32" | "f8e5m2::from_f32" => {
+            "f32::from_f32" | "f16::from_f32" | "bf16::from_f32" | "F8E4M3::from_f32" | "F8E5M2::from_f32" | "f8e4m3::from_f32" | "f8e5m2::from_f32" => {
                 self.arity(func, args, 1, span)?;
                 let x = self.arg_of(&args[0], F32)?;
                 let target = func.split("::").next().and_then(ScalarType::from_rust_name).unwrap_or(ScalarType::F32);
@@ -124,6 +124,7 @@ impl FnBuilder<'_, '_> {
                 Ok(typed_value(Expr { kind: ExprKind::Bitcast(Box::new(x)), ty: F32 }))
             }
             "Vec2::new" | "Vec4::new" => self.make_vector(func, generics, args, span),
+            _ if func.ends_with("::max_finite") => self.max_finite(func, args, span),
             "shared_array" | "local_array" => Err(self.err(span, format!("declare arrays in a `let`: `let mut name = {func}::<T>(LEN);`"))),
             _ => Err(self.err(span, format!("`{func}` is not a warpforge intrinsic; see `warpforge_dsl::prelude` for what kernels can call, or mark your function `#[device]`"))),
         }
@@ -197,8 +198,8 @@ impl FnBuilder<'_, '_> {
                 self.arity(method, args, 0, span)?;
                 let (x, t) = self.expr(receiver)?;
                 let ty = self.concrete(t);
-                if self.building && !matches!(ty.scalar(), Some(ScalarType::F16 | ScalarType::BF16 | ScalarType::F8E4M3 | ScalarType::F8E5M2)) {
-                    return Err(self.err(span, format!("`.to_f32()` converts f16, bf16 and FP8 values, not `{ty}`; use `as f32`")));
+                if self.building && !matches!(ty.scalar(), Some(s) if s.is_float()) {
+                    return Err(self.err(span, format!("`.to_f32()` converts f32, f16, bf16 and FP8 values, not `{ty}`; use `as f32`")));
                 }
                 Ok((self.cast_typed(Expr { ty, ..x }, F32), Some(Ty::Known(F32))))
             }

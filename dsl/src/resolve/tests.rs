@@ -431,3 +431,69 @@ fn device_functions_named_like_cuda_math_functions_are_renamed() {
     let t = specialize(&k, &Config::new().with("BLOCK", 128)).unwrap();
     assert_eq!(t.device_fns[0].name, "log2f_");
 }
+
+/// The `let` initializers of a specialized kernel, in order.
+fn let_inits(k: &typed::Kernel) -> Vec<&typed::Expr> {
+    k.body
+        .body
+        .iter()
+        .filter_map(|s| match &s.kind {
+            typed::StmtKind::Let { init, .. } => init.as_ref(),
+            _ => None,
+        })
+        .collect()
+}
+
+fn method(receiver: Expr, name: &str) -> Expr {
+    e(ExprKind::MethodCall {
+        receiver: Box::new(receiver),
+        method: name.into(),
+        generics: vec![],
+        args: vec![],
+    })
+}
+
+#[test]
+fn element_type_conversions_are_uniform_and_identity_on_f32() {
+    // What a generic body instantiated at T = f32 and Q = F8E4M3 asks for.
+    let mut k = vector_add();
+    k.body = block(vec![
+        let_(2, "x", method(index("a", int(0)), "to_f32")),
+        let_(3, "y", call("f32::from_f32", vec![path("x")])),
+        let_(4, "q", call("F8E4M3::from_f32", vec![path("y")])),
+        let_(5, "m", call("F8E4M3::max_finite", vec![])),
+        let_(6, "h", call("bf16::max_finite", vec![])),
+    ]);
+    let t = specialize(&k, &Config::new().with("BLOCK", 256)).unwrap();
+    let inits = let_inits(&t);
+    // f32 → f32 converts nothing: the load and the variable come through without a cast.
+    assert!(matches!(inits[0].kind, T::Load { .. }), "{:?}", inits[0]);
+    assert!(matches!(inits[1].kind, T::Var(_)), "{:?}", inits[1]);
+    assert!(matches!(inits[2].kind, T::Cast(_)) && inits[2].ty == Type::Scalar(S::F8E4M3));
+    let lit = |x: &typed::Expr| match x.kind {
+        T::Lit(bits) if x.ty == Type::F32 => f32::from_bits(bits as u32),
+        _ => panic!("not an f32 literal: {x:?}"),
+    };
+    assert_eq!(lit(inits[3]), 448.0);
+    assert_eq!(lit(inits[4]), f32::from_bits(0x7f7f_0000));
+}
+
+#[test]
+fn max_finite_of_an_integer_type_is_an_error() {
+    let mut k = vector_add();
+    k.body = block(vec![let_(
+        2,
+        "m",
+        at(2, call("u32::max_finite", vec![]).kind),
+    )]);
+    let err = specialize(&k, &Config::new().with("BLOCK", 256)).unwrap_err();
+    assert!(
+        err.message.contains("defined for the float formats") && err.message.contains("`u32`"),
+        "{err}"
+    );
+    assert_eq!(err.span.line, 2);
+
+    k.body = block(vec![let_(3, "x", method(path("n"), "to_f32"))]);
+    let err = specialize(&k, &Config::new().with("BLOCK", 256)).unwrap_err();
+    assert!(err.message.contains("use `as f32`"), "{err}");
+}

@@ -7,6 +7,7 @@
 mod expr;
 mod stmt;
 
+pub use expr::INTRINSICS;
 pub use stmt::BlockUse;
 
 use proc_macro2::{Span, TokenStream};
