@@ -191,8 +191,16 @@ impl ModelConfig {
                 add(ProblemShape::new("gemm_tc_nt", vec![m, n, k], name));
             }
             let inter = self.intermediate_size;
-            add(ProblemShape::new("gemm_tc_nn", vec![m, h, inter], "gate_proj/up_proj dX"));
-            add(ProblemShape::new("gemm_tc_nn", vec![m, inter, h], "down_proj dX"));
+            add(ProblemShape::new(
+                "gemm_tc_nn",
+                vec![m, h, inter],
+                "gate_proj/up_proj dX",
+            ));
+            add(ProblemShape::new(
+                "gemm_tc_nn",
+                vec![m, inter, h],
+                "down_proj dX",
+            ));
             for (name, cols) in [("hidden", h), ("intermediate", inter)] {
                 for kernel in FP8_FLAT {
                     add(ProblemShape::new(kernel, vec![m * cols], name));
@@ -214,8 +222,16 @@ impl ModelConfig {
             out.push(ProblemShape::new(kernel, weights.clone(), "mlp weight"));
         }
         let params = vec![self.layer_parameters()];
-        for kernel in ["coat_dre_quantize", "coat_dre_dequantize", "coat_adamw_step"] {
-            out.push(ProblemShape::new(kernel, params.clone(), "layer parameters"));
+        for kernel in [
+            "coat_dre_quantize",
+            "coat_dre_dequantize",
+            "coat_adamw_step",
+        ] {
+            out.push(ProblemShape::new(
+                kernel,
+                params.clone(),
+                "layer parameters",
+            ));
         }
         out
     }

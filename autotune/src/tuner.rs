@@ -136,7 +136,11 @@ impl<'a> Tuner<'a> {
                 .iter()
                 .filter(|x| x.config != default)
                 .count()
-                + pruning.kept.len().saturating_sub(p.space.len() - 1),
+                + pruning
+                    .kept
+                    .iter()
+                    .filter(|x| x.config != default && !admits(&shape.kernel, &x.config))
+                    .count(),
             timed: 0,
             reused: p.trials.iter().filter(|t| **t != Trial::Pending).count(),
             failed: Vec::new(),

@@ -206,7 +206,13 @@ impl AdamWStep {
 
 impl Problem for AdamWStep {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), warpforge_dsl::Error> {
-        adapter::adamw_step(device, config, (&mut self.w, &self.g), &mut self.state, self.n)
+        adapter::adamw_step(
+            device,
+            config,
+            (&mut self.w, &self.g),
+            &mut self.state,
+            self.n,
+        )
     }
 
     /// The weights, then m and v (decoded codes and metadata).

@@ -288,7 +288,14 @@ impl<F: Fp8Type> Dequant<F> {
 impl<F: Fp8Type> Problem for Dequant<F> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), warpforge_dsl::Error> {
         let input = (&self.q, &self.scales);
-        launch::dequantize(device, config, input, &mut self.y, self.m, DEQUANT_GRANULARITY)
+        launch::dequantize(
+            device,
+            config,
+            input,
+            &mut self.y,
+            self.m,
+            DEQUANT_GRANULARITY,
+        )
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, DeviceError> {

@@ -39,7 +39,11 @@ pub(super) fn operands(
     let mut fill = |rows: usize, ld: usize, cols: usize| -> Vec<f16> {
         (0..rows * ld)
             .map(|e| {
-                let x = if e % ld < cols { rng.integer(4) } else { 1024.0 };
+                let x = if e % ld < cols {
+                    rng.integer(4)
+                } else {
+                    1024.0
+                };
                 f16::from_f32(x)
             })
             .collect()
@@ -88,12 +92,12 @@ fn launch(device: &Device, config: &Config, p: &mut GemmTc) -> Result<(), warpfo
     let dims = gemm_tc::dims(config, m, n);
     let (a, b, c) = (&p.a, &p.b, &mut p.c);
     match p.layout {
-        Layout::Nt => gemm_tc::gemm_tc_nt::launch(
-            device, config, dims, a, b, c, m, n, k, lda, ldb, n,
-        )?,
-        Layout::Nn => gemm_tc::gemm_tc_nn::launch(
-            device, config, dims, a, b, c, m, n, k, lda, ldb, n,
-        )?,
+        Layout::Nt => {
+            gemm_tc::gemm_tc_nt::launch(device, config, dims, a, b, c, m, n, k, lda, ldb, n)?
+        }
+        Layout::Nn => {
+            gemm_tc::gemm_tc_nn::launch(device, config, dims, a, b, c, m, n, k, lda, ldb, n)?
+        }
     }
     Ok(())
 }

@@ -62,7 +62,11 @@ fn tensor_core_gemms_match_the_reference() {
         let layout = gemm_tc::layout_of(name);
         let (a, b) = gemm_tc::operands(layout, (m, n, k), &mut rng(&[m, n, k]));
         let lds = (padded(k), layout.ldb(n, k));
-        check(name, &[m, n, k], &tc::reference(&a, &b, layout, (m, n, k), lds));
+        check(
+            name,
+            &[m, n, k],
+            &tc::reference(&a, &b, layout, (m, n, k), lds),
+        );
     }
 }
 
@@ -97,13 +101,21 @@ fn check_format<F: Fp8Type>() {
     ];
     for (name, op, rows, cols) in ops {
         let kernel = format!("fp8_quantize_{name}_{}", F::NAME);
-        let dims = if rows == 1 { vec![cols] } else { vec![rows, cols] };
+        let dims = if rows == 1 {
+            vec![cols]
+        } else {
+            vec![rows, cols]
+        };
         check(&kernel, &dims, &flat_expected::<F>(op, rows, cols));
     }
     let (rows, cols) = (3, 260);
     let q = fp8::dequant_inputs(rows, cols, &mut rng(&[rows, cols]));
     let expected = reference::dequantize(&q, rows, cols, Granularity::Rows { g: 128 }, F::FORMAT);
-    check(&format!("fp8_dequantize_{}", F::NAME), &[rows, cols], &expected);
+    check(
+        &format!("fp8_dequantize_{}", F::NAME),
+        &[rows, cols],
+        &expected,
+    );
 }
 
 #[test]
