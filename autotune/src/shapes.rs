@@ -31,7 +31,7 @@ impl ProblemShape {
 /// tile FP8 scaling, dequantization).
 pub fn rank_of(kernel: &str) -> Option<usize> {
     match kernel {
-        "gemm" => Some(3),
+        "gemm" | "gemm_tc_nt" | "gemm_tc_nn" => Some(3),
         "softmax" => Some(2),
         "vector_add" | "sum_partials" => Some(1),
         "fp8_amax"
@@ -54,11 +54,30 @@ pub fn rank_of(kernel: &str) -> Option<usize> {
     }
 }
 
-/// Whether the tuner can build a device workload for the kernel (see `workload.rs`); the
-/// others are listed by `--dry-run` (spaces, pruning) but cannot be benchmarked yet.
+/// Whether the tuner can build a device workload for the kernel (see `workload/`): every
+/// kernel with a rank has one.
 pub fn has_workload(kernel: &str) -> bool {
-    matches!(kernel, "gemm" | "softmax" | "vector_add" | "sum_partials")
+    rank_of(kernel).is_some()
 }
+
+/// FP8 kernels over a flat activation tensor `[tokens × width]`.
+const FP8_FLAT: [&str; 5] = [
+    "fp8_amax",
+    "fp8_quantize_tensor_e4m3",
+    "fp8_quantize_tensor_e5m2",
+    "fp8_quantize_delayed_e4m3",
+    "fp8_quantize_delayed_e5m2",
+];
+
+/// FP8 kernels over an activation matrix `[tokens, width]` (1×128 groups).
+const FP8_ACTIVATION: [&str; 6] = [
+    "fp8_quantize_rows_e4m3",
+    "fp8_quantize_rows_e5m2",
+    "fp8_quantize_rows_t_e4m3",
+    "fp8_quantize_rows_t_e5m2",
+    "fp8_dequantize_e4m3",
+    "fp8_dequantize_e5m2",
+];
 
 /// Batch sizes in tokens (GEMM `M`, softmax rows) a model preset covers by default.
 pub const DEFAULT_TOKENS: [usize; 4] = [1, 16, 128, 4096];
@@ -139,10 +158,15 @@ impl ModelConfig {
             .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
-    /// The problems of one forward pass at each batch size in `tokens`: the projections
-    /// as GEMMs `[m, n, k]` (q, k/v, o, gate/up, down, lm_head), softmax over the vocabulary
-    /// `[tokens, vocab]`, and the residual add and a reduction over `tokens × hidden`
-    /// (vector_add, sum_partials). Duplicates (k and v, gate and up) appear once.
+    /// The problems of one layer at each batch size in `tokens`: the projections as GEMMs
+    /// `[m, n, k]` (q, k/v, o, gate/up, down, lm_head) for `gemm` and `gemm_tc_nt` (B is
+    /// the weight, column-major), the MLP's data gradients for `gemm_tc_nn`, softmax over
+    /// the vocabulary `[tokens, vocab]`, the residual add and a reduction over
+    /// `tokens × hidden` (vector_add, sum_partials), and FP8 activation quantization of
+    /// `[tokens, hidden]` and `[tokens, intermediate]` (per tensor, 1×128 rows, transposed,
+    /// dequantization); then, once, FP8 128×128 tiles of the `[hidden, intermediate]`
+    /// weights and COAT over one layer's parameters (flat). Duplicates (k and v, gate and
+    /// up) appear once.
     pub fn shapes(&self, tokens: &[usize]) -> Vec<ProblemShape> {
         let (h, hd) = (self.hidden_size, self.head_dim());
         let q = self.num_attention_heads * hd;
@@ -164,6 +188,26 @@ impl ModelConfig {
             };
             for (name, n, k) in gemms {
                 add(ProblemShape::new("gemm", vec![m, n, k], name));
+                add(ProblemShape::new("gemm_tc_nt", vec![m, n, k], name));
+            }
+            let inter = self.intermediate_size;
+            add(ProblemShape::new(
+                "gemm_tc_nn",
+                vec![m, h, inter],
+                "gate_proj/up_proj dX",
+            ));
+            add(ProblemShape::new(
+                "gemm_tc_nn",
+                vec![m, inter, h],
+                "down_proj dX",
+            ));
+            for (name, cols) in [("hidden", h), ("intermediate", inter)] {
+                for kernel in FP8_FLAT {
+                    add(ProblemShape::new(kernel, vec![m * cols], name));
+                }
+                for kernel in FP8_ACTIVATION {
+                    add(ProblemShape::new(kernel, vec![m, cols], name));
+                }
             }
             add(ProblemShape::new(
                 "softmax",
@@ -173,7 +217,31 @@ impl ModelConfig {
             add(ProblemShape::new("vector_add", vec![m * h], "residual"));
             add(ProblemShape::new("sum_partials", vec![m * h], "reduction"));
         }
+        let weights = vec![h, self.intermediate_size];
+        for kernel in ["fp8_quantize_blocks_e4m3", "fp8_quantize_blocks_e5m2"] {
+            out.push(ProblemShape::new(kernel, weights.clone(), "mlp weight"));
+        }
+        let params = vec![self.layer_parameters()];
+        for kernel in [
+            "coat_dre_quantize",
+            "coat_dre_dequantize",
+            "coat_adamw_step",
+        ] {
+            out.push(ProblemShape::new(
+                kernel,
+                params.clone(),
+                "layer parameters",
+            ));
+        }
         out
+    }
+
+    /// The parameters of one layer's matrices (attention and MLP projections).
+    pub fn layer_parameters(&self) -> usize {
+        let (h, hd) = (self.hidden_size, self.head_dim());
+        let q = self.num_attention_heads * hd;
+        let kv = self.num_key_value_heads.unwrap_or(self.num_attention_heads) * hd;
+        2 * h * q + 2 * h * kv + 3 * h * self.intermediate_size
     }
 }
 
@@ -200,17 +268,10 @@ pub fn load_shapes(path: &Path) -> Result<Vec<ProblemShape>, TuneError> {
 pub fn check_shape(shape: &ProblemShape) -> Result<(), String> {
     let Some(rank) = rank_of(&shape.kernel) else {
         return Err(format!(
-            "`{}` is not a tunable kernel (gemm, softmax, vector_add, sum_partials)",
+            "`{}` is not a tunable kernel (`warpforge autotune --dry-run` lists them)",
             shape.kernel
         ));
     };
-    if !has_workload(&shape.kernel) {
-        return Err(format!(
-            "`{}` has no benchmark workload yet (its space is listed by --dry-run); tune \
-             gemm, softmax, vector_add or sum_partials",
-            shape.kernel
-        ));
-    }
     if shape.dims.len() != rank {
         return Err(format!(
             "{} takes {rank} dimension(s), got {:?}",
@@ -231,13 +292,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_library_kernel_has_a_rank_and_fp8_shapes_say_why_they_cannot_run() {
+    fn every_library_kernel_has_a_rank_a_workload_and_default_shapes() {
+        let shapes = ModelConfig::llama3_8b().shapes(&DEFAULT_TOKENS);
         for k in warpforge_kernels::library() {
             assert!(rank_of(k.name).is_some(), "{} has no rank", k.name);
+            assert!(has_workload(k.name), "{}", k.name);
+            let mine: Vec<_> = shapes.iter().filter(|s| s.kernel == k.name).collect();
+            assert!(!mine.is_empty(), "{} has no default shape", k.name);
+            for s in mine {
+                check_shape(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            }
         }
-        let shape = ProblemShape::new("coat_adamw_step", vec![4096], "");
-        let err = check_shape(&shape).unwrap_err();
-        assert!(err.contains("no benchmark workload"), "{err}");
-        assert!(check_shape(&ProblemShape::new("softmax", vec![4, 8], "")).is_ok());
+        let err = check_shape(&ProblemShape::new("nope", vec![4], "")).unwrap_err();
+        assert!(err.contains("not a tunable kernel"), "{err}");
+        assert!(check_shape(&ProblemShape::new("coat_adamw_step", vec![4096], "")).is_ok());
     }
 }

@@ -8,6 +8,7 @@ use crate::key::{Bucket, EntryKey};
 use crate::prune::Pruning;
 use crate::shapes::ProblemShape;
 use crate::strategy::{Exhaustive, SearchStrategy, Trial, EXHAUSTIVE_LIMIT};
+use crate::workload::admits;
 use crate::TuneError;
 use std::time::Instant;
 use warpforge_dsl::Config;
@@ -129,11 +130,17 @@ impl<'a> Tuner<'a> {
             default: default.clone(),
             best: None,
             default_time: None,
+            // Compile-time pruning, plus configs the problem's layout rules out.
             pruned: pruning
                 .pruned
                 .iter()
                 .filter(|x| x.config != default)
-                .count(),
+                .count()
+                + pruning
+                    .kept
+                    .iter()
+                    .filter(|x| x.config != default && !admits(&shape.kernel, &x.config))
+                    .count(),
             timed: 0,
             reused: p.trials.iter().filter(|t| **t != Trial::Pending).count(),
             failed: Vec::new(),
@@ -178,7 +185,7 @@ impl<'a> Tuner<'a> {
                 .kept
                 .iter()
                 .map(|c| c.config.clone())
-                .filter(|c| *c != default),
+                .filter(|c| *c != default && admits(&shape.kernel, c)),
         );
         let hashes = space
             .iter()

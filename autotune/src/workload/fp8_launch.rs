@@ -1,0 +1,196 @@
+//! The adapter between the FP8 workloads and the FP8 kernels: the one place that knows
+//! their parameter lists and launch grids. Buffers are padded as the kernels need (rows
+//! of `ld`, a multiple of 4 elements); the kernels of one output format are reached
+//! through [`Fp8Type::KERNELS`].
+
+use super::tunable;
+use warpforge_dsl::backend::DeviceError;
+use warpforge_dsl::{Arg, Buffer, Config, Device, Error, KernelDef, LaunchDims};
+use warpforge_kernels::fp8::reference::Granularity;
+use warpforge_kernels::fp8::{tensor, Fp8Type};
+
+/// The group size of the 1×G workloads (a layout parameter, fixed by the problem).
+pub const ROW_GROUP: u32 = 128;
+
+/// Grid covering `quads` four-element items, `BLOCK × ITEMS` per block.
+fn linear_dims(config: &Config, quads: usize) -> LaunchDims {
+    let block = tunable(config, "BLOCK");
+    let per_block = (block * tunable(config, "ITEMS")) as usize;
+    LaunchDims::linear(quads.div_ceil(per_block).max(1) as u32, block)
+}
+
+/// An error unless the config's `G` is the problem's group size (the buffers are sized
+/// for it: another G would write scales out of bounds).
+fn check_group(def: &KernelDef, config: &Config) -> Result<(), Error> {
+    match config.get("G") {
+        Some(g) if g == ROW_GROUP as i64 => Ok(()),
+        got => Err(Error::Device(DeviceError::ArgMismatch {
+            kernel: def.name.to_string(),
+            param: "G".into(),
+            expected: format!(
+                "{ROW_GROUP}: the problem quantizes 1x{ROW_GROUP} groups (G is a layout \
+                 parameter, not a tunable)"
+            ),
+            got: got.map_or("none".into(), |g| g.to_string()),
+        })),
+    }
+}
+
+/// `fp8_amax` over `n` elements into `bits` (an atomic max: `bits` must start at 0).
+pub fn amax(
+    device: &Device,
+    config: &Config,
+    x: &Buffer<f32>,
+    bits: &mut Buffer<u32>,
+    n: u32,
+) -> Result<(), Error> {
+    let dims = linear_dims(config, (n as usize).div_ceil(4));
+    tensor::fp8_amax::launch(device, config, dims, x, bits, n)
+}
+
+/// The per-tensor cast with the scale derived from `amax_bits` on the device.
+pub fn quantize_tensor<F: Fp8Type>(
+    device: &Device,
+    config: &Config,
+    x: &Buffer<f32>,
+    amax_bits: &Buffer<u32>,
+    (q, scale): (&mut Buffer<F>, &mut Buffer<f32>),
+    n: u32,
+) -> Result<(), Error> {
+    let def = (F::KERNELS.quantize_tensor)();
+    let mut args = [
+        Arg::slice(x),
+        Arg::slice(amax_bits),
+        Arg::slice_mut(q),
+        Arg::slice_mut(scale),
+        Arg::value(n),
+    ];
+    let dims = linear_dims(config, (n as usize).div_ceil(4));
+    device.launch(def, config, dims, &mut args)
+}
+
+/// The delayed-scaling cast with `scale`, reducing the tensor's amax into `amax_bits`.
+pub fn quantize_delayed<F: Fp8Type>(
+    device: &Device,
+    config: &Config,
+    (x, scale): (&Buffer<f32>, &Buffer<f32>),
+    (q, amax_bits): (&mut Buffer<F>, &mut Buffer<u32>),
+    n: u32,
+) -> Result<(), Error> {
+    let def = (F::KERNELS.quantize_delayed)();
+    let mut args = [
+        Arg::slice(x),
+        Arg::slice(scale),
+        Arg::slice_mut(q),
+        Arg::slice_mut(amax_bits),
+        Arg::value(n),
+    ];
+    let dims = linear_dims(config, (n as usize).div_ceil(4));
+    device.launch(def, config, dims, &mut args)
+}
+
+/// A matrix of `rows × cols` stored in rows of `ld` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix {
+    pub rows: u32,
+    pub cols: u32,
+    pub ld: u32,
+}
+
+/// 1×[`ROW_GROUP`] groups along the rows.
+pub fn quantize_rows<F: Fp8Type>(
+    device: &Device,
+    config: &Config,
+    x: &Buffer<f32>,
+    (q, scales): (&mut Buffer<F>, &mut Buffer<f32>),
+    m: Matrix,
+) -> Result<(), Error> {
+    let def = (F::KERNELS.quantize_rows)();
+    check_group(def, config)?;
+    let g = ROW_GROUP as usize;
+    let slots = m.rows as usize * (m.cols as usize).div_ceil(g) * (g / 4);
+    let mut args = [
+        Arg::slice(x),
+        Arg::slice_mut(q),
+        Arg::slice_mut(scales),
+        Arg::value(m.rows),
+        Arg::value(m.cols),
+        Arg::value(m.ld),
+    ];
+    device.launch(def, config, linear_dims(config, slots), &mut args)
+}
+
+/// X → Xt (`cols` rows of `ldt`) with 1×[`ROW_GROUP`] groups along Xt's rows.
+pub fn quantize_rows_t<F: Fp8Type>(
+    device: &Device,
+    config: &Config,
+    x: &Buffer<f32>,
+    (qt, scales): (&mut Buffer<F>, &mut Buffer<f32>),
+    m: Matrix,
+    ldt: u32,
+) -> Result<(), Error> {
+    let def = (F::KERNELS.quantize_rows_t)();
+    check_group(def, config)?;
+    // Fixed 256-thread blocks, each transposing a 128-row × 32-column tile.
+    let dims = LaunchDims::grid_2d((m.cols.div_ceil(32), m.rows.div_ceil(128)), (256, 1));
+    let mut args = [
+        Arg::slice(x),
+        Arg::slice_mut(qt),
+        Arg::slice_mut(scales),
+        Arg::value(m.rows),
+        Arg::value(m.cols),
+        Arg::value(m.ld),
+        Arg::value(ldt),
+    ];
+    device.launch(def, config, dims, &mut args)
+}
+
+/// One scale per 128×128 tile: one block per tile.
+pub fn quantize_blocks<F: Fp8Type>(
+    device: &Device,
+    config: &Config,
+    x: &Buffer<f32>,
+    (q, scales): (&mut Buffer<F>, &mut Buffer<f32>),
+    m: Matrix,
+) -> Result<(), Error> {
+    let def = (F::KERNELS.quantize_blocks)();
+    let dims = LaunchDims::grid_2d(
+        (m.cols.div_ceil(128), m.rows.div_ceil(128)),
+        (tunable(config, "BLOCK"), 1),
+    );
+    let mut args = [
+        Arg::slice(x),
+        Arg::slice_mut(q),
+        Arg::slice_mut(scales),
+        Arg::value(m.rows),
+        Arg::value(m.cols),
+        Arg::value(m.ld),
+    ];
+    device.launch(def, config, dims, &mut args)
+}
+
+/// `y = f32(q) * s` with the scales laid out as `granularity` says.
+pub fn dequantize<F: Fp8Type>(
+    device: &Device,
+    config: &Config,
+    (q, scales): (&Buffer<F>, &Buffer<f32>),
+    y: &mut Buffer<f32>,
+    m: Matrix,
+    granularity: Granularity,
+) -> Result<(), Error> {
+    let def = (F::KERNELS.dequantize)();
+    let (row_shift, col_shift, scale_ld) = granularity.scale_indexing(m.cols as usize);
+    let mut args = [
+        Arg::slice(q),
+        Arg::slice(scales),
+        Arg::slice_mut(y),
+        Arg::value(m.rows),
+        Arg::value(m.cols),
+        Arg::value(m.ld),
+        Arg::value(row_shift),
+        Arg::value(col_shift),
+        Arg::value(scale_ld),
+    ];
+    let quads = m.rows as usize * m.ld as usize / 4;
+    device.launch(def, config, linear_dims(config, quads), &mut args)
+}
