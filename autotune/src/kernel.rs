@@ -11,6 +11,7 @@
 use crate::key::{Bucket, EntryKey};
 use crate::TuneError;
 use sha2::{Digest, Sha256};
+use warpforge_dsl::nvrtc::Arch;
 use warpforge_dsl::typed::{self, ParamKind};
 use warpforge_dsl::{codegen, resolve, Config, KernelDef};
 use warpforge_kernels::LibraryKernel;
@@ -23,6 +24,8 @@ pub struct TuneKernel {
     pub ir_hash: String,
     /// Element types of its buffer parameters, in order, deduplicated (`["f32"]`).
     pub dtypes: Vec<String>,
+    /// The oldest arch its intrinsics allow, and the intrinsic that needs it.
+    pub min_arch: Option<(Arch, &'static str)>,
 }
 
 impl TuneKernel {
@@ -33,7 +36,19 @@ impl TuneKernel {
             lib,
             ir_hash: hash_source(&codegen::cuda_source(&typed)),
             dtypes: dtypes(&typed),
+            min_arch: warpforge_dsl::min_arch(&typed),
         })
+    }
+
+    /// Why the kernel cannot run on `arch` (an intrinsic it uses needs a newer one), if so.
+    pub fn unsupported_on(&self, arch: Arch) -> Option<String> {
+        match self.min_arch {
+            Some((needs, intrinsic)) if needs > arch => Some(format!(
+                "`{}` uses `{intrinsic}`, which needs {needs} or newer",
+                self.name()
+            )),
+            _ => None,
+        }
     }
 
     pub fn name(&self) -> &'static str {

@@ -201,9 +201,12 @@ fn compile_one(
     let threads = typed.block_dim.map_or(0, |b| b.iter().product());
     let source = codegen::cuda_source(&typed);
     let dynamic_shared_bytes = codegen::dynamic_shared_bytes(&typed);
-    let result = match nvrtc::compile_cached(&source, arch, &CompileOptions::default()) {
+    // An intrinsic the arch lacks: refused before NVRTC, with the intrinsic named.
+    let compiled = nvrtc::check_arch(&typed, arch)
+        .and_then(|()| nvrtc::compile_cached(&source, arch, &CompileOptions::default()));
+    let result = match compiled {
         Ok(compiled) => Ok((compiled.resources, threads)),
-        Err(e @ NvrtcError::Compile { .. }) => Err(e.to_string()),
+        Err(e @ (NvrtcError::Compile { .. } | NvrtcError::ArchTooOld { .. })) => Err(e.to_string()),
         Err(e) => return Err(nvrtc_error(e)),
     };
     Ok(CompiledConfig {

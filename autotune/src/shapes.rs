@@ -31,7 +31,7 @@ impl ProblemShape {
 /// tile FP8 scaling, dequantization).
 pub fn rank_of(kernel: &str) -> Option<usize> {
     match kernel {
-        "gemm" | "gemm_tc_nt" | "gemm_tc_nn" => Some(3),
+        "gemm" | "gemm_tc_nt" | "gemm_tc_nn" | "fp8_gemm_e4m3" => Some(3),
         "softmax" => Some(2),
         "vector_add" | "sum_partials" => Some(1),
         "fp8_amax"
@@ -159,8 +159,8 @@ impl ModelConfig {
     }
 
     /// The problems of one layer at each batch size in `tokens`: the projections as GEMMs
-    /// `[m, n, k]` (q, k/v, o, gate/up, down, lm_head) for `gemm` and `gemm_tc_nt` (B is
-    /// the weight, column-major), the MLP's data gradients for `gemm_tc_nn`, softmax over
+    /// `[m, n, k]` (q, k/v, o, gate/up, down, lm_head) for `gemm`, `gemm_tc_nt` and
+    /// `fp8_gemm_e4m3` (B is the weight, column-major), the MLP's data gradients for `gemm_tc_nn`, softmax over
     /// the vocabulary `[tokens, vocab]`, the residual add and a reduction over
     /// `tokens × hidden` (vector_add, sum_partials), and FP8 activation quantization of
     /// `[tokens, hidden]` and `[tokens, intermediate]` (per tensor, 1×128 rows, transposed,
@@ -189,6 +189,7 @@ impl ModelConfig {
             for (name, n, k) in gemms {
                 add(ProblemShape::new("gemm", vec![m, n, k], name));
                 add(ProblemShape::new("gemm_tc_nt", vec![m, n, k], name));
+                add(ProblemShape::new("fp8_gemm_e4m3", vec![m, n, k], name));
             }
             let inter = self.intermediate_size;
             add(ProblemShape::new(

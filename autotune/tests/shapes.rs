@@ -39,6 +39,7 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     assert_eq!(dims_of(&shapes, "vector_add", 128 * 64), [&[128 * 64][..]]);
     assert_eq!(dims_of(&shapes, "sum_partials", 64), [&[64][..]]);
     assert_eq!(dims_of(&shapes, "gemm_tc_nt", 16), gemm16);
+    assert_eq!(dims_of(&shapes, "fp8_gemm_e4m3", 16), gemm16);
     assert_eq!(
         dims_of(&shapes, "gemm_tc_nn", 16),
         [&[16, 64, 172][..], &[16, 172, 64]]
@@ -55,10 +56,10 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     // q 64·64, k and v 64·32 each, o 64·64, gate/up/down 64·172 each.
     let layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 172;
     assert_eq!(dims_of(&shapes, "coat_adamw_step", layer), [&[layer][..]]);
-    // 4 token counts × (5 gemm + 5 gemm_tc_nt + 2 gemm_tc_nn + softmax + vector_add +
-    // sum_partials + 2 widths × 11 FP8 activation kernels), then 2 FP8 weight tilings and
-    // 3 COAT kernels.
-    assert_eq!(shapes.len(), 4 * 37 + 5);
+    // 4 token counts × (5 gemm + 5 gemm_tc_nt + 5 fp8_gemm_e4m3 + 2 gemm_tc_nn + softmax +
+    // vector_add + sum_partials + 2 widths × 11 FP8 activation kernels), then 2 FP8 weight
+    // tilings and 3 COAT kernels.
+    assert_eq!(shapes.len(), 4 * 42 + 5);
     assert!(shapes.iter().all(|s| check_shape(s).is_ok()));
     let names: Vec<&str> = shapes.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"lm_head") && names.contains(&"down_proj"));

@@ -113,7 +113,7 @@ fn ldmatrix_checks_alignment_and_bounds() {
     let err = ldmatrix_run(&offsets).unwrap_err();
     assert!(err.contains("ldmatrix_x1"), "{err}");
     assert!(err.contains("row offset 20"), "{err}");
-    assert!(err.contains("not a multiple of 8"), "{err}");
+    assert!(err.contains("not 16-byte aligned"), "{err}");
     // x1 ignores lanes 8..32; x2 reads lane 9's row, here past the end.
     offsets[3] = 24;
     offsets[9] = 512;

@@ -10,6 +10,7 @@
 //! codes) and one small adapter that calls the kernel modules:
 //! - [`basic`]: the f32 kernels (gemm, softmax, vector_add, sum_partials);
 //! - [`gemm_tc`]: the tensor-core GEMMs (f16 A/B, f32 C);
+//! - [`fp8_gemm`]: the FP8 GEMM with block scales;
 //! - [`fp8`]: FP8 amax, quantization (tensor, delayed, 1×128 rows, transposed rows,
 //!   128×128 tiles) and dequantization;
 //! - [`coat`]: COAT's DRE quantization and the FP8 AdamW step.
@@ -17,6 +18,7 @@
 mod basic;
 mod coat;
 mod fp8;
+mod fp8_gemm;
 mod fp8_launch;
 mod gemm_tc;
 #[cfg(test)]
@@ -74,6 +76,7 @@ impl Workload {
         let name = shape.kernel.as_str();
         let problem: Box<dyn Problem> = match name {
             "gemm_tc_nt" | "gemm_tc_nn" => gemm_tc::build(device, name, &d, &mut rng),
+            "fp8_gemm_e4m3" => fp8_gemm::build(device, &d),
             _ if name.starts_with("fp8_") => fp8::build(device, name, &d, &mut rng),
             _ if name.starts_with("coat_") => coat::build(device, name, &d, &mut rng),
             _ => basic::build(device, name, &d, &mut rng),

@@ -70,6 +70,15 @@ fn tensor_core_gemms_match_the_reference() {
     }
 }
 
+#[test]
+fn fp8_gemm_matches_the_reference() {
+    let (m, n, k) = (20, 24, 300);
+    let problem = warpforge_kernels::check::Problem::new("t", vec![m, n, k, 1]);
+    let (ops, shape) = warpforge_kernels::fp8::gemm::inputs(&problem);
+    let expected = warpforge_kernels::fp8::gemm::reference(&ops, shape);
+    check("fp8_gemm_e4m3", &[m, n, k], &expected);
+}
+
 fn flat_expected<F: Fp8Type>(op: fp8::Op, rows: usize, cols: usize) -> Vec<f32> {
     let dims: Vec<usize> = if op == fp8::Op::Tensor || op == fp8::Op::Delayed {
         vec![cols]

@@ -159,6 +159,10 @@ fn dry_run(kernels: &[TuneKernel], shapes: &[ProblemShape]) -> Result<ExitCode> 
             k.ir_hash
         );
         for arch in DRY_RUN_ARCHS {
+            if let Some(why) = k.unsupported_on(arch) {
+                println!("    {arch}: skipped: {why}");
+                continue;
+            }
             let pruning = prune_space(k, arch)?;
             println!(
                 "    {arch}: {} kept, {} pruned",
@@ -206,8 +210,9 @@ fn tune(
     let target = Arch::compile_target(arch, supported)
         .ok_or_else(|| anyhow!("this NVRTC cannot compile for {arch} or an older arch"))?;
     eprintln!("tuning on {key}; cache {}", cache.path().display());
+    let (kernels, shapes) = supported_on(kernels, shapes, target);
     let mut prunings = Vec::new();
-    for k in kernels {
+    for k in &kernels {
         prunings.push(prune_space(k, target)?);
     }
     let mut bench = DeviceBench::new(device)?;
@@ -226,15 +231,39 @@ fn tune(
                 bar.inc(1);
             }
         });
-        for shape in shapes {
+        for shape in &shapes {
             let i = kernels.iter().position(|k| k.name() == shape.kernel);
             let i = i.context("a shape of an unselected kernel")?;
-            reports.push(tuner.tune(&kernels[i], shape, &prunings[i], strategy.as_mut())?);
+            reports.push(tuner.tune(kernels[i], shape, &prunings[i], strategy.as_mut())?);
         }
     }
     bar.finish_and_clear();
     print_table(&reports);
     Ok(summarize_failures(&reports))
+}
+
+/// The kernels (and their shapes) the target arch can run; says which it leaves out.
+fn supported_on<'a>(
+    kernels: &'a [TuneKernel],
+    shapes: &[ProblemShape],
+    target: Arch,
+) -> (Vec<&'a TuneKernel>, Vec<ProblemShape>) {
+    let mut kept = Vec::new();
+    for k in kernels {
+        match k.unsupported_on(target) {
+            Some(why) => eprintln!(
+                "skipping {}: {why} (this GPU compiles for {target})",
+                k.name()
+            ),
+            None => kept.push(k),
+        }
+    }
+    let shapes = shapes
+        .iter()
+        .filter(|s| kept.iter().any(|k| k.name() == s.kernel))
+        .cloned()
+        .collect();
+    (kept, shapes)
 }
 
 fn progress_bar() -> ProgressBar {

@@ -355,10 +355,9 @@ mod tests {
     fn every_library_fp8_quantizer_is_timed() {
         let timed: Vec<String> = ops("e4m3").into_iter().map(|(n, _)| n).collect();
         let lib = warpforge_kernels::fp8::library::entries();
-        for k in lib
-            .iter()
-            .filter(|k| k.name.starts_with("fp8_") && !k.name.ends_with("e5m2"))
-        {
+        for k in lib.iter().filter(|k| {
+            k.name.starts_with("fp8_") && !k.name.ends_with("e5m2") && !k.name.contains("gemm")
+        }) {
             assert!(
                 timed.iter().any(|t| t.split(' ').any(|w| w == k.name)),
                 "{} is not timed",
