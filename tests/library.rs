@@ -1,124 +1,95 @@
-//! T1: every library kernel on the CPU interpreter against its host reference, over its
-//! whole tunable space, at small and edge shapes.
+//! T1: every library kernel on the CPU interpreter against its host reference, at small and
+//! edge shapes: over its whole tunable space for the first instance of each generic source,
+//! and over the default plus an even sample of 16 configs for its other instances (they
+//! differ only in element types, so the sample covers the typed code paths).
 
+use warpforge::dsl::Config;
 use warpforge::dsl::Device;
-use warpforge::kernels::{find, LibraryKernel};
+use warpforge::kernels::{families, find, LibraryKernel};
 
-fn check_whole_space(k: LibraryKernel) {
+/// Checks `configs` of `k` on every problem; returns the number of runs.
+fn check_configs(k: &LibraryKernel, configs: &[Config]) -> Result<usize, String> {
     let device = Device::cpu();
-    let configs = k.configs();
-    assert!(!configs.is_empty(), "{} has an empty space", k.name);
     let mut runs = 0;
-    for config in &configs {
+    for config in configs {
         for problem in (k.problems)() {
             let report = k
                 .check(&device, config, &problem)
-                .unwrap_or_else(|e| panic!("{} {config} {}: {e}", k.name, problem.name));
-            assert!(report.passed(), "{} {config}: {report}", k.name);
+                .map_err(|e| format!("{} {config} {}: {e}", k.name, problem.name))?;
+            if !report.passed() {
+                return Err(format!("{} {config}: {report}", k.name));
+            }
             runs += 1;
         }
     }
-    eprintln!("{}: {} configs, {runs} runs passed", k.name, configs.len());
+    Ok(runs)
 }
 
 #[test]
-fn vector_add_over_its_space() {
-    check_whole_space(find("vector_add").unwrap());
+fn every_library_kernel_passes_over_its_space() {
+    let mut jobs: Vec<(LibraryKernel, Vec<Config>)> = Vec::new();
+    for family in families() {
+        for (i, k) in family.into_iter().enumerate() {
+            let configs = if i == 0 {
+                k.configs()
+            } else {
+                k.sample_configs(16)
+            };
+            assert!(!configs.is_empty(), "{} has an empty space", k.name);
+            jobs.push((k, configs));
+        }
+    }
+    // Longest first, spread over the cores.
+    jobs.sort_by_key(|(_, c)| std::cmp::Reverse(c.len()));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let jobs = &jobs;
+                s.spawn(move || {
+                    let mut bad = Vec::new();
+                    for (k, configs) in jobs.iter().skip(w).step_by(workers) {
+                        match check_configs(k, configs) {
+                            Ok(runs) => eprintln!(
+                                "{}: {} configs, {runs} runs passed",
+                                k.name,
+                                configs.len()
+                            ),
+                            Err(e) => bad.push(e),
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} kernels failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
-fn sum_partials_over_its_space() {
-    check_whole_space(find("sum_partials").unwrap());
-}
-
-#[test]
-fn gemm_over_its_space() {
-    check_whole_space(find("gemm").unwrap());
-}
-
-#[test]
-fn softmax_over_its_space() {
-    check_whole_space(find("softmax").unwrap());
-}
-
-#[test]
-fn fp8_amax_over_its_space() {
-    check_whole_space(find("fp8_amax").unwrap());
-}
-
-#[test]
-fn fp8_quantize_tensor_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_tensor_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_delayed_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_delayed_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_t_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_t_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_blocks_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_blocks_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_dequantize_e4m3_over_its_space() {
-    check_whole_space(find("fp8_dequantize_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_tensor_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_tensor_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_delayed_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_delayed_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_t_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_t_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_blocks_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_blocks_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_dequantize_e5m2_over_its_space() {
-    check_whole_space(find("fp8_dequantize_e5m2").unwrap());
-}
-
-#[test]
-fn coat_dre_quantize_over_its_space() {
-    check_whole_space(find("coat_dre_quantize").unwrap());
-}
-
-#[test]
-fn coat_dre_dequantize_over_its_space() {
-    check_whole_space(find("coat_dre_dequantize").unwrap());
-}
-
-#[test]
-fn coat_adamw_step_over_its_space() {
-    check_whole_space(find("coat_adamw_step").unwrap());
+fn generic_instances_are_grouped_by_their_source() {
+    let families = families();
+    let gemm_nt = families
+        .iter()
+        .find(|f| f[0].name.starts_with("gemm_tc_nt_"))
+        .expect("the tensor-core GEMM family");
+    assert_eq!(gemm_nt.len(), 6, "f16/bf16 in × f32/f16/bf16 out");
+    let one = find("vector_add").unwrap();
+    assert!(families
+        .iter()
+        .any(|f| f.len() == 1 && f[0].name == one.name));
+    let sample = find("gemm_tc_nt_bf16_f16").unwrap().sample_configs(16);
+    assert!(sample.len() <= 18 && sample.len() >= 16, "{}", sample.len());
+    assert!(sample.contains(&find("gemm_tc_nt_bf16_f16").unwrap().default_config()));
 }
 
 #[test]

@@ -31,7 +31,8 @@ impl ProblemShape {
 /// tile FP8 scaling, dequantization).
 pub fn rank_of(kernel: &str) -> Option<usize> {
     match kernel {
-        "gemm" | "gemm_tc_nt" | "gemm_tc_nn" | "fp8_gemm_e4m3" => Some(3),
+        "gemm" | "fp8_gemm_e4m3" => Some(3),
+        _ if kernel.starts_with("gemm_tc_") => Some(3),
         "softmax" => Some(2),
         "vector_add" | "sum_partials" => Some(1),
         "fp8_amax"
@@ -159,8 +160,9 @@ impl ModelConfig {
     }
 
     /// The problems of one layer at each batch size in `tokens`: the projections as GEMMs
-    /// `[m, n, k]` (q, k/v, o, gate/up, down, lm_head) for `gemm`, `gemm_tc_nt` and
-    /// `fp8_gemm_e4m3` (B is the weight, column-major), the MLP's data gradients for `gemm_tc_nn`, softmax over
+    /// `[m, n, k]` (q, k/v, o, gate/up, down, lm_head) for `gemm`, `gemm_tc_nt_bf16_bf16`
+    /// and `fp8_gemm_e4m3` (B is the weight, column-major), the MLP's data gradients for
+    /// `gemm_tc_nn_bf16_bf16`, softmax over
     /// the vocabulary `[tokens, vocab]`, the residual add and a reduction over
     /// `tokens × hidden` (vector_add, sum_partials), and FP8 activation quantization of
     /// `[tokens, hidden]` and `[tokens, intermediate]` (per tensor, 1×128 rows, transposed,
@@ -188,17 +190,21 @@ impl ModelConfig {
             };
             for (name, n, k) in gemms {
                 add(ProblemShape::new("gemm", vec![m, n, k], name));
-                add(ProblemShape::new("gemm_tc_nt", vec![m, n, k], name));
+                add(ProblemShape::new(
+                    "gemm_tc_nt_bf16_bf16",
+                    vec![m, n, k],
+                    name,
+                ));
                 add(ProblemShape::new("fp8_gemm_e4m3", vec![m, n, k], name));
             }
             let inter = self.intermediate_size;
             add(ProblemShape::new(
-                "gemm_tc_nn",
+                "gemm_tc_nn_bf16_bf16",
                 vec![m, h, inter],
                 "gate_proj/up_proj dX",
             ));
             add(ProblemShape::new(
-                "gemm_tc_nn",
+                "gemm_tc_nn_bf16_bf16",
                 vec![m, inter, h],
                 "down_proj dX",
             ));

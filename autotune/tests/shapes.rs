@@ -38,10 +38,10 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     assert_eq!(dims_of(&shapes, "softmax", 4096), [&[4096, 256][..]]);
     assert_eq!(dims_of(&shapes, "vector_add", 128 * 64), [&[128 * 64][..]]);
     assert_eq!(dims_of(&shapes, "sum_partials", 64), [&[64][..]]);
-    assert_eq!(dims_of(&shapes, "gemm_tc_nt", 16), gemm16);
+    assert_eq!(dims_of(&shapes, "gemm_tc_nt_bf16_bf16", 16), gemm16);
     assert_eq!(dims_of(&shapes, "fp8_gemm_e4m3", 16), gemm16);
     assert_eq!(
-        dims_of(&shapes, "gemm_tc_nn", 16),
+        dims_of(&shapes, "gemm_tc_nn_bf16_bf16", 16),
         [&[16, 64, 172][..], &[16, 172, 64]]
     );
     assert_eq!(

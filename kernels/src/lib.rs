@@ -57,6 +57,34 @@ impl LibraryKernel {
     pub fn configs(&self) -> Vec<Config> {
         (self.def)().space.configs()
     }
+
+    /// The default config and about `n` more spread evenly over the space (all of it when
+    /// it has at most `n + 1` configs), in space order, each once.
+    pub fn sample_configs(&self, n: usize) -> Vec<Config> {
+        let all = self.configs();
+        let step = all.len().div_ceil(n.max(1)).max(1);
+        let default = self.default_config();
+        let mut out: Vec<Config> = all.into_iter().step_by(step).collect();
+        if !out.contains(&default) {
+            out.push(default);
+        }
+        out
+    }
+}
+
+/// The library's kernels grouped by generic source: the instances of one
+/// `#[kernel(types(..))]` fn (same file and line) differ only in element types, so tests
+/// can cover one instance's whole space and sample the others. Library order.
+pub fn families() -> Vec<Vec<LibraryKernel>> {
+    let mut out: Vec<Vec<LibraryKernel>> = Vec::new();
+    for k in library() {
+        let (def, site) = ((k.def)(), |d: &KernelDef| (d.file.clone(), d.line));
+        match out.iter_mut().find(|f| site((f[0].def)()) == site(def)) {
+            Some(family) => family.push(k),
+            None => out.push(vec![k]),
+        }
+    }
+    out
 }
 
 /// Every kernel of the library.

@@ -9,7 +9,7 @@
 //! Each family lives in its own module, with its own typed buffers (f16 GEMM operands, FP8
 //! codes) and one small adapter that calls the kernel modules:
 //! - [`basic`]: the f32 kernels (gemm, softmax, vector_add, sum_partials);
-//! - [`gemm_tc`]: the tensor-core GEMMs (f16 A/B, f32 C);
+//! - [`gemm_tc`]: the tensor-core GEMMs (f16/bf16 A and B; f32, f16 or bf16 C);
 //! - [`fp8_gemm`]: the FP8 GEMM with block scales;
 //! - [`fp8`]: FP8 amax, quantization (tensor, delayed, 1×128 rows, transposed rows,
 //!   128×128 tiles) and dequantization;
@@ -75,7 +75,7 @@ impl Workload {
         let mut rng = Lcg::for_dims(&shape.dims);
         let name = shape.kernel.as_str();
         let problem: Box<dyn Problem> = match name {
-            "gemm_tc_nt" | "gemm_tc_nn" => gemm_tc::build(device, name, &d, &mut rng),
+            _ if name.starts_with("gemm_tc_") => gemm_tc::build(device, name, &d, &mut rng),
             "fp8_gemm_e4m3" => fp8_gemm::build(device, &d),
             _ if name.starts_with("fp8_") => fp8::build(device, name, &d, &mut rng),
             _ if name.starts_with("coat_") => coat::build(device, name, &d, &mut rng),

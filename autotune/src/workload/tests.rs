@@ -58,9 +58,9 @@ fn rng(dims: &[usize]) -> Lcg {
 #[test]
 fn tensor_core_gemms_match_the_reference() {
     let (m, n, k) = (20, 24, 40);
-    for name in ["gemm_tc_nt", "gemm_tc_nn"] {
+    for name in ["gemm_tc_nt_f16_f32", "gemm_tc_nn_bf16_f32"] {
         let layout = gemm_tc::layout_of(name);
-        let (a, b) = gemm_tc::operands(layout, (m, n, k), &mut rng(&[m, n, k]));
+        let (a, b) = gemm_tc::operands::<f32>(layout, (m, n, k), &mut rng(&[m, n, k]));
         let lds = (padded(k), layout.ldb(n, k));
         check(
             name,

@@ -1,10 +1,11 @@
 //! Host side of the tensor-core GEMM: layouts, the f64 reference, launch helpers, and the
 //! library's problems and deterministic inputs.
 
-use super::{gemm_tc_nn, gemm_tc_nt};
+use super::*;
 use crate::check::Problem;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use warpforge_dsl::prelude::*;
+use warpforge_dsl::{Arg, Element, KernelDef, ScalarType};
 
 /// How B is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +49,9 @@ pub fn padded(cols: usize) -> usize {
 
 /// C = A·B in f64, rounded once to f32. `a` is `m` rows of `lda`; `b` is stored as
 /// `layout` says with leading dimension `ldb`.
-pub fn reference(
-    a: &[f16],
-    b: &[f16],
+pub fn reference<T: Float>(
+    a: &[T],
+    b: &[T],
     layout: Layout,
     (m, n, k): (usize, usize, usize),
     (lda, ldb): (usize, usize),
@@ -59,7 +60,9 @@ pub fn reference(
     for i in 0..m {
         for j in 0..n {
             let s: f64 = (0..k)
-                .map(|p| a[i * lda + p].to_f64() * b[layout.b_index(p, j, ldb)].to_f64())
+                .map(|p| {
+                    a[i * lda + p].to_f32() as f64 * b[layout.b_index(p, j, ldb)].to_f32() as f64
+                })
                 .sum();
             c[i * n + j] = s as f32;
         }
@@ -76,29 +79,76 @@ pub fn dims(config: &Config, m: u32, n: u32) -> LaunchDims {
     )
 }
 
-/// Runs the kernel of `layout` on `device`; `a` is `m` rows of [`padded`]`(k)`, `b` as
-/// [`Layout::ldb`] says. Returns C (`m×n`, dense).
-pub fn run(
+/// The instance of `layout` for operand type `t` (f16 or bf16) and output type `o` (f32,
+/// f16 or bf16).
+pub fn def_of(layout: Layout, t: ScalarType, o: ScalarType) -> Option<&'static KernelDef> {
+    use ScalarType::{BF16, F16, F32};
+    Some(match (layout, t, o) {
+        (Layout::Nt, F16, F32) => gemm_tc_nt_f16_f32::def(),
+        (Layout::Nt, F16, F16) => gemm_tc_nt_f16_f16::def(),
+        (Layout::Nt, F16, BF16) => gemm_tc_nt_f16_bf16::def(),
+        (Layout::Nt, BF16, F32) => gemm_tc_nt_bf16_f32::def(),
+        (Layout::Nt, BF16, F16) => gemm_tc_nt_bf16_f16::def(),
+        (Layout::Nt, BF16, BF16) => gemm_tc_nt_bf16_bf16::def(),
+        (Layout::Nn, F16, F32) => gemm_tc_nn_f16_f32::def(),
+        (Layout::Nn, F16, F16) => gemm_tc_nn_f16_f16::def(),
+        (Layout::Nn, F16, BF16) => gemm_tc_nn_f16_bf16::def(),
+        (Layout::Nn, BF16, F32) => gemm_tc_nn_bf16_f32::def(),
+        (Layout::Nn, BF16, F16) => gemm_tc_nn_bf16_f16::def(),
+        (Layout::Nn, BF16, BF16) => gemm_tc_nn_bf16_bf16::def(),
+        _ => return None,
+    })
+}
+
+/// Launches the instance for `T` → `O` on buffers already on `device`: `a` is `m` rows of
+/// `lda`, `b` as `layout` stores it with leading dimension `ldb`, `c` is `m` rows of `ldc`.
+#[allow(clippy::too_many_arguments)]
+pub fn launch<T: Float + Element, O: Float + Element>(
     device: &Device,
     config: &Config,
     layout: Layout,
-    a: &[f16],
-    b: &[f16],
+    a: &Buffer<T>,
+    b: &Buffer<T>,
+    c: &mut Buffer<O>,
+    (m, n, k): (u32, u32, u32),
+    (lda, ldb, ldc): (u32, u32, u32),
+) -> Result<(), warpforge_dsl::Error> {
+    let def = def_of(layout, T::SCALAR, O::SCALAR).unwrap_or_else(|| {
+        panic!(
+            "no tensor-core GEMM for {} operands: they are f16 or bf16 (the trait bounds \
+             admit f32 too)",
+            T::SCALAR
+        )
+    });
+    let mut args = [
+        Arg::slice(a),
+        Arg::slice(b),
+        Arg::slice_mut(c),
+        Arg::value(m),
+        Arg::value(n),
+        Arg::value(k),
+        Arg::value(lda),
+        Arg::value(ldb),
+        Arg::value(ldc),
+    ];
+    device.launch(def, config, dims(config, m, n), &mut args)
+}
+
+/// Runs the instance for `T` → `O` on `device`; `a` is `m` rows of [`padded`]`(k)`, `b`
+/// as [`Layout::ldb`] says. Returns C (`m×n`, dense).
+pub fn run<T: Float + Element, O: Float + Element>(
+    device: &Device,
+    config: &Config,
+    layout: Layout,
+    a: &[T],
+    b: &[T],
     (m, n, k): (usize, usize, usize),
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    let (lda, ldb) = (padded(k), layout.ldb(n, k));
+) -> Result<Vec<O>, warpforge_dsl::Error> {
     let (da, db) = (device.upload(a)?, device.upload(b)?);
-    let mut dc = device.zeros::<f32>(m * n)?;
-    let dims = dims(config, m as u32, n as u32);
-    let (m, n, k, lda, ldb) = (m as u32, n as u32, k as u32, lda as u32, ldb as u32);
-    match layout {
-        Layout::Nt => gemm_tc_nt::launch(
-            device, config, dims, &da, &db, &mut dc, m, n, k, lda, ldb, n,
-        )?,
-        Layout::Nn => gemm_tc_nn::launch(
-            device, config, dims, &da, &db, &mut dc, m, n, k, lda, ldb, n,
-        )?,
-    }
+    let mut dc = device.zeros::<O>(m * n)?;
+    let shape = (m as u32, n as u32, k as u32);
+    let lds = (padded(k) as u32, layout.ldb(n, k) as u32, n as u32);
+    launch(device, config, layout, &da, &db, &mut dc, shape, lds)?;
     Ok(device.download(&dc)?)
 }
 
@@ -114,7 +164,7 @@ pub fn problems() -> Vec<Problem> {
 /// Small integers (|x| ≤ 4, exact in f16): every product and partial sum is exact in f32,
 /// so the kernel must match the reference exactly whatever its summation order. The
 /// padding columns hold a large value that must never reach C.
-pub fn inputs(layout: Layout, (m, n, k): (usize, usize, usize)) -> (Vec<f16>, Vec<f16>) {
+pub fn inputs<T: Float>(layout: Layout, (m, n, k): (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
     let mut rng = StdRng::seed_from_u64((m * 31 + n * 7 + k) as u64);
     let mut value = |col: usize, cols: usize| {
         let x = if col < cols {
@@ -122,7 +172,7 @@ pub fn inputs(layout: Layout, (m, n, k): (usize, usize, usize)) -> (Vec<f16>, Ve
         } else {
             1024.0
         };
-        f16::from_f32(x)
+        T::from_f32(x)
     };
     let lda = padded(k);
     let a = (0..m * lda).map(|e| value(e % lda, k)).collect();
@@ -137,20 +187,22 @@ fn shape(problem: &Problem) -> (usize, usize, usize) {
     (problem.dims[0], problem.dims[1], problem.dims[2])
 }
 
-/// The library's `output` for `layout`.
-pub fn output(
+/// The library's `output` of the instance for `T` → `O`, as f32s.
+pub fn output<T: Float + Element, O: Float + Element>(
     layout: Layout,
     device: &Device,
     config: &Config,
     problem: &Problem,
 ) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    let (a, b) = inputs(layout, shape(problem));
-    run(device, config, layout, &a, &b, shape(problem))
+    let (a, b) = inputs::<T>(layout, shape(problem));
+    let c = run::<T, O>(device, config, layout, &a, &b, shape(problem))?;
+    Ok(c.into_iter().map(O::to_f32).collect())
 }
 
-/// The library's `expected` for `layout`.
-pub fn expected(layout: Layout, problem: &Problem) -> Vec<f32> {
+/// The library's `expected` for `T` → `O`: the exact sum rounded once into `O`.
+pub fn expected<T: Float, O: Float>(layout: Layout, problem: &Problem) -> Vec<f32> {
     let (m, n, k) = shape(problem);
-    let (a, b) = inputs(layout, (m, n, k));
-    reference(&a, &b, layout, (m, n, k), (padded(k), layout.ldb(n, k)))
+    let (a, b) = inputs::<T>(layout, (m, n, k));
+    let c = reference(&a, &b, layout, (m, n, k), (padded(k), layout.ldb(n, k)));
+    c.into_iter().map(|x| O::from_f32(x).to_f32()).collect()
 }

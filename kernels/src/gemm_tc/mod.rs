@@ -1,10 +1,15 @@
-//! Tensor-core GEMM: `C[m×n] = A[m×k] · B`, f16 inputs, f32 accumulate, f32 output.
+//! Tensor-core GEMM: `C[m×n] = A[m×k] · B`, f16 or bf16 inputs, f32 accumulation, C in f32,
+//! f16 or bf16 (rounded to nearest even once, from the f32 sum).
 //!
 //! A is row-major with leading dimension `lda`; B is either column-major — stored as `n`
-//! rows of `k` (`ldb` between rows), the layout of a `Linear` layer's weight, kernel
-//! [`gemm_tc_nt`] — or row-major — `k` rows of `n`, kernel [`gemm_tc_nn`]. C is row-major
-//! with leading dimension `ldc`. `lda` and `ldb` are multiples of 8 so that every row starts
-//! 16-byte aligned; `m`, `n` and `k` are arbitrary.
+//! rows of `k` (`ldb` between rows), the layout of a `Linear` layer's weight, the
+//! `gemm_tc_nt_*` kernels — or row-major — `k` rows of `n`, the `gemm_tc_nn_*` kernels. C is
+//! row-major with leading dimension `ldc`. `lda` and `ldb` are multiples of 8 so that every
+//! row starts 16-byte aligned; `m`, `n` and `k` are arbitrary.
+//!
+//! One generic source per layout, `gemm_tc_nt<T, O>` and `gemm_tc_nn<T, O>`,
+//! instantiated for `T ∈ {f16, bf16}` and `O ∈ {f32, f16, bf16}`: `gemm_tc_nt_bf16_bf16` is
+//! bf16 in, bf16 out. [`launch`] and [`run`] pick the instance from the Rust types.
 //!
 //! # How it works
 //!
@@ -21,21 +26,24 @@
 //!
 //! # Roofline
 //!
-//! Compute-bound for large shapes: 2·m·n·k flops against (m·k + k·n)·2 + m·n·4 bytes; a tile
+//! Compute-bound for large shapes: 2·m·n·k flops against (m·k + k·n)·2 + m·n·|O| bytes; a tile
 //! reuses each A element BN times and each B element BM times from shared memory. For
 //! `m` ≲ 64 (decode) the kernel is bound by reading B (2·n·k bytes). `mma.sync` reaches
 //! about 60-70 % of an H100/H200's dense f16 peak (which needs `wgmma`); on sm_80 it is the
 //! fastest path.
 //!
 //! Tunables: `BM`, `BN`, `BK` (block tile), `WM`, `WN` (warps along M and N; the block has
-//! `32·WM·WN` threads), `STAGES` (pipeline depth).
+//! `32·WM·WN` threads), `STAGES` (pipeline depth). Shared memory is `STAGES·(BM + BN)·(BK +
+//! 8)·2` bytes, up to 99 KiB (the opt-in limit every sm_80+ GPU allows; above 48 KiB it is
+//! dynamic shared memory); the default (128×128×32, 2×2 warps, 4 stages) takes 80 KiB.
 
 mod host;
 
-pub use host::{dims, inputs, padded, problems, reference, run, Layout};
+pub use host::{def_of, dims, inputs, launch, padded, problems, reference, run, Layout};
 
 use crate::check::Problem;
 use crate::LibraryKernel;
+use warpforge_dsl::Element;
 
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
@@ -50,15 +58,18 @@ use warpforge_macros::kernel;
         WN = [1, 2, 4],
         STAGES = [2, 3, 4]
     ),
-    default(BM = 128, BN = 128, BK = 32, WM = 2, WN = 2, STAGES = 2),
+    default(BM = 128, BN = 128, BK = 32, WM = 2, WN = 2, STAGES = 4),
+    types(T = [f16, bf16], O = [f32, f16, bf16]),
     constraint = WM * WN >= 2 && WM * WN <= 8,
     constraint = (BM / WM) % 16 == 0 && (BN / WN) % 16 == 0 && BM >= 16 * WM && BN >= 16 * WN,
     constraint = (BM / WM / 16) * (BN / WN / 8) <= 32,
     constraint = (BM * BK / 8) % (32 * WM * WN) == 0 && (BN * BK / 8) % (32 * WM * WN) == 0,
-    constraint = STAGES * (BM + BN) * (BK + 8) * 2 <= 49152
+    constraint = STAGES * (BM + BN) * (BK + 8) * 2 <= 101376
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tc_nt<
+    T: Float,
+    O: Float,
     const BM: u32,
     const BN: u32,
     const BK: u32,
@@ -66,9 +77,9 @@ pub fn gemm_tc_nt<
     const WN: u32,
     const STAGES: u32,
 >(
-    a: &[f16],
-    b: &[f16],
-    c: &mut [f32],
+    a: &[T],
+    b: &[T],
+    c: &mut [O],
     m: u32,
     n: u32,
     k: u32,
@@ -77,8 +88,8 @@ pub fn gemm_tc_nt<
     ldc: u32,
 ) {
     // Shared rows of BK + 8 halves (16-byte padding against bank conflicts).
-    let mut a_tile = shared_array::<f16>(STAGES * BM * (BK + 8));
-    let mut b_tile = shared_array::<f16>(STAGES * BN * (BK + 8));
+    let mut a_tile = shared_array::<T>(STAGES * BM * (BK + 8));
+    let mut b_tile = shared_array::<T>(STAGES * BN * (BK + 8));
     let mut acc = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
@@ -157,7 +168,7 @@ pub fn gemm_tc_nt<
                     #[unroll]
                     for j in 0..BN / WN / 8 {
                         let t = i * (BN / WN / 8) + j;
-                        acc[t] = mma_m16n8k16_f16_f32(a_frag[i], b_frag[j], acc[t]);
+                        acc[t] = mma_f32::<T>(a_frag[i], b_frag[j], acc[t]);
                     }
                 }
             }
@@ -171,8 +182,8 @@ pub fn gemm_tc_nt<
             let row = row0 + warp_row + i * 16 + lane / 4;
             let col = col0 + warp_col + j * 8 + lane % 4 * 2;
             let v = acc[i * (BN / WN / 8) + j];
-            store_pair(c, row, col, m, n, ldc, v.x, v.y);
-            store_pair(c, row + 8, col, m, n, ldc, v.z, v.w);
+            store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
+            store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
         }
     }
 }
@@ -187,15 +198,18 @@ pub fn gemm_tc_nt<
         WN = [1, 2, 4],
         STAGES = [2, 3, 4]
     ),
-    default(BM = 128, BN = 128, BK = 32, WM = 2, WN = 2, STAGES = 2),
+    default(BM = 128, BN = 128, BK = 32, WM = 2, WN = 2, STAGES = 4),
+    types(T = [f16, bf16], O = [f32, f16, bf16]),
     constraint = WM * WN >= 2 && WM * WN <= 8,
     constraint = (BM / WM) % 16 == 0 && (BN / WN) % 16 == 0 && BM >= 16 * WM && BN >= 16 * WN,
     constraint = (BM / WM / 16) * (BN / WN / 8) <= 32,
     constraint = (BM * BK / 8) % (32 * WM * WN) == 0 && (BN * BK / 8) % (32 * WM * WN) == 0,
-    constraint = STAGES * (BM * (BK + 8) + BK * (BN + 8)) * 2 <= 49152
+    constraint = STAGES * (BM * (BK + 8) + BK * (BN + 8)) * 2 <= 101376
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tc_nn<
+    T: Float,
+    O: Float,
     const BM: u32,
     const BN: u32,
     const BK: u32,
@@ -203,9 +217,9 @@ pub fn gemm_tc_nn<
     const WN: u32,
     const STAGES: u32,
 >(
-    a: &[f16],
-    b: &[f16],
-    c: &mut [f32],
+    a: &[T],
+    b: &[T],
+    c: &mut [O],
     m: u32,
     n: u32,
     k: u32,
@@ -214,8 +228,8 @@ pub fn gemm_tc_nn<
     ldc: u32,
 ) {
     // A rows of BK + 8 halves, B (k-major) rows of BN + 8 halves.
-    let mut a_tile = shared_array::<f16>(STAGES * BM * (BK + 8));
-    let mut b_tile = shared_array::<f16>(STAGES * BK * (BN + 8));
+    let mut a_tile = shared_array::<T>(STAGES * BM * (BK + 8));
+    let mut b_tile = shared_array::<T>(STAGES * BK * (BN + 8));
     let mut acc = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
@@ -289,7 +303,7 @@ pub fn gemm_tc_nn<
                     #[unroll]
                     for j in 0..BN / WN / 8 {
                         let t = i * (BN / WN / 8) + j;
-                        acc[t] = mma_m16n8k16_f16_f32(a_frag[i], b_frag[j], acc[t]);
+                        acc[t] = mma_f32::<T>(a_frag[i], b_frag[j], acc[t]);
                     }
                 }
             }
@@ -303,8 +317,8 @@ pub fn gemm_tc_nn<
             let row = row0 + warp_row + i * 16 + lane / 4;
             let col = col0 + warp_col + j * 8 + lane % 4 * 2;
             let v = acc[i * (BN / WN / 8) + j];
-            store_pair(c, row, col, m, n, ldc, v.x, v.y);
-            store_pair(c, row + 8, col, m, n, ldc, v.z, v.w);
+            store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
+            store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
         }
     }
 }
@@ -320,43 +334,80 @@ pub fn chunk_bytes(row: u32, rows: u32, col: u32, cols: u32) -> u32 {
     }
 }
 
-/// Stores `x`, `y` at (`row`, `col`), (`row`, `col + 1`) where they fall inside C.
-#[warpforge_macros::device]
+/// Stores `x`, `y` (rounded to nearest even into `O`) at (`row`, `col`), (`row`, `col + 1`)
+/// where they fall inside C.
+#[warpforge_macros::device(types(O = [f32, f16, bf16]))]
 #[allow(clippy::too_many_arguments)]
-pub fn store_pair(c: &mut [f32], row: u32, col: u32, m: u32, n: u32, ldc: u32, x: f32, y: f32) {
+pub fn store_pair<O: Float>(
+    c: &mut [O],
+    row: u32,
+    col: u32,
+    m: u32,
+    n: u32,
+    ldc: u32,
+    x: f32,
+    y: f32,
+) {
     if row < m {
         if col < n {
-            c[row * ldc + col] = x;
+            c[row * ldc + col] = O::from_f32(x);
         }
         if col + 1 < n {
-            c[row * ldc + col + 1] = y;
+            c[row * ldc + col + 1] = O::from_f32(y);
         }
     }
 }
 
+/// The m16n8k16 MMA with f32 accumulation for f16 operands; `mma_f32::<T>` in the generic
+/// kernels.
+#[warpforge_macros::device]
+pub fn mma_f32_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    mma_m16n8k16_f16_f32(a, b, c)
+}
+
+/// The m16n8k16 MMA with f32 accumulation for bf16 operands.
+#[warpforge_macros::device]
+pub fn mma_f32_bf16(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
+    mma_m16n8k16_bf16_f32(a, b, c)
+}
+
+/// One library entry per instance.
+macro_rules! entries {
+    ($($name:literal: $layout:ident, $t:ty => $o:ty;)*) => {
+        vec![$(LibraryKernel {
+            name: $name,
+            summary: concat!(
+                "tensor-core GEMM (cp.async + ldmatrix + mma.sync), ",
+                stringify!($t), " in, ", stringify!($o), " out, B ",
+                entries!(@layout $layout)
+            ),
+            def: || host::def_of(Layout::$layout, <$t>::SCALAR, <$o>::SCALAR).unwrap(),
+            problems,
+            output: |device, config, p| host::output::<$t, $o>(Layout::$layout, device, config, p),
+            expected: |p| host::expected::<$t, $o>(Layout::$layout, p),
+            tolerance: exact,
+        }),*]
+    };
+    (@layout Nt) => { "column-major" };
+    (@layout Nn) => { "row-major" };
+}
+
 /// The library entries of the tensor-core GEMMs.
 pub fn entries() -> Vec<LibraryKernel> {
-    vec![
-        LibraryKernel {
-            name: "gemm_tc_nt",
-            summary:
-                "tensor-core GEMM, f16 in, f32 out, B column-major (cp.async + ldmatrix + mma)",
-            def: gemm_tc_nt::def,
-            problems,
-            output: |device, config, p| host::output(Layout::Nt, device, config, p),
-            expected: |p| host::expected(Layout::Nt, p),
-            tolerance: exact,
-        },
-        LibraryKernel {
-            name: "gemm_tc_nn",
-            summary: "tensor-core GEMM, f16 in, f32 out, B row-major (ldmatrix.trans)",
-            def: gemm_tc_nn::def,
-            problems,
-            output: |device, config, p| host::output(Layout::Nn, device, config, p),
-            expected: |p| host::expected(Layout::Nn, p),
-            tolerance: exact,
-        },
-    ]
+    entries! {
+        "gemm_tc_nt_f16_f32": Nt, f16 => f32;
+        "gemm_tc_nt_f16_f16": Nt, f16 => f16;
+        "gemm_tc_nt_f16_bf16": Nt, f16 => bf16;
+        "gemm_tc_nt_bf16_f32": Nt, bf16 => f32;
+        "gemm_tc_nt_bf16_f16": Nt, bf16 => f16;
+        "gemm_tc_nt_bf16_bf16": Nt, bf16 => bf16;
+        "gemm_tc_nn_f16_f32": Nn, f16 => f32;
+        "gemm_tc_nn_f16_f16": Nn, f16 => f16;
+        "gemm_tc_nn_f16_bf16": Nn, f16 => bf16;
+        "gemm_tc_nn_bf16_f32": Nn, bf16 => f32;
+        "gemm_tc_nn_bf16_f16": Nn, bf16 => f16;
+        "gemm_tc_nn_bf16_bf16": Nn, bf16 => bf16;
+    }
 }
 
 /// Integer inputs: exact.

@@ -1,4 +1,4 @@
-//! `gemm_tc_nt` / `gemm_tc_nn` against cuBLAS on square and LLM shapes: default config,
+//! `gemm_tc_nt_f16_f32` / `gemm_tc_nn_f16_f32` against cuBLAS on square and LLM shapes: default config,
 //! and the tuned one when the tuning cache has one; cuBLAS's C is compared with ours.
 
 use super::cublas::{Cublas, CublasError};
@@ -11,7 +11,7 @@ use warpforge_autotune::{probe, Source, TuneCache, TuneKernel, TuneTable};
 use warpforge_dsl::nvrtc::Arch;
 use warpforge_dsl::prelude::f16;
 use warpforge_dsl::{Buffer, Config, Device};
-use warpforge_kernels::gemm_tc::{self, dims, gemm_tc_nn, gemm_tc_nt, Layout};
+use warpforge_kernels::gemm_tc::{self, Layout};
 
 /// One timed shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl Tuned {
         let key = probe::device_key(device).map_err(|e| e.to_string())?;
         let cache = TuneCache::open(dir, &key).map_err(|e| e.to_string())?;
         let mut kernels = Vec::new();
-        for name in ["gemm_tc_nt", "gemm_tc_nn"] {
+        for name in [kernel_name(Layout::Nt), kernel_name(Layout::Nn)] {
             let lib = warpforge_kernels::find(name).ok_or(format!("no kernel {name}"))?;
             kernels.push(TuneKernel::new(lib).map_err(|e| e.to_string())?);
         }
@@ -171,14 +171,10 @@ fn launch(
     s: &Shape,
     ops: &mut Operands,
 ) -> Result<(), PerfError> {
-    let d = dims(config, s.m as u32, s.n as u32);
     let (m, n, k) = (s.m as u32, s.n as u32, s.k as u32);
     let ldb = layout.ldb(s.n, s.k) as u32;
     let Operands { a, b, c, .. } = ops;
-    match layout {
-        Layout::Nt => gemm_tc_nt::launch(device, config, d, a, b, c, m, n, k, k, ldb, n)?,
-        Layout::Nn => gemm_tc_nn::launch(device, config, d, a, b, c, m, n, k, k, ldb, n)?,
-    }
+    gemm_tc::launch(device, config, layout, a, b, c, (m, n, k), (k, ldb, n))?;
     Ok(())
 }
 
@@ -245,10 +241,11 @@ pub fn run(device: &Device, options: &PerfOptions) -> Value {
     json!({ "cublas": cublas_note, "tune_cache": tune_note, "shapes": results })
 }
 
+/// The instance timed against cuBLAS's f16 × f16 → f32 `cublasGemmEx`.
 fn kernel_name(layout: Layout) -> &'static str {
     match layout {
-        Layout::Nt => "gemm_tc_nt",
-        Layout::Nn => "gemm_tc_nn",
+        Layout::Nt => "gemm_tc_nt_f16_f32",
+        Layout::Nn => "gemm_tc_nn_f16_f32",
     }
 }
 
@@ -440,7 +437,7 @@ mod tests {
     #[test]
     fn summary_line_shows_the_comparison() {
         let e = json!({
-            "kernel": "gemm_tc_nt", "shape": "4096^3",
+            "kernel": "gemm_tc_nt_f16_f32", "shape": "4096^3",
             "ours": { "ms": 0.5, "tflops": 274.9 },
             "cublas": { "ms": 0.25, "tflops": 549.8 }, "ratio": 0.5,
         });

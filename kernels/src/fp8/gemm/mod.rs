@@ -195,8 +195,8 @@ pub fn fp8_gemm_e4m3<
             let row = row0 + warp_row + i * 16 + lane / 4;
             let col = col0 + warp_col + j * 8 + lane % 4 * 2;
             let v = acc[i * (BN / WN / 8) + j];
-            crate::gemm_tc::store_pair(c, row, col, m, n, ldc, v.x, v.y);
-            crate::gemm_tc::store_pair(c, row + 8, col, m, n, ldc, v.z, v.w);
+            crate::gemm_tc::store_pair::<f32>(c, row, col, m, n, ldc, v.x, v.y);
+            crate::gemm_tc::store_pair::<f32>(c, row + 8, col, m, n, ldc, v.z, v.w);
         }
     }
 }
