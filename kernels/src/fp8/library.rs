@@ -243,8 +243,8 @@ fn exact(_: &Problem) -> f64 {
 /// The entries of the instances pairing `T` with format `F`.
 fn pair_entries<T: Fp8Float, F: Fp8Type>() -> Vec<LibraryKernel> {
     let k = F::kernels::<T>();
-    let entry = |def: fn() -> &'static KernelDef, summary, problems, output, expected| {
-        LibraryKernel {
+    let entry =
+        |def: fn() -> &'static KernelDef, summary, problems, output, expected| LibraryKernel {
             name: def().name.as_str(),
             summary,
             def,
@@ -252,8 +252,7 @@ fn pair_entries<T: Fp8Float, F: Fp8Type>() -> Vec<LibraryKernel> {
             output,
             expected,
             tolerance: exact,
-        }
-    };
+        };
     vec![
         entry(
             k.quantize_tensor,

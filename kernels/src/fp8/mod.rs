@@ -314,3 +314,59 @@ impl Fp8Type for F8E5M2 {
         F8E5M2::to_bits(&self)
     }
 }
+
+/// The generic kernels of this module, each expanded per type: quantizers as
+/// `{generic}_{T}_{Q}`, the dequantizer as `{generic}_{Q}_{T}`, the amax as `{generic}_{T}`.
+pub const QUANTIZERS: [&str; 5] = [
+    "fp8_quantize_tensor",
+    "fp8_quantize_delayed",
+    "fp8_quantize_rows",
+    "fp8_quantize_rows_t",
+    "fp8_quantize_blocks",
+];
+
+/// What an instance name of this module's generic kernels stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fp8Instance {
+    /// The generic kernel: `fp8_amax`, one of [`QUANTIZERS`], or `fp8_dequantize`.
+    pub generic: &'static str,
+    /// `f32`, `f16` or `bf16`: the input (amax, quantizers) or output (dequantizer) type.
+    pub float: &'static str,
+    /// `e4m3` or `e5m2`; `None` for `fp8_amax`.
+    pub format: Option<&'static str>,
+}
+
+/// Parses an instance name (`fp8_quantize_rows_bf16_e5m2`, `fp8_dequantize_e4m3_f16`,
+/// `fp8_amax_f32`); `None` for any other name (the FP8 GEMM and COAT kernels included).
+pub fn instance_of(name: &str) -> Option<Fp8Instance> {
+    const FLOATS: [&str; 3] = [f32::NAME, f16::NAME, bf16::NAME];
+    const FORMATS: [&str; 2] = [F8E4M3::NAME, F8E5M2::NAME];
+    for float in FLOATS {
+        if name.strip_suffix(float).and_then(|s| s.strip_suffix('_')) == Some("fp8_amax") {
+            let generic = "fp8_amax";
+            return Some(Fp8Instance {
+                generic,
+                float,
+                format: None,
+            });
+        }
+        for format in FORMATS {
+            let found = |generic: &'static str, suffix: String| {
+                (name.strip_suffix(&suffix) == Some(generic)).then_some(Fp8Instance {
+                    generic,
+                    float,
+                    format: Some(format),
+                })
+            };
+            let quantizer = QUANTIZERS
+                .iter()
+                .find_map(|&g| found(g, format!("_{float}_{format}")));
+            if let Some(hit) =
+                quantizer.or_else(|| found("fp8_dequantize", format!("_{format}_{float}")))
+            {
+                return Some(hit);
+            }
+        }
+    }
+    None
+}

@@ -34,7 +34,7 @@
 
 mod host;
 
-pub use host::{dims, inputs, padded, problems, reference, run, Scaling, ScaledOperands};
+pub use host::{dims, inputs, padded, problems, reference, run, ScaledOperands, Scaling};
 
 use crate::check::Problem;
 use crate::LibraryKernel;
@@ -115,7 +115,11 @@ pub fn fp8_gemm_e4m3<
                 let r = e / (BK / 16);
                 let kc = e % (BK / 16) * 16;
                 let bytes = chunk_bytes(row0 + r, m, k0 + kc, k);
-                let src = if bytes > 0 { (row0 + r) * lda + k0 + kc } else { 0 };
+                let src = if bytes > 0 {
+                    (row0 + r) * lda + k0 + kc
+                } else {
+                    0
+                };
                 let dst = (stage * BM + r) * (BK + 16) + kc;
                 cp_async_16_zfill(&mut a_tile, dst, a, src, bytes);
             }
@@ -125,7 +129,11 @@ pub fn fp8_gemm_e4m3<
                 let r = e / (BK / 16);
                 let kc = e % (BK / 16) * 16;
                 let bytes = chunk_bytes(col0 + r, n, k0 + kc, k);
-                let src = if bytes > 0 { (col0 + r) * ldb + k0 + kc } else { 0 };
+                let src = if bytes > 0 {
+                    (col0 + r) * ldb + k0 + kc
+                } else {
+                    0
+                };
                 let dst = (stage * BN + r) * (BK + 16) + kc;
                 cp_async_16_zfill(&mut b_tile, dst, b, src, bytes);
             }
@@ -240,7 +248,8 @@ pub fn promote(acc: Vec4<f32>, part: Vec4<f32>, top: f32, bottom: f32) -> Vec4<f
 pub fn entries() -> Vec<LibraryKernel> {
     vec![LibraryKernel {
         name: "fp8_gemm_e4m3",
-        summary: "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), sm_89+",
+        summary:
+            "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), sm_89+",
         def: fp8_gemm_e4m3::def,
         problems,
         output: host::output,
