@@ -41,69 +41,70 @@ fn softmax_over_its_space() {
     check_whole_space(find("softmax").unwrap());
 }
 
-#[test]
-fn fp8_amax_over_its_space() {
-    check_whole_space(find("fp8_amax").unwrap());
+/// One test per FP8 instance (each element type and format), named after the kernel, so
+/// they run in parallel and a failure names its instance.
+macro_rules! fp8_instance_tests {
+    ($($name:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            check_whole_space(find(stringify!($name)).unwrap());
+        })*
+
+        /// The instances tested above.
+        const FP8_TESTED: &[&str] = &[$(stringify!($name)),*];
+    };
 }
 
-#[test]
-fn fp8_quantize_tensor_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_tensor_e4m3").unwrap());
-}
+fp8_instance_tests!(
+    fp8_amax_f32,
+    fp8_quantize_tensor_f32_e4m3,
+    fp8_quantize_delayed_f32_e4m3,
+    fp8_quantize_rows_f32_e4m3,
+    fp8_quantize_rows_t_f32_e4m3,
+    fp8_quantize_blocks_f32_e4m3,
+    fp8_dequantize_e4m3_f32,
+    fp8_quantize_tensor_f32_e5m2,
+    fp8_quantize_delayed_f32_e5m2,
+    fp8_quantize_rows_f32_e5m2,
+    fp8_quantize_rows_t_f32_e5m2,
+    fp8_quantize_blocks_f32_e5m2,
+    fp8_dequantize_e5m2_f32,
+    fp8_amax_f16,
+    fp8_quantize_tensor_f16_e4m3,
+    fp8_quantize_delayed_f16_e4m3,
+    fp8_quantize_rows_f16_e4m3,
+    fp8_quantize_rows_t_f16_e4m3,
+    fp8_quantize_blocks_f16_e4m3,
+    fp8_dequantize_e4m3_f16,
+    fp8_quantize_tensor_f16_e5m2,
+    fp8_quantize_delayed_f16_e5m2,
+    fp8_quantize_rows_f16_e5m2,
+    fp8_quantize_rows_t_f16_e5m2,
+    fp8_quantize_blocks_f16_e5m2,
+    fp8_dequantize_e5m2_f16,
+    fp8_amax_bf16,
+    fp8_quantize_tensor_bf16_e4m3,
+    fp8_quantize_delayed_bf16_e4m3,
+    fp8_quantize_rows_bf16_e4m3,
+    fp8_quantize_rows_t_bf16_e4m3,
+    fp8_quantize_blocks_bf16_e4m3,
+    fp8_dequantize_e4m3_bf16,
+    fp8_quantize_tensor_bf16_e5m2,
+    fp8_quantize_delayed_bf16_e5m2,
+    fp8_quantize_rows_bf16_e5m2,
+    fp8_quantize_rows_t_bf16_e5m2,
+    fp8_quantize_blocks_bf16_e5m2,
+    fp8_dequantize_e5m2_bf16,
+);
 
 #[test]
-fn fp8_quantize_delayed_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_delayed_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_t_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_t_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_blocks_e4m3_over_its_space() {
-    check_whole_space(find("fp8_quantize_blocks_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_dequantize_e4m3_over_its_space() {
-    check_whole_space(find("fp8_dequantize_e4m3").unwrap());
-}
-
-#[test]
-fn fp8_quantize_tensor_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_tensor_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_delayed_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_delayed_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_rows_t_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_rows_t_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_quantize_blocks_e5m2_over_its_space() {
-    check_whole_space(find("fp8_quantize_blocks_e5m2").unwrap());
-}
-
-#[test]
-fn fp8_dequantize_e5m2_over_its_space() {
-    check_whole_space(find("fp8_dequantize_e5m2").unwrap());
+fn every_fp8_instance_in_the_library_is_tested() {
+    let library: Vec<&str> = warpforge::kernels::library()
+        .iter()
+        .map(|k| k.name)
+        .filter(|n| warpforge::kernels::fp8::instance_of(n).is_some())
+        .collect();
+    assert_eq!(library, FP8_TESTED);
 }
 
 #[test]
