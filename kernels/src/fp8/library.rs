@@ -196,9 +196,11 @@ pub fn dequant_problems() -> Vec<Problem> {
     out
 }
 
-fn dequant_case<F: Fp8Type>(p: &Problem) -> (Quantized, Granularity) {
+/// The codes and scales of the problem's inputs in `T`'s range (so that the values
+/// dequantized to `T` are finite), quantized by the reference.
+fn dequant_case<T: Fp8Float, F: Fp8Type>(p: &Problem) -> (Quantized, Granularity) {
     let (rows, cols) = dims(p);
-    let x = inputs(p);
+    let x = widened::<T>(p);
     match p.dims[2] {
         0 => (
             reference::quantize_tensor(&x, F::FORMAT),
@@ -220,7 +222,7 @@ fn dequant_output<T: Fp8Float, F: Fp8Type>(
     c: &Config,
     p: &Problem,
 ) -> Result<Vec<f32>, Error> {
-    let (q, g) = dequant_case::<F>(p);
+    let (q, g) = dequant_case::<T, F>(p);
     let (rows, cols) = dims(p);
     let y = host::dequantize_to::<F, T>(d, c, &q, rows, cols, g)?;
     Ok(y.iter().map(|v| v.to_f32()).collect())
@@ -228,7 +230,7 @@ fn dequant_output<T: Fp8Float, F: Fp8Type>(
 
 /// The f32 reference `f32(q) * s`, rounded once to `T`.
 fn dequant_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
-    let (q, g) = dequant_case::<F>(p);
+    let (q, g) = dequant_case::<T, F>(p);
     let (rows, cols) = dims(p);
     reference::dequantize(&q, rows, cols, g, F::FORMAT)
         .iter()
@@ -256,7 +258,7 @@ fn pair_entries<T: Fp8Float, F: Fp8Type>() -> Vec<LibraryKernel> {
     vec![
         entry(
             k.quantize_tensor,
-            "per-tensor FP8 cast with the scale from fp8_amax (current scaling)",
+            "per-tensor FP8 cast with the scale from fp8_amax_{T} (current scaling)",
             tensor_problems,
             tensor_output::<T, F>,
             tensor_expected::<T, F>,

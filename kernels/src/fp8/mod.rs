@@ -370,3 +370,68 @@ pub fn instance_of(name: &str) -> Option<Fp8Instance> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_parse_back_to_their_types() {
+        let rows = instance_of("fp8_quantize_rows_bf16_e5m2").unwrap();
+        assert_eq!(
+            (rows.generic, rows.float, rows.format),
+            ("fp8_quantize_rows", "bf16", Some("e5m2"))
+        );
+        let rows_t = instance_of("fp8_quantize_rows_t_f16_e4m3").unwrap();
+        assert_eq!(rows_t.generic, "fp8_quantize_rows_t");
+        let deq = instance_of("fp8_dequantize_e4m3_f16").unwrap();
+        assert_eq!((deq.float, deq.format), ("f16", Some("e4m3")));
+        assert_eq!(instance_of("fp8_amax_f32").unwrap().format, None);
+        for other in [
+            "fp8_amax",
+            "fp8_quantize_rows_e4m3",
+            "fp8_dequantize_f16_e4m3",
+            "fp8_quantize_rows_e4m3_f16",
+            "fp8_gemm_e4m3",
+            "coat_dre_quantize",
+        ] {
+            assert_eq!(instance_of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn every_table_entry_is_the_instance_of_its_types() {
+        fn check<T: Fp8Float, F: Fp8Type>() {
+            let k = F::kernels::<T>();
+            let (t, q) = (T::NAME, F::NAME);
+            assert_eq!(
+                (k.quantize_tensor)().name,
+                format!("fp8_quantize_tensor_{t}_{q}")
+            );
+            assert_eq!(
+                (k.quantize_delayed)().name,
+                format!("fp8_quantize_delayed_{t}_{q}")
+            );
+            assert_eq!(
+                (k.quantize_rows)().name,
+                format!("fp8_quantize_rows_{t}_{q}")
+            );
+            assert_eq!(
+                (k.quantize_rows_t)().name,
+                format!("fp8_quantize_rows_t_{t}_{q}")
+            );
+            assert_eq!(
+                (k.quantize_blocks)().name,
+                format!("fp8_quantize_blocks_{t}_{q}")
+            );
+            assert_eq!((k.dequantize)().name, format!("fp8_dequantize_{q}_{t}"));
+            assert_eq!(T::AMAX().name, format!("fp8_amax_{t}"));
+        }
+        check::<f32, F8E4M3>();
+        check::<f32, F8E5M2>();
+        check::<f16, F8E4M3>();
+        check::<f16, F8E5M2>();
+        check::<bf16, F8E4M3>();
+        check::<bf16, F8E5M2>();
+    }
+}
