@@ -4,6 +4,7 @@
 use crate::TuneError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use warpforge_kernels::fp8;
 
 /// One problem to tune: a library kernel and its dimensions (`[m, n, k]` for gemm,
 /// `[rows, cols]` for softmax, `[n]` for vector_add and sum_partials).
@@ -28,30 +29,18 @@ impl ProblemShape {
 
 /// The number of dimensions each tunable library kernel's problem has: `[n]` for flat
 /// tensors (per-tensor FP8, COAT's DRE and AdamW), `[rows, cols]` for matrices (1×G and
-/// tile FP8 scaling, dequantization).
+/// tile FP8 scaling, dequantization), every FP8 instance (f32, f16, bf16) alike.
 pub fn rank_of(kernel: &str) -> Option<usize> {
     match kernel {
         "gemm" | "fp8_gemm_e4m3" => Some(3),
         _ if kernel.starts_with("gemm_tc_") => Some(3),
         "softmax" => Some(2),
         "vector_add" | "sum_partials" => Some(1),
-        "fp8_amax"
-        | "fp8_quantize_tensor_e4m3"
-        | "fp8_quantize_tensor_e5m2"
-        | "fp8_quantize_delayed_e4m3"
-        | "fp8_quantize_delayed_e5m2"
-        | "coat_dre_quantize"
-        | "coat_dre_dequantize"
-        | "coat_adamw_step" => Some(1),
-        "fp8_quantize_rows_e4m3"
-        | "fp8_quantize_rows_e5m2"
-        | "fp8_quantize_rows_t_e4m3"
-        | "fp8_quantize_rows_t_e5m2"
-        | "fp8_quantize_blocks_e4m3"
-        | "fp8_quantize_blocks_e5m2"
-        | "fp8_dequantize_e4m3"
-        | "fp8_dequantize_e5m2" => Some(2),
-        _ => None,
+        "coat_dre_quantize" | "coat_dre_dequantize" | "coat_adamw_step" => Some(1),
+        _ => fp8::instance_of(kernel).map(|i| match i.generic {
+            "fp8_amax" | "fp8_quantize_tensor" | "fp8_quantize_delayed" => 1,
+            _ => 2,
+        }),
     }
 }
 
@@ -61,24 +50,25 @@ pub fn has_workload(kernel: &str) -> bool {
     rank_of(kernel).is_some()
 }
 
+/// The bf16 FP8 instances (both formats) of the generic kernels `generics`, in library
+/// order: a bf16 model's activations and weights. The f32 and f16 instances keep their
+/// defaults unless tuned with `--shapes`.
+fn fp8_instances(generics: &[&str]) -> Vec<&'static str> {
+    fp8::library::entries()
+        .iter()
+        .filter(|k| {
+            fp8::instance_of(k.name)
+                .is_some_and(|i| generics.contains(&i.generic) && i.float == "bf16")
+        })
+        .map(|k| k.name)
+        .collect()
+}
+
 /// FP8 kernels over a flat activation tensor `[tokens × width]`.
-const FP8_FLAT: [&str; 5] = [
-    "fp8_amax",
-    "fp8_quantize_tensor_e4m3",
-    "fp8_quantize_tensor_e5m2",
-    "fp8_quantize_delayed_e4m3",
-    "fp8_quantize_delayed_e5m2",
-];
+const FP8_FLAT: [&str; 3] = ["fp8_amax", "fp8_quantize_tensor", "fp8_quantize_delayed"];
 
 /// FP8 kernels over an activation matrix `[tokens, width]` (1×128 groups).
-const FP8_ACTIVATION: [&str; 6] = [
-    "fp8_quantize_rows_e4m3",
-    "fp8_quantize_rows_e5m2",
-    "fp8_quantize_rows_t_e4m3",
-    "fp8_quantize_rows_t_e5m2",
-    "fp8_dequantize_e4m3",
-    "fp8_dequantize_e5m2",
-];
+const FP8_ACTIVATION: [&str; 3] = ["fp8_quantize_rows", "fp8_quantize_rows_t", "fp8_dequantize"];
 
 /// Batch sizes in tokens (GEMM `M`, softmax rows) a model preset covers by default.
 pub const DEFAULT_TOKENS: [usize; 4] = [1, 16, 128, 4096];
@@ -209,10 +199,10 @@ impl ModelConfig {
                 "down_proj dX",
             ));
             for (name, cols) in [("hidden", h), ("intermediate", inter)] {
-                for kernel in FP8_FLAT {
+                for kernel in fp8_instances(&FP8_FLAT) {
                     add(ProblemShape::new(kernel, vec![m * cols], name));
                 }
-                for kernel in FP8_ACTIVATION {
+                for kernel in fp8_instances(&FP8_ACTIVATION) {
                     add(ProblemShape::new(kernel, vec![m, cols], name));
                 }
             }
@@ -225,7 +215,7 @@ impl ModelConfig {
             add(ProblemShape::new("sum_partials", vec![m * h], "reduction"));
         }
         let weights = vec![h, self.intermediate_size];
-        for kernel in ["fp8_quantize_blocks_e4m3", "fp8_quantize_blocks_e5m2"] {
+        for kernel in fp8_instances(&["fp8_quantize_blocks"]) {
             out.push(ProblemShape::new(kernel, weights.clone(), "mlp weight"));
         }
         let params = vec![self.layer_parameters()];

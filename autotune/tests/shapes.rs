@@ -45,21 +45,21 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
         [&[16, 64, 172][..], &[16, 172, 64]]
     );
     assert_eq!(
-        dims_of(&shapes, "fp8_quantize_rows_e4m3", 16),
+        dims_of(&shapes, "fp8_quantize_rows_bf16_e4m3", 16),
         [&[16, 64][..], &[16, 172]]
     );
-    assert_eq!(dims_of(&shapes, "fp8_amax", 16 * 64), [&[16 * 64][..]]);
+    assert_eq!(dims_of(&shapes, "fp8_amax_bf16", 16 * 64), [&[16 * 64][..]]);
     assert_eq!(
-        dims_of(&shapes, "fp8_quantize_blocks_e5m2", 64),
+        dims_of(&shapes, "fp8_quantize_blocks_bf16_e5m2", 64),
         [&[64, 172][..]]
     );
     // q 64·64, k and v 64·32 each, o 64·64, gate/up/down 64·172 each.
     let layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 172;
     assert_eq!(dims_of(&shapes, "coat_adamw_step", layer), [&[layer][..]]);
     // 4 token counts × (5 gemm + 5 gemm_tc_nt + 5 fp8_gemm_e4m3 + 2 gemm_tc_nn + softmax +
-    // vector_add + sum_partials + 2 widths × 11 FP8 activation kernels), then 2 FP8 weight
-    // tilings and 3 COAT kernels.
-    assert_eq!(shapes.len(), 4 * 42 + 5);
+    // vector_add + sum_partials + 2 widths × 11 bf16 FP8 activation kernels), then 2 FP8
+    // weight tilings (bf16, both formats) and 3 COAT kernels.
+    assert_eq!(shapes.len(), 4 * (20 + 2 * 11) + 2 + 3);
     assert!(shapes.iter().all(|s| check_shape(s).is_ok()));
     let names: Vec<&str> = shapes.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"lm_head") && names.contains(&"down_proj"));

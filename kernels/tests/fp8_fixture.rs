@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use warpforge_dsl::convert::{Fp8Format, E4M3, E5M2};
 use warpforge_dsl::prelude::*;
 use warpforge_kernels::fp8::reference::{self, Granularity, Quantized};
-use warpforge_kernels::fp8::{host, Fp8Type};
+use warpforge_kernels::fp8::{host, Fp8Float, Fp8Type};
 
 const FIXTURE: &str = include_str!("fixtures/fp8/fp8_torch.txt");
 
@@ -217,7 +217,9 @@ fn float8_crate_agrees_with_the_dsl_conversions() {
 /// plain cast (x / 1 == x), and it also reduces the amax (NaN ignored, so +Inf here).
 fn kernel_cast<F: Fp8Type>(f: &Fixture) {
     let x = f.f32s("cast.x");
-    let config = (F::KERNELS.quantize_delayed)().space.default_config();
+    let config = (F::kernels::<f32>().quantize_delayed)()
+        .space
+        .default_config();
     let (codes, amax) = host::quantize_delayed::<F>(&Device::cpu(), &config, x, 1.0).unwrap();
     let want = f.codes(&format!("cast.{}.clamped", F::NAME));
     assert_codes(F::NAME, x, &codes, want, F::FORMAT);
@@ -229,6 +231,73 @@ fn kernel_casts_match_torch() {
     let f = Fixture::load();
     kernel_cast::<F8E4M3>(&f);
     kernel_cast::<F8E5M2>(&f);
+}
+
+/// The cast from a 16-bit input, checked against torch's codes on the fixture inputs that
+/// `T` holds exactly (the fixture is f32-only and cannot be regenerated here; those inputs
+/// are the same values, so torch's codes for them are the answer).
+fn kernel_cast_from<T: Fp8Float, F: Fp8Type>(f: &Fixture) {
+    let x = f.f32s("cast.x");
+    let want = f.codes(&format!("cast.{}.clamped", F::NAME));
+    let exact: Vec<usize> = (0..x.len())
+        .filter(|&i| {
+            let w = T::from_f32(x[i]).to_f32();
+            w.to_bits() == x[i].to_bits() || (w.is_nan() && x[i].is_nan())
+        })
+        .collect();
+    assert!(
+        exact.len() > 500,
+        "{}: {} exact inputs",
+        T::NAME,
+        exact.len()
+    );
+    let xt: Vec<T> = exact.iter().map(|&i| T::from_f32(x[i])).collect();
+    let config = (F::kernels::<T>().quantize_delayed)()
+        .space
+        .default_config();
+    let (codes, amax) = host::quantize_delayed::<F>(&Device::cpu(), &config, &xt, 1.0).unwrap();
+    let xs: Vec<f32> = exact.iter().map(|&i| x[i]).collect();
+    let want: Vec<u8> = exact.iter().map(|&i| want[i]).collect();
+    let what = format!("{} -> {}", T::NAME, F::NAME);
+    assert_codes(&what, &xs, &codes, &want, F::FORMAT);
+    assert_eq!(amax, reference::amax(&xs), "{what} amax");
+}
+
+#[test]
+fn kernel_casts_from_f16_and_bf16_match_torch_on_the_exact_inputs() {
+    let f = Fixture::load();
+    kernel_cast_from::<f16, F8E4M3>(&f);
+    kernel_cast_from::<f16, F8E5M2>(&f);
+    kernel_cast_from::<bf16, F8E4M3>(&f);
+    kernel_cast_from::<bf16, F8E5M2>(&f);
+}
+
+/// Dequantization to `T` is torch's f32 dequantization rounded once to `T` (RNE, `half`).
+fn dequantize_to_case<T: Fp8Float, F: Fp8Type>(f: &Fixture, device: &Device) {
+    let n = f.f32s("tensor.x").len();
+    let want = f.quantized(&format!("tensor.{}", F::NAME));
+    let got = host::dequantize_to::<F, T>(device, &Config::new(), &want, 1, n, Granularity::Tensor)
+        .unwrap();
+    let expected: Vec<f32> = f
+        .f32s(&format!("tensor.{}.deq", F::NAME))
+        .iter()
+        .map(|&y| T::from_f32(y).to_f32())
+        .collect();
+    let got: Vec<f32> = got.iter().map(|v| v.to_f32()).collect();
+    assert_bits(
+        &format!("tensor {} -> {} dequantize", F::NAME, T::NAME),
+        &got,
+        &expected,
+    );
+}
+
+#[test]
+fn dequantization_to_f16_and_bf16_rounds_torchs_f32_result_once() {
+    let (f, device) = (Fixture::load(), Device::cpu());
+    dequantize_to_case::<f16, F8E4M3>(&f, &device);
+    dequantize_to_case::<f16, F8E5M2>(&f, &device);
+    dequantize_to_case::<bf16, F8E4M3>(&f, &device);
+    dequantize_to_case::<bf16, F8E5M2>(&f, &device);
 }
 
 fn check_quantized(what: &str, x: &[f32], got: &Quantized, want: &Quantized, fmt: Fp8Format) {
@@ -252,7 +321,7 @@ fn tensor_case<F: Fp8Type>(f: &Fixture, device: &Device) {
         &want,
         F::FORMAT,
     );
-    let def = (F::KERNELS.quantize_tensor)();
+    let def = (F::kernels::<f32>().quantize_tensor)();
     for config in def.space.configs() {
         let amax_config = Config::new();
         let got = host::quantize_tensor::<F>(device, &amax_config, &config, x).unwrap();

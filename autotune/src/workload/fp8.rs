@@ -1,5 +1,6 @@
 //! The FP8 kernels: amax, quantization (per tensor, delayed, 1×128 rows, transposed rows,
-//! 128×128 tiles) and dequantization, in both formats.
+//! 128×128 tiles) and dequantization, in both formats, every instance from and to f32, f16
+//! and bf16 (the f16/bf16 inputs are the f32 activations rounded to the type).
 //!
 //! Every config computes each code and each group's scale the same way (a max is exact in
 //! any order, the cast is one division and one rounding), so outputs are compared exactly:
@@ -10,11 +11,11 @@
 use super::fp8_launch::{self as launch, Matrix, ROW_GROUP};
 use super::{Lcg, Problem};
 use warpforge_dsl::backend::DeviceError;
-use warpforge_dsl::prelude::{F8E4M3, F8E5M2};
+use warpforge_dsl::prelude::{bf16, f16, F8E4M3, F8E5M2};
 use warpforge_dsl::{Buffer, Config, Device, Element};
 use warpforge_kernels::fp8::host::{pad_rows, padded_ld};
 use warpforge_kernels::fp8::reference::{self, Granularity};
-use warpforge_kernels::fp8::Fp8Type;
+use warpforge_kernels::fp8::{instance_of, Fp8Float, Fp8Instance, Fp8Type};
 
 /// Which quantization a [`Quantize`] workload runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,46 +54,78 @@ pub(super) fn delayed_scale<F: Fp8Type>(x: &[f32]) -> f32 {
     reference::scale_of(reference::amax(x) / 2.0, F::FORMAT)
 }
 
+/// [`activations`] rounded to `T` (in range for every `T`: |x| < 2^9).
+pub(super) fn activations_as<T: Fp8Float>(rows: usize, cols: usize, rng: &mut Lcg) -> Vec<T> {
+    let x = activations(rows, cols, rng);
+    x.iter().map(|&v| T::from_f32(v)).collect()
+}
+
+/// `xs` widened to f32 (exactly).
+fn widen<T: Fp8Float>(xs: &[T]) -> Vec<f32> {
+    xs.iter().map(|v| v.to_f32()).collect()
+}
+
+/// The workload of an instance name (the shape check admitted it; another name gets the
+/// f32 E4M3 tile quantizer's).
 pub(super) fn build(
     device: &Device,
     name: &str,
     d: &[u32],
     rng: &mut Lcg,
 ) -> Result<Box<dyn Problem>, DeviceError> {
-    let e5m2 = name.ends_with("e5m2");
-    let op = match name {
-        "fp8_amax" => return Ok(Box::new(Amax::new(device, d, rng)?)),
-        _ if name.starts_with("fp8_dequantize") => {
-            return Ok(if e5m2 {
-                Box::new(Dequant::<F8E5M2>::new(device, d, rng)?)
-            } else {
-                Box::new(Dequant::<F8E4M3>::new(device, d, rng)?)
-            })
-        }
-        _ if name.starts_with("fp8_quantize_tensor") => Op::Tensor,
-        _ if name.starts_with("fp8_quantize_delayed") => Op::Delayed,
-        _ if name.starts_with("fp8_quantize_rows_t") => Op::RowsT,
-        _ if name.starts_with("fp8_quantize_rows") => Op::Rows,
-        _ => Op::Blocks,
-    };
-    Ok(if e5m2 {
-        Box::new(Quantize::<F8E5M2>::new(device, op, d, rng)?)
-    } else {
-        Box::new(Quantize::<F8E4M3>::new(device, op, d, rng)?)
-    })
+    let instance = instance_of(name).unwrap_or(Fp8Instance {
+        generic: "fp8_quantize_blocks",
+        float: "f32",
+        format: Some("e4m3"),
+    });
+    match instance.float {
+        "f16" => build_for::<f16>(device, instance, d, rng),
+        "bf16" => build_for::<bf16>(device, instance, d, rng),
+        _ => build_for::<f32>(device, instance, d, rng),
+    }
 }
 
-/// `fp8_amax`: an atomic max of the bits into one u32.
-struct Amax {
+fn build_for<T: Fp8Float>(
+    device: &Device,
+    instance: Fp8Instance,
+    d: &[u32],
+    rng: &mut Lcg,
+) -> Result<Box<dyn Problem>, DeviceError> {
+    match instance.format {
+        None => Ok(Box::new(Amax::<T>::new(device, d, rng)?)),
+        Some("e5m2") => build_pair::<T, F8E5M2>(device, instance.generic, d, rng),
+        Some(_) => build_pair::<T, F8E4M3>(device, instance.generic, d, rng),
+    }
+}
+
+fn build_pair<T: Fp8Float, F: Fp8Type>(
+    device: &Device,
+    generic: &str,
+    d: &[u32],
+    rng: &mut Lcg,
+) -> Result<Box<dyn Problem>, DeviceError> {
+    let op = match generic {
+        "fp8_dequantize" => return Ok(Box::new(Dequant::<F, T>::new(device, d, rng)?)),
+        "fp8_quantize_tensor" => Op::Tensor,
+        "fp8_quantize_delayed" => Op::Delayed,
+        "fp8_quantize_rows_t" => Op::RowsT,
+        "fp8_quantize_rows" => Op::Rows,
+        _ => Op::Blocks,
+    };
+    Ok(Box::new(Quantize::<T, F>::new(device, op, d, rng)?))
+}
+
+/// `fp8_amax_{T}`: an atomic max of the bits into one u32.
+struct Amax<T: Fp8Float> {
     n: u32,
-    x: Buffer<f32>,
+    x: Buffer<T>,
     bits: Buffer<u32>,
 }
 
-impl Amax {
-    fn new(device: &Device, d: &[u32], rng: &mut Lcg) -> Result<Amax, DeviceError> {
+impl<T: Fp8Float> Amax<T> {
+    fn new(device: &Device, d: &[u32], rng: &mut Lcg) -> Result<Self, DeviceError> {
         let n = d[0] as usize;
-        let x = activations(1, n, rng);
+        let x = activations_as::<T>(1, n, rng);
         Ok(Amax {
             n: d[0],
             x: device.upload(&pad_rows(&x, 1, n, padded_ld(n)))?,
@@ -101,7 +134,7 @@ impl Amax {
     }
 }
 
-impl Problem for Amax {
+impl<T: Fp8Float> Problem for Amax<T> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), warpforge_dsl::Error> {
         launch::amax(device, config, &self.x, &mut self.bits, self.n)
     }
@@ -134,12 +167,12 @@ enum Side {
 
 /// An FP8 quantization of X `[rows, cols]` into codes (`[cols, rows]` for the transposed
 /// variant) and scales.
-struct Quantize<F: Fp8Type> {
+struct Quantize<T: Fp8Float, F: Fp8Type> {
     op: Op,
     m: Matrix,
     /// Leading dimension of the codes (`ld`, or the transposed output's).
     ldq: usize,
-    x: Buffer<f32>,
+    x: Buffer<T>,
     side: Side,
     q: Buffer<F>,
     scales: Buffer<f32>,
@@ -156,15 +189,16 @@ pub(super) fn scale_count(op: Op, rows: usize, cols: usize) -> usize {
     }
 }
 
-impl<F: Fp8Type> Quantize<F> {
+impl<T: Fp8Float, F: Fp8Type> Quantize<T, F> {
     fn new(device: &Device, op: Op, d: &[u32], rng: &mut Lcg) -> Result<Self, DeviceError> {
         let (rows, cols) = matrix_of(d);
         let ld = padded_ld(cols);
-        let x = activations(rows, cols, rng);
+        let x = activations_as::<T>(rows, cols, rng);
+        let wide = widen(&x);
         let side = match op {
-            Op::Tensor => Side::AmaxIn(device.upload(&[reference::amax(&x).to_bits()])?),
+            Op::Tensor => Side::AmaxIn(device.upload(&[reference::amax(&wide).to_bits()])?),
             Op::Delayed => Side::Delayed {
-                scale: device.upload(&[delayed_scale::<F>(&x)])?,
+                scale: device.upload(&[delayed_scale::<F>(&wide)])?,
                 amax_bits: device.zeros(1)?,
             },
             _ => Side::None,
@@ -189,7 +223,7 @@ impl<F: Fp8Type> Quantize<F> {
     }
 }
 
-impl<F: Fp8Type> Problem for Quantize<F> {
+impl<T: Fp8Float, F: Fp8Type> Problem for Quantize<T, F> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), warpforge_dsl::Error> {
         let (x, m, out) = (&self.x, self.m, (&mut self.q, &mut self.scales));
         match (self.op, &mut self.side) {
@@ -243,12 +277,12 @@ pub(super) fn random_codes(n: usize, rng: &mut Lcg) -> Vec<u8> {
         .collect()
 }
 
-/// Dequantization of `[rows, cols]` codes with 1×128 row scales (activations).
-struct Dequant<F: Fp8Type> {
+/// Dequantization of `[rows, cols]` codes with 1×128 row scales (activations) to `T`.
+struct Dequant<F: Fp8Type, T: Fp8Float> {
     m: Matrix,
     q: Buffer<F>,
     scales: Buffer<f32>,
-    y: Buffer<f32>,
+    y: Buffer<T>,
 }
 
 /// The granularity of the dequantization workload.
@@ -263,7 +297,7 @@ pub(super) fn dequant_inputs(rows: usize, cols: usize, rng: &mut Lcg) -> referen
     reference::Quantized { codes, scales }
 }
 
-impl<F: Fp8Type> Dequant<F> {
+impl<F: Fp8Type, T: Fp8Float> Dequant<F, T> {
     fn new(device: &Device, d: &[u32], rng: &mut Lcg) -> Result<Self, DeviceError> {
         let (rows, cols) = matrix_of(d);
         let ld = padded_ld(cols);
@@ -285,7 +319,7 @@ impl<F: Fp8Type> Dequant<F> {
     }
 }
 
-impl<F: Fp8Type> Problem for Dequant<F> {
+impl<F: Fp8Type, T: Fp8Float> Problem for Dequant<F, T> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), warpforge_dsl::Error> {
         let input = (&self.q, &self.scales);
         launch::dequantize(
@@ -302,7 +336,7 @@ impl<F: Fp8Type> Problem for Dequant<F> {
         let y = device.download(&self.y)?;
         let (cols, ld) = (self.m.cols as usize, self.m.ld as usize);
         Ok((0..self.m.rows as usize * cols)
-            .map(|i| y[i / cols * ld + i % cols])
+            .map(|i| y[i / cols * ld + i % cols].to_f32())
             .collect())
     }
 }

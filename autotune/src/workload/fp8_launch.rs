@@ -1,13 +1,13 @@
 //! The adapter between the FP8 workloads and the FP8 kernels: the one place that knows
 //! their parameter lists and launch grids. Buffers are padded as the kernels need (rows
-//! of `ld`, a multiple of 4 elements); the kernels of one output format are reached
-//! through [`Fp8Type::KERNELS`].
+//! of `ld`, a multiple of 4 elements); the instance for a high-precision type `T` and a
+//! format `F` is reached through [`Fp8Type::kernels`].
 
 use super::tunable;
 use warpforge_dsl::backend::DeviceError;
 use warpforge_dsl::{Arg, Buffer, Config, Device, Error, KernelDef, LaunchDims};
 use warpforge_kernels::fp8::reference::Granularity;
-use warpforge_kernels::fp8::{tensor, Fp8Type};
+use warpforge_kernels::fp8::{Fp8Float, Fp8Kernels, Fp8Type};
 
 /// The group size of the 1×G workloads (a layout parameter, fixed by the problem).
 pub const ROW_GROUP: u32 = 128;
@@ -36,28 +36,34 @@ fn check_group(def: &KernelDef, config: &Config) -> Result<(), Error> {
     }
 }
 
-/// `fp8_amax` over `n` elements into `bits` (an atomic max: `bits` must start at 0).
-pub fn amax(
+/// The instances pairing `x`'s element type with the format `F`.
+fn kernels_for<F: Fp8Type, T: Fp8Float>(_x: &Buffer<T>) -> Fp8Kernels {
+    F::kernels::<T>()
+}
+
+/// `fp8_amax_{T}` over `n` elements into `bits` (an atomic max: `bits` must start at 0).
+pub fn amax<T: Fp8Float>(
     device: &Device,
     config: &Config,
-    x: &Buffer<f32>,
+    x: &Buffer<T>,
     bits: &mut Buffer<u32>,
     n: u32,
 ) -> Result<(), Error> {
     let dims = linear_dims(config, (n as usize).div_ceil(4));
-    tensor::fp8_amax::launch(device, config, dims, x, bits, n)
+    let mut args = [Arg::slice(x), Arg::slice_mut(bits), Arg::value(n)];
+    device.launch(T::AMAX(), config, dims, &mut args)
 }
 
 /// The per-tensor cast with the scale derived from `amax_bits` on the device.
 pub fn quantize_tensor<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &Buffer<f32>,
+    x: &Buffer<impl Fp8Float>,
     amax_bits: &Buffer<u32>,
     (q, scale): (&mut Buffer<F>, &mut Buffer<f32>),
     n: u32,
 ) -> Result<(), Error> {
-    let def = (F::KERNELS.quantize_tensor)();
+    let def = (kernels_for::<F, _>(x).quantize_tensor)();
     let mut args = [
         Arg::slice(x),
         Arg::slice(amax_bits),
@@ -73,11 +79,11 @@ pub fn quantize_tensor<F: Fp8Type>(
 pub fn quantize_delayed<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    (x, scale): (&Buffer<f32>, &Buffer<f32>),
+    (x, scale): (&Buffer<impl Fp8Float>, &Buffer<f32>),
     (q, amax_bits): (&mut Buffer<F>, &mut Buffer<u32>),
     n: u32,
 ) -> Result<(), Error> {
-    let def = (F::KERNELS.quantize_delayed)();
+    let def = (kernels_for::<F, _>(x).quantize_delayed)();
     let mut args = [
         Arg::slice(x),
         Arg::slice(scale),
@@ -101,11 +107,11 @@ pub struct Matrix {
 pub fn quantize_rows<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &Buffer<f32>,
+    x: &Buffer<impl Fp8Float>,
     (q, scales): (&mut Buffer<F>, &mut Buffer<f32>),
     m: Matrix,
 ) -> Result<(), Error> {
-    let def = (F::KERNELS.quantize_rows)();
+    let def = (kernels_for::<F, _>(x).quantize_rows)();
     check_group(def, config)?;
     let g = ROW_GROUP as usize;
     let slots = m.rows as usize * (m.cols as usize).div_ceil(g) * (g / 4);
@@ -124,12 +130,12 @@ pub fn quantize_rows<F: Fp8Type>(
 pub fn quantize_rows_t<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &Buffer<f32>,
+    x: &Buffer<impl Fp8Float>,
     (qt, scales): (&mut Buffer<F>, &mut Buffer<f32>),
     m: Matrix,
     ldt: u32,
 ) -> Result<(), Error> {
-    let def = (F::KERNELS.quantize_rows_t)();
+    let def = (kernels_for::<F, _>(x).quantize_rows_t)();
     check_group(def, config)?;
     // Fixed 256-thread blocks, each transposing a 128-row × 32-column tile.
     let dims = LaunchDims::grid_2d((m.cols.div_ceil(32), m.rows.div_ceil(128)), (256, 1));
@@ -149,11 +155,11 @@ pub fn quantize_rows_t<F: Fp8Type>(
 pub fn quantize_blocks<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &Buffer<f32>,
+    x: &Buffer<impl Fp8Float>,
     (q, scales): (&mut Buffer<F>, &mut Buffer<f32>),
     m: Matrix,
 ) -> Result<(), Error> {
-    let def = (F::KERNELS.quantize_blocks)();
+    let def = (kernels_for::<F, _>(x).quantize_blocks)();
     let dims = LaunchDims::grid_2d(
         (m.cols.div_ceil(128), m.rows.div_ceil(128)),
         (tunable(config, "BLOCK"), 1),
@@ -169,16 +175,16 @@ pub fn quantize_blocks<F: Fp8Type>(
     device.launch(def, config, dims, &mut args)
 }
 
-/// `y = f32(q) * s` with the scales laid out as `granularity` says.
-pub fn dequantize<F: Fp8Type>(
+/// `y = T(f32(q) * s)` with the scales laid out as `granularity` says.
+pub fn dequantize<F: Fp8Type, T: Fp8Float>(
     device: &Device,
     config: &Config,
     (q, scales): (&Buffer<F>, &Buffer<f32>),
-    y: &mut Buffer<f32>,
+    y: &mut Buffer<T>,
     m: Matrix,
     granularity: Granularity,
 ) -> Result<(), Error> {
-    let def = (F::KERNELS.dequantize)();
+    let def = (F::kernels::<T>().dequantize)();
     let (row_shift, col_shift, scale_ld) = granularity.scale_indexing(m.cols as usize);
     let mut args = [
         Arg::slice(q),

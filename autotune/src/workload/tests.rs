@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::bench::compare;
-use warpforge_dsl::prelude::{F8E4M3, F8E5M2};
+use warpforge_dsl::prelude::{bf16, f16, F8E4M3, F8E5M2};
 use warpforge_kernels::fp8::coat::reference as coat_ref;
 use warpforge_kernels::fp8::reference::{self, Granularity};
-use warpforge_kernels::fp8::Fp8Type;
+use warpforge_kernels::fp8::{Fp8Float, Fp8Type};
 use warpforge_kernels::gemm_tc::{self as tc, padded};
 
 /// Runs `config` after a restore and returns the output.
@@ -79,13 +79,16 @@ fn fp8_gemm_matches_the_reference() {
     check("fp8_gemm_e4m3", &[m, n, k], &expected);
 }
 
-fn flat_expected<F: Fp8Type>(op: fp8::Op, rows: usize, cols: usize) -> Vec<f32> {
+fn flat_expected<T: Fp8Float, F: Fp8Type>(op: fp8::Op, rows: usize, cols: usize) -> Vec<f32> {
     let dims: Vec<usize> = if op == fp8::Op::Tensor || op == fp8::Op::Delayed {
         vec![cols]
     } else {
         vec![rows, cols]
     };
-    let x = fp8::activations(rows, cols, &mut rng(&dims));
+    let x: Vec<f32> = fp8::activations_as::<T>(rows, cols, &mut rng(&dims))
+        .iter()
+        .map(|v| v.to_f32())
+        .collect();
     let g = fp8_launch::ROW_GROUP as usize;
     match op {
         fp8::Op::Tensor => reference::quantize_tensor(&x, F::FORMAT).flatten(),
@@ -100,7 +103,7 @@ fn flat_expected<F: Fp8Type>(op: fp8::Op, rows: usize, cols: usize) -> Vec<f32> 
     }
 }
 
-fn check_format<F: Fp8Type>() {
+fn check_pair<T: Fp8Float, F: Fp8Type>() {
     let ops = [
         ("tensor", fp8::Op::Tensor, 1, 300),
         ("delayed", fp8::Op::Delayed, 1, 300),
@@ -109,30 +112,47 @@ fn check_format<F: Fp8Type>() {
         ("blocks", fp8::Op::Blocks, 130, 20),
     ];
     for (name, op, rows, cols) in ops {
-        let kernel = format!("fp8_quantize_{name}_{}", F::NAME);
+        let kernel = format!("fp8_quantize_{name}_{}_{}", T::NAME, F::NAME);
         let dims = if rows == 1 {
             vec![cols]
         } else {
             vec![rows, cols]
         };
-        check(&kernel, &dims, &flat_expected::<F>(op, rows, cols));
+        check(&kernel, &dims, &flat_expected::<T, F>(op, rows, cols));
     }
     let (rows, cols) = (3, 260);
     let q = fp8::dequant_inputs(rows, cols, &mut rng(&[rows, cols]));
-    let expected = reference::dequantize(&q, rows, cols, Granularity::Rows { g: 128 }, F::FORMAT);
+    let expected: Vec<f32> =
+        reference::dequantize(&q, rows, cols, Granularity::Rows { g: 128 }, F::FORMAT)
+            .iter()
+            .map(|&y| T::from_f32(y).to_f32())
+            .collect();
     check(
-        &format!("fp8_dequantize_{}", F::NAME),
+        &format!("fp8_dequantize_{}_{}", F::NAME, T::NAME),
         &[rows, cols],
         &expected,
     );
 }
 
+fn check_type<T: Fp8Float>() {
+    let x: Vec<f32> = fp8::activations_as::<T>(1, 300, &mut rng(&[300]))
+        .iter()
+        .map(|v| v.to_f32())
+        .collect();
+    check(
+        &format!("fp8_amax_{}", T::NAME),
+        &[300],
+        &[reference::amax(&x)],
+    );
+    check_pair::<T, F8E4M3>();
+    check_pair::<T, F8E5M2>();
+}
+
 #[test]
-fn fp8_workloads_match_the_reference_in_both_formats() {
-    let x = fp8::activations(1, 300, &mut rng(&[300]));
-    check("fp8_amax", &[300], &[reference::amax(&x)]);
-    check_format::<F8E4M3>();
-    check_format::<F8E5M2>();
+fn fp8_workloads_match_the_reference_for_every_instance() {
+    check_type::<f32>();
+    check_type::<f16>();
+    check_type::<bf16>();
 }
 
 #[test]
@@ -153,10 +173,10 @@ fn coat_workloads_match_the_reference() {
 
 #[test]
 fn row_group_configs_other_than_128_are_not_candidates_and_fail_clearly() {
-    let kernel = "fp8_quantize_rows_e4m3";
+    let kernel = "fp8_quantize_rows_bf16_e4m3";
     let g32 = two_configs(kernel).0.with("G", 32);
     assert!(!admits(kernel, &g32));
-    assert!(admits("fp8_amax", &g32));
+    assert!(admits("fp8_amax_f32", &g32));
     let cpu = Device::cpu();
     let mut w = Workload::new(&cpu, &ProblemShape::new(kernel, vec![2, 128], "")).unwrap();
     let err = w.launch(&cpu, &g32).unwrap_err().to_string();

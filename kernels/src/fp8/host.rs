@@ -1,13 +1,16 @@
 //! Running the FP8 kernels from host slices: padding rows to a multiple of 4 (the kernels'
 //! layout), launching, and returning dense codes and scales comparable with [`reference`].
 //!
+//! The input slices may hold any [`Fp8Float`] (`f32`, `f16`, `bf16`): the instance for that
+//! type runs, and the result equals the f32 path on the widened input.
+//!
 //! Each function takes the config of the kernel it launches (`quantize_tensor` also takes
 //! the amax kernel's); missing tunables fall back to the kernel's defaults.
 //!
 //! [`reference`]: super::reference
 
 use super::reference::{Granularity, Quantized};
-use super::{tensor, Fp8Type};
+use super::{Fp8Float, Fp8Kernels, Fp8Type};
 use warpforge_dsl::backend::DeviceError;
 use warpforge_dsl::prelude::*;
 use warpforge_dsl::{Element, Error, KernelDef};
@@ -18,8 +21,8 @@ pub fn padded_ld(cols: usize) -> usize {
 }
 
 /// X[rows, cols] copied into rows of `ld` elements, the padding zeroed.
-pub fn pad_rows(x: &[f32], rows: usize, cols: usize, ld: usize) -> Vec<f32> {
-    let mut out = vec![0.0; rows * ld];
+pub fn pad_rows<T: Element>(x: &[T], rows: usize, cols: usize, ld: usize) -> Vec<T> {
+    let mut out = vec![T::from_bits(0); rows * ld];
     for r in 0..rows {
         out[r * ld..r * ld + cols].copy_from_slice(&x[r * cols..(r + 1) * cols]);
     }
@@ -65,29 +68,39 @@ fn linear_dims(def: &KernelDef, config: &Config, quads: usize) -> LaunchDims {
     LaunchDims::linear(quads.div_ceil(per_block).max(1) as u32, block)
 }
 
+/// The kernels of format `F` for the element type of `_x`.
+fn kernels_for<F: Fp8Type, T: Fp8Float>(_x: &[T]) -> Fp8Kernels {
+    F::kernels::<T>()
+}
+
 fn u32_of(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The tensor's amax (NaN ignored) with [`tensor::fp8_amax`].
-pub fn amax(device: &Device, config: &Config, x: &[f32]) -> Result<f32, Error> {
+/// The tensor's amax (NaN ignored) with `fp8_amax_{T}`.
+pub fn amax<T: Fp8Float>(device: &Device, config: &Config, x: &[T]) -> Result<f32, Error> {
     let ld = padded_ld(x.len());
     let dx = device.upload(&pad_rows(x, 1, x.len(), ld))?;
     let bits = amax_of(device, config, &dx, x.len())?;
     Ok(f32::from_bits(device.download(&bits)?[0]))
 }
 
-fn amax_of(
+fn amax_of<T: Fp8Float>(
     device: &Device,
     config: &Config,
-    dx: &Buffer<f32>,
+    dx: &Buffer<T>,
     n: usize,
 ) -> Result<Buffer<u32>, Error> {
-    let def = tensor::fp8_amax::def();
+    let def = T::AMAX();
     let config = &complete(def, config);
     let mut bits = device.zeros::<u32>(1)?;
     let dims = linear_dims(def, config, n.div_ceil(4));
-    tensor::fp8_amax::launch(device, config, dims, dx, &mut bits, u32_of(n))?;
+    let mut args = [
+        Arg::slice(dx),
+        Arg::slice_mut(&mut bits),
+        Arg::value(u32_of(n)),
+    ];
+    device.launch(def, config, dims, &mut args)?;
     Ok(bits)
 }
 
@@ -96,12 +109,12 @@ pub fn quantize_tensor<F: Fp8Type>(
     device: &Device,
     amax_config: &Config,
     config: &Config,
-    x: &[f32],
+    x: &[impl Fp8Float],
 ) -> Result<Quantized, Error> {
     let (n, ld) = (x.len(), padded_ld(x.len()));
     let dx = device.upload(&pad_rows(x, 1, n, ld))?;
     let bits = amax_of(device, amax_config, &dx, n)?;
-    let def = (F::KERNELS.quantize_tensor)();
+    let def = (kernels_for::<F, _>(x).quantize_tensor)();
     let config = &complete(def, config);
     let mut q = device.zeros::<F>(ld)?;
     let mut scale = device.zeros::<f32>(1)?;
@@ -123,13 +136,13 @@ pub fn quantize_tensor<F: Fp8Type>(
 pub fn quantize_delayed<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &[f32],
+    x: &[impl Fp8Float],
     scale: f32,
 ) -> Result<(Vec<u8>, f32), Error> {
     let (n, ld) = (x.len(), padded_ld(x.len()));
     let dx = device.upload(&pad_rows(x, 1, n, ld))?;
     let ds = device.upload(&[scale])?;
-    let def = (F::KERNELS.quantize_delayed)();
+    let def = (kernels_for::<F, _>(x).quantize_delayed)();
     let config = &complete(def, config);
     let mut q = device.zeros::<F>(ld)?;
     let mut bits = device.zeros::<u32>(1)?;
@@ -151,11 +164,11 @@ pub fn quantize_delayed<F: Fp8Type>(
 pub fn quantize_rows<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &[f32],
+    x: &[impl Fp8Float],
     rows: usize,
     cols: usize,
 ) -> Result<Quantized, Error> {
-    let def = (F::KERNELS.quantize_rows)();
+    let def = (kernels_for::<F, _>(x).quantize_rows)();
     let config = &complete(def, config);
     check_len(def, "x", x.len(), rows * cols)?;
     let g = tunable(def, config, "G") as usize;
@@ -183,11 +196,11 @@ pub fn quantize_rows<F: Fp8Type>(
 pub fn quantize_rows_t<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &[f32],
+    x: &[impl Fp8Float],
     rows: usize,
     cols: usize,
 ) -> Result<Quantized, Error> {
-    let def = (F::KERNELS.quantize_rows_t)();
+    let def = (kernels_for::<F, _>(x).quantize_rows_t)();
     let config = &complete(def, config);
     check_len(def, "x", x.len(), rows * cols)?;
     let g = tunable(def, config, "G") as usize;
@@ -219,11 +232,11 @@ pub fn quantize_rows_t<F: Fp8Type>(
 pub fn quantize_blocks<F: Fp8Type>(
     device: &Device,
     config: &Config,
-    x: &[f32],
+    x: &[impl Fp8Float],
     rows: usize,
     cols: usize,
 ) -> Result<Quantized, Error> {
-    let def = (F::KERNELS.quantize_blocks)();
+    let def = (kernels_for::<F, _>(x).quantize_blocks)();
     let config = &complete(def, config);
     check_len(def, "x", x.len(), rows * cols)?;
     let ld = padded_ld(cols);
@@ -248,7 +261,7 @@ pub fn quantize_blocks<F: Fp8Type>(
     })
 }
 
-/// Dequantizes dense codes of a [rows, cols] matrix (a flat tensor is one row).
+/// Dequantizes dense codes of a [rows, cols] matrix (a flat tensor is one row) to f32.
 pub fn dequantize<F: Fp8Type>(
     device: &Device,
     config: &Config,
@@ -257,7 +270,19 @@ pub fn dequantize<F: Fp8Type>(
     cols: usize,
     granularity: Granularity,
 ) -> Result<Vec<f32>, Error> {
-    let def = (F::KERNELS.dequantize)();
+    dequantize_to::<F, f32>(device, config, q, rows, cols, granularity)
+}
+
+/// Dequantizes dense codes of a [rows, cols] matrix to `T`: `T(f32(q) * s)`.
+pub fn dequantize_to<F: Fp8Type, T: Fp8Float>(
+    device: &Device,
+    config: &Config,
+    q: &Quantized,
+    rows: usize,
+    cols: usize,
+    granularity: Granularity,
+) -> Result<Vec<T>, Error> {
+    let def = (F::kernels::<T>().dequantize)();
     let config = &complete(def, config);
     check_len(def, "codes", q.codes.len(), rows * cols)?;
     let (row_shift, col_shift, scale_ld) = granularity.scale_indexing(cols);
@@ -279,7 +304,7 @@ pub fn dequantize<F: Fp8Type>(
     }
     let dq = device.upload(&padded)?;
     let ds = device.upload(&q.scales)?;
-    let mut y = device.zeros::<f32>(rows * ld)?;
+    let mut y = device.zeros::<T>(rows * ld)?;
     let mut args = [
         Arg::slice(&dq),
         Arg::slice(&ds),

@@ -1,13 +1,19 @@
 //! The FP8 kernels as library entries: problems with edge shapes, deterministic inputs, and
 //! outputs compared exactly with [`reference`] (codes as f32s, then the scales).
+//!
+//! One entry per instance: every input/output type `T` (f32, f16, bf16) with every format.
+//! A `T` instance quantizes the problem's inputs rounded to `T` (clamped to its range) and
+//! is compared with the f32 reference on their exact widening; a dequantizer to `T` is
+//! compared with the f32 reference rounded once to `T` (RNE, `half`'s `from_f32`).
 
 use super::reference::{self, Granularity, Quantized};
-use super::{host, Fp8Type};
+use super::{host, Fp8Float, Fp8Type};
 use crate::check::Problem;
 use crate::LibraryKernel;
 use float8::{F8E4M3, F8E5M2};
+use half::{bf16, f16};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use warpforge_dsl::{Config, Device, Error};
+use warpforge_dsl::{Config, Device, Error, KernelDef};
 
 /// Flat tensors: 1, odd, not a multiple of 4, several blocks.
 pub fn tensor_problems() -> Vec<Problem> {
@@ -49,6 +55,20 @@ pub fn inputs(problem: &Problem) -> Vec<f32> {
     x
 }
 
+/// [`inputs`] rounded to `T`, clamped to its finite range first (the outlier exceeds f16's).
+pub fn inputs_as<T: Fp8Float>(problem: &Problem) -> Vec<T> {
+    let m = T::max_finite();
+    inputs(problem)
+        .iter()
+        .map(|&v| T::from_f32(v.clamp(-m, m)))
+        .collect()
+}
+
+/// [`inputs_as`] widened back to f32 (exactly): what the reference quantizes.
+pub fn widened<T: Fp8Float>(problem: &Problem) -> Vec<f32> {
+    inputs_as::<T>(problem).iter().map(|v| v.to_f32()).collect()
+}
+
 fn dims(problem: &Problem) -> (usize, usize) {
     (problem.dims[0], problem.dims[1])
 }
@@ -77,26 +97,34 @@ fn delayed_scale<F: Fp8Type>(x: &[f32]) -> f32 {
     reference::scale_of(reference::amax(x) / 2.0, F::FORMAT)
 }
 
-fn amax_output(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
-    Ok(vec![host::amax(d, c, &inputs(p))?])
+fn amax_output<T: Fp8Float>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
+    Ok(vec![host::amax(d, c, &inputs_as::<T>(p))?])
 }
 
-fn amax_expected(p: &Problem) -> Vec<f32> {
-    vec![reference::amax(&inputs(p))]
+fn amax_expected<T: Fp8Float>(p: &Problem) -> Vec<f32> {
+    vec![reference::amax(&widened::<T>(p))]
 }
 
-fn tensor_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
-    let amax_config = super::tensor::fp8_amax::default_config();
-    Ok(host::quantize_tensor::<F>(d, &amax_config, c, &inputs(p))?.flatten())
+fn tensor_output<T: Fp8Float, F: Fp8Type>(
+    d: &Device,
+    c: &Config,
+    p: &Problem,
+) -> Result<Vec<f32>, Error> {
+    let amax_config = T::AMAX().space.default_config();
+    Ok(host::quantize_tensor::<F>(d, &amax_config, c, &inputs_as::<T>(p))?.flatten())
 }
 
-fn tensor_expected<F: Fp8Type>(p: &Problem) -> Vec<f32> {
-    reference::quantize_tensor(&inputs(p), F::FORMAT).flatten()
+fn tensor_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
+    reference::quantize_tensor(&widened::<T>(p), F::FORMAT).flatten()
 }
 
-fn delayed_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
-    let x = inputs(p);
-    let (codes, amax) = host::quantize_delayed::<F>(d, c, &x, delayed_scale::<F>(&x))?;
+fn delayed_output<T: Fp8Float, F: Fp8Type>(
+    d: &Device,
+    c: &Config,
+    p: &Problem,
+) -> Result<Vec<f32>, Error> {
+    let scale = delayed_scale::<F>(&widened::<T>(p));
+    let (codes, amax) = host::quantize_delayed::<F>(d, c, &inputs_as::<T>(p), scale)?;
     Ok(Quantized {
         codes,
         scales: vec![amax],
@@ -104,43 +132,55 @@ fn delayed_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec
     .flatten())
 }
 
-fn delayed_expected<F: Fp8Type>(p: &Problem) -> Vec<f32> {
-    let x = inputs(p);
+fn delayed_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
+    let x = widened::<T>(p);
     let mut q = reference::quantize_with(&x, delayed_scale::<F>(&x), F::FORMAT);
     q.scales = vec![reference::amax(&x)];
     q.flatten()
 }
 
-fn rows_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
+fn rows_output<T: Fp8Float, F: Fp8Type>(
+    d: &Device,
+    c: &Config,
+    p: &Problem,
+) -> Result<Vec<f32>, Error> {
     let (rows, cols) = dims(p);
     let c = with_problem_group(c, p);
-    Ok(host::quantize_rows::<F>(d, &c, &inputs(p), rows, cols)?.flatten())
+    Ok(host::quantize_rows::<F>(d, &c, &inputs_as::<T>(p), rows, cols)?.flatten())
 }
 
-fn rows_expected<F: Fp8Type>(p: &Problem) -> Vec<f32> {
+fn rows_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
     let (rows, cols) = dims(p);
-    reference::quantize_rows(&inputs(p), rows, cols, p.dims[2], F::FORMAT).flatten()
+    reference::quantize_rows(&widened::<T>(p), rows, cols, p.dims[2], F::FORMAT).flatten()
 }
 
-fn rows_t_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
+fn rows_t_output<T: Fp8Float, F: Fp8Type>(
+    d: &Device,
+    c: &Config,
+    p: &Problem,
+) -> Result<Vec<f32>, Error> {
     let (rows, cols) = dims(p);
     let c = with_problem_group(c, p);
-    Ok(host::quantize_rows_t::<F>(d, &c, &inputs(p), rows, cols)?.flatten())
+    Ok(host::quantize_rows_t::<F>(d, &c, &inputs_as::<T>(p), rows, cols)?.flatten())
 }
 
-fn rows_t_expected<F: Fp8Type>(p: &Problem) -> Vec<f32> {
+fn rows_t_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
     let (rows, cols) = dims(p);
-    reference::quantize_rows_t(&inputs(p), rows, cols, p.dims[2], F::FORMAT).flatten()
+    reference::quantize_rows_t(&widened::<T>(p), rows, cols, p.dims[2], F::FORMAT).flatten()
 }
 
-fn blocks_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
+fn blocks_output<T: Fp8Float, F: Fp8Type>(
+    d: &Device,
+    c: &Config,
+    p: &Problem,
+) -> Result<Vec<f32>, Error> {
     let (rows, cols) = dims(p);
-    Ok(host::quantize_blocks::<F>(d, c, &inputs(p), rows, cols)?.flatten())
+    Ok(host::quantize_blocks::<F>(d, c, &inputs_as::<T>(p), rows, cols)?.flatten())
 }
 
-fn blocks_expected<F: Fp8Type>(p: &Problem) -> Vec<f32> {
+fn blocks_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
     let (rows, cols) = dims(p);
-    reference::quantize_blocks(&inputs(p), rows, cols, F::FORMAT).flatten()
+    reference::quantize_blocks(&widened::<T>(p), rows, cols, F::FORMAT).flatten()
 }
 
 /// Dequantize problems: the matrix shapes under each granularity (dims[2]: 0 tensor,
@@ -156,9 +196,11 @@ pub fn dequant_problems() -> Vec<Problem> {
     out
 }
 
-fn dequant_case<F: Fp8Type>(p: &Problem) -> (Quantized, Granularity) {
+/// The codes and scales of the problem's inputs in `T`'s range (so that the values
+/// dequantized to `T` are finite), quantized by the reference.
+fn dequant_case<T: Fp8Float, F: Fp8Type>(p: &Problem) -> (Quantized, Granularity) {
     let (rows, cols) = dims(p);
-    let x = inputs(p);
+    let x = widened::<T>(p);
     match p.dims[2] {
         0 => (
             reference::quantize_tensor(&x, F::FORMAT),
@@ -175,112 +217,111 @@ fn dequant_case<F: Fp8Type>(p: &Problem) -> (Quantized, Granularity) {
     }
 }
 
-fn dequant_output<F: Fp8Type>(d: &Device, c: &Config, p: &Problem) -> Result<Vec<f32>, Error> {
-    let (q, g) = dequant_case::<F>(p);
+fn dequant_output<T: Fp8Float, F: Fp8Type>(
+    d: &Device,
+    c: &Config,
+    p: &Problem,
+) -> Result<Vec<f32>, Error> {
+    let (q, g) = dequant_case::<T, F>(p);
     let (rows, cols) = dims(p);
-    host::dequantize::<F>(d, c, &q, rows, cols, g)
+    let y = host::dequantize_to::<F, T>(d, c, &q, rows, cols, g)?;
+    Ok(y.iter().map(|v| v.to_f32()).collect())
 }
 
-fn dequant_expected<F: Fp8Type>(p: &Problem) -> Vec<f32> {
-    let (q, g) = dequant_case::<F>(p);
+/// The f32 reference `f32(q) * s`, rounded once to `T`.
+fn dequant_expected<T: Fp8Float, F: Fp8Type>(p: &Problem) -> Vec<f32> {
+    let (q, g) = dequant_case::<T, F>(p);
     let (rows, cols) = dims(p);
     reference::dequantize(&q, rows, cols, g, F::FORMAT)
+        .iter()
+        .map(|&y| T::from_f32(y).to_f32())
+        .collect()
 }
 
 fn exact(_: &Problem) -> f64 {
     0.0
 }
 
-fn format_entries<F: Fp8Type>(names: [&'static str; 6]) -> Vec<LibraryKernel> {
-    let k = F::KERNELS;
-    let entry = |name, summary, def, problems, output, expected| LibraryKernel {
-        name,
-        summary,
-        def,
-        problems,
-        output,
-        expected,
-        tolerance: exact,
-    };
+/// The entries of the instances pairing `T` with format `F`.
+fn pair_entries<T: Fp8Float, F: Fp8Type>() -> Vec<LibraryKernel> {
+    let k = F::kernels::<T>();
+    let entry =
+        |def: fn() -> &'static KernelDef, summary, problems, output, expected| LibraryKernel {
+            name: def().name.as_str(),
+            summary,
+            def,
+            problems,
+            output,
+            expected,
+            tolerance: exact,
+        };
     vec![
         entry(
-            names[0],
-            "per-tensor FP8 cast with the scale from fp8_amax (current scaling)",
             k.quantize_tensor,
+            "per-tensor FP8 cast with the scale from fp8_amax_{T} (current scaling)",
             tensor_problems,
-            tensor_output::<F>,
-            tensor_expected::<F>,
+            tensor_output::<T, F>,
+            tensor_expected::<T, F>,
         ),
         entry(
-            names[1],
-            "per-tensor FP8 cast with a given (delayed) scale, reducing the new amax, one launch",
             k.quantize_delayed,
+            "per-tensor FP8 cast with a given (delayed) scale, reducing the new amax, one launch",
             tensor_problems,
-            delayed_output::<F>,
-            delayed_expected::<F>,
+            delayed_output::<T, F>,
+            delayed_expected::<T, F>,
         ),
         entry(
-            names[2],
-            "FP8 cast with one scale per 1xG run of a row (per-token groups)",
             k.quantize_rows,
+            "FP8 cast with one scale per 1xG run of a row (per-token groups)",
             grouped_problems,
-            rows_output::<F>,
-            rows_expected::<F>,
+            rows_output::<T, F>,
+            rows_expected::<T, F>,
         ),
         entry(
-            names[3],
-            "FP8 cast of X[M,K] into Xt[K,M] with 1xG groups along M (backward pass)",
             k.quantize_rows_t,
+            "FP8 cast of X[M,K] into Xt[K,M] with 1xG groups along M (backward pass)",
             grouped_problems,
-            rows_t_output::<F>,
-            rows_t_expected::<F>,
+            rows_t_output::<T, F>,
+            rows_t_expected::<T, F>,
         ),
         entry(
-            names[4],
-            "FP8 cast with one scale per 128x128 tile (weights)",
             k.quantize_blocks,
+            "FP8 cast with one scale per 128x128 tile (weights)",
             matrix_problems,
-            blocks_output::<F>,
-            blocks_expected::<F>,
+            blocks_output::<T, F>,
+            blocks_expected::<T, F>,
         ),
         entry(
-            names[5],
-            "FP8 -> f32 dequantization, any granularity (y = q * s)",
             k.dequantize,
+            "FP8 dequantization to f32/f16/bf16, any granularity (y = T(q * s))",
             dequant_problems,
-            dequant_output::<F>,
-            dequant_expected::<F>,
+            dequant_output::<T, F>,
+            dequant_expected::<T, F>,
         ),
     ]
 }
 
-/// Every FP8 kernel's library entry.
-pub fn entries() -> Vec<LibraryKernel> {
+/// `fp8_amax_{T}` and the instances pairing `T` with each format.
+fn type_entries<T: Fp8Float>() -> Vec<LibraryKernel> {
     let mut out = vec![LibraryKernel {
-        name: "fp8_amax",
-        summary: "amax of an f32 tensor (atomic max on the bits), for per-tensor FP8 scaling",
-        def: super::tensor::fp8_amax::def,
+        name: T::AMAX().name.as_str(),
+        summary: "amax of a tensor (atomic max on the bits), for per-tensor FP8 scaling",
+        def: T::AMAX,
         problems: tensor_problems,
-        output: amax_output,
-        expected: amax_expected,
+        output: amax_output::<T>,
+        expected: amax_expected::<T>,
         tolerance: exact,
     }];
-    out.extend(format_entries::<F8E4M3>([
-        "fp8_quantize_tensor_e4m3",
-        "fp8_quantize_delayed_e4m3",
-        "fp8_quantize_rows_e4m3",
-        "fp8_quantize_rows_t_e4m3",
-        "fp8_quantize_blocks_e4m3",
-        "fp8_dequantize_e4m3",
-    ]));
-    out.extend(format_entries::<F8E5M2>([
-        "fp8_quantize_tensor_e5m2",
-        "fp8_quantize_delayed_e5m2",
-        "fp8_quantize_rows_e5m2",
-        "fp8_quantize_rows_t_e5m2",
-        "fp8_quantize_blocks_e5m2",
-        "fp8_dequantize_e5m2",
-    ]));
+    out.extend(pair_entries::<T, F8E4M3>());
+    out.extend(pair_entries::<T, F8E5M2>());
+    out
+}
+
+/// Every FP8 kernel's library entry.
+pub fn entries() -> Vec<LibraryKernel> {
+    let mut out = type_entries::<f32>();
+    out.extend(type_entries::<f16>());
+    out.extend(type_entries::<bf16>());
     out.extend(super::gemm::entries());
     out.extend(super::coat::library::entries());
     out

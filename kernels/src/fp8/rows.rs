@@ -2,23 +2,30 @@
 //! DeepSeek-V3 style), G ∈ {16, 32, 64, 128}; the last group of a row is partial when G does
 //! not divide `cols`.
 //!
-//! - `fp8_quantize_rows_{e4m3,e5m2}`: X[rows, cols] (leading dimension `ld`) → Q with the same
+//! Both kernels are generic over the input `T ∈ {f32, f16, bf16}` and the format
+//! `Q ∈ {E4M3, E5M2}` (`fp8_quantize_rows_f16_e4m3`, ...); inputs are widened to f32 exactly
+//! on load, then the f32 formulas of the module doc apply.
+//!
+//! - `fp8_quantize_rows_{T}_{Q}`: X[rows, cols] (leading dimension `ld`) → Q with the same
 //!   layout plus `scales[rows, ceil(cols/G)]`. A thread holds 4 consecutive columns (one
-//!   128-bit load), so a group is G/4 neighbouring lanes and its amax takes log2(G/4) xor
-//!   shuffles; one pass, 5 bytes per element (4 read, 1 written as part of a 32-bit store).
+//!   `Vec4<T>` load: 128 bits for f32, 64 for f16/bf16), so a group is G/4 neighbouring lanes
+//!   and its amax takes log2(G/4) xor shuffles; one pass, 5 bytes per element for f32 (4 read,
+//!   1 written as part of a 32-bit store), 3 for f16/bf16 (2 read, 1 written).
 //!   Threads are laid out per row in whole groups, so no group straddles a warp.
 //!   Tunables: `BLOCK` (threads per block), `ITEMS` (quads per thread, strided by the block).
-//! - `fp8_quantize_rows_t_{e4m3,e5m2}`: X[rows, cols] → Qt[cols, rows] (leading dimension
+//! - `fp8_quantize_rows_t_{T}_{Q}`: X[rows, cols] → Qt[cols, rows] (leading dimension
 //!   `ldt`, a multiple of 4) with 1×G groups along the rows of X (for the backward pass),
 //!   `scales[cols, ceil(rows/G)]`. A 256-thread block stages a 128×32 tile of X in shared
-//!   memory (128-bit loads, row pitch 33 so both the writes and the transposed reads are free
+//!   memory (`Vec4<T>` loads widened to f32, row pitch 33 so both the writes and the transposed reads are free
 //!   of bank conflicts), then each warp writes output rows of 128 elements, lane `l` holding
 //!   elements `l, l+32, l+64, l+96`: the FP8 stores are single bytes, 32 contiguous bytes per
 //!   warp instruction (the DSL has no byte-pack-and-shift to build a 32-bit word of four
-//!   codes from strided lanes). 5 bytes per element; tunable: `G` only.
+//!   codes from strided lanes). 5 bytes per element for f32 input, 3 for f16/bf16; tunable:
+//!   `G` only.
 
-use super::tensor::{cast4_e4m3, cast4_e5m2, divide4};
+use super::tensor::divide4;
 use super::{amax4, mask4, scale_of};
+use super::{cast4_e4m3, cast4_e5m2, widen4_bf16, widen4_f16, widen4_f32};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
 
@@ -38,9 +45,9 @@ pub fn quads_max<const G: u32>(v: f32) -> f32 {
 }
 
 /// One quad of a 1×G-grouped row kernel: its position and its (masked) values.
-#[device]
-pub fn row_quad<const G: u32>(
-    x: &[Vec4<f32>],
+#[device(types(T = [f32, f16, bf16]))]
+pub fn row_quad<T: Float, const G: u32>(
+    x: &[Vec4<T>],
     slot: u32,
     rows: u32,
     cols: u32,
@@ -50,7 +57,7 @@ pub fn row_quad<const G: u32>(
     let r = slot / per_row;
     let col = slot % per_row * 4;
     if r < rows && col < cols {
-        mask4(x[(r * ld + col) / 4], col, cols)
+        mask4(widen4::<T>(x[(r * ld + col) / 4]), col, cols)
     } else {
         Vec4::new(0.0, 0.0, 0.0, 0.0)
     }
@@ -84,11 +91,12 @@ pub fn row_scale_store<const G: u32>(
 #[kernel(
     block = (BLOCK),
     tune(G = [16, 32, 64, 128], BLOCK = [128, 256], ITEMS = [1, 2, 4]),
-    default(G = 128, BLOCK = 256, ITEMS = 2)
+    default(G = 128, BLOCK = 256, ITEMS = 2),
+    types(T = [f32, f16, bf16], Q = [F8E4M3, F8E5M2])
 )]
-pub fn fp8_quantize_rows_e4m3<const G: u32, const BLOCK: u32, const ITEMS: u32>(
-    x: &[Vec4<f32>],
-    q: &mut [Vec4<F8E4M3>],
+pub fn fp8_quantize_rows<T: Float, Q: Fp8, const G: u32, const BLOCK: u32, const ITEMS: u32>(
+    x: &[Vec4<T>],
+    q: &mut [Vec4<Q>],
     scales: &mut [f32],
     rows: u32,
     cols: u32,
@@ -98,46 +106,20 @@ pub fn fp8_quantize_rows_e4m3<const G: u32, const BLOCK: u32, const ITEMS: u32>(
     #[unroll]
     for k in 0..ITEMS {
         let slot = base + k * BLOCK;
-        let a = row_quad::<G>(x, slot, rows, cols, ld);
-        let s = scale_of(quads_max::<G>(amax4(a)), 448.0);
+        let a = row_quad::<T, G>(x, slot, rows, cols, ld);
+        let s = scale_of(quads_max::<G>(amax4(a)), Q::max_finite());
         let at = row_scale_store::<G>(scales, s, slot, rows, cols, ld);
         if at != 4294967295u32 {
-            q[at] = cast4_e4m3(divide4(a, s));
-        }
-    }
-}
-
-#[kernel(
-    block = (BLOCK),
-    tune(G = [16, 32, 64, 128], BLOCK = [128, 256], ITEMS = [1, 2, 4]),
-    default(G = 128, BLOCK = 256, ITEMS = 2)
-)]
-pub fn fp8_quantize_rows_e5m2<const G: u32, const BLOCK: u32, const ITEMS: u32>(
-    x: &[Vec4<f32>],
-    q: &mut [Vec4<F8E5M2>],
-    scales: &mut [f32],
-    rows: u32,
-    cols: u32,
-    ld: u32,
-) {
-    let base = block_idx_x() * BLOCK * ITEMS + thread_idx_x();
-    #[unroll]
-    for k in 0..ITEMS {
-        let slot = base + k * BLOCK;
-        let a = row_quad::<G>(x, slot, rows, cols, ld);
-        let s = scale_of(quads_max::<G>(amax4(a)), 57344.0);
-        let at = row_scale_store::<G>(scales, s, slot, rows, cols, ld);
-        if at != 4294967295u32 {
-            q[at] = cast4_e5m2(divide4(a, s));
+            q[at] = cast4::<Q>(divide4(a, s));
         }
     }
 }
 
 /// Stages the 128×32 tile of X at (`m0`, `k0`) in `tile` (row pitch 33; outside X: 0).
 /// Needs the block's 256 threads.
-#[device]
-pub fn load_tile_t(
-    x: &[Vec4<f32>],
+#[device(types(T = [f32, f16, bf16]))]
+pub fn load_tile_t<T: Float>(
+    x: &[Vec4<T>],
     tile: &mut [f32],
     m0: u32,
     k0: u32,
@@ -153,7 +135,7 @@ pub fn load_tile_t(
         let m = m0 + r;
         let k = k0 + c;
         let v = if m < rows && k < cols {
-            mask4(x[(m * ld + k) / 4], k, cols)
+            mask4(widen4::<T>(x[(m * ld + k) / 4]), k, cols)
         } else {
             Vec4::new(0.0, 0.0, 0.0, 0.0)
         };
@@ -226,10 +208,11 @@ pub fn column_scales_store<const G: u32>(
     }
 }
 
-#[kernel(block = (256), tune(G = [16, 32, 64, 128]), default(G = 128))]
-pub fn fp8_quantize_rows_t_e4m3<const G: u32>(
-    x: &[Vec4<f32>],
-    qt: &mut [F8E4M3],
+#[kernel(block = (256), tune(G = [16, 32, 64, 128]), default(G = 128),
+         types(T = [f32, f16, bf16], Q = [F8E4M3, F8E5M2]))]
+pub fn fp8_quantize_rows_t<T: Float, Q: Fp8, const G: u32>(
+    x: &[Vec4<T>],
+    qt: &mut [Q],
     scales: &mut [f32],
     rows: u32,
     cols: u32,
@@ -241,54 +224,20 @@ pub fn fp8_quantize_rows_t_e4m3<const G: u32>(
     let mut scl = local_array::<f32>(4);
     let m0 = block_idx_y() * 128;
     let k0 = block_idx_x() * 32;
-    load_tile_t(x, &mut tile, m0, k0, rows, cols, ld);
+    load_tile_t::<T>(x, &mut tile, m0, k0, rows, cols, ld);
     sync_threads();
     let lane = thread_idx_x() % 32;
     #[unroll]
     for it in 0..4u32 {
         let kl = it * 8 + thread_idx_x() / 32;
         let k = k0 + kl;
-        column_t::<G>(&tile, kl, &mut vals, &mut scl, 448.0);
+        column_t::<G>(&tile, kl, &mut vals, &mut scl, Q::max_finite());
         column_scales_store::<G>(scales, &scl, k, m0, rows, cols);
         #[unroll]
         for j in 0..4u32 {
             let m = m0 + lane + 32 * j;
             if k < cols && m < rows {
-                qt[k * ldt + m] = F8E4M3::from_f32(vals[j] / scl[j]);
-            }
-        }
-    }
-}
-
-#[kernel(block = (256), tune(G = [16, 32, 64, 128]), default(G = 128))]
-pub fn fp8_quantize_rows_t_e5m2<const G: u32>(
-    x: &[Vec4<f32>],
-    qt: &mut [F8E5M2],
-    scales: &mut [f32],
-    rows: u32,
-    cols: u32,
-    ld: u32,
-    ldt: u32,
-) {
-    let mut tile = shared_array::<f32>(128 * 33);
-    let mut vals = local_array::<f32>(4);
-    let mut scl = local_array::<f32>(4);
-    let m0 = block_idx_y() * 128;
-    let k0 = block_idx_x() * 32;
-    load_tile_t(x, &mut tile, m0, k0, rows, cols, ld);
-    sync_threads();
-    let lane = thread_idx_x() % 32;
-    #[unroll]
-    for it in 0..4u32 {
-        let kl = it * 8 + thread_idx_x() / 32;
-        let k = k0 + kl;
-        column_t::<G>(&tile, kl, &mut vals, &mut scl, 57344.0);
-        column_scales_store::<G>(scales, &scl, k, m0, rows, cols);
-        #[unroll]
-        for j in 0..4u32 {
-            let m = m0 + lane + 32 * j;
-            if k < cols && m < rows {
-                qt[k * ldt + m] = F8E5M2::from_f32(vals[j] / scl[j]);
+                qt[k * ldt + m] = Q::from_f32(vals[j] / scl[j]);
             }
         }
     }

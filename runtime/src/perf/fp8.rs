@@ -1,4 +1,5 @@
-//! The FP8 quantize/dequantize kernels at 8192×4096 f32 (128 MiB), default configs:
+//! The FP8 quantize/dequantize kernels' f32 instances at 8192×4096 f32 (128 MiB), default
+//! configs (the f16/bf16 instances move 2 bytes less per element and are not timed here):
 //! bandwidth from the bytes each kernel's documentation says it moves, against the DRAM
 //! peak. The launches mirror `warpforge_kernels::fp8::host` (which also uploads and
 //! downloads, so it cannot be timed as is).
@@ -23,7 +24,7 @@ pub const TARGET_FRACTION: f64 = 0.85;
 /// What is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `fp8_amax`: reads 4 bytes per element.
+    /// `fp8_amax_f32`: reads 4 bytes per element.
     Amax,
     /// The per-tensor cast alone (amax given): 4 read + 1 written, and the scale.
     Tensor,
@@ -89,15 +90,15 @@ fn default_of(def: &KernelDef) -> Config {
 }
 
 fn launch_amax<F: Fp8Type>(d: &Device, t: &mut Tensors<F>) -> Result<(), PerfError> {
-    let def = tensor::fp8_amax::def();
+    let def = tensor::fp8_amax_f32::def();
     let config = default_of(def);
     let dims = linear(&config, ROWS * COLS / 4);
-    tensor::fp8_amax::launch(d, &config, dims, &t.x, &mut t.amax, u32_of(ROWS * COLS))?;
+    tensor::fp8_amax_f32::launch(d, &config, dims, &t.x, &mut t.amax, u32_of(ROWS * COLS))?;
     Ok(())
 }
 
 fn launch_op<F: Fp8Type>(d: &Device, op: Op, t: &mut Tensors<F>) -> Result<(), PerfError> {
-    let k = F::KERNELS;
+    let k = F::kernels::<f32>();
     let (n, rows, cols, ld) = (
         u32_of(ROWS * COLS),
         u32_of(ROWS),
@@ -188,28 +189,28 @@ fn launch_op<F: Fp8Type>(d: &Device, op: Op, t: &mut Tensors<F>) -> Result<(), P
     Ok(())
 }
 
-/// The ops timed for one format, with the kernel names they stand for.
+/// The ops timed for one format (f32 instances), with the kernel names they stand for.
 pub fn ops(format: &str) -> Vec<(String, Op)> {
     let g = 128;
     vec![
-        ("fp8_amax".into(), Op::Amax),
-        (format!("fp8_quantize_tensor_{format}"), Op::Tensor),
+        ("fp8_amax_f32".into(), Op::Amax),
+        (format!("fp8_quantize_tensor_f32_{format}"), Op::Tensor),
         (
-            format!("fp8_amax + fp8_quantize_tensor_{format}"),
+            format!("fp8_amax_f32 + fp8_quantize_tensor_f32_{format}"),
             Op::AmaxAndTensor,
         ),
-        (format!("fp8_quantize_delayed_{format}"), Op::Delayed),
+        (format!("fp8_quantize_delayed_f32_{format}"), Op::Delayed),
         (
-            format!("fp8_quantize_rows_{format} (G={g})"),
+            format!("fp8_quantize_rows_f32_{format} (G={g})"),
             Op::Rows { g },
         ),
         (
-            format!("fp8_quantize_rows_t_{format} (G={g})"),
+            format!("fp8_quantize_rows_t_f32_{format} (G={g})"),
             Op::RowsT { g },
         ),
-        (format!("fp8_quantize_blocks_{format}"), Op::Blocks),
+        (format!("fp8_quantize_blocks_f32_{format}"), Op::Blocks),
         (
-            format!("fp8_dequantize_{format} (per tensor)"),
+            format!("fp8_dequantize_{format}_f32 (per tensor)"),
             Op::Dequantize,
         ),
     ]
@@ -355,9 +356,11 @@ mod tests {
     fn every_library_fp8_quantizer_is_timed() {
         let timed: Vec<String> = ops("e4m3").into_iter().map(|(n, _)| n).collect();
         let lib = warpforge_kernels::fp8::library::entries();
-        for k in lib.iter().filter(|k| {
-            k.name.starts_with("fp8_") && !k.name.ends_with("e5m2") && !k.name.contains("gemm")
-        }) {
+        let f32_e4m3 = |name: &str| {
+            warpforge_kernels::fp8::instance_of(name)
+                .is_some_and(|i| i.float == "f32" && i.format != Some("e5m2"))
+        };
+        for k in lib.iter().filter(|k| f32_e4m3(k.name)) {
             assert!(
                 timed.iter().any(|t| t.split(' ').any(|w| w == k.name)),
                 "{} is not timed",

@@ -4,9 +4,9 @@
 //! products) use one scale per 1×16 group of a row, whose finer scales keep their error low
 //! where no GEMM needs a single scale (COAT §5, "mixed granularity FP8 precision flow").
 //!
-//! This picks the kernel: `fp8_amax` + `fp8_quantize_tensor_*` for [`ActivationKind::LayerInput`],
-//! `fp8_quantize_rows_*` with `G = 16` for [`ActivationKind::NonLinear`], each with its
-//! default config.
+//! This picks the kernel: `fp8_amax_f32` + `fp8_quantize_tensor_f32_*` for
+//! [`ActivationKind::LayerInput`], `fp8_quantize_rows_f32_*` with `G = 16` for
+//! [`ActivationKind::NonLinear`], each with its default config.
 
 use crate::fp8::host;
 use crate::fp8::reference::{Granularity, Quantized};

@@ -17,7 +17,7 @@
 //! and broadcast with a shuffle, then rewritten by lane 0, so updating it in place is
 //! race-free (no other lane touches it; the interpreter's race detector checks this). Tunable: `BLOCK` (groups per block × 32).
 
-use super::super::tensor::load_flat;
+use super::super::tensor::load_flat_f32;
 use super::{dre_decode4, dre_quantize_group};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
@@ -93,7 +93,7 @@ pub fn coat_adamw_step<const BLOCK: u32>(
     let mut m = zero;
     let mut v = zero;
     if live {
-        let x = load_flat(grad, slot, n);
+        let x = load_flat::<f32>(grad, slot, n);
         m = ema4(m_old, x, beta1);
         let x2 = Vec4::new(x.x * x.x, x.y * x.y, x.z * x.z, x.w * x.w);
         v = ema4(v_old, x2, beta2);

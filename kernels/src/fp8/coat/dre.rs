@@ -10,7 +10,7 @@
 //!   `ITEMS` (quads per thread, strided by the block).
 
 use super::super::mask4;
-use super::super::tensor::load_flat;
+use super::super::tensor::load_flat_f32;
 use super::{dre_decode4, dre_quantize_group};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
@@ -26,7 +26,7 @@ pub fn coat_dre_quantize<const BLOCK: u32>(
     let slot = g * 32 + thread_idx_x() % 32;
     let groups = (n + 127) / 128;
     let v = if slot * 4 < n {
-        load_flat(x, slot, n)
+        load_flat::<f32>(x, slot, n)
     } else {
         Vec4::new(0.0, 0.0, 0.0, 0.0)
     };
