@@ -59,7 +59,7 @@ pub const GROUP: usize = 128;
 /// `log2(448² / 2)`: the dynamic range DRE expands a group to (COAT's target).
 pub const LOG2_TARGET: f32 = 16.614_71;
 /// `log2(e)`, for `log2 t = ln t · LOG2_E`.
-pub const LOG2_E: f32 = 1.442_695;
+pub const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// Smallest and largest expansion exponents.
 pub const K_MIN: f32 = 0.0625;
 pub const K_MAX: f32 = 32.0;
