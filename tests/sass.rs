@@ -202,3 +202,29 @@ fn tensor_core_gemm_default_configs_use_the_tensor_core_pipeline() {
         }
     }
 }
+
+/// The FP8 GEMM: real FP8 tensor-core instructions (QMMA) on sm_89; on sm_90, where FP8
+/// tensor cores are reachable only through wgmma, ptxas emulates `mma.sync...e4m3` with
+/// F2FP conversions to f16 and HMMA — this test records that fact so a change shows up.
+#[test]
+fn fp8_gemm_uses_qmma_on_sm89_and_is_emulated_on_sm90() {
+    if !tools_present() {
+        return;
+    }
+    let k = warpforge::kernels::find("fp8_gemm_e4m3_bf16").expect("a library kernel");
+    let config = k.default_config();
+    let ada = assert_sass((k.def)(), &config, Arch::SM89, &["QMMA", "LDGSTS", "LDSM"]);
+    assert_eq!(ada.count("HMMA"), 0, "{}", ada.summary());
+    let hopper = assert_sass(
+        (k.def)(),
+        &config,
+        Arch::SM90,
+        &["HMMA", "F2FP", "LDGSTS", "LDSM"],
+    );
+    assert_eq!(hopper.count("QMMA"), 0, "{}", hopper.summary());
+    println!(
+        "fp8_gemm_e4m3_bf16 {}\nfp8_gemm_e4m3_bf16 {}",
+        ada.summary(),
+        hopper.summary()
+    );
+}

@@ -32,7 +32,7 @@ impl ProblemShape {
 /// tile FP8 scaling, dequantization), every FP8 instance (f32, f16, bf16) alike.
 pub fn rank_of(kernel: &str) -> Option<usize> {
     match kernel {
-        "gemm" | "fp8_gemm_e4m3" => Some(3),
+        "gemm" | "fp8_gemm_e4m3_f32" | "fp8_gemm_e4m3_bf16" => Some(3),
         _ if kernel.starts_with("gemm_tc_") => Some(3),
         "softmax" => Some(2),
         "vector_add" | "sum_partials" => Some(1),
@@ -151,7 +151,7 @@ impl ModelConfig {
 
     /// The problems of one layer at each batch size in `tokens`: the projections as GEMMs
     /// `[m, n, k]` (q, k/v, o, gate/up, down, lm_head) for `gemm`, `gemm_tc_nt_bf16_bf16`
-    /// and `fp8_gemm_e4m3` (B is the weight, column-major), the MLP's data gradients for
+    /// and `fp8_gemm_e4m3_bf16` (B is the weight, column-major), the MLP's data gradients for
     /// `gemm_tc_nn_bf16_bf16`, softmax over
     /// the vocabulary `[tokens, vocab]`, the residual add and a reduction over
     /// `tokens × hidden` (vector_add, sum_partials), and FP8 activation quantization of
@@ -185,7 +185,7 @@ impl ModelConfig {
                     vec![m, n, k],
                     name,
                 ));
-                add(ProblemShape::new("fp8_gemm_e4m3", vec![m, n, k], name));
+                add(ProblemShape::new("fp8_gemm_e4m3_bf16", vec![m, n, k], name));
             }
             let inter = self.intermediate_size;
             add(ProblemShape::new(

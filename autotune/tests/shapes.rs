@@ -39,7 +39,7 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     assert_eq!(dims_of(&shapes, "vector_add", 128 * 64), [&[128 * 64][..]]);
     assert_eq!(dims_of(&shapes, "sum_partials", 64), [&[64][..]]);
     assert_eq!(dims_of(&shapes, "gemm_tc_nt_bf16_bf16", 16), gemm16);
-    assert_eq!(dims_of(&shapes, "fp8_gemm_e4m3", 16), gemm16);
+    assert_eq!(dims_of(&shapes, "fp8_gemm_e4m3_bf16", 16), gemm16);
     assert_eq!(
         dims_of(&shapes, "gemm_tc_nn_bf16_bf16", 16),
         [&[16, 64, 172][..], &[16, 172, 64]]
@@ -56,7 +56,7 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     // q 64·64, k and v 64·32 each, o 64·64, gate/up/down 64·172 each.
     let layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 172;
     assert_eq!(dims_of(&shapes, "coat_adamw_step", layer), [&[layer][..]]);
-    // 4 token counts × (5 gemm + 5 gemm_tc_nt + 5 fp8_gemm_e4m3 + 2 gemm_tc_nn + softmax +
+    // 4 token counts × (5 gemm + 5 gemm_tc_nt + 5 fp8_gemm_e4m3_bf16 + 2 gemm_tc_nn + softmax +
     // vector_add + sum_partials + 2 widths × 11 bf16 FP8 activation kernels), then 2 FP8
     // weight tilings (bf16, both formats) and 3 COAT kernels.
     assert_eq!(shapes.len(), 4 * (20 + 2 * 11) + 2 + 3);

@@ -169,7 +169,7 @@ fn compile_sass_prints_the_listing_and_an_opcode_summary() {
         .find(|l| l.starts_with("opcodes: sm_80: "))
         .unwrap_or_else(|| panic!("no opcode summary in:\n{text}"));
     assert!(
-        summary.ends_with("HMMA 0, LDGSTS 0, LDSM 0, LDL 0, STL 0"),
+        summary.ends_with("HMMA 0, QMMA 0, LDGSTS 0, LDSM 0, LDL 0, STL 0"),
         "{summary}"
     );
 }

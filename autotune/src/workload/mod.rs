@@ -76,7 +76,7 @@ impl Workload {
         let name = shape.kernel.as_str();
         let problem: Box<dyn Problem> = match name {
             _ if name.starts_with("gemm_tc_") => gemm_tc::build(device, name, &d, &mut rng),
-            "fp8_gemm_e4m3" => fp8_gemm::build(device, &d),
+            _ if name.starts_with("fp8_gemm_") => fp8_gemm::build(device, name, &d),
             _ if name.starts_with("fp8_") => fp8::build(device, name, &d, &mut rng),
             _ if name.starts_with("coat_") => coat::build(device, name, &d, &mut rng),
             _ => basic::build(device, name, &d, &mut rng),

@@ -76,7 +76,7 @@ fn fp8_gemm_matches_the_reference() {
     let problem = warpforge_kernels::check::Problem::new("t", vec![m, n, k, 1]);
     let (ops, shape) = warpforge_kernels::fp8::gemm::inputs(&problem);
     let expected = warpforge_kernels::fp8::gemm::reference(&ops, shape);
-    check("fp8_gemm_e4m3", &[m, n, k], &expected);
+    check("fp8_gemm_e4m3_f32", &[m, n, k], &expected);
 }
 
 fn flat_expected<T: Fp8Float, F: Fp8Type>(op: fp8::Op, rows: usize, cols: usize) -> Vec<f32> {

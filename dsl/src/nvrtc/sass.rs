@@ -24,7 +24,7 @@ installs the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels into .venv), 
 WARPFORGE_CUOBJDUMP at a cuobjdump binary with nvdisasm next to it or on PATH";
 
 /// The opcodes [`Sass::summary`] reports: tensor-core MMA, ldmatrix, cp.async, local memory.
-pub const SUMMARY_OPCODES: [&str; 5] = ["HMMA", "LDGSTS", "LDSM", "LDL", "STL"];
+pub const SUMMARY_OPCODES: [&str; 6] = ["HMMA", "QMMA", "LDGSTS", "LDSM", "LDL", "STL"];
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum SassError {
@@ -101,7 +101,7 @@ impl Sass {
         self.functions.iter().find(|f| f.name == name)
     }
 
-    /// One line: `sm_80: 1234 instructions; HMMA 8, LDGSTS 4, LDSM 6, LDL 0, STL 0`.
+    /// One line: `sm_80: 1234 instructions; HMMA 8, QMMA 0, LDGSTS 4, LDSM 6, LDL 0, STL 0`.
     pub fn summary(&self) -> String {
         let counts: Vec<String> = SUMMARY_OPCODES
             .iter()

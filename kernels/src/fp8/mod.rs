@@ -392,7 +392,8 @@ mod tests {
             "fp8_quantize_rows_e4m3",
             "fp8_dequantize_f16_e4m3",
             "fp8_quantize_rows_e4m3_f16",
-            "fp8_gemm_e4m3",
+            "fp8_gemm_e4m3_f32",
+            "fp8_gemm_e4m3_bf16",
             "coat_dre_quantize",
         ] {
             assert_eq!(instance_of(other), None, "{other}");

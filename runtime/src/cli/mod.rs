@@ -47,7 +47,7 @@ pub enum Command {
         /// Every config of the space instead of the default one.
         #[arg(long)]
         space: bool,
-        /// Also print each cubin's SASS (cuobjdump) and its HMMA/LDGSTS/LDSM/LDL/STL counts.
+        /// Also print each cubin's SASS (cuobjdump) and its HMMA/QMMA/LDGSTS/LDSM/LDL/STL counts.
         #[arg(long)]
         sass: bool,
     },

@@ -39,7 +39,7 @@ fn counts_by_opcode_prefix_across_functions() {
     assert!(sass.function("g").is_none());
     assert_eq!(
         sass.summary(),
-        "sm_90: 7 instructions; HMMA 2, LDGSTS 0, LDSM 1, LDL 1, STL 1"
+        "sm_90: 7 instructions; HMMA 2, QMMA 0, LDGSTS 0, LDSM 1, LDL 1, STL 1"
     );
 }
 

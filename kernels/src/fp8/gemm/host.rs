@@ -1,11 +1,12 @@
 //! Host side of the FP8 GEMM: operands with their scales, the f64 reference, launch
 //! helpers, and the library's problems with exact inputs.
 
-use super::{fp8_gemm_e4m3, GROUP};
+use super::{fp8_gemm_e4m3_bf16, fp8_gemm_e4m3_f32, GROUP};
 use crate::check::Problem;
 use float8::F8E4M3;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use warpforge_dsl::prelude::{Config, Device, LaunchDims};
+use warpforge_dsl::prelude::{Buffer, Config, Device, Float, LaunchDims};
+use warpforge_dsl::{Arg, Element, KernelDef, ScalarType};
 
 /// How the operands are scaled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,39 +72,80 @@ pub fn dims(config: &Config, m: u32, n: u32) -> LaunchDims {
     )
 }
 
-/// Runs the kernel on `device`; returns C (`m×n`, dense).
-pub fn run(
+/// The instance writing C as `o` (f32 or bf16).
+pub fn def_of(o: ScalarType) -> Option<&'static KernelDef> {
+    match o {
+        ScalarType::F32 => Some(fp8_gemm_e4m3_f32::def()),
+        ScalarType::BF16 => Some(fp8_gemm_e4m3_bf16::def()),
+        _ => None,
+    }
+}
+
+/// The scale arguments `(blocked, a_scale_ld, b_scale_ld)` of `scaling` for a K of `k`.
+fn scale_args(scaling: Scaling, k: u32) -> (u32, u32, u32) {
+    match scaling {
+        Scaling::Tensor => (0, 0, 0),
+        Scaling::Blocks => {
+            let groups = k.div_ceil(GROUP).max(1);
+            (1, groups, groups)
+        }
+    }
+}
+
+/// Launches the instance for `O` on buffers already on `device` (A and B K-major with
+/// leading dimension [`padded`]`(k)`, scales as [`ScaledOperands`] lays them out, C dense).
+#[allow(clippy::too_many_arguments)]
+pub fn launch<O: Float + Element>(
+    device: &Device,
+    config: &Config,
+    scaling: Scaling,
+    (a, b): (&Buffer<F8E4M3>, &Buffer<F8E4M3>),
+    (a_scale, b_scale): (&Buffer<f32>, &Buffer<f32>),
+    c: &mut Buffer<O>,
+    (m, n, k): (u32, u32, u32),
+) -> Result<(), warpforge_dsl::Error> {
+    let def = def_of(O::SCALAR)
+        .unwrap_or_else(|| panic!("no FP8 GEMM writing {}: C is f32 or bf16", O::SCALAR));
+    let ld = padded(k as usize) as u32;
+    let (blocked, a_ld, b_ld) = scale_args(scaling, k);
+    let mut args = [
+        Arg::slice(a),
+        Arg::slice(b),
+        Arg::slice(a_scale),
+        Arg::slice(b_scale),
+        Arg::slice_mut(c),
+        Arg::value(m),
+        Arg::value(n),
+        Arg::value(k),
+        Arg::value(ld),
+        Arg::value(ld),
+        Arg::value(n),
+        Arg::value(blocked),
+        Arg::value(a_ld),
+        Arg::value(b_ld),
+    ];
+    device.launch(def, config, dims(config, m, n), &mut args)
+}
+
+/// Runs the instance for `O` on `device`; returns C (`m×n`, dense).
+pub fn run<O: Float + Element>(
     device: &Device,
     config: &Config,
     ops: &ScaledOperands,
     (m, n, k): (usize, usize, usize),
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
+) -> Result<Vec<O>, warpforge_dsl::Error> {
     let (da, db) = (device.upload(&ops.a)?, device.upload(&ops.b)?);
     let (dsa, dsb) = (device.upload(&ops.a_scale)?, device.upload(&ops.b_scale)?);
-    let mut dc = device.zeros::<f32>(m * n)?;
-    let (blocked, ld) = match ops.scaling {
-        Scaling::Tensor => (0, 0),
-        Scaling::Blocks => (1, groups(k) as u32),
-    };
-    let ldk = padded(k) as u32;
-    fp8_gemm_e4m3::launch(
+    let mut dc = device.zeros::<O>(m * n)?;
+    let shape = (m as u32, n as u32, k as u32);
+    launch(
         device,
         config,
-        dims(config, m as u32, n as u32),
-        &da,
-        &db,
-        &dsa,
-        &dsb,
+        ops.scaling,
+        (&da, &db),
+        (&dsa, &dsb),
         &mut dc,
-        m as u32,
-        n as u32,
-        k as u32,
-        ldk,
-        ldk,
-        n as u32,
-        blocked,
-        ld,
-        ld,
+        shape,
     )?;
     Ok(device.download(&dc)?)
 }
@@ -168,18 +210,20 @@ pub fn inputs(problem: &Problem) -> (ScaledOperands, (usize, usize, usize)) {
     (ops, (m, n, k))
 }
 
-/// The library's `output`.
-pub fn output(
+/// The library's `output` of the instance for `O`, as f32s.
+pub fn output<O: Float + Element>(
     device: &Device,
     config: &Config,
     problem: &Problem,
 ) -> Result<Vec<f32>, warpforge_dsl::Error> {
     let (ops, shape) = inputs(problem);
-    run(device, config, &ops, shape)
+    let c = run::<O>(device, config, &ops, shape)?;
+    Ok(c.into_iter().map(O::to_f32).collect())
 }
 
-/// The library's `expected`.
-pub fn expected(problem: &Problem) -> Vec<f32> {
+/// The library's `expected` for `O`: the exact result rounded once into `O`.
+pub fn expected<O: Float>(problem: &Problem) -> Vec<f32> {
     let (ops, shape) = inputs(problem);
-    reference(&ops, shape)
+    let c = reference(&ops, shape);
+    c.into_iter().map(|x| O::from_f32(x).to_f32()).collect()
 }

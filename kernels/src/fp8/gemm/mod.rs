@@ -1,5 +1,7 @@
 //! FP8 GEMM on tensor cores: `C[m×n] = (A·Bᵀ) ⊙ scales`, E4M3 × E4M3 with f32 accumulation,
-//! f32 output. Needs sm_89 (`mma.sync.m16n8k32.e4m3`).
+//! C in f32 or bf16 (`fp8_gemm_e4m3_f32`, `fp8_gemm_e4m3_bf16`: one generic source over the
+//! output type `O`, rounded once from the f32 result). Needs sm_89
+//! (`mma.sync.m16n8k32.e4m3`).
 //!
 //! Both operands are K-major, the layout FP8 tensor cores take: A is `m` rows of `k`
 //! (leading dimension `lda`), B is `n` rows of `k` (`ldb`; a `Linear` weight as stored).
@@ -30,11 +32,14 @@
 //! Compute-bound for large shapes: 2·m·n·k flops against m·k + n·k bytes of FP8 operands
 //! plus 4·m·n of output; at m ≲ 128 it is bound by reading B (n·k bytes, half of an f16
 //! GEMM's). Tunables: `BM`, `BN` (≤ 128 so a block's columns share one B scale tile), `BK`
-//! (64 or 128: divides the 128-group), `WM`, `WN` (warps), `STAGES`.
+//! (64 or 128: divides the 128-group), `WM`, `WN` (warps), `STAGES`. Shared memory is
+//! `STAGES·(BM + BN)·(BK + 16)` bytes, up to 99 KiB; the default takes 80 KiB.
 
 mod host;
 
-pub use host::{dims, inputs, padded, problems, reference, run, ScaledOperands, Scaling};
+pub use host::{
+    def_of, dims, inputs, launch, padded, problems, reference, run, ScaledOperands, Scaling,
+};
 
 use crate::check::Problem;
 use crate::LibraryKernel;
@@ -54,15 +59,17 @@ pub const GROUP: u32 = 128;
         WN = [1, 2, 4],
         STAGES = [2, 3, 4]
     ),
-    default(BM = 128, BN = 128, BK = 64, WM = 2, WN = 4, STAGES = 2),
+    default(BM = 128, BN = 128, BK = 64, WM = 2, WN = 4, STAGES = 4),
+    types(O = [f32, bf16]),
     constraint = WM * WN >= 2 && WM * WN <= 8,
     constraint = (BM / WM) % 16 == 0 && (BN / WN) % 16 == 0 && BM >= 16 * WM && BN >= 16 * WN,
     constraint = (BM / WM / 16) * (BN / WN / 8) <= 16,
     constraint = (BM * BK / 16) % (32 * WM * WN) == 0 && (BN * BK / 16) % (32 * WM * WN) == 0,
-    constraint = STAGES * (BM + BN) * (BK + 16) <= 49152
+    constraint = STAGES * (BM + BN) * (BK + 16) <= 101376
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn fp8_gemm_e4m3<
+    O: Float,
     const BM: u32,
     const BN: u32,
     const BK: u32,
@@ -74,7 +81,7 @@ pub fn fp8_gemm_e4m3<
     b: &[F8E4M3],
     a_scale: &[f32],
     b_scale: &[f32],
-    c: &mut [f32],
+    c: &mut [O],
     m: u32,
     n: u32,
     k: u32,
@@ -195,8 +202,8 @@ pub fn fp8_gemm_e4m3<
             let row = row0 + warp_row + i * 16 + lane / 4;
             let col = col0 + warp_col + j * 8 + lane % 4 * 2;
             let v = acc[i * (BN / WN / 8) + j];
-            crate::gemm_tc::store_pair::<f32>(c, row, col, m, n, ldc, v.x, v.y);
-            crate::gemm_tc::store_pair::<f32>(c, row + 8, col, m, n, ldc, v.z, v.w);
+            crate::gemm_tc::store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
+            crate::gemm_tc::store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
         }
     }
 }
@@ -244,18 +251,30 @@ pub fn promote(acc: Vec4<f32>, part: Vec4<f32>, top: f32, bottom: f32) -> Vec4<f
     )
 }
 
-/// The library entries: per-tensor and block-scaled problems of the one kernel.
+/// The library entries (per-tensor and block-scaled problems), one per output type.
 pub fn entries() -> Vec<LibraryKernel> {
-    vec![LibraryKernel {
-        name: "fp8_gemm_e4m3",
-        summary:
-            "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), sm_89+",
-        def: fp8_gemm_e4m3::def,
-        problems,
-        output: host::output,
-        expected: host::expected,
-        tolerance: exact,
-    }]
+    vec![
+        LibraryKernel {
+            name: "fp8_gemm_e4m3_f32",
+            summary: "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), \
+                      f32 out, sm_89+",
+            def: fp8_gemm_e4m3_f32::def,
+            problems,
+            output: host::output::<f32>,
+            expected: host::expected::<f32>,
+            tolerance: exact,
+        },
+        LibraryKernel {
+            name: "fp8_gemm_e4m3_bf16",
+            summary: "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), \
+                      bf16 out, sm_89+",
+            def: fp8_gemm_e4m3_bf16::def,
+            problems,
+            output: host::output::<bf16>,
+            expected: host::expected::<bf16>,
+            tolerance: exact,
+        },
+    ]
 }
 
 /// Integer-valued codes and power-of-two scales: every sum is exact.
