@@ -1,6 +1,7 @@
 //! Performance section of `warpforge gpu-check`: the tensor-core GEMMs against cuBLAS
-//! ([`gemm`]), the FP8 (de)quantize kernels against the DRAM peak ([`fp8`]), and PyTorch's
-//! per-tensor FP8 cast when `scripts/gpu-check-torch.py` measured it.
+//! ([`gemm`]), the FP8 GEMM against our f16 one ([`fp8_gemm`]), the FP8 (de)quantize
+//! kernels against the DRAM peak ([`fp8`]), and PyTorch's per-tensor FP8 cast when
+//! `scripts/gpu-check-torch.py` measured it.
 //!
 //! Every figure is a median of CUDA-event samples taken with the autotuner's [`CudaTimer`]
 //! under a [`SamplePolicy`]: the L2 cache is flushed before each timed launch, and each
@@ -9,6 +10,7 @@
 
 pub mod cublas;
 pub mod fp8;
+pub mod fp8_gemm;
 pub mod gemm;
 
 use std::path::PathBuf;
@@ -137,11 +139,13 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     let started = std::time::Instant::now();
     println!("perf: tensor-core GEMM vs cuBLAS");
     let gemm = gemm::run(device, options);
+    println!("perf: FP8 GEMM vs our f16 GEMM");
+    let fp8_gemm = fp8_gemm::run(device, options, &gemm);
     println!("perf: FP8 quantize bandwidth");
     let fp8 = fp8::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
-    serde_json::json!({ "gemm": gemm, "fp8": fp8, "torch": torch })
+    serde_json::json!({ "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "torch": torch })
 }
 
 /// The torch script's JSON, or why there is none.
