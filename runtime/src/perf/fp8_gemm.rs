@@ -211,12 +211,12 @@ pub fn run(device: &Device, options: &PerfOptions, gemm: &Value) -> Value {
     let Some(arch) = device.arch() else {
         return json!({ "status": "error: not a GPU" });
     };
-    let def = fp8_gemm::def_of(warpforge_dsl::ScalarType::BF16);
-    let needs = def.map(required_arch).transpose();
-    let (def, needs) = match (def, needs) {
-        (Some(def), Ok(needs)) => (def, needs.flatten()),
-        (None, _) => return json!({ "status": format!("error: no kernel {KERNEL}") }),
-        (_, Err(e)) => return json!({ "status": format!("error: {e}") }),
+    let Some(def) = fp8_gemm::def_of(warpforge_dsl::ScalarType::BF16) else {
+        return json!({ "status": format!("error: no kernel {KERNEL}") });
+    };
+    let needs = match required_arch(def) {
+        Ok(needs) => needs,
+        Err(e) => return json!({ "status": format!("error: {e}") }),
     };
     if let Some(why) = skip_reason(arch, needs) {
         println!("  {why}");
