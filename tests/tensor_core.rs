@@ -6,6 +6,8 @@
 mod bits;
 #[path = "tensor_core/cp_async.rs"]
 mod cp_async;
+#[path = "tensor_core/device_tiles.rs"]
+mod device_tiles;
 #[path = "tensor_core/half2.rs"]
 mod half2;
 #[path = "tensor_core/ldmatrix.rs"]

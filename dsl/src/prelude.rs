@@ -91,6 +91,12 @@
 //! accepts a kernel buffer parameter as is (`f(a)`) and a shared or local array by
 //! reference (`f(&tile)`, `f(&mut tile)`); the reference form is only allowed as a call
 //! argument. Atomics take the same forms: `atomic_add(c, i, v)`, `atomic_add(&mut tile, i, v)`.
+//! A device function is specialized per memory space of its slice arguments, so a parameter
+//! bound to a shared array can be the tile of `ldmatrix_*` / the destination of `cp_async_*`
+//! (`fn load_stage(tile: &mut [f16], ..) { cp_async_16(tile, ..) }` called as
+//! `load_stage(&mut tile, ..)`), and one bound to a global buffer their source; bound to
+//! the wrong space (a global buffer or local array as the tile) is a resolve error naming
+//! the parameter. Such a parameter can be passed on to further device functions.
 
 mod element;
 mod tensor_core;

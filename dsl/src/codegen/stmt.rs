@@ -4,7 +4,9 @@ use super::ctype::{c_type_name, prec, scalar_literal, C};
 use super::ops::{self, Val};
 use super::FnGen;
 use crate::ir::BinOp;
-use crate::typed::{ArraySpace, Expr, ExprKind, Intrinsic, MemRef, Stmt, StmtKind, VarId};
+use crate::typed::{
+    ArraySpace, CallArg, Expr, ExprKind, Function, Intrinsic, Kernel, MemRef, Stmt, StmtKind, VarId,
+};
 use crate::types::{ScalarType, Type};
 
 impl FnGen<'_> {
@@ -282,17 +284,34 @@ fn zero(ty: Type) -> String {
 }
 
 impl FnGen<'_> {
-    /// Whether an `ldmatrix` of this function reads array `id`, or a `cp.async` writes it.
+    /// Whether an `ldmatrix` of this function reads array `id`, or a `cp.async` writes it,
+    /// directly or through the device functions it is passed to.
     fn loads_matrices(&self, id: crate::typed::ArrayId) -> bool {
-        let mut found = false;
-        crate::nvrtc::walk_exprs(&self.func.body, &mut |e| match &e.kind {
-            ExprKind::LoadMatrix { mem, .. } | ExprKind::CopyAsync { dst: mem, .. } => {
-                found |= *mem == MemRef::Array(id)
-            }
-            _ => {}
-        });
-        found
+        loads_matrices_in(self.kernel, self.func, MemRef::Array(id))
     }
+}
+
+/// Whether `func` uses `mem` as an `ldmatrix` source or `cp.async` destination, itself or
+/// in a device function it passes `mem` to (the resolver rejects recursion, so this ends).
+fn loads_matrices_in(kernel: &Kernel, func: &Function, mem: MemRef) -> bool {
+    let mut found = false;
+    crate::nvrtc::walk_exprs(&func.body, &mut |e| match &e.kind {
+        ExprKind::LoadMatrix { mem: m, .. } | ExprKind::CopyAsync { dst: m, .. } => {
+            found |= *m == mem
+        }
+        ExprKind::Call { func, args } => {
+            let Some(callee) = kernel.device_fns.get(func.0 as usize) else {
+                return;
+            };
+            for (i, arg) in args.iter().enumerate() {
+                if matches!(arg, CallArg::Mem(m) if *m == mem) && !found {
+                    found = loads_matrices_in(kernel, callee, MemRef::Param(i as u32));
+                }
+            }
+        }
+        _ => {}
+    });
+    found
 }
 
 /// Whether evaluating `e` twice gives the same value and no effect.

@@ -25,6 +25,8 @@ struct Pending {
     arg: usize,
     src_byte: usize,
     dst: MemId,
+    /// Where `dst` starts in the block's shared memory.
+    dst_offset: usize,
     dst_slot: usize,
     slots: usize,
     src_slots: usize,
@@ -60,6 +62,16 @@ impl BlockState<'_> {
             );
             return Err(InterpError::unsupported(&prog.kernel, what));
         };
+        // The resolver admits only shared destinations (arrays, or device-function
+        // parameters bound to them); a hand-built program may not.
+        let MemKind::Shared { offset: dst_offset } = dst.kind else {
+            let what = format!(
+                "{} into `{}`, which is not shared memory",
+                copy_async_name(copy.bytes, copy.src_bytes.is_some()),
+                dst.name
+            );
+            return Err(InterpError::unsupported(&prog.kernel, what));
+        };
         let elem_bytes = dst.elem.size_bytes() * dst.lanes as usize;
         let elements = (copy.bytes as usize / elem_bytes) as u64;
         for &i in mask {
@@ -79,6 +91,7 @@ impl BlockState<'_> {
                 arg,
                 src_byte: s as usize * elem_bytes,
                 dst: copy.dst,
+                dst_offset,
                 dst_slot: d as usize * lanes,
                 slots: elements as usize * lanes,
                 src_slots: read as usize * lanes,
@@ -178,9 +191,7 @@ impl BlockState<'_> {
 
     /// Writes one copy's data into shared memory, as a write by `thread` at the copy's site.
     fn land(&mut self, copy: Pending, thread: usize) -> Result<()> {
-        let MemKind::Shared { offset } = self.prog.mems[copy.dst as usize].kind else {
-            return Ok(());
-        };
+        let offset = copy.dst_offset;
         for k in 0..copy.slots {
             let slot = copy.dst_slot + k;
             self.check_shared_slot(copy.dst, slot, AccessKind::Write, thread, copy.site)?;

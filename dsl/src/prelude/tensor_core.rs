@@ -2,7 +2,7 @@
 //! fragments use. Fragments are PTX registers: a u32 holds two f16/bf16, the element with
 //! the lower column (or row) index in bits 0..16.
 
-use super::{bf16, f16, KernelValue, SharedArray, Slice, Vec2, Vec4, F8E4M3, F8E5M2};
+use super::{bf16, f16, KernelValue, Slice, Vec2, Vec4, F8E4M3, F8E5M2};
 
 /// Packs two f16 into one u32 register (`lo` in bits 0..16, `hi` in 16..32), the layout of
 /// an `.f16x2` register and of an MMA A/B fragment register.
@@ -166,7 +166,7 @@ macro_rules! ldmatrix {
     ($($(#[$doc:meta])* fn $name:ident -> $ret:ty;)*) => {
         $(
             $(#[$doc])*
-            pub fn $name<T: MatrixElement>(tile: &SharedArray<T>, offset: u32) -> $ret {
+            pub fn $name<T: MatrixElement>(tile: &Slice<T>, offset: u32) -> $ret {
                 let _ = (tile, offset);
                 unreachable!(concat!(stringify!($name), "() is a warp-level intrinsic, only meaningful inside a kernel"))
             }
@@ -203,7 +203,7 @@ macro_rules! cp_async {
         $(
             $(#[$doc])*
             pub fn $name<T: KernelValue>(
-                dst: &mut SharedArray<T>,
+                dst: &mut Slice<T>,
                 dst_index: u32,
                 src: &Slice<T>,
                 src_index: u32,
@@ -235,7 +235,7 @@ macro_rules! cp_async_zfill {
         $(
             $(#[$doc])*
             pub fn $name<T: KernelValue>(
-                dst: &mut SharedArray<T>,
+                dst: &mut Slice<T>,
                 dst_index: u32,
                 src: &Slice<T>,
                 src_index: u32,

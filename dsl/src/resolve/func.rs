@@ -19,12 +19,47 @@ pub(super) enum Binding {
     Mem(MemRef, Type, bool),
 }
 
+/// Where the memory behind a slice lives: a kernel's slice parameters are global buffers; a
+/// device function's take the space of what its caller passed, and each combination is its
+/// own specialization (so `ldmatrix` / `cp.async` can accept a parameter bound to shared
+/// memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum MemSpace {
+    Global,
+    Shared,
+    Local,
+}
+
+impl MemSpace {
+    /// What a slice in this space is, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MemSpace::Global => "a global buffer",
+            MemSpace::Shared => "a shared array",
+            MemSpace::Local => "a local array",
+        }
+    }
+}
+
+impl From<ArraySpace> for MemSpace {
+    fn from(s: ArraySpace) -> Self {
+        match s {
+            ArraySpace::Shared => MemSpace::Shared,
+            ArraySpace::Local => MemSpace::Local,
+        }
+    }
+}
+
+/// A device function's specialization: its identity, const arguments, and the memory space
+/// bound to each parameter (`Global` for value parameters).
+type SpecKey = ((String, String, u32), Vec<i64>, Vec<MemSpace>);
+
 /// State shared by all functions of one kernel specialization.
 pub(super) struct KernelCtx<'d> {
     kernel: &'d KernelDef,
     pub block_dim: Option<[u32; 3]>,
     device_fns: Vec<typed::Function>,
-    specialized: HashMap<((String, String, u32), Vec<i64>), FnId>,
+    specialized: HashMap<SpecKey, FnId>,
     /// Device functions being specialized, for the recursion check.
     in_progress: Vec<(String, String, u32)>,
 }
@@ -85,7 +120,7 @@ impl<'d> KernelCtx<'d> {
         e: &ir::Expr,
         consts: &ConstValues,
     ) -> R<i128> {
-        let mut f = FnBuilder::new(self, name, file, consts, &[], None);
+        let mut f = FnBuilder::new(self, name, file, consts, &[], None, Vec::new());
         f.building = true;
         f.push_scope();
         f.bind_consts();
@@ -100,23 +135,33 @@ impl<'d> KernelCtx<'d> {
 
     /// Resolves the kernel entry.
     pub fn entry(&mut self, def: &KernelDef, consts: &ConstValues) -> R<typed::Function> {
-        let mut f = FnBuilder::new(self, &def.name, &def.file, consts, &def.params, None);
+        let spaces = vec![MemSpace::Global; def.params.len()];
+        let mut f = FnBuilder::new(
+            self,
+            &def.name,
+            &def.file,
+            consts,
+            &def.params,
+            None,
+            spaces,
+        );
         f.is_entry = true;
         let mut func = f.run(&def.body)?;
         func.line = def.line;
         Ok(func)
     }
 
-    /// The id of `def` specialized for `const_args`, specializing it on first use.
+    /// The id of `def` specialized for `const_args` and the memory `spaces` bound to its
+    /// parameters, specializing it on first use.
     fn device_fn(
         &mut self,
         def: &DeviceFnDef,
-        const_args: Vec<i64>,
+        (const_args, spaces): (Vec<i64>, Vec<MemSpace>),
         span: Span,
         caller: (&str, &str),
     ) -> R<FnId> {
         let identity = device_identity(def);
-        let key = (identity.clone(), const_args.clone());
+        let key = (identity.clone(), const_args.clone(), spaces.clone());
         if let Some(&id) = self.specialized.get(&key) {
             return Ok(id);
         }
@@ -143,7 +188,15 @@ impl<'d> KernelCtx<'d> {
             .map(|(c, &v)| (c.name.clone(), c.ty, v))
             .collect();
         self.in_progress.push(identity);
-        let mut f = FnBuilder::new(self, &def.name, &def.file, &consts, &def.params, def.ret);
+        let mut f = FnBuilder::new(
+            self,
+            &def.name,
+            &def.file,
+            &consts,
+            &def.params,
+            def.ret,
+            spaces,
+        );
         let result = f.run(&def.body);
         self.in_progress.pop();
         let mut func = result?;
@@ -194,6 +247,8 @@ pub(super) struct FnBuilder<'c, 'd> {
     pub file: String,
     consts: ConstValues,
     params: Vec<ParamDecl>,
+    /// The memory space bound to each parameter (see [`MemSpace`]).
+    param_spaces: Vec<MemSpace>,
     pub ret: Option<Type>,
     pub unifier: Unifier,
     fresh_log: Vec<Ty>,
@@ -207,9 +262,26 @@ pub(super) struct FnBuilder<'c, 'd> {
 }
 
 impl<'c, 'd> FnBuilder<'c, 'd> {
-    /// Where array `id` of the function being built lives.
-    pub(super) fn array_space(&self, id: typed::ArrayId) -> Option<typed::ArraySpace> {
-        self.st.arrays.get(id.0 as usize).map(|a| a.space)
+    /// Where the memory behind `mem` lives: an array's declared space, or the space the
+    /// caller bound to a parameter.
+    pub(super) fn mem_space(&self, mem: MemRef) -> MemSpace {
+        match mem {
+            MemRef::Array(id) => self
+                .st
+                .arrays
+                .get(id.0 as usize)
+                .map_or(MemSpace::Local, |a| a.space.into()),
+            MemRef::Param(i) => self
+                .param_spaces
+                .get(i as usize)
+                .copied()
+                .unwrap_or(MemSpace::Global),
+        }
+    }
+
+    /// Whether this is the kernel entry rather than a device function.
+    pub(super) fn is_entry(&self) -> bool {
+        self.is_entry
     }
 
     fn new(
@@ -219,6 +291,7 @@ impl<'c, 'd> FnBuilder<'c, 'd> {
         consts: &ConstValues,
         params: &[ParamDecl],
         ret: Option<Type>,
+        param_spaces: Vec<MemSpace>,
     ) -> Self {
         FnBuilder {
             ctx,
@@ -226,6 +299,7 @@ impl<'c, 'd> FnBuilder<'c, 'd> {
             file: file.to_string(),
             consts: consts.clone(),
             params: params.to_vec(),
+            param_spaces,
             ret,
             unifier: Unifier::default(),
             fresh_log: Vec::new(),
@@ -435,15 +509,16 @@ impl<'c, 'd> FnBuilder<'c, 'd> {
         std::mem::take(&mut self.st.pending)
     }
 
-    /// A device function call: specialize (build walk only) and return its id.
+    /// A device function call: specialize (build walk only) and return its id. `spaces`: the
+    /// memory space of each argument (`Global` for values).
     pub fn specialize_device(
         &mut self,
         def: &DeviceFnDef,
-        const_args: Vec<i64>,
+        key: (Vec<i64>, Vec<MemSpace>),
         span: Span,
     ) -> R<FnId> {
         let (name, file) = (self.name.clone(), self.file.clone());
-        self.ctx.device_fn(def, const_args, span, (&name, &file))
+        self.ctx.device_fn(def, key, span, (&name, &file))
     }
 
     // ---- statements ----

@@ -6,7 +6,7 @@
 //! (`sync_threads()`).
 
 use super::fold;
-use super::func::{FnBuilder, R};
+use super::func::{FnBuilder, MemSpace, R};
 use super::infer::{Ty, VarKind};
 use crate::ir::{self, DeviceFnDef, ParamType, Span};
 use crate::typed::{AtomicOp, Builtin, CallArg, Dim, Expr, ExprKind, FnId, Intrinsic};
@@ -405,9 +405,13 @@ impl FnBuilder<'_, '_> {
         }
         self.arity(&def.name, args, def.params.len(), span)?;
         let mut call_args = Vec::new();
+        let mut spaces = Vec::new();
         for (p, a) in def.params.iter().zip(args) {
             call_args.push(match p.ty {
-                ParamType::Value(ty) => CallArg::Value(self.arg_of(a, ty)?),
+                ParamType::Value(ty) => {
+                    spaces.push(MemSpace::Global);
+                    CallArg::Value(self.arg_of(a, ty)?)
+                }
                 ParamType::Slice { elem, mutable } => {
                     let (mem, got, writable, name) = self.mem_of(a)?;
                     if got != elem || (mutable && !writable) {
@@ -430,12 +434,13 @@ impl FnBuilder<'_, '_> {
                             ),
                         ));
                     }
+                    spaces.push(self.mem_space(mem));
                     CallArg::Mem(mem)
                 }
             });
         }
         let func = if self.building {
-            self.specialize_device(def, const_args, span)?
+            self.specialize_device(def, (const_args, spaces), span)?
         } else {
             FnId(0)
         };

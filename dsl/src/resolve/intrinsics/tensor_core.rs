@@ -3,9 +3,9 @@
 
 use super::{intrinsic, Call, BOOL, U32};
 use crate::ir::{self, Span};
-use crate::resolve::func::{FnBuilder, R};
+use crate::resolve::func::{FnBuilder, MemSpace, R};
 use crate::resolve::infer::Ty;
-use crate::typed::{ArraySpace, Expr, ExprKind, Half2Op, Intrinsic, MemRef};
+use crate::typed::{Expr, ExprKind, Half2Op, Intrinsic, MemRef};
 use crate::types::{ScalarType, Type};
 
 impl FnBuilder<'_, '_> {
@@ -92,17 +92,21 @@ impl FnBuilder<'_, '_> {
             _ => 16,
         };
         let (dst, elem, writable, name) = self.mem_of(&args[0])?;
-        let shared = match dst {
-            MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
-            MemRef::Param(_) => false,
-        };
-        if self.building && !(shared && writable) {
-            return Err(self.err(args[0].span, format!("`{func}` copies into a shared array declared in this function, passed as `&mut tile`; `{name}` is not one")));
+        if self.building && self.mem_space(dst) != MemSpace::Shared {
+            let what = self.what_is(dst, &name);
+            return Err(self.err(args[0].span, format!("`{func}` copies into a shared array (`shared_array::<T>(N)` passed as `&mut tile`, or a device function's `&mut [T]` parameter bound to one); {what}: it must be a shared array")));
+        }
+        if self.building && !writable {
+            return Err(self.err(
+                args[0].span,
+                format!("`{func}` writes `{name}`, which can't be written: pass it as `&mut`"),
+            ));
         }
         let dst_index = self.index_expr(&args[1])?;
         let (src, src_elem, _, src_name) = self.mem_of(&args[2])?;
-        if self.building && !matches!(src, MemRef::Param(_)) {
-            return Err(self.err(args[2].span, format!("`{func}` copies from a global buffer (a slice parameter); `{src_name}` is an array")));
+        if self.building && self.mem_space(src) != MemSpace::Global {
+            let what = self.what_is(src, &src_name);
+            return Err(self.err(args[2].span, format!("`{func}` copies from a global buffer (a kernel's slice parameter, or a device function's parameter bound to one); {what}")));
         }
         let size = elem.size_bytes();
         if self.building
@@ -129,22 +133,35 @@ impl FnBuilder<'_, '_> {
         Ok((Expr { kind, ty: BOOL }, None))
     }
 
+    /// What `mem` (named `name`) is, for an error saying it is in the wrong memory space.
+    fn what_is(&self, mem: MemRef, name: &str) -> String {
+        let space = self.mem_space(mem).describe();
+        match mem {
+            MemRef::Array(_) => format!("`{name}` is {space}"),
+            MemRef::Param(_) if self.is_entry() => format!("parameter `{name}` is {space}"),
+            MemRef::Param(_) => format!(
+                "parameter `{name}` of `{}` is bound to {space} by its caller",
+                self.name
+            ),
+        }
+    }
+
     /// `ldmatrix_x{1,2,4}[_trans](&tile, offset)` on a shared array of f16 or bf16.
     pub(super) fn load_matrix(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
         self.arity(func, args, 2, span)?;
         let (mem, elem, _, name) = self.mem_of(&args[0])?;
-        let shared = match mem {
-            MemRef::Array(id) => self.array_space(id) == Some(ArraySpace::Shared),
-            MemRef::Param(_) => false,
-        };
         let trans = func.ends_with("_trans");
         let (half, byte) = match elem.scalar() {
             Some(ScalarType::F16 | ScalarType::BF16) => (true, false),
             Some(ScalarType::F8E4M3 | ScalarType::F8E5M2) => (false, true),
             _ => (false, false),
         };
-        if self.building && !(shared && (half || byte)) {
-            return Err(self.err(args[0].span, format!("`{func}` reads a shared array of f16, bf16 or FP8 declared in this function (`shared_array::<f16>(N)`); `{name}` is not one")));
+        if self.building && self.mem_space(mem) != MemSpace::Shared {
+            let what = self.what_is(mem, &name);
+            return Err(self.err(args[0].span, format!("`{func}` reads a shared array (`shared_array::<f16>(N)`, or a device function's slice parameter bound to one); {what}: it must be a shared array")));
+        }
+        if self.building && !(half || byte) {
+            return Err(self.err(args[0].span, format!("`{func}` reads 16-bit or 8-bit elements (f16, bf16 or FP8); `{name}` is a slice of `{elem}`")));
         }
         if self.building && trans && byte {
             return Err(self.err(span, format!("`{func}` on the FP8 array `{name}`: a transposed ldmatrix moves 16-bit pairs, not 8-bit elements; store the FP8 operand K-major and use the non-`_trans` form")));
