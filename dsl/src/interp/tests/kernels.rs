@@ -424,3 +424,35 @@ fn declared_block_shape_is_enforced() {
     let err = launch(&tiled_gemm(), LaunchDims::linear(1, 256), &mut args).unwrap_err();
     assert!(matches!(err, InterpError::BadLaunch { .. }), "{err}");
 }
+
+/// A cp.async into a global buffer (which the resolver rejects; hand-built here) is an
+/// error at the copy, not a copy silently dropped at the wait.
+#[test]
+fn cp_async_into_global_memory_is_reported() {
+    let mut f = FnBuilder::default();
+    let src = f.slice_param("src", Type::F32, false);
+    let dst = f.slice_param("dst", Type::F32, true);
+    let copy = crate::typed::ExprKind::CopyAsync {
+        dst: dst.mem,
+        dst_index: Box::new(u32(0)),
+        src: src.mem,
+        src_index: Box::new(u32(0)),
+        bytes: 16,
+        src_bytes: None,
+    };
+    let copy = Expr {
+        kind: copy,
+        ty: Type::BOOL,
+    };
+    let body = vec![
+        eval(copy),
+        eval(intr(Intrinsic::CpAsyncCommit, vec![], Type::BOOL)),
+    ];
+    let k = kernel(f.finish("copy_to_global", None, body), vec![]);
+    let (bs, mut bd) = (buffer(&[1f32; 4]), buffer(&[0f32; 4]));
+    let mut args = [Arg::Slice(&bs), Arg::SliceMut(&mut bd)];
+    let err = launch(&k, LaunchDims::linear(1, 1), &mut args).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("cp_async_16 into `dst`"), "{msg}");
+    assert!(msg.contains("not shared memory"), "{msg}");
+}
