@@ -93,7 +93,6 @@ pub fn gemm_tc_nt<
     let mut acc = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
-    let threads = 32 * WM * WN;
     let tid = thread_idx_x();
     let lane = lane_id();
     let warp_row = tid / 32 / WN * (BM / WM);
@@ -113,34 +112,9 @@ pub fn gemm_tc_nt<
         if step < tiles {
             let stage = step % STAGES;
             let k0 = step * BK;
-            #[unroll]
-            for l in 0..BM * BK / 8 / threads {
-                let e = l * threads + tid;
-                let r = e / (BK / 8);
-                let kc = e % (BK / 8) * 8;
-                let bytes = chunk_bytes(row0 + r, m, k0 + kc, k);
-                let src = if bytes > 0 {
-                    (row0 + r) * lda + k0 + kc
-                } else {
-                    0
-                };
-                let dst = (stage * BM + r) * (BK + 8) + kc;
-                cp_async_16_zfill(&mut a_tile, dst, a, src, bytes);
-            }
-            #[unroll]
-            for l in 0..BN * BK / 8 / threads {
-                let e = l * threads + tid;
-                let r = e / (BK / 8);
-                let kc = e % (BK / 8) * 8;
-                let bytes = chunk_bytes(col0 + r, n, k0 + kc, k);
-                let src = if bytes > 0 {
-                    (col0 + r) * ldb + k0 + kc
-                } else {
-                    0
-                };
-                let dst = (stage * BN + r) * (BK + 8) + kc;
-                cp_async_16_zfill(&mut b_tile, dst, b, src, bytes);
-            }
+            // A: BM rows of K; B: BN rows of K (column-major B is K-major too).
+            load_slice::<T, BM, BK, 8, 8, WM, WN>(&mut a_tile, a, stage, row0, m, k0, k, lda);
+            load_slice::<T, BN, BK, 8, 8, WM, WN>(&mut b_tile, b, stage, col0, n, k0, k, ldb);
         }
         cp_async_commit();
         if step >= STAGES - 1 {
@@ -233,7 +207,6 @@ pub fn gemm_tc_nn<
     let mut acc = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
-    let threads = 32 * WM * WN;
     let tid = thread_idx_x();
     let lane = lane_id();
     let warp_row = tid / 32 / WN * (BM / WM);
@@ -249,34 +222,9 @@ pub fn gemm_tc_nn<
         if step < tiles {
             let stage = step % STAGES;
             let k0 = step * BK;
-            #[unroll]
-            for l in 0..BM * BK / 8 / threads {
-                let e = l * threads + tid;
-                let r = e / (BK / 8);
-                let kc = e % (BK / 8) * 8;
-                let bytes = chunk_bytes(row0 + r, m, k0 + kc, k);
-                let src = if bytes > 0 {
-                    (row0 + r) * lda + k0 + kc
-                } else {
-                    0
-                };
-                let dst = (stage * BM + r) * (BK + 8) + kc;
-                cp_async_16_zfill(&mut a_tile, dst, a, src, bytes);
-            }
-            #[unroll]
-            for l in 0..BK * BN / 8 / threads {
-                let e = l * threads + tid;
-                let r = e / (BN / 8);
-                let nc = e % (BN / 8) * 8;
-                let bytes = chunk_bytes(k0 + r, k, col0 + nc, n);
-                let src = if bytes > 0 {
-                    (k0 + r) * ldb + col0 + nc
-                } else {
-                    0
-                };
-                let dst = (stage * BK + r) * (BN + 8) + nc;
-                cp_async_16_zfill(&mut b_tile, dst, b, src, bytes);
-            }
+            // A: BM rows of K; B: BK rows of N (row-major).
+            load_slice::<T, BM, BK, 8, 8, WM, WN>(&mut a_tile, a, stage, row0, m, k0, k, lda);
+            load_slice::<T, BK, BN, 8, 8, WM, WN>(&mut b_tile, b, stage, k0, k, col0, n, ldb);
         }
         cp_async_commit();
         if step >= STAGES - 1 {
@@ -323,14 +271,47 @@ pub fn gemm_tc_nn<
     }
 }
 
-/// Bytes of the 8-element chunk at (`row`, `col`) inside a `rows × cols` matrix: 16, fewer
-/// at the right edge, 0 outside.
-#[warpforge_macros::device]
-pub fn chunk_bytes(row: u32, rows: u32, col: u32, cols: u32) -> u32 {
-    if row < rows && col < cols {
-        (cols - col).min(8) * 2
-    } else {
-        0
+/// Issues the 16-byte `cp.async` copies of one `ROWS × COLS` block of a row-major
+/// `rows × cols` matrix (`src`, leading dimension `ld`) at (`row0`, `col0`) into stage `stage`
+/// of `tile`, whose rows are `COLS + PAD` elements. A chunk is 16 bytes, `E` elements (8
+/// halves, 16 FP8 values); chunks that pass the matrix's right edge copy only their valid
+/// bytes and chunks outside it copy none: the rest is zero-filled. Every thread of the
+/// block (`32·WM·WN`) calls it.
+#[warpforge_macros::device(types(T = [f16, bf16, F8E4M3]))]
+#[allow(clippy::too_many_arguments)]
+pub fn load_slice<
+    T: MatrixElement,
+    const ROWS: u32,
+    const COLS: u32,
+    const PAD: u32,
+    const E: u32,
+    const WM: u32,
+    const WN: u32,
+>(
+    tile: &mut [T],
+    src: &[T],
+    stage: u32,
+    row0: u32,
+    rows: u32,
+    col0: u32,
+    cols: u32,
+    ld: u32,
+) {
+    let threads = 32 * WM * WN;
+    #[unroll]
+    for l in 0..ROWS * COLS / E / threads {
+        let e = l * threads + thread_idx_x();
+        let r = e / (COLS / E);
+        let c = e % (COLS / E) * E;
+        let row = row0 + r;
+        let col = col0 + c;
+        let bytes = if row < rows && col < cols {
+            (cols - col).min(E) * (16 / E)
+        } else {
+            0
+        };
+        let at = if bytes > 0 { row * ld + col } else { 0 };
+        cp_async_16_zfill(tile, (stage * ROWS + r) * (COLS + PAD) + c, src, at, bytes);
     }
 }
 

@@ -99,7 +99,6 @@ pub fn fp8_gemm_e4m3<
     let mut part = local_array::<Vec4<f32>>((BM / WM / 16) * (BN / WN / 8));
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
-    let threads = 32 * WM * WN;
     let tid = thread_idx_x();
     let lane = lane_id();
     let warp_row = tid / 32 / WN * (BM / WM);
@@ -116,34 +115,27 @@ pub fn fp8_gemm_e4m3<
         if step < tiles {
             let stage = step % STAGES;
             let k0 = step * BK;
-            #[unroll]
-            for l in 0..BM * BK / 16 / threads {
-                let e = l * threads + tid;
-                let r = e / (BK / 16);
-                let kc = e % (BK / 16) * 16;
-                let bytes = chunk_bytes(row0 + r, m, k0 + kc, k);
-                let src = if bytes > 0 {
-                    (row0 + r) * lda + k0 + kc
-                } else {
-                    0
-                };
-                let dst = (stage * BM + r) * (BK + 16) + kc;
-                cp_async_16_zfill(&mut a_tile, dst, a, src, bytes);
-            }
-            #[unroll]
-            for l in 0..BN * BK / 16 / threads {
-                let e = l * threads + tid;
-                let r = e / (BK / 16);
-                let kc = e % (BK / 16) * 16;
-                let bytes = chunk_bytes(col0 + r, n, k0 + kc, k);
-                let src = if bytes > 0 {
-                    (col0 + r) * ldb + k0 + kc
-                } else {
-                    0
-                };
-                let dst = (stage * BN + r) * (BK + 16) + kc;
-                cp_async_16_zfill(&mut b_tile, dst, b, src, bytes);
-            }
+            // A: BM rows of K; B: BN rows of K. 16 FP8 values per 16-byte chunk.
+            crate::gemm_tc::load_slice::<F8E4M3, BM, BK, 16, 16, WM, WN>(
+                &mut a_tile,
+                a,
+                stage,
+                row0,
+                m,
+                k0,
+                k,
+                lda,
+            );
+            crate::gemm_tc::load_slice::<F8E4M3, BN, BK, 16, 16, WM, WN>(
+                &mut b_tile,
+                b,
+                stage,
+                col0,
+                n,
+                k0,
+                k,
+                ldb,
+            );
         }
         cp_async_commit();
         if step >= STAGES - 1 {
@@ -205,17 +197,6 @@ pub fn fp8_gemm_e4m3<
             crate::gemm_tc::store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
             crate::gemm_tc::store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
         }
-    }
-}
-
-/// Bytes of the 16-element chunk at (`row`, `col`) inside a `rows × cols` FP8 matrix: 16,
-/// fewer at the right edge, 0 outside.
-#[device]
-pub fn chunk_bytes(row: u32, rows: u32, col: u32, cols: u32) -> u32 {
-    if row < rows && col < cols {
-        (cols - col).min(16)
-    } else {
-        0
     }
 }
 
