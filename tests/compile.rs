@@ -57,9 +57,9 @@ fn every_specialization_compiles_for_every_arch() {
             k.sample_configs(16)
         };
         for config in configs {
-            let typed = resolve::specialize((k.def)(), &config).unwrap();
+            let typed = resolve::specialize(k.def(), &config).unwrap();
             let archs = archs_for(&typed);
-            jobs.push((k.name, config, codegen::cuda_source(&typed), archs));
+            jobs.push((k.name(), config, codegen::cuda_source(&typed), archs));
         }
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -106,25 +106,25 @@ fn default_configs_spill_nothing() {
         return;
     }
     for k in library() {
-        let typed = resolve::specialize((k.def)(), &k.default_config()).unwrap();
+        let typed = resolve::specialize(k.def(), &k.default_config()).unwrap();
         let source = codegen::cuda_source(&typed);
         for arch in archs_for(&typed) {
             let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
             let r = &c.resources;
             eprintln!(
                 "{} {arch}: {} registers, {} B shared, {} B stack",
-                k.name, r.registers, r.shared_bytes, r.stack_bytes
+                k.name(), r.registers, r.shared_bytes, r.stack_bytes
             );
             assert!(
                 r.registers > 0,
                 "{} {arch}: no register count parsed",
-                k.name
+                k.name()
             );
             assert_eq!(
                 (r.spill_stores_bytes, r.spill_loads_bytes),
                 (0, 0),
                 "{} spills on {arch}",
-                k.name
+                k.name()
             );
         }
     }

@@ -7,8 +7,8 @@ use warpforge::kernels::library;
 #[test]
 fn library_kernels_generate_the_expected_cuda_c() {
     for k in library() {
-        let typed = resolve::specialize((k.def)(), &k.default_config()).unwrap();
+        let typed = resolve::specialize(k.def(), &k.default_config()).unwrap();
         let source = codegen::cuda_source(&typed);
-        insta::assert_snapshot!(k.name, source);
+        insta::assert_snapshot!(k.name(), source);
     }
 }

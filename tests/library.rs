@@ -5,19 +5,19 @@
 
 use warpforge::dsl::Config;
 use warpforge::dsl::Device;
-use warpforge::kernels::{families, find, LibraryKernel};
+use warpforge::kernels::{families, find, Kernel};
 
 /// Checks `configs` of `k` on every problem; returns the number of runs.
-fn check_configs(k: &LibraryKernel, configs: &[Config]) -> Result<usize, String> {
+fn check_configs(k: &Kernel, configs: &[Config]) -> Result<usize, String> {
     let device = Device::cpu();
     let mut runs = 0;
     for config in configs {
-        for problem in (k.problems)() {
+        for problem in k.problems() {
             let report = k
                 .check(&device, config, &problem)
-                .map_err(|e| format!("{} {config} {}: {e}", k.name, problem.name))?;
+                .map_err(|e| format!("{} {config} {}: {e}", k.name(), problem.name))?;
             if !report.passed() {
-                return Err(format!("{} {config}: {report}", k.name));
+                return Err(format!("{} {config}: {report}", k.name()));
             }
             runs += 1;
         }
@@ -27,7 +27,7 @@ fn check_configs(k: &LibraryKernel, configs: &[Config]) -> Result<usize, String>
 
 #[test]
 fn every_library_kernel_passes_over_its_space() {
-    let mut jobs: Vec<(LibraryKernel, Vec<Config>)> = Vec::new();
+    let mut jobs: Vec<(Kernel, Vec<Config>)> = Vec::new();
     for family in families() {
         for (i, k) in family.into_iter().enumerate() {
             let configs = if i == 0 {
@@ -35,7 +35,7 @@ fn every_library_kernel_passes_over_its_space() {
             } else {
                 k.sample_configs(16)
             };
-            assert!(!configs.is_empty(), "{} has an empty space", k.name);
+            assert!(!configs.is_empty(), "{} has an empty space", k.name());
             jobs.push((k, configs));
         }
     }
@@ -52,7 +52,7 @@ fn every_library_kernel_passes_over_its_space() {
                         match check_configs(k, configs) {
                             Ok(runs) => eprintln!(
                                 "{}: {} configs, {runs} runs passed",
-                                k.name,
+                                k.name(),
                                 configs.len()
                             ),
                             Err(e) => bad.push(e),
@@ -80,13 +80,13 @@ fn generic_instances_are_grouped_by_their_source() {
     let families = families();
     let gemm_nt = families
         .iter()
-        .find(|f| f[0].name.starts_with("gemm_tc_nt_"))
+        .find(|f| f[0].name().starts_with("gemm_tc_nt_"))
         .expect("the tensor-core GEMM family");
     assert_eq!(gemm_nt.len(), 6, "f16/bf16 in × f32/f16/bf16 out");
     let one = find("vector_add").unwrap();
     assert!(families
         .iter()
-        .any(|f| f.len() == 1 && f[0].name == one.name));
+        .any(|f| f.len() == 1 && f[0].name() == one.name()));
     let sample = find("gemm_tc_nt_bf16_f16").unwrap().sample_configs(16);
     assert!(sample.len() <= 18 && sample.len() >= 16, "{}", sample.len());
     assert!(sample.contains(&find("gemm_tc_nt_bf16_f16").unwrap().default_config()));
@@ -96,9 +96,9 @@ fn generic_instances_are_grouped_by_their_source() {
 fn a_broken_reference_would_be_caught() {
     // The check is not vacuous: perturb one expected value and it must fail.
     let k = find("vector_add").unwrap();
-    let problem = (k.problems)().remove(2);
-    let got = (k.output)(&Device::cpu(), &k.default_config(), &problem).unwrap();
-    let mut expected = (k.expected)(&problem);
+    let problem = k.problems().remove(2);
+    let got = k.output(&Device::cpu(), &k.default_config(), &problem).unwrap();
+    let mut expected = k.expected(&problem);
     expected[3] += 1.0;
     let report = warpforge::kernels::check::compare(&problem, &got, &expected, 0.0);
     assert_eq!(report.first_bad.map(|b| b.0), Some(3));

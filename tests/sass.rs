@@ -192,7 +192,7 @@ fn tensor_core_gemm_default_configs_use_the_tensor_core_pipeline() {
         let get = |p: &str| config.get(p).unwrap();
         let per_slice = (get("BM") / get("WM") / 16) * (get("BN") / get("WN") / 8);
         for arch in ARCHS {
-            let listing = assert_sass((k.def)(), &config, arch, &["HMMA", "LDGSTS", "LDSM"]);
+            let listing = assert_sass(k.def(), &config, arch, &["HMMA", "LDGSTS", "LDSM"]);
             println!("{name} {}", listing.summary());
             assert!(
                 listing.count("HMMA") as i64 >= per_slice,
@@ -213,10 +213,10 @@ fn fp8_gemm_uses_qmma_on_sm89_and_is_emulated_on_sm90() {
     }
     let k = warpforge::kernels::find("fp8_gemm_e4m3_bf16").expect("a library kernel");
     let config = k.default_config();
-    let ada = assert_sass((k.def)(), &config, Arch::SM89, &["QMMA", "LDGSTS", "LDSM"]);
+    let ada = assert_sass(k.def(), &config, Arch::SM89, &["QMMA", "LDGSTS", "LDSM"]);
     assert_eq!(ada.count("HMMA"), 0, "{}", ada.summary());
     let hopper = assert_sass(
-        (k.def)(),
+        k.def(),
         &config,
         Arch::SM90,
         &["HMMA", "F2FP", "LDGSTS", "LDSM"],

@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 use warpforge_dsl::nvrtc::Arch;
 use warpforge_dsl::typed::{self, ParamKind};
 use warpforge_dsl::{codegen, resolve, Config, KernelDef};
-use warpforge_kernels::LibraryKernel;
+use warpforge_kernels::check::Problem;
+use warpforge_kernels::Kernel;
 
 /// A library kernel prepared for tuning.
 #[derive(Clone)]
 pub struct TuneKernel {
-    pub lib: LibraryKernel,
+    pub lib: Kernel,
     /// The code hash of the default config.
     pub ir_hash: String,
     /// Element types of its buffer parameters, in order, deduplicated (`["f32"]`).
@@ -29,8 +30,8 @@ pub struct TuneKernel {
 }
 
 impl TuneKernel {
-    pub fn new(lib: LibraryKernel) -> Result<TuneKernel, TuneError> {
-        let def = (lib.def)();
+    pub fn new(lib: Kernel) -> Result<TuneKernel, TuneError> {
+        let def = lib.def();
         let typed = specialize(def, &def.space.default_config())?;
         Ok(TuneKernel {
             lib,
@@ -52,11 +53,17 @@ impl TuneKernel {
     }
 
     pub fn name(&self) -> &'static str {
-        self.lib.name
+        self.lib.name()
     }
 
     pub fn def(&self) -> &'static KernelDef {
-        (self.lib.def)()
+        self.lib.def()
+    }
+
+    /// Whether `config` can compute a problem of `dims` as laid out (the library
+    /// description decides: a layout tunable must match the problem's).
+    pub fn admits(&self, config: &Config, dims: &[usize]) -> bool {
+        self.lib.admits(config, &Problem::new("", dims.to_vec()))
     }
 
     pub fn default_config(&self) -> Config {

@@ -21,7 +21,6 @@ pub mod prune;
 pub mod shapes;
 pub mod strategy;
 pub mod tuner;
-pub mod workload;
 
 pub use bench::{Bench, DeviceBench, FakeBench, Measurement, RunFailure, SamplePolicy};
 pub use cache::{cache_dir, CacheError, TuneCache};

@@ -8,7 +8,6 @@ use crate::key::{Bucket, EntryKey};
 use crate::prune::Pruning;
 use crate::shapes::ProblemShape;
 use crate::strategy::{Exhaustive, SearchStrategy, Trial, EXHAUSTIVE_LIMIT};
-use crate::workload::admits;
 use crate::TuneError;
 use std::time::Instant;
 use warpforge_dsl::Config;
@@ -139,7 +138,7 @@ impl<'a> Tuner<'a> {
                 + pruning
                     .kept
                     .iter()
-                    .filter(|x| x.config != default && !admits(&shape.kernel, &x.config))
+                    .filter(|x| x.config != default && !kernel.admits(&x.config, &shape.dims))
                     .count(),
             timed: 0,
             reused: p.trials.iter().filter(|t| **t != Trial::Pending).count(),
@@ -185,7 +184,7 @@ impl<'a> Tuner<'a> {
                 .kept
                 .iter()
                 .map(|c| c.config.clone())
-                .filter(|c| *c != default && admits(&shape.kernel, c)),
+                .filter(|c| *c != default && kernel.admits(c, &shape.dims)),
         );
         let hashes = space
             .iter()

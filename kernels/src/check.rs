@@ -18,6 +18,17 @@ impl Problem {
     }
 }
 
+/// How far two configs' outputs may differ: `|got - want| <= rel·|want| + abs`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    pub rel: f64,
+    pub abs: f64,
+}
+
+impl Tolerance {
+    pub const EXACT: Tolerance = Tolerance { rel: 0.0, abs: 0.0 };
+}
+
 /// The outcome of one config on one problem.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckReport {

@@ -12,7 +12,8 @@
 //! (the block tile), `TM`, `TN` (the thread tile); the block is `(BN/TN) × (BM/TM)` threads.
 
 use crate::check::Problem;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
 
@@ -150,43 +151,92 @@ pub fn run(
     Ok(device.download(&dc)?)
 }
 
-pub fn problems() -> Vec<Problem> {
-    [(1, 1, 1), (17, 33, 9), (64, 64, 64), (100, 70, 45)]
-        .iter()
-        .map(|&(m, n, k)| Problem::new(format!("{m}x{n}x{k}"), vec![m, n, k]))
-        .collect()
+/// The library's description of [`gemm`].
+pub fn kernels() -> Vec<Kernel> {
+    vec![register(Gemm)]
 }
 
-/// Small-integer inputs: every product and partial sum is exact in f32, so the output
-/// must equal the reference exactly, whatever the summation order.
-fn inputs(problem: &Problem) -> (Vec<f32>, Vec<f32>) {
-    let (m, n, k) = (problem.dims[0], problem.dims[1], problem.dims[2]);
-    let mut rng = StdRng::seed_from_u64((m * 31 + n * 7 + k) as u64);
-    let a = (0..m * k)
-        .map(|_| rng.random_range(-4i32..=4) as f32)
-        .collect();
-    let b = (0..k * n)
-        .map(|_| rng.random_range(-4i32..=4) as f32)
-        .collect();
-    (a, b)
+struct Gemm;
+
+/// Small-integer inputs: every product and partial sum is exact in f32, so every config's
+/// output must equal the reference exactly, whatever the summation order.
+fn inputs(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Lcg::for_dims(&[m, n, k], 3);
+    (rng.integers(m * k, 4), rng.integers(k * n, 4))
 }
 
-pub fn output(
-    device: &Device,
-    config: &Config,
-    problem: &Problem,
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    let (a, b) = inputs(problem);
-    run(
-        device,
-        config,
-        &a,
-        &b,
-        (problem.dims[0], problem.dims[1], problem.dims[2]),
-    )
+impl LibraryKernel for Gemm {
+    fn def(&self) -> &'static KernelDef {
+        gemm::def()
+    }
+
+    fn summary(&self) -> &'static str {
+        "tiled f32 GEMM, shared-memory tiles and register micro-tiles"
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        [(1, 1, 1), (17, 33, 9), (64, 64, 64), (100, 70, 45)]
+            .iter()
+            .map(|&(m, n, k)| Problem::new(format!("{m}x{n}x{k}"), vec![m, n, k]))
+            .collect()
+    }
+
+    fn rank(&self) -> usize {
+        3
+    }
+
+    fn case(&self, device: &Device, problem: &Problem) -> Result<Box<dyn Case>, Error> {
+        let (m, n, k) = (problem.dims[0], problem.dims[1], problem.dims[2]);
+        let (a, b) = inputs(m, n, k);
+        Ok(Box::new(Operands {
+            shape: (m as u32, n as u32, k as u32),
+            a: device.upload(&a)?,
+            b: device.upload(&b)?,
+            c: device.zeros(m * n)?,
+        }))
+    }
+
+    fn expected(&self, problem: &Problem) -> Vec<f32> {
+        let (m, n, k) = (problem.dims[0], problem.dims[1], problem.dims[2]);
+        let (a, b) = inputs(m, n, k);
+        reference(&a, &b, m, n, k)
+    }
+
+    /// The linear layers `[tokens, out, in]`.
+    fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
+        linear_problems(model, tokens)
+    }
 }
 
-pub fn expected(problem: &Problem) -> Vec<f32> {
-    let (a, b) = inputs(problem);
-    reference(&a, &b, problem.dims[0], problem.dims[1], problem.dims[2])
+/// The linear layers of `model` (and its LM head) as GEMMs `[m, n, k]` = `[tokens, out
+/// features, in features]`, each distinct shape once.
+pub fn linear_problems(model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
+    let mut out: Vec<Problem> = Vec::new();
+    for &m in tokens {
+        for (name, n, k) in model.linears() {
+            if !out.iter().any(|p| p.dims == [m, n, k]) {
+                out.push(Problem::new(name, vec![m, n, k]));
+            }
+        }
+    }
+    out
+}
+
+struct Operands {
+    shape: (u32, u32, u32),
+    a: Buffer<f32>,
+    b: Buffer<f32>,
+    c: Buffer<f32>,
+}
+
+impl Case for Operands {
+    fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
+        let (m, n, k) = self.shape;
+        let (a, b) = (&self.a, &self.b);
+        gemm::launch(device, config, dims(config, m, n), a, b, &mut self.c, m, n, k)
+    }
+
+    fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
+        Ok(device.download(&self.c)?)
+    }
 }

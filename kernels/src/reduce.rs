@@ -6,8 +6,9 @@
 //! `BLOCK` (threads per block, a multiple of 32) and `ITEMS` (elements per thread; more
 //! items mean fewer partials and more loads in flight per thread).
 
-use crate::check::Problem;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use crate::check::{Problem, Tolerance};
+use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
 
@@ -86,32 +87,103 @@ pub fn run(device: &Device, config: &Config, x: &[f32]) -> Result<f32, warpforge
     }
 }
 
-pub fn problems() -> Vec<Problem> {
-    [1usize, 31, 1000, 5000, 70_001]
-        .iter()
-        .map(|&n| Problem::new(format!("n={n}"), vec![n]))
-        .collect()
+/// The library's description of [`sum_partials`].
+pub fn kernels() -> Vec<Kernel> {
+    vec![register(SumPartials)]
 }
 
-fn inputs(problem: &Problem) -> Vec<f32> {
-    let n = problem.dims[0];
-    let mut rng = StdRng::seed_from_u64(n as u64 + 1);
-    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+struct SumPartials;
+
+/// Inputs: uniform in [-1, 1), the same for the same `n`.
+fn inputs(n: usize) -> Vec<f32> {
+    Lcg::for_dims(&[n], 1).floats(n, 1.0)
 }
 
-pub fn output(
-    device: &Device,
-    config: &Config,
-    problem: &Problem,
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    Ok(vec![run(device, config, &inputs(problem))?])
+/// Elements a block of `config` reduces.
+fn per_block(config: &Config) -> u32 {
+    let get = |name: &str| config.get(name).unwrap_or(1).max(1) as u32;
+    get("BLOCK") * get("ITEMS")
 }
 
-pub fn expected(problem: &Problem) -> Vec<f32> {
-    vec![reference(&inputs(problem))]
+impl LibraryKernel for SumPartials {
+    fn def(&self) -> &'static KernelDef {
+        sum_partials::def()
+    }
+
+    fn summary(&self) -> &'static str {
+        "sum of an f32 vector: per-block partial sums (shuffles + shared memory)"
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        [1usize, 31, 1000, 5000, 70_001]
+            .iter()
+            .map(|&n| Problem::new(format!("n={n}"), vec![n]))
+            .collect()
+    }
+
+    fn rank(&self) -> usize {
+        1
+    }
+
+    fn case(&self, device: &Device, problem: &Problem) -> Result<Box<dyn Case>, Error> {
+        let n = problem.dims[0];
+        // Enough partials for the smallest BLOCK × ITEMS of the space (128).
+        let least = sum_partials::def().space.configs().iter().map(per_block).min().unwrap_or(1);
+        Ok(Box::new(Partials {
+            x: device.upload(&inputs(n))?,
+            partials: device.zeros(n.div_ceil(least as usize))?,
+        }))
+    }
+
+    /// The sum (f64 accumulation, rounded once).
+    fn expected(&self, problem: &Problem) -> Vec<f32> {
+        vec![reference(&inputs(problem.dims[0]))]
+    }
+
+    /// An f32 tree sum's error grows like log2(n)·ε·Σ|x|; Σ|x| ≈ n/2 for these inputs.
+    fn tolerance(&self, problem: &Problem) -> f64 {
+        1e-6 * (problem.dims[0] as f64 / 2.0).max(1.0)
+    }
+
+    /// Tree sums in different orders: both within [`LibraryKernel::tolerance`] of the sum.
+    fn config_tolerance(&self, problem: &Problem) -> Tolerance {
+        Tolerance {
+            rel: 0.0,
+            abs: 1e-6 * problem.dims[0] as f64,
+        }
+    }
+
+    /// A reduction over `tokens × hidden` (a norm's sum of squares).
+    fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
+        tokens
+            .iter()
+            .map(|&m| Problem::new("reduction", vec![m * model.hidden]))
+            .collect()
+    }
 }
 
-/// An f32 tree sum's error grows like log2(n)·ε·Σ|x|; Σ|x| ≈ n/2 for these inputs.
-pub fn tolerance(problem: &Problem) -> f64 {
-    1e-6 * (problem.dims[0] as f64 / 2.0).max(1.0)
+/// One level of the reduction: the input and its per-block partial sums.
+struct Partials {
+    x: Buffer<f32>,
+    partials: Buffer<f32>,
+}
+
+impl Case for Partials {
+    fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
+        let n = self.x.len() as u32;
+        let block = config.get("BLOCK").unwrap_or(256) as u32;
+        let dims = LaunchDims::linear(n.div_ceil(per_block(config)).max(1), block);
+        sum_partials::launch(device, config, dims, &self.x, &mut self.partials, n)
+    }
+
+    /// The partials' sum (their number depends on the config), accumulated in f64.
+    fn output(&self, device: &Device, config: &Config) -> Result<Vec<f32>, Error> {
+        let partials = device.download(&self.partials)?;
+        let blocks = self.x.len().div_ceil(per_block(config) as usize);
+        let sum: f64 = partials[..blocks.min(partials.len())]
+            .iter()
+            .map(|&x| x as f64)
+            .sum();
+        Ok(vec![sum as f32])
+    }
 }

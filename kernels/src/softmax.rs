@@ -7,8 +7,9 @@
 //! Roofline: memory-bound, 12 bytes per element (two reads of the row, the second mostly
 //! from L1/L2, and one write). Tunables: `BLOCK`, threads per row (a multiple of 32).
 
-use crate::check::Problem;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use crate::check::{Problem, Tolerance};
+use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
 
@@ -119,35 +120,90 @@ pub fn run(
     Ok(device.download(&dy)?)
 }
 
-pub fn problems() -> Vec<Problem> {
-    [(1, 1), (3, 7), (4, 1000), (2, 4097)]
-        .iter()
-        .map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c]))
-        .collect()
+/// The library's description of [`softmax`].
+pub fn kernels() -> Vec<Kernel> {
+    vec![register(Softmax)]
 }
 
-fn inputs(problem: &Problem) -> Vec<f32> {
-    let (rows, cols) = (problem.dims[0], problem.dims[1]);
-    let mut rng = StdRng::seed_from_u64((rows * 1000 + cols) as u64);
-    (0..rows * cols)
-        .map(|_| rng.random_range(-8.0..8.0))
-        .collect()
+struct Softmax;
+
+/// Inputs: uniform in [-8, 8), the same for the same shape.
+fn inputs(rows: usize, cols: usize) -> Vec<f32> {
+    Lcg::for_dims(&[rows, cols], 2).floats(rows * cols, 8.0)
 }
 
-pub fn output(
-    device: &Device,
-    config: &Config,
-    problem: &Problem,
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    run(
-        device,
-        config,
-        &inputs(problem),
-        problem.dims[0],
-        problem.dims[1],
-    )
+impl LibraryKernel for Softmax {
+    fn def(&self) -> &'static KernelDef {
+        softmax::def()
+    }
+
+    fn summary(&self) -> &'static str {
+        "row-wise softmax (f32), online max/sum, one block per row"
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        [(1, 1), (3, 7), (4, 1000), (2, 4097)]
+            .iter()
+            .map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c]))
+            .collect()
+    }
+
+    fn rank(&self) -> usize {
+        2
+    }
+
+    fn case(&self, device: &Device, problem: &Problem) -> Result<Box<dyn Case>, Error> {
+        let (rows, cols) = (problem.dims[0], problem.dims[1]);
+        Ok(Box::new(Rows {
+            rows: rows as u32,
+            cols: cols as u32,
+            x: device.upload(&inputs(rows, cols))?,
+            y: device.zeros(rows * cols)?,
+        }))
+    }
+
+    fn expected(&self, problem: &Problem) -> Vec<f32> {
+        let (rows, cols) = (problem.dims[0], problem.dims[1]);
+        reference(&inputs(rows, cols), rows, cols)
+    }
+
+    /// exp is an approximation on both sides (documented model): a few f32 ulps.
+    fn tolerance(&self, _problem: &Problem) -> f64 {
+        2e-6
+    }
+
+    /// Sums in a config-dependent order.
+    fn config_tolerance(&self, _problem: &Problem) -> Tolerance {
+        Tolerance {
+            rel: 1e-4,
+            abs: 1e-12,
+        }
+    }
+
+    /// Softmax over the vocabulary `[tokens, vocab]`.
+    fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
+        tokens
+            .iter()
+            .map(|&m| Problem::new("logits", vec![m, model.vocab]))
+            .collect()
+    }
 }
 
-pub fn expected(problem: &Problem) -> Vec<f32> {
-    reference(&inputs(problem), problem.dims[0], problem.dims[1])
+struct Rows {
+    rows: u32,
+    cols: u32,
+    x: Buffer<f32>,
+    y: Buffer<f32>,
+}
+
+impl Case for Rows {
+    fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
+        let block = config.get("BLOCK").unwrap_or(128) as u32;
+        let dims = LaunchDims::linear(self.rows, block);
+        softmax::launch(device, config, dims, &self.x, &mut self.y, self.cols)
+    }
+
+    fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
+        Ok(device.download(&self.y)?)
+    }
 }

@@ -6,7 +6,8 @@
 //! thread, strided by the block so accesses stay coalesced).
 
 use crate::check::Problem;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use crate::family::{register, Case, Kernel, LibraryKernel, Lcg, ModelShape};
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
 
@@ -48,34 +49,78 @@ pub fn run(
     Ok(device.download(&dc)?)
 }
 
-/// Problem sizes for checks: edge sizes and sizes that are not a multiple of any tile.
-pub fn problems() -> Vec<Problem> {
-    [1usize, 7, 255, 1000, 4099]
-        .iter()
-        .map(|&n| Problem::new(format!("n={n}"), vec![n]))
-        .collect()
+/// The library's description of [`vector_add`].
+pub fn kernels() -> Vec<Kernel> {
+    vec![register(VectorAdd)]
 }
 
-fn inputs(problem: &Problem) -> (Vec<f32>, Vec<f32>) {
-    let n = problem.dims[0];
-    let mut rng = StdRng::seed_from_u64(n as u64);
-    let a = (0..n).map(|_| rng.random_range(-4.0..4.0)).collect();
-    let b = (0..n).map(|_| rng.random_range(-4.0..4.0)).collect();
-    (a, b)
+struct VectorAdd;
+
+/// Inputs: uniform in [-4, 4), the same for the same `n`.
+fn inputs(n: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Lcg::for_dims(&[n], 0);
+    (rng.floats(n, 4.0), rng.floats(n, 4.0))
 }
 
-/// The kernel's output on the problem's inputs.
-pub fn output(
-    device: &Device,
-    config: &Config,
-    problem: &Problem,
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    let (a, b) = inputs(problem);
-    run(device, config, &a, &b)
+impl LibraryKernel for VectorAdd {
+    fn def(&self) -> &'static KernelDef {
+        vector_add::def()
+    }
+
+    fn summary(&self) -> &'static str {
+        "c = a + b (f32), memory-bound"
+    }
+
+    /// Edge sizes and sizes that are not a multiple of any tile.
+    fn problems(&self) -> Vec<Problem> {
+        [1usize, 7, 255, 1000, 4099]
+            .iter()
+            .map(|&n| Problem::new(format!("n={n}"), vec![n]))
+            .collect()
+    }
+
+    fn rank(&self) -> usize {
+        1
+    }
+
+    fn case(&self, device: &Device, problem: &Problem) -> Result<Box<dyn Case>, Error> {
+        let n = problem.dims[0];
+        let (a, b) = inputs(n);
+        Ok(Box::new(Buffers {
+            a: device.upload(&a)?,
+            b: device.upload(&b)?,
+            c: device.zeros(n)?,
+        }))
+    }
+
+    /// Exact: one rounding per element.
+    fn expected(&self, problem: &Problem) -> Vec<f32> {
+        let (a, b) = inputs(problem.dims[0]);
+        reference(&a, &b)
+    }
+
+    /// The residual add over `tokens × hidden`.
+    fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
+        tokens
+            .iter()
+            .map(|&m| Problem::new("residual", vec![m * model.hidden]))
+            .collect()
+    }
 }
 
-/// The reference output on the problem's inputs (exact: one rounding per element).
-pub fn expected(problem: &Problem) -> Vec<f32> {
-    let (a, b) = inputs(problem);
-    reference(&a, &b)
+struct Buffers {
+    a: Buffer<f32>,
+    b: Buffer<f32>,
+    c: Buffer<f32>,
+}
+
+impl Case for Buffers {
+    fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
+        let n = self.c.len() as u32;
+        vector_add::launch(device, config, dims(config, n), &self.a, &self.b, &mut self.c, n)
+    }
+
+    fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
+        Ok(device.download(&self.c)?)
+    }
 }

@@ -9,13 +9,14 @@
 
 use super::{Bench, RunFailure, Tolerance};
 use crate::shapes::ProblemShape;
-use crate::workload::Workload;
+use crate::shapes::check_shape;
 use crate::TuneError;
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warpforge_dsl::{Config, Device};
+use warpforge_kernels::Case;
 
 /// Brackets launches with a clock.
 pub trait Timer {
@@ -149,11 +150,34 @@ impl Timer for CudaTimer {
     }
 }
 
+/// A library kernel's case at a prepared shape.
+struct Prepared {
+    case: Box<dyn Case>,
+    tolerance: Tolerance,
+}
+
+impl Prepared {
+    /// The kernel's inputs at `shape`, on `device` (the library's description builds them).
+    fn new(device: &Device, shape: &ProblemShape) -> Result<Prepared, RunFailure> {
+        check_shape(shape).map_err(RunFailure::Error)?;
+        let kernel = warpforge_kernels::find(&shape.kernel)
+            .ok_or_else(|| RunFailure::Error(format!("no library kernel {}", shape.kernel)))?;
+        let problem = shape.problem();
+        let case = kernel
+            .case(device, &problem)
+            .map_err(|e| RunFailure::Error(format!("building the inputs: {e}")))?;
+        Ok(Prepared {
+            case,
+            tolerance: kernel.config_tolerance(&problem),
+        })
+    }
+}
+
 /// The library kernels on a real device.
 pub struct DeviceBench<'d> {
     device: &'d Device,
     timer: Box<dyn Timer + 'd>,
-    workload: Option<Workload>,
+    prepared: Option<Prepared>,
     /// The longest one launch may take before it counts as timed out.
     pub launch_limit: Duration,
     healthy: bool,
@@ -173,16 +197,17 @@ impl<'d> DeviceBench<'d> {
         DeviceBench {
             device,
             timer,
-            workload: None,
+            prepared: None,
             launch_limit: Duration::from_secs(5),
             healthy: true,
         }
     }
 
-    fn workload(&mut self) -> Result<&mut Workload, RunFailure> {
-        self.workload
-            .as_mut()
-            .ok_or_else(|| RunFailure::Error("no problem prepared".into()))
+    fn case(&mut self) -> Result<&mut dyn Case, RunFailure> {
+        match &mut self.prepared {
+            Some(p) => Ok(p.case.as_mut()),
+            None => Err(RunFailure::Error("no problem prepared".into())),
+        }
     }
 
     /// One timed launch; a crash or time-out on a GPU marks the device lost.
@@ -199,7 +224,7 @@ impl<'d> DeviceBench<'d> {
     fn try_timed_launch(&mut self, config: &Config) -> Result<f64, RunFailure> {
         let (device, limit) = (self.device, self.launch_limit);
         self.timer.start()?;
-        let launched = self.workload()?.launch(device, config);
+        let launched = self.case()?.launch(device, config);
         launched.map_err(|e| match e {
             // The interpreter found the kernel at fault (out of bounds, divergent barrier).
             warpforge_dsl::Error::Interp(e) => RunFailure::Crashed(e.to_string()),
@@ -211,16 +236,15 @@ impl<'d> DeviceBench<'d> {
 
 impl Bench for DeviceBench<'_> {
     fn prepare(&mut self, shape: &ProblemShape) -> Result<(), RunFailure> {
-        self.workload = None; // free the previous problem's buffers first
-        let w = Workload::new(self.device, shape).map_err(|e| RunFailure::Error(e.to_string()))?;
-        self.workload = Some(w);
+        self.prepared = None; // free the previous problem's buffers first
+        self.prepared = Some(Prepared::new(self.device, shape)?);
         Ok(())
     }
 
     fn output(&mut self, config: &Config) -> Result<Vec<f32>, RunFailure> {
         self.timed_launch(config)?;
         let device = self.device;
-        self.workload()?
+        self.case()?
             .output(device, config)
             .map_err(|e| RunFailure::Error(format!("reading the output: {e}")))
     }
@@ -231,20 +255,20 @@ impl Bench for DeviceBench<'_> {
     }
 
     fn accumulates(&self) -> bool {
-        self.workload.as_ref().is_some_and(|w| w.accumulates)
+        self.prepared.as_ref().is_some_and(|p| p.case.accumulates())
     }
 
     fn restore(&mut self) -> Result<(), RunFailure> {
         let device = self.device;
-        self.workload()?
+        self.case()?
             .restore(device)
             .map_err(|e| RunFailure::Error(format!("restoring the output: {e}")))
     }
 
     fn tolerance(&self) -> Tolerance {
-        self.workload
+        self.prepared
             .as_ref()
-            .map_or(Tolerance::EXACT, |w| w.tolerance)
+            .map_or(Tolerance::EXACT, |p| p.tolerance)
     }
 
     fn healthy(&self) -> bool {

@@ -36,16 +36,9 @@ pub enum RunFailure {
     WrongOutput(String),
 }
 
-/// How outputs of a problem are compared: `|got - want| <= rel·|want| + abs`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Tolerance {
-    pub rel: f64,
-    pub abs: f64,
-}
-
-impl Tolerance {
-    pub const EXACT: Tolerance = Tolerance { rel: 0.0, abs: 0.0 };
-}
+/// How outputs of a problem are compared: `|got - want| <= rel·|want| + abs` (each
+/// library kernel declares its own, beside its kernels).
+pub use warpforge_kernels::check::Tolerance;
 
 /// A device the tuner can time candidates on, for one prepared problem at a time.
 pub trait Bench {

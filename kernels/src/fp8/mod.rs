@@ -53,12 +53,15 @@
 //! the f32 product, then one round-to-nearest-even conversion. [`Fp8Float`] and [`Fp8Type`]
 //! find the instances from host code.
 
+pub use family::kernels;
+
 pub mod blocks;
 pub mod coat;
 pub mod dequant;
 pub mod gemm;
+mod family;
 pub mod host;
-pub mod library;
+pub mod launch;
 pub mod reference;
 pub mod rows;
 pub mod tensor;

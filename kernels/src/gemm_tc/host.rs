@@ -1,9 +1,8 @@
-//! Host side of the tensor-core GEMM: layouts, the f64 reference, launch helpers, and the
-//! library's problems and deterministic inputs.
+//! Host side of the tensor-core GEMM: layouts, the f64 reference, launch helpers and the
+//! deterministic inputs.
 
 use super::*;
-use crate::check::Problem;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use crate::family::Lcg;
 use warpforge_dsl::prelude::*;
 use warpforge_dsl::{Arg, Element, KernelDef, ScalarType};
 
@@ -152,57 +151,20 @@ pub fn run<T: Float + Element, O: Float + Element>(
     Ok(device.download(&dc)?)
 }
 
-/// Edge shapes: a single element, ragged M/N/K (not multiples of any tile or of 8), and a
-/// shape with several K slices so the pipeline wraps around its stages.
-pub fn problems() -> Vec<Problem> {
-    [(1, 1, 1), (37, 70, 13), (64, 72, 96), (130, 66, 200)]
-        .iter()
-        .map(|&(m, n, k)| Problem::new(format!("{m}x{n}x{k}"), vec![m, n, k]))
-        .collect()
-}
-
-/// Small integers (|x| ≤ 4, exact in f16): every product and partial sum is exact in f32,
-/// so the kernel must match the reference exactly whatever its summation order. The
-/// padding columns hold a large value that must never reach C.
+/// Small integers (|x| ≤ 4, exact in f16 and bf16; the same for the same shape): every
+/// product and partial sum is exact in f32, so every config must match the reference
+/// exactly whatever its summation order. A is `m` rows of [`padded`]`(k)`, B as `layout`
+/// stores it with [`Layout::ldb`]; the padding columns hold 1024, which a config reading
+/// past `k` (or `n`) would carry into C.
 pub fn inputs<T: Float>(layout: Layout, (m, n, k): (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
-    let mut rng = StdRng::seed_from_u64((m * 31 + n * 7 + k) as u64);
-    let mut value = |col: usize, cols: usize| {
-        let x = if col < cols {
-            rng.random_range(-4i32..=4) as f32
-        } else {
-            1024.0
-        };
-        T::from_f32(x)
+    let mut rng = Lcg::for_dims(&[m, n, k], 4);
+    let mut fill = |rows: usize, ld: usize, cols: usize| -> Vec<T> {
+        (0..rows * ld)
+            .map(|e| T::from_f32(if e % ld < cols { rng.integer(4) } else { 1024.0 }))
+            .collect()
     };
-    let lda = padded(k);
-    let a = (0..m * lda).map(|e| value(e % lda, k)).collect();
-    let (ldb, cols) = (layout.ldb(n, k), if layout == Layout::Nt { k } else { n });
-    let b = (0..layout.b_rows(n, k) * ldb)
-        .map(|e| value(e % ldb, cols))
-        .collect();
+    let a = fill(m, padded(k), k);
+    let b_cols = if layout == Layout::Nt { k } else { n };
+    let b = fill(layout.b_rows(n, k), layout.ldb(n, k), b_cols);
     (a, b)
-}
-
-fn shape(problem: &Problem) -> (usize, usize, usize) {
-    (problem.dims[0], problem.dims[1], problem.dims[2])
-}
-
-/// The library's `output` of the instance for `T` → `O`, as f32s.
-pub fn output<T: Float + Element, O: Float + Element>(
-    layout: Layout,
-    device: &Device,
-    config: &Config,
-    problem: &Problem,
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    let (a, b) = inputs::<T>(layout, shape(problem));
-    let c = run::<T, O>(device, config, layout, &a, &b, shape(problem))?;
-    Ok(c.into_iter().map(O::to_f32).collect())
-}
-
-/// The library's `expected` for `T` → `O`: the exact sum rounded once into `O`.
-pub fn expected<T: Float, O: Float>(layout: Layout, problem: &Problem) -> Vec<f32> {
-    let (m, n, k) = shape(problem);
-    let (a, b) = inputs::<T>(layout, (m, n, k));
-    let c = reference(&a, &b, layout, (m, n, k), (padded(k), layout.ldb(n, k)));
-    c.into_iter().map(|x| O::from_f32(x).to_f32()).collect()
 }

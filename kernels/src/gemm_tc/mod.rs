@@ -37,13 +37,12 @@
 //! 8)·2` bytes, up to 99 KiB (the opt-in limit every sm_80+ GPU allows; above 48 KiB it is
 //! dynamic shared memory); the default (128×128×32, 2×2 warps, 4 stages) takes 80 KiB.
 
+mod family;
 mod host;
 
-pub use host::{def_of, dims, inputs, launch, padded, problems, reference, run, Layout};
+pub use family::kernels;
+pub use host::{def_of, dims, inputs, launch, padded, reference, run, Layout};
 
-use crate::check::Problem;
-use crate::LibraryKernel;
-use warpforge_dsl::Element;
 
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
@@ -350,48 +349,4 @@ pub fn mma_f32_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
 #[warpforge_macros::device]
 pub fn mma_f32_bf16(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
     mma_m16n8k16_bf16_f32(a, b, c)
-}
-
-/// One library entry per instance.
-macro_rules! entries {
-    ($($name:literal: $layout:ident, $t:ty => $o:ty;)*) => {
-        vec![$(LibraryKernel {
-            name: $name,
-            summary: concat!(
-                "tensor-core GEMM (cp.async + ldmatrix + mma.sync), ",
-                stringify!($t), " in, ", stringify!($o), " out, B ",
-                entries!(@layout $layout)
-            ),
-            def: || host::def_of(Layout::$layout, <$t>::SCALAR, <$o>::SCALAR).unwrap(),
-            problems,
-            output: |device, config, p| host::output::<$t, $o>(Layout::$layout, device, config, p),
-            expected: |p| host::expected::<$t, $o>(Layout::$layout, p),
-            tolerance: exact,
-        }),*]
-    };
-    (@layout Nt) => { "column-major" };
-    (@layout Nn) => { "row-major" };
-}
-
-/// The library entries of the tensor-core GEMMs.
-pub fn entries() -> Vec<LibraryKernel> {
-    entries! {
-        "gemm_tc_nt_f16_f32": Nt, f16 => f32;
-        "gemm_tc_nt_f16_f16": Nt, f16 => f16;
-        "gemm_tc_nt_f16_bf16": Nt, f16 => bf16;
-        "gemm_tc_nt_bf16_f32": Nt, bf16 => f32;
-        "gemm_tc_nt_bf16_f16": Nt, bf16 => f16;
-        "gemm_tc_nt_bf16_bf16": Nt, bf16 => bf16;
-        "gemm_tc_nn_f16_f32": Nn, f16 => f32;
-        "gemm_tc_nn_f16_f16": Nn, f16 => f16;
-        "gemm_tc_nn_f16_bf16": Nn, f16 => bf16;
-        "gemm_tc_nn_bf16_f32": Nn, bf16 => f32;
-        "gemm_tc_nn_bf16_f16": Nn, bf16 => f16;
-        "gemm_tc_nn_bf16_bf16": Nn, bf16 => bf16;
-    }
-}
-
-/// Integer inputs: exact.
-fn exact(_: &Problem) -> f64 {
-    0.0
 }

@@ -93,7 +93,7 @@ pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
 fn select_kernels(names: &[String]) -> Result<Vec<TuneKernel>> {
     let tunable: Vec<_> = warpforge_kernels::library()
         .into_iter()
-        .filter(|k| rank_of(k.name).is_some())
+        .filter(|k| rank_of(k.name()).is_some())
         .collect();
     let chosen: Vec<_> = if names.is_empty() {
         tunable
@@ -101,9 +101,9 @@ fn select_kernels(names: &[String]) -> Result<Vec<TuneKernel>> {
         names
             .iter()
             .map(|n| {
-                let found = tunable.iter().find(|k| k.name == n.trim()).copied();
+                let found = tunable.iter().find(|k| k.name() == n.trim()).copied();
                 found.ok_or_else(|| {
-                    let known: Vec<_> = tunable.iter().map(|k| k.name).collect();
+                    let known: Vec<_> = tunable.iter().map(|k| k.name()).collect();
                     anyhow!(
                         "`{n}` is not a tunable kernel; choose from: {}",
                         known.join(", ")

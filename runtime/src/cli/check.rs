@@ -6,9 +6,9 @@ use anyhow::Result;
 use std::process::ExitCode;
 use std::time::Instant;
 use warpforge_dsl::Device;
-use warpforge_kernels::LibraryKernel;
+use warpforge_kernels::Kernel;
 
-pub fn run(device: &Device, kernels: &[LibraryKernel], config: Option<&str>) -> Result<ExitCode> {
+pub fn run(device: &Device, kernels: &[Kernel], config: Option<&str>) -> Result<ExitCode> {
     println!("checking on {}", device.name());
     let mut failures = 0usize;
     let mut runs = 0usize;
@@ -20,12 +20,12 @@ pub fn run(device: &Device, kernels: &[LibraryKernel], config: Option<&str>) -> 
         let start = Instant::now();
         println!(
             "{} ({} configs × {} problems)",
-            k.name,
+            k.name(),
             configs.len(),
-            (k.problems)().len()
+            k.problems().len()
         );
         for config in &configs {
-            for problem in (k.problems)() {
+            for problem in k.problems() {
                 runs += 1;
                 match k.check(device, config, &problem) {
                     Ok(report) if report.passed() => println!("  ok    {config:<40} {report}"),
@@ -40,7 +40,7 @@ pub fn run(device: &Device, kernels: &[LibraryKernel], config: Option<&str>) -> 
                 }
             }
         }
-        println!("  {} done in {:.2?}", k.name, start.elapsed());
+        println!("  {} done in {:.2?}", k.name(), start.elapsed());
     }
     println!("{} passed, {} failed", runs - failures, failures);
     Ok(if failures == 0 {
@@ -55,7 +55,7 @@ pub fn run(device: &Device, kernels: &[LibraryKernel], config: Option<&str>) -> 
 /// JSON report; returns failure when any comparison fails.
 pub fn gpu_check(
     gpu: &Device,
-    kernels: &[LibraryKernel],
+    kernels: &[Kernel],
     json_path: &std::path::Path,
     perf: Option<&crate::perf::PerfOptions>,
 ) -> Result<ExitCode> {
@@ -64,15 +64,15 @@ pub fn gpu_check(
     let mut failures = 0usize;
     for k in kernels {
         let config = k.default_config();
-        for problem in (k.problems)() {
+        for problem in k.problems() {
             let start = Instant::now();
-            let on_gpu = (k.output)(gpu, &config, &problem);
+            let on_gpu = k.output(gpu, &config, &problem);
             let gpu_seconds = start.elapsed().as_secs_f64();
-            let on_cpu = (k.output)(&cpu, &config, &problem);
-            let expected = (k.expected)(&problem);
-            let tolerance = (k.tolerance)(&problem);
+            let on_cpu = k.output(&cpu, &config, &problem);
+            let expected = k.expected(&problem);
+            let tolerance = k.tolerance(&problem);
             let mut entry = serde_json::json!({
-                "kernel": k.name, "config": config.to_string(), "problem": problem.name,
+                "kernel": k.name(), "config": config.to_string(), "problem": problem.name,
                 "gpu_seconds_including_transfers": gpu_seconds,
             });
             match (on_gpu, on_cpu) {
@@ -85,7 +85,7 @@ pub fn gpu_check(
                     println!(
                         "  {} {} {:<12} vs reference: {:.2e}, vs interpreter: {:.2e}",
                         if ok { "ok  " } else { "FAIL" },
-                        k.name,
+                        k.name(),
                         problem.name,
                         vs_ref.max_abs_error,
                         vs_interp.max_abs_error
@@ -102,7 +102,7 @@ pub fn gpu_check(
                         .or(c.err().map(|e| format!("interpreter: {e}")));
                     println!(
                         "  ERROR {} {}: {}",
-                        k.name,
+                        k.name(),
                         problem.name,
                         error.clone().unwrap_or_default()
                     );

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use warpforge_dsl::nvrtc::sass::{self, Sass};
 use warpforge_dsl::nvrtc::{self, Arch, CompileOptions};
-use warpforge_kernels::LibraryKernel;
+use warpforge_kernels::Kernel;
 
 /// Prints the resource table, then (when `sass`) each listing with its opcode summary.
 pub fn report(
-    kernels: &[LibraryKernel],
+    kernels: &[Kernel],
     archs: &[Arch],
     config: Option<&str>,
     space: bool,
@@ -32,7 +32,7 @@ pub fn report(
             vec![config_for(k, config)?]
         };
         for config in &configs {
-            let typed = warpforge_dsl::resolve::specialize((k.def)(), config)?;
+            let typed = warpforge_dsl::resolve::specialize(k.def(), config)?;
             let (source, line_map) = warpforge_dsl::codegen::cuda_source_with_map(&typed);
             for &arch in archs {
                 let compiled = nvrtc::check_arch(&typed, arch).and_then(|()| {
@@ -44,7 +44,7 @@ pub fn report(
                         let r = &c.resources;
                         println!(
                             "{:<14} {:<6} {:<44} {:>5} {:>7} {:>6} {:>6} {:>6}",
-                            k.name,
+                            k.name(),
                             arch.to_string(),
                             config.to_string(),
                             r.registers,
@@ -54,7 +54,7 @@ pub fn report(
                             r.spill_loads_bytes
                         );
                         if let Some(tool) = &cuobjdump {
-                            let label = format!("{} {arch} {config}", k.name);
+                            let label = format!("{} {arch} {config}", k.name());
                             match disassemble(tool, &c.cubin, arch, &label) {
                                 Some(listing) => listings.push((label, listing)),
                                 None => failures += 1,
@@ -66,7 +66,7 @@ pub fn report(
                         failures += 1;
                         println!(
                             "{:<14} {:<6} {:<44} FAILED\n{e}",
-                            k.name,
+                            k.name(),
                             arch.to_string(),
                             config.to_string()
                         );

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use warpforge_dsl::nvrtc::Arch;
 use warpforge_dsl::{Config, Device};
-use warpforge_kernels::{library, LibraryKernel};
+use warpforge_kernels::{library, Kernel};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -111,7 +111,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Emit { kernel, config } => {
             let k = find_kernel(&kernel)?;
             let config = config_for(&k, config.as_deref())?;
-            let typed = warpforge_dsl::resolve::specialize((k.def)(), &config)?;
+            let typed = warpforge_dsl::resolve::specialize(k.def(), &config)?;
             print!("{}", warpforge_dsl::codegen::cuda_source(&typed));
             Ok(ExitCode::SUCCESS)
         }
@@ -184,8 +184,8 @@ fn verify(backend: BackendChoice) -> Result<ExitCode> {
 
 fn list_kernels() {
     for k in library() {
-        let def = (k.def)();
-        println!("{}  — {}", k.name, k.summary);
+        let def = k.def();
+        println!("{}  — {}", k.name(), k.summary());
         println!("    space:   {}", def.space);
         println!(
             "    configs: {} (default {})",
@@ -196,9 +196,9 @@ fn list_kernels() {
     }
 }
 
-pub(crate) fn find_kernel(name: &str) -> Result<LibraryKernel> {
+pub(crate) fn find_kernel(name: &str) -> Result<Kernel> {
     warpforge_kernels::find(name).ok_or_else(|| {
-        let names: Vec<_> = library().iter().map(|k| k.name).collect();
+        let names: Vec<_> = library().iter().map(|k| k.name()).collect();
         anyhow!(
             "unknown kernel `{name}`; the library has: {}",
             names.join(", ")
@@ -206,7 +206,7 @@ pub(crate) fn find_kernel(name: &str) -> Result<LibraryKernel> {
     })
 }
 
-fn select(kernel: Option<&str>, all: bool) -> Result<Vec<LibraryKernel>> {
+fn select(kernel: Option<&str>, all: bool) -> Result<Vec<Kernel>> {
     match (kernel, all) {
         (Some(_), true) => bail!("give a kernel name or --all, not both"),
         (Some(name), false) => Ok(vec![find_kernel(name)?]),
@@ -216,7 +216,7 @@ fn select(kernel: Option<&str>, all: bool) -> Result<Vec<LibraryKernel>> {
 }
 
 /// The config from `--config` (checked against the space), or the kernel's default.
-pub(crate) fn config_for(k: &LibraryKernel, text: Option<&str>) -> Result<Config> {
+pub(crate) fn config_for(k: &Kernel, text: Option<&str>) -> Result<Config> {
     let Some(text) = text else {
         return Ok(k.default_config());
     };
@@ -229,16 +229,16 @@ pub(crate) fn config_for(k: &LibraryKernel, text: Option<&str>) -> Result<Config
             let names: Vec<_> = config.values.iter().map(|(n, _)| n.as_str()).collect();
             bail!(
                 "kernel `{}` has no parameter `{name}`; its parameters: {}",
-                k.name,
+                k.name(),
                 names.join(", ")
             );
         }
         config.set(&name, value);
     }
-    (k.def)()
+    k.def()
         .space
         .check_member(&config)
-        .map_err(|e| anyhow!("bad --config for `{}`: {e}", k.name))?;
+        .map_err(|e| anyhow!("bad --config for `{}`: {e}", k.name()))?;
     Ok(config)
 }
 

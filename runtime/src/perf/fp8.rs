@@ -355,16 +355,16 @@ mod tests {
     #[test]
     fn every_library_fp8_quantizer_is_timed() {
         let timed: Vec<String> = ops("e4m3").into_iter().map(|(n, _)| n).collect();
-        let lib = warpforge_kernels::fp8::library::entries();
+        let lib = warpforge_kernels::library();
         let f32_e4m3 = |name: &str| {
             warpforge_kernels::fp8::instance_of(name)
                 .is_some_and(|i| i.float == "f32" && i.format != Some("e5m2"))
         };
-        for k in lib.iter().filter(|k| f32_e4m3(k.name)) {
+        for k in lib.iter().filter(|k| f32_e4m3(k.name())) {
             assert!(
-                timed.iter().any(|t| t.split(' ').any(|w| w == k.name)),
+                timed.iter().any(|t| t.split(' ').any(|w| w == k.name())),
                 "{} is not timed",
-                k.name
+                k.name()
             );
         }
     }

@@ -269,9 +269,7 @@ fn measure_shape(
     entry: &mut Value,
 ) -> Result<(), PerfError> {
     let mut ops = Operands::new(cx.device, s, cx.cublas.is_ok())?;
-    let default = gemm_tc::entries()
-        .into_iter()
-        .find(|k| k.name == kernel_name(layout))
+    let default = warpforge_kernels::find(kernel_name(layout))
         .map(|k| k.default_config())
         .unwrap_or_default();
     let device = cx.device;

@@ -42,18 +42,26 @@ fn block_of(config: &Config, name: &str) -> u32 {
 }
 
 /// One warp per group.
-fn group_dims(config: &Config, n: usize) -> LaunchDims {
+pub fn group_dims(config: &Config, n: usize) -> LaunchDims {
     let block = block_of(config, "BLOCK");
     let groups = n.div_ceil(GROUP).max(1);
     let per_block = (block / 32) as usize;
     LaunchDims::linear(groups.div_ceil(per_block) as u32, block)
 }
 
-fn pad(x: &[f32]) -> Vec<f32> {
+/// `BLOCK × ITEMS` four-element items per block, covering `n` padded to a multiple of 4.
+pub fn quad_dims(config: &Config, n: usize) -> LaunchDims {
+    let per_block = block_of(config, "BLOCK") * config.get("ITEMS").unwrap_or(1) as u32;
+    let grid = (padded_ld(n) / 4).div_ceil(per_block as usize).max(1) as u32;
+    LaunchDims::linear(grid, block_of(config, "BLOCK"))
+}
+
+/// `x` padded with zeros to a multiple of 4 elements.
+pub fn pad(x: &[f32]) -> Vec<f32> {
     pad_rows(x, 1, x.len(), padded_ld(x.len()))
 }
 
-fn codes_padded(q: &DreTensor) -> Vec<F8E4M3> {
+pub fn codes_padded(q: &DreTensor) -> Vec<F8E4M3> {
     let mut out = vec![<F8E4M3 as Element>::from_bits(0); padded_ld(q.len())];
     for (o, &c) in out.iter_mut().zip(&q.codes) {
         *o = <F8E4M3 as Element>::from_bits(c as u64);
@@ -93,9 +101,7 @@ pub fn dre_dequantize(device: &Device, config: &Config, q: &DreTensor) -> Result
     let dm = device.upload(&q.meta)?;
     let ld = padded_ld(n);
     let mut y = device.zeros::<f32>(ld)?;
-    let per_block = block_of(config, "BLOCK") * config.get("ITEMS").unwrap_or(1) as u32;
-    let grid = (ld / 4).div_ceil(per_block as usize).max(1) as u32;
-    let dims = LaunchDims::linear(grid, block_of(config, "BLOCK"));
+    let dims = quad_dims(config, n);
     coat_dre_dequantize::launch(device, config, dims, &dq, &dm, &mut y, u32_of(n)?)?;
     let mut y = device.download(&y)?;
     y.truncate(n);
@@ -118,33 +124,52 @@ pub struct Fp8AdamW {
 impl Fp8AdamW {
     /// Uploads the weights; the moments start at zero.
     pub fn new(device: &Device, hyper: AdamW, w: &[f32]) -> Result<Fp8AdamW, Error> {
+        let zeros = DreTensor::zeros(w.len());
+        Fp8AdamW::with_state(device, hyper, w, (&zeros, &zeros), 0)
+    }
+
+    /// Uploads the weights and moments `(m, v)` after `step` steps.
+    pub fn with_state(
+        device: &Device,
+        hyper: AdamW,
+        w: &[f32],
+        (m, v): (&DreTensor, &DreTensor),
+        step: u32,
+    ) -> Result<Fp8AdamW, Error> {
         let n = w.len();
         u32_of(n)?;
-        let zeros = DreTensor::zeros(n);
+        let def = coat_adamw_step::def();
+        check_len(def, "m", m.len(), n)?;
+        check_len(def, "v", v.len(), n)?;
         Ok(Fp8AdamW {
             hyper,
             n,
-            step: 0,
+            step,
             w: device.upload(&pad(w))?,
-            m: device.upload(&codes_padded(&zeros))?,
-            m_meta: device.upload(&zeros.meta)?,
-            v: device.upload(&codes_padded(&zeros))?,
-            v_meta: device.upload(&zeros.meta)?,
+            m: device.upload(&codes_padded(m))?,
+            m_meta: device.upload(&m.meta)?,
+            v: device.upload(&codes_padded(v))?,
+            v_meta: device.upload(&v.meta)?,
         })
     }
 
     /// One step with gradient `g` (one per weight).
     pub fn step(&mut self, device: &Device, config: &Config, g: &[f32]) -> Result<(), Error> {
+        check_len(coat_adamw_step::def(), "grad", g.len(), self.n)?;
+        self.step_on(device, config, &device.upload(&pad(g))?)
+    }
+
+    /// One step with a gradient already on the device (padded to a multiple of 4).
+    pub fn step_on(&mut self, device: &Device, config: &Config, g: &Buffer<f32>) -> Result<(), Error> {
         let def = coat_adamw_step::def();
         let config = &complete(def, config);
-        check_len(def, "grad", g.len(), self.n)?;
-        let dg = device.upload(&pad(g))?;
+        check_len(def, "grad", g.len(), padded_ld(self.n))?;
         let t = self.step.saturating_add(1);
         let (bc1, bc2) = self.hyper.bias_corrections(t);
         let h = self.hyper;
         let mut args = [
             Arg::slice_mut(&mut self.w),
-            Arg::slice(&dg),
+            Arg::slice(g),
             Arg::slice_mut(&mut self.m),
             Arg::slice_mut(&mut self.m_meta),
             Arg::slice_mut(&mut self.v),

@@ -43,11 +43,13 @@
 //! `128g+4l..128g+4l+4`), so its min/max reductions are five xor shuffles each and every
 //! kernel is a single pass. See [`dre`] and [`adamw`].
 
+pub use family::kernels;
+
 pub mod activation;
 pub mod adamw;
 pub mod dre;
+mod family;
 pub mod host;
-pub mod library;
 pub mod reference;
 
 use super::amax4;

@@ -209,21 +209,3 @@ pub fn inputs(problem: &Problem) -> (ScaledOperands, (usize, usize, usize)) {
     };
     (ops, (m, n, k))
 }
-
-/// The library's `output` of the instance for `O`, as f32s.
-pub fn output<O: Float + Element>(
-    device: &Device,
-    config: &Config,
-    problem: &Problem,
-) -> Result<Vec<f32>, warpforge_dsl::Error> {
-    let (ops, shape) = inputs(problem);
-    let c = run::<O>(device, config, &ops, shape)?;
-    Ok(c.into_iter().map(O::to_f32).collect())
-}
-
-/// The library's `expected` for `O`: the exact result rounded once into `O`.
-pub fn expected<O: Float>(problem: &Problem) -> Vec<f32> {
-    let (ops, shape) = inputs(problem);
-    let c = reference(&ops, shape);
-    c.into_iter().map(|x| O::from_f32(x).to_f32()).collect()
-}

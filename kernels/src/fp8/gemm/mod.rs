@@ -35,14 +35,15 @@
 //! (64 or 128: divides the 128-group), `WM`, `WN` (warps), `STAGES`. Shared memory is
 //! `STAGES·(BM + BN)·(BK + 16)` bytes, up to 99 KiB; the default takes 80 KiB.
 
+mod family;
 mod host;
+
+pub use family::kernels;
 
 pub use host::{
     def_of, dims, inputs, launch, padded, problems, reference, run, ScaledOperands, Scaling,
 };
 
-use crate::check::Problem;
-use crate::LibraryKernel;
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
 
@@ -230,35 +231,4 @@ pub fn promote(acc: Vec4<f32>, part: Vec4<f32>, top: f32, bottom: f32) -> Vec4<f
         part.z.mul_add(bottom, acc.z),
         part.w.mul_add(bottom, acc.w),
     )
-}
-
-/// The library entries (per-tensor and block-scaled problems), one per output type.
-pub fn entries() -> Vec<LibraryKernel> {
-    vec![
-        LibraryKernel {
-            name: "fp8_gemm_e4m3_f32",
-            summary: "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), \
-                      f32 out, sm_89+",
-            def: fp8_gemm_e4m3_f32::def,
-            problems,
-            output: host::output::<f32>,
-            expected: host::expected::<f32>,
-            tolerance: exact,
-        },
-        LibraryKernel {
-            name: "fp8_gemm_e4m3_bf16",
-            summary: "FP8 GEMM (E4M3, f32 accumulate, per-tensor or 1x128/128x128 block scales), \
-                      bf16 out, sm_89+",
-            def: fp8_gemm_e4m3_bf16::def,
-            problems,
-            output: host::output::<bf16>,
-            expected: host::expected::<bf16>,
-            tolerance: exact,
-        },
-    ]
-}
-
-/// Integer-valued codes and power-of-two scales: every sum is exact.
-fn exact(_: &Problem) -> f64 {
-    0.0
 }

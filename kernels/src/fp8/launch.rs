@@ -1,16 +1,18 @@
-//! The adapter between the FP8 workloads and the FP8 kernels: the one place that knows
-//! their parameter lists and launch grids. Buffers are padded as the kernels need (rows
-//! of `ld`, a multiple of 4 elements); the instance for a high-precision type `T` and a
-//! format `F` is reached through [`Fp8Type::kernels`].
+//! Launching the FP8 kernels on device buffers: the one place that knows their parameter
+//! lists and launch grids. Buffers are padded as the kernels need (rows of `ld`, a
+//! multiple of 4 elements: [`padded_ld`](super::host::padded_ld)); the instance for a
+//! high-precision type `T` and a format `F` is reached through [`Fp8Type::kernels`].
+//! Tunables a config leaves out take the kernel's defaults.
 
-use super::tunable;
+use super::reference::Granularity;
+use super::{Fp8Float, Fp8Kernels, Fp8Type};
 use warpforge_dsl::backend::DeviceError;
 use warpforge_dsl::{Arg, Buffer, Config, Device, Error, KernelDef, LaunchDims};
-use warpforge_kernels::fp8::reference::Granularity;
-use warpforge_kernels::fp8::{Fp8Float, Fp8Kernels, Fp8Type};
 
-/// The group size of the 1×G workloads (a layout parameter, fixed by the problem).
-pub const ROW_GROUP: u32 = 128;
+/// `config.get(name)`, at least 1 (a tunable the config lacks counts as 1).
+fn tunable(config: &Config, name: &str) -> u32 {
+    config.get(name).unwrap_or(1).max(1) as u32
+}
 
 /// Grid covering `quads` four-element items, `BLOCK × ITEMS` per block.
 fn linear_dims(config: &Config, quads: usize) -> LaunchDims {
@@ -19,21 +21,28 @@ fn linear_dims(config: &Config, quads: usize) -> LaunchDims {
     LaunchDims::linear(quads.div_ceil(per_block).max(1) as u32, block)
 }
 
-/// An error unless the config's `G` is the problem's group size (the buffers are sized
-/// for it: another G would write scales out of bounds).
-fn check_group(def: &KernelDef, config: &Config) -> Result<(), Error> {
-    match config.get("G") {
-        Some(g) if g == ROW_GROUP as i64 => Ok(()),
-        got => Err(Error::Device(DeviceError::ArgMismatch {
-            kernel: def.name.to_string(),
-            param: "G".into(),
-            expected: format!(
-                "{ROW_GROUP}: the problem quantizes 1x{ROW_GROUP} groups (G is a layout \
-                 parameter, not a tunable)"
-            ),
-            got: got.map_or("none".into(), |g| g.to_string()),
-        })),
+/// An error unless `scales` holds the `needed` scales of the config's group size (a
+/// config whose G disagrees with the buffers' layout would write past them or leave some
+/// unwritten).
+fn check_scales(def: &KernelDef, scales: &Buffer<f32>, needed: usize) -> Result<(), Error> {
+    if scales.len() == needed {
+        return Ok(());
     }
+    Err(Error::Device(DeviceError::ArgMismatch {
+        kernel: def.name.to_string(),
+        param: "scales".into(),
+        expected: format!("{needed} scales (the config's G over the matrix)"),
+        got: format!("{}", scales.len()),
+    }))
+}
+
+/// `config` over the kernel's default config: tunables it leaves out take their defaults.
+pub fn complete(def: &KernelDef, config: &Config) -> Config {
+    let mut full = def.space.default_config();
+    for (name, value) in &config.values {
+        full.set(name, *value);
+    }
+    full
 }
 
 /// The instances pairing `x`'s element type with the format `F`.
@@ -49,6 +58,7 @@ pub fn amax<T: Fp8Float>(
     bits: &mut Buffer<u32>,
     n: u32,
 ) -> Result<(), Error> {
+    let config = &complete(T::AMAX(), config);
     let dims = linear_dims(config, (n as usize).div_ceil(4));
     let mut args = [Arg::slice(x), Arg::slice_mut(bits), Arg::value(n)];
     device.launch(T::AMAX(), config, dims, &mut args)
@@ -64,6 +74,7 @@ pub fn quantize_tensor<F: Fp8Type>(
     n: u32,
 ) -> Result<(), Error> {
     let def = (kernels_for::<F, _>(x).quantize_tensor)();
+    let config = &complete(def, config);
     let mut args = [
         Arg::slice(x),
         Arg::slice(amax_bits),
@@ -84,6 +95,7 @@ pub fn quantize_delayed<F: Fp8Type>(
     n: u32,
 ) -> Result<(), Error> {
     let def = (kernels_for::<F, _>(x).quantize_delayed)();
+    let config = &complete(def, config);
     let mut args = [
         Arg::slice(x),
         Arg::slice(scale),
@@ -103,7 +115,7 @@ pub struct Matrix {
     pub ld: u32,
 }
 
-/// 1×[`ROW_GROUP`] groups along the rows.
+/// 1×G groups along the rows (G from the config).
 pub fn quantize_rows<F: Fp8Type>(
     device: &Device,
     config: &Config,
@@ -112,8 +124,9 @@ pub fn quantize_rows<F: Fp8Type>(
     m: Matrix,
 ) -> Result<(), Error> {
     let def = (kernels_for::<F, _>(x).quantize_rows)();
-    check_group(def, config)?;
-    let g = ROW_GROUP as usize;
+    let config = &complete(def, config);
+    let g = tunable(config, "G") as usize;
+    check_scales(def, scales, m.rows as usize * (m.cols as usize).div_ceil(g))?;
     let slots = m.rows as usize * (m.cols as usize).div_ceil(g) * (g / 4);
     let mut args = [
         Arg::slice(x),
@@ -126,7 +139,7 @@ pub fn quantize_rows<F: Fp8Type>(
     device.launch(def, config, linear_dims(config, slots), &mut args)
 }
 
-/// X → Xt (`cols` rows of `ldt`) with 1×[`ROW_GROUP`] groups along Xt's rows.
+/// X → Xt (`cols` rows of `ldt`) with 1×G groups along Xt's rows (G from the config).
 pub fn quantize_rows_t<F: Fp8Type>(
     device: &Device,
     config: &Config,
@@ -136,7 +149,9 @@ pub fn quantize_rows_t<F: Fp8Type>(
     ldt: u32,
 ) -> Result<(), Error> {
     let def = (kernels_for::<F, _>(x).quantize_rows_t)();
-    check_group(def, config)?;
+    let config = &complete(def, config);
+    let g = tunable(config, "G") as usize;
+    check_scales(def, scales, m.cols as usize * (m.rows as usize).div_ceil(g))?;
     // Fixed 256-thread blocks, each transposing a 128-row × 32-column tile.
     let dims = LaunchDims::grid_2d((m.cols.div_ceil(32), m.rows.div_ceil(128)), (256, 1));
     let mut args = [
@@ -160,6 +175,7 @@ pub fn quantize_blocks<F: Fp8Type>(
     m: Matrix,
 ) -> Result<(), Error> {
     let def = (kernels_for::<F, _>(x).quantize_blocks)();
+    let config = &complete(def, config);
     let dims = LaunchDims::grid_2d(
         (m.cols.div_ceil(128), m.rows.div_ceil(128)),
         (tunable(config, "BLOCK"), 1),
@@ -185,6 +201,7 @@ pub fn dequantize<F: Fp8Type, T: Fp8Float>(
     granularity: Granularity,
 ) -> Result<(), Error> {
     let def = (F::kernels::<T>().dequantize)();
+    let config = &complete(def, config);
     let (row_shift, col_shift, scale_ld) = granularity.scale_indexing(m.cols as usize);
     let mut args = [
         Arg::slice(q),
