@@ -113,7 +113,10 @@ fn default_configs_spill_nothing() {
             let r = &c.resources;
             eprintln!(
                 "{} {arch}: {} registers, {} B shared, {} B stack",
-                k.name(), r.registers, r.shared_bytes, r.stack_bytes
+                k.name(),
+                r.registers,
+                r.shared_bytes,
+                r.stack_bytes
             );
             assert!(
                 r.registers > 0,

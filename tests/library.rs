@@ -97,7 +97,9 @@ fn a_broken_reference_would_be_caught() {
     // The check is not vacuous: perturb one expected value and it must fail.
     let k = find("vector_add").unwrap();
     let problem = k.problems().remove(2);
-    let got = k.output(&Device::cpu(), &k.default_config(), &problem).unwrap();
+    let got = k
+        .output(&Device::cpu(), &k.default_config(), &problem)
+        .unwrap();
     let mut expected = k.expected(&problem);
     expected[3] += 1.0;
     let report = warpforge::kernels::check::compare(&problem, &got, &expected, 0.0);

@@ -209,7 +209,11 @@ mod tests {
                 .iter()
                 .filter(|s| family.iter().any(|k| s.kernel == k.name()))
                 .collect();
-            assert!(!mine.is_empty(), "{} has no default shape", family[0].name());
+            assert!(
+                !mine.is_empty(),
+                "{} has no default shape",
+                family[0].name()
+            );
             for s in mine {
                 check_shape(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
             }

@@ -39,14 +39,17 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     assert_eq!(dims_of(&shapes, "vector_add", 128 * 64), [&[128 * 64][..]]);
     assert_eq!(dims_of(&shapes, "sum_partials", 64), [&[64][..]]);
     assert_eq!(dims_of(&shapes, "gemm_tc_nt_bf16_bf16", 16), gemm16);
-    assert_eq!(dims_of(&shapes, "fp8_gemm_e4m3_bf16", 16), gemm16);
+    // The FP8 GEMM's problems carry the scaling: 1 = block scales.
+    let blocked: Vec<Vec<usize>> = gemm16.iter().map(|d| [*d, &[1]].concat()).collect();
+    assert_eq!(dims_of(&shapes, "fp8_gemm_e4m3_bf16", 16), blocked);
     assert_eq!(
         dims_of(&shapes, "gemm_tc_nn_bf16_bf16", 16),
         [&[16, 64, 172][..], &[16, 172, 64]]
     );
+    // 1×G quantizers carry their group size.
     assert_eq!(
         dims_of(&shapes, "fp8_quantize_rows_bf16_e4m3", 16),
-        [&[16, 64][..], &[16, 172]]
+        [&[16, 64, 128][..], &[16, 172, 128]]
     );
     assert_eq!(dims_of(&shapes, "fp8_amax_bf16", 16 * 64), [&[16 * 64][..]]);
     assert_eq!(

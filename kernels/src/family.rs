@@ -137,6 +137,13 @@ pub trait LibraryKernel: Send + Sync {
         true
     }
 
+    /// The bytes the kernel must move at `problem` (each input read once, each output
+    /// written once), as its doc comment counts them: the numerator of its memory
+    /// roofline, for bandwidth reports. None where not stated.
+    fn bytes(&self, _problem: &Problem) -> Option<u64> {
+        None
+    }
+
     /// The problems a model implies at each batch size in `tokens` (none: the kernel keeps
     /// its default config unless given shapes).
     fn model_problems(&self, _model: &ModelShape, _tokens: &[usize]) -> Vec<Problem> {
@@ -227,7 +234,11 @@ impl Lcg {
     /// The generator of a problem with dimensions `dims` (same dims, same inputs), salted
     /// per use so two tensors of one problem differ.
     pub fn for_dims(dims: &[usize], salt: u64) -> Lcg {
-        Lcg(0x5eed ^ salt.wrapping_mul(0x9e37_79b9) ^ dims.iter().fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(x as u64)))
+        Lcg(0x5eed
+            ^ salt.wrapping_mul(0x9e37_79b9)
+            ^ dims
+                .iter()
+                .fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(x as u64)))
     }
 
     pub fn next_u32(&mut self) -> u32 {

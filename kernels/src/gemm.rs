@@ -13,8 +13,8 @@
 
 use crate::check::Problem;
 use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
-use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_macros::kernel;
 
 #[kernel(
@@ -233,7 +233,17 @@ impl Case for Operands {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
         let (m, n, k) = self.shape;
         let (a, b) = (&self.a, &self.b);
-        gemm::launch(device, config, dims(config, m, n), a, b, &mut self.c, m, n, k)
+        gemm::launch(
+            device,
+            config,
+            dims(config, m, n),
+            a,
+            b,
+            &mut self.c,
+            m,
+            n,
+            k,
+        )
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {

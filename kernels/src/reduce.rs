@@ -8,8 +8,8 @@
 
 use crate::check::{Problem, Tolerance};
 use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
-use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_macros::{device, kernel};
 
 /// Sum of `v` over the 32 lanes of the warp; every lane gets the total.
@@ -128,7 +128,13 @@ impl LibraryKernel for SumPartials {
     fn case(&self, device: &Device, problem: &Problem) -> Result<Box<dyn Case>, Error> {
         let n = problem.dims[0];
         // Enough partials for the smallest BLOCK × ITEMS of the space (128).
-        let least = sum_partials::def().space.configs().iter().map(per_block).min().unwrap_or(1);
+        let least = sum_partials::def()
+            .space
+            .configs()
+            .iter()
+            .map(per_block)
+            .min()
+            .unwrap_or(1);
         Ok(Box::new(Partials {
             x: device.upload(&inputs(n))?,
             partials: device.zeros(n.div_ceil(least as usize))?,

@@ -9,8 +9,8 @@
 
 use crate::check::{Problem, Tolerance};
 use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
-use warpforge_dsl::{Error, KernelDef};
 use warpforge_dsl::prelude::*;
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_macros::{device, kernel};
 
 /// The factor that rescales a sum taken relative to max `m` to one relative to `m_new`.

@@ -6,9 +6,9 @@
 //! thread, strided by the block so accesses stay coalesced).
 
 use crate::check::Problem;
-use crate::family::{register, Case, Kernel, LibraryKernel, Lcg, ModelShape};
-use warpforge_dsl::{Error, KernelDef};
+use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
 use warpforge_dsl::prelude::*;
+use warpforge_dsl::{Error, KernelDef};
 use warpforge_macros::kernel;
 
 #[kernel(block = (BLOCK), tune(BLOCK = [128, 256, 512], ITEMS = [1, 2, 4]), default(BLOCK = 256, ITEMS = 2))]
@@ -117,7 +117,15 @@ struct Buffers {
 impl Case for Buffers {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
         let n = self.c.len() as u32;
-        vector_add::launch(device, config, dims(config, n), &self.a, &self.b, &mut self.c, n)
+        vector_add::launch(
+            device,
+            config,
+            dims(config, n),
+            &self.a,
+            &self.b,
+            &mut self.c,
+            n,
+        )
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {

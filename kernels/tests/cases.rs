@@ -53,13 +53,23 @@ fn two_configs_agree_and_restore_resets_in_place_state() {
             );
         }
         assert_eq!(first.len(), second.len(), "{}", k.name());
-        let report = compare(&problem, &first, &k.expected(&problem), k.tolerance(&problem));
+        let report = compare(
+            &problem,
+            &first,
+            &k.expected(&problem),
+            k.tolerance(&problem),
+        );
         assert!(report.passed(), "{}: {report}", k.name());
         if case.accumulates() {
             case.restore(&cpu).unwrap();
             case.launch(&cpu, &a).unwrap();
             let again = run(case.as_mut(), &cpu, &a);
-            assert_eq!(again, first, "{}: restore did not reset the state", k.name());
+            assert_eq!(
+                again,
+                first,
+                "{}: restore did not reset the state",
+                k.name()
+            );
         }
     }
 }
@@ -80,7 +90,10 @@ fn model_problems_have_the_kernels_rank_and_check_problems_too() {
         }
         with_model += usize::from(!k.model_problems(&model, &[1]).is_empty());
     }
-    assert!(with_model >= 20, "only {with_model} kernels derive model problems");
+    assert!(
+        with_model >= 20,
+        "only {with_model} kernels derive model problems"
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@
 //! overhead is hidden and the events bracket the kernel alone.
 
 use super::{Bench, RunFailure, Tolerance};
-use crate::shapes::ProblemShape;
 use crate::shapes::check_shape;
+use crate::shapes::ProblemShape;
 use crate::TuneError;
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream};

@@ -132,6 +132,11 @@ fn delayed_scale<F: Fp8Type>(x: &[f32]) -> f32 {
     reference::scale_of(reference::amax(x) / 2.0, F::FORMAT)
 }
 
+/// Bytes of one `T`.
+fn size_of<T>() -> u64 {
+    std::mem::size_of::<T>() as u64
+}
+
 fn u32_of(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -155,7 +160,12 @@ fn type_kernels<T: Fp8Float>() -> Vec<Kernel> {
 fn pair_kernels<T: Fp8Float, F: Fp8Type>() -> Vec<Kernel> {
     let mut out: Vec<Kernel> = [Op::Tensor, Op::Delayed, Op::Rows, Op::RowsT, Op::Blocks]
         .into_iter()
-        .map(|op| register(Quantize::<T, F> { op, types: PhantomData }))
+        .map(|op| {
+            register(Quantize::<T, F> {
+                op,
+                types: PhantomData,
+            })
+        })
         .collect();
     out.push(register(Dequantize::<F, T>(PhantomData)));
     out
@@ -171,7 +181,10 @@ fn model_type<T: Fp8Float>() -> bool {
 fn flat_model_problems(model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
     let mut out = Vec::new();
     for &m in tokens {
-        for (name, cols) in [("hidden", model.hidden), ("intermediate", model.intermediate)] {
+        for (name, cols) in [
+            ("hidden", model.hidden),
+            ("intermediate", model.intermediate),
+        ] {
             out.push(Problem::new(name, vec![m * cols]));
         }
     }
@@ -183,7 +196,10 @@ fn flat_model_problems(model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
 fn activation_model_problems(model: &ModelShape, tokens: &[usize], third: usize) -> Vec<Problem> {
     let mut out = Vec::new();
     for &m in tokens {
-        for (name, cols) in [("hidden", model.hidden), ("intermediate", model.intermediate)] {
+        for (name, cols) in [
+            ("hidden", model.hidden),
+            ("intermediate", model.intermediate),
+        ] {
             out.push(Problem::new(name, vec![m, cols, third]));
         }
     }
@@ -222,6 +238,11 @@ impl<T: Fp8Float> LibraryKernel for Amax<T> {
 
     fn expected(&self, problem: &Problem) -> Vec<f32> {
         vec![reference::amax(&widened::<T>(problem))]
+    }
+
+    /// Reads X once.
+    fn bytes(&self, problem: &Problem) -> Option<u64> {
+        Some(size_of::<T>() * problem.dims[0] as u64)
     }
 
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
@@ -376,6 +397,19 @@ impl<T: Fp8Float, F: Fp8Type> LibraryKernel for Quantize<T, F> {
             _ => reference::quantize_blocks(&x, rows, cols, format),
         }
         .flatten()
+    }
+
+    /// X read and the codes written once, plus the scales (and the amax or stale scale).
+    fn bytes(&self, problem: &Problem) -> Option<u64> {
+        let (rows, cols) = matrix_of(problem);
+        let n = (rows * cols) as u64;
+        let scales = match (self.op, self.group(problem)) {
+            (Op::Tensor | Op::Delayed, _) => 2,
+            (Op::Rows, Some(g)) => rows * cols.div_ceil(g),
+            (Op::RowsT, Some(g)) => cols * rows.div_ceil(g),
+            _ => rows.div_ceil(128) * cols.div_ceil(128),
+        };
+        Some((size_of::<T>() + 1) * n + 4 * scales as u64)
     }
 
     fn admits(&self, config: &Config, problem: &Problem) -> bool {
@@ -541,6 +575,13 @@ impl<F: Fp8Type, T: Fp8Float> LibraryKernel for Dequantize<F, T> {
             .iter()
             .map(|&y| T::from_f32(y).to_f32())
             .collect()
+    }
+
+    /// Codes and scales read, Y written once.
+    fn bytes(&self, problem: &Problem) -> Option<u64> {
+        let (rows, cols) = matrix_of(problem);
+        let scales = scale_count(granularity_of(problem), rows, cols) as u64;
+        Some((1 + size_of::<T>()) * (rows * cols) as u64 + 4 * scales)
     }
 
     /// The bf16 instances: activations with 1×128 row scales.

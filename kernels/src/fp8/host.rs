@@ -241,11 +241,21 @@ pub fn dequantize_to<F: Fp8Type, T: Fp8Float>(
         q.scales.len(),
         scale_count(granularity, rows, cols),
     )?;
-    let (dq, m) = upload_matrix(device, &pad_codes::<F>(&q.codes, rows, cols), rows, padded_ld(cols))?;
-    let m = Matrix { cols: u32_of(cols), ..m };
+    let (dq, m) = upload_matrix(
+        device,
+        &pad_codes::<F>(&q.codes, rows, cols),
+        rows,
+        padded_ld(cols),
+    )?;
+    let m = Matrix {
+        cols: u32_of(cols),
+        ..m
+    };
     let ds = device.upload(&q.scales)?;
     let mut y = device.zeros::<T>(rows * m.ld as usize)?;
     launch::dequantize(device, config, (&dq, &ds), &mut y, m, granularity)?;
     let (y, ld) = (device.download(&y)?, m.ld as usize);
-    Ok((0..rows * cols).map(|i| y[i / cols * ld + i % cols]).collect())
+    Ok((0..rows * cols)
+        .map(|i| y[i / cols * ld + i % cols])
+        .collect())
 }

@@ -51,7 +51,8 @@ struct GemmTc<T, O> {
 
 impl<T: Float + Element, O: Float + Element> LibraryKernel for GemmTc<T, O> {
     fn def(&self) -> &'static KernelDef {
-        def_of(self.layout, T::SCALAR, O::SCALAR).expect("instances are registered for f16/bf16 only")
+        def_of(self.layout, T::SCALAR, O::SCALAR)
+            .expect("instances are registered for f16/bf16 only")
     }
 
     fn summary(&self) -> &'static str {
@@ -139,10 +140,23 @@ impl<T: Float + Element, O: Float + Element> Case for Operands<T, O> {
             n,
         );
         let (a, b) = (&self.a, &self.b);
-        launch(device, config, self.layout, a, b, &mut self.c, self.shape, lds)
+        launch(
+            device,
+            config,
+            self.layout,
+            a,
+            b,
+            &mut self.c,
+            self.shape,
+            lds,
+        )
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
-        Ok(device.download(&self.c)?.into_iter().map(O::to_f32).collect())
+        Ok(device
+            .download(&self.c)?
+            .into_iter()
+            .map(O::to_f32)
+            .collect())
     }
 }

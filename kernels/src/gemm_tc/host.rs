@@ -160,7 +160,13 @@ pub fn inputs<T: Float>(layout: Layout, (m, n, k): (usize, usize, usize)) -> (Ve
     let mut rng = Lcg::for_dims(&[m, n, k], 4);
     let mut fill = |rows: usize, ld: usize, cols: usize| -> Vec<T> {
         (0..rows * ld)
-            .map(|e| T::from_f32(if e % ld < cols { rng.integer(4) } else { 1024.0 }))
+            .map(|e| {
+                T::from_f32(if e % ld < cols {
+                    rng.integer(4)
+                } else {
+                    1024.0
+                })
+            })
             .collect()
     };
     let a = fill(m, padded(k), k);

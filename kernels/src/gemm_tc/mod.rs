@@ -43,7 +43,6 @@ mod host;
 pub use family::kernels;
 pub use host::{def_of, dims, inputs, launch, padded, reference, run, Layout};
 
-
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
 

@@ -47,12 +47,19 @@ pub fn inputs(problem: &Problem) -> Vec<f32> {
 
 /// The three COAT kernels.
 pub fn kernels() -> Vec<Kernel> {
-    vec![register(DreQuantize), register(DreDequantize), register(AdamWStep)]
+    vec![
+        register(DreQuantize),
+        register(DreDequantize),
+        register(AdamWStep),
+    ]
 }
 
 /// One layer's parameters (COAT quantizes optimizer states tensor by tensor).
 fn layer_problems(model: &ModelShape) -> Vec<Problem> {
-    vec![Problem::new("layer parameters", vec![model.layer_parameters()])]
+    vec![Problem::new(
+        "layer parameters",
+        vec![model.layer_parameters()],
+    )]
 }
 
 fn u32_of(n: usize) -> u32 {

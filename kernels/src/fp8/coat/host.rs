@@ -160,7 +160,12 @@ impl Fp8AdamW {
     }
 
     /// One step with a gradient already on the device (padded to a multiple of 4).
-    pub fn step_on(&mut self, device: &Device, config: &Config, g: &Buffer<f32>) -> Result<(), Error> {
+    pub fn step_on(
+        &mut self,
+        device: &Device,
+        config: &Config,
+        g: &Buffer<f32>,
+    ) -> Result<(), Error> {
         let def = coat_adamw_step::def();
         let config = &complete(def, config);
         check_len(def, "grad", g.len(), padded_ld(self.n))?;

@@ -94,10 +94,22 @@ struct Operands<O: Element> {
 impl<O: Float + Element> Case for Operands<O> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
         let (ops, scales) = ((&self.a, &self.b), (&self.a_scale, &self.b_scale));
-        launch(device, config, self.scaling, ops, scales, &mut self.c, self.shape)
+        launch(
+            device,
+            config,
+            self.scaling,
+            ops,
+            scales,
+            &mut self.c,
+            self.shape,
+        )
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
-        Ok(device.download(&self.c)?.into_iter().map(O::to_f32).collect())
+        Ok(device
+            .download(&self.c)?
+            .into_iter()
+            .map(O::to_f32)
+            .collect())
     }
 }
