@@ -170,27 +170,16 @@ pub fn load_shapes(path: &Path) -> Result<Vec<ProblemShape>, TuneError> {
     Ok(shapes)
 }
 
-/// Whether a shape names a tunable kernel with the right number of positive dimensions.
+/// Whether a shape names a library kernel and is one of its problems (its description
+/// validates the dims: their number, and each in 1..2^32).
 pub fn check_shape(shape: &ProblemShape) -> Result<(), String> {
-    let Some(rank) = rank_of(&shape.kernel) else {
-        return Err(format!(
+    match warpforge_kernels::find(&shape.kernel) {
+        Some(k) => k.validate(&shape.problem()),
+        None => Err(format!(
             "`{}` is not a tunable kernel (`warpforge autotune --dry-run` lists them)",
             shape.kernel
-        ));
-    };
-    if shape.dims.len() != rank {
-        return Err(format!(
-            "{} takes {rank} dimension(s), got {:?}",
-            shape.kernel, shape.dims
-        ));
+        )),
     }
-    if shape.dims.contains(&0) || shape.dims.iter().any(|&d| d > u32::MAX as usize) {
-        return Err(format!(
-            "dimensions must be between 1 and 2^32-1, got {:?}",
-            shape.dims
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

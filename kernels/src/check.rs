@@ -16,6 +16,29 @@ impl Problem {
             dims,
         }
     }
+
+    /// Flat problems `[n]`, named `n=N`.
+    pub fn sizes(ns: &[usize]) -> Vec<Problem> {
+        ns.iter()
+            .map(|&n| Problem::new(format!("n={n}"), vec![n]))
+            .collect()
+    }
+
+    /// Matrix problems `[rows, cols]`, named `RxC`.
+    pub fn matrices(shapes: &[(usize, usize)]) -> Vec<Problem> {
+        shapes
+            .iter()
+            .map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c]))
+            .collect()
+    }
+
+    /// GEMM problems `[m, n, k]`, named `MxNxK`.
+    pub fn gemms(shapes: &[(usize, usize, usize)]) -> Vec<Problem> {
+        shapes
+            .iter()
+            .map(|&(m, n, k)| Problem::new(format!("{m}x{n}x{k}"), vec![m, n, k]))
+            .collect()
+    }
 }
 
 /// How far two configs' outputs may differ: `|got - want| <= rel·|want| + abs`.

@@ -18,7 +18,9 @@
 //!   same inputs and the allowed error.
 
 use crate::check::{compare, CheckError, CheckReport, Problem, Tolerance};
-use warpforge_dsl::{Config, Device, Error, KernelDef};
+use warpforge_dsl::backend::DeviceError;
+use warpforge_dsl::prelude::Float;
+use warpforge_dsl::{Buffer, Config, Device, Element, Error, KernelDef};
 
 /// A library kernel at one problem, its buffers on one device.
 pub trait Case {
@@ -110,8 +112,33 @@ pub trait LibraryKernel: Send + Sync {
     /// Small problems for checks, with edge shapes.
     fn problems(&self) -> Vec<Problem>;
 
-    /// The number of dimensions of a problem.
+    /// The number of dimensions of a problem (the fewest, for a kernel whose problems
+    /// encode a variable-length list, which then overrides [`LibraryKernel::validate`]).
     fn rank(&self) -> usize;
+
+    /// Why `problem` is not one of this kernel's (wrong number of dims, or a dim out of
+    /// range), for shapes given by a user; every dim must be in 1..2^32.
+    fn validate(&self, problem: &Problem) -> Result<(), String> {
+        let rank = self.rank();
+        if problem.dims.len() != rank {
+            return Err(format!(
+                "{} takes {rank} dimension(s), got {:?}",
+                self.def().name,
+                problem.dims
+            ));
+        }
+        if problem
+            .dims
+            .iter()
+            .any(|&d| d == 0 || d > u32::MAX as usize)
+        {
+            return Err(format!(
+                "dimensions must be between 1 and 2^32-1, got {:?}",
+                problem.dims
+            ));
+        }
+        Ok(())
+    }
 
     /// Builds the problem's deterministic inputs (the same for the same dims) on `device`.
     fn case(&self, device: &Device, problem: &Problem) -> Result<Box<dyn Case>, Error>;
@@ -224,6 +251,28 @@ pub fn dims_u32(problem: &Problem) -> Vec<u32> {
         .iter()
         .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
         .collect()
+}
+
+/// An argument-mismatch error unless `got == expected` elements (a shape the caller gave
+/// disagrees with a buffer's length).
+pub fn check_len(def: &KernelDef, what: &str, got: usize, expected: usize) -> Result<(), Error> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(Error::Device(DeviceError::ArgMismatch {
+        kernel: def.name.to_string(),
+        param: what.to_string(),
+        expected: format!("{expected} elements (from the shape given)"),
+        got: got.to_string(),
+    }))
+}
+
+/// A buffer of any float format downloaded and widened to f32 (exactly).
+pub fn download_f32<T: Float + Element>(
+    device: &Device,
+    buf: &Buffer<T>,
+) -> Result<Vec<f32>, Error> {
+    Ok(device.download(buf)?.into_iter().map(T::to_f32).collect())
 }
 
 /// A small fixed-seed generator (64-bit LCG, high bits): fast enough to fill the

@@ -175,10 +175,7 @@ impl LibraryKernel for Gemm {
     }
 
     fn problems(&self) -> Vec<Problem> {
-        [(1, 1, 1), (17, 33, 9), (64, 64, 64), (100, 70, 45)]
-            .iter()
-            .map(|&(m, n, k)| Problem::new(format!("{m}x{n}x{k}"), vec![m, n, k]))
-            .collect()
+        Problem::gemms(&[(1, 1, 1), (17, 33, 9), (64, 64, 64), (100, 70, 45)])
     }
 
     fn rank(&self) -> usize {

@@ -115,10 +115,7 @@ impl LibraryKernel for SumPartials {
     }
 
     fn problems(&self) -> Vec<Problem> {
-        [1usize, 31, 1000, 5000, 70_001]
-            .iter()
-            .map(|&n| Problem::new(format!("n={n}"), vec![n]))
-            .collect()
+        Problem::sizes(&[1, 31, 1000, 5000, 70_001])
     }
 
     fn rank(&self) -> usize {

@@ -142,10 +142,7 @@ impl LibraryKernel for Softmax {
     }
 
     fn problems(&self) -> Vec<Problem> {
-        [(1, 1), (3, 7), (4, 1000), (2, 4097)]
-            .iter()
-            .map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c]))
-            .collect()
+        Problem::matrices(&[(1, 1), (3, 7), (4, 1000), (2, 4097)])
     }
 
     fn rank(&self) -> usize {

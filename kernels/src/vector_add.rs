@@ -73,10 +73,7 @@ impl LibraryKernel for VectorAdd {
 
     /// Edge sizes and sizes that are not a multiple of any tile.
     fn problems(&self) -> Vec<Problem> {
-        [1usize, 7, 255, 1000, 4099]
-            .iter()
-            .map(|&n| Problem::new(format!("n={n}"), vec![n]))
-            .collect()
+        Problem::sizes(&[1, 7, 255, 1000, 4099])
     }
 
     fn rank(&self) -> usize {

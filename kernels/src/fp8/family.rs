@@ -29,18 +29,12 @@ use warpforge_dsl::{Buffer, Config, Device, Error, KernelDef};
 
 /// Flat tensors: 1, odd, not a multiple of 4, several blocks.
 pub fn tensor_problems() -> Vec<Problem> {
-    [1usize, 7, 256, 4099]
-        .iter()
-        .map(|&n| Problem::new(format!("n={n}"), vec![n]))
-        .collect()
+    Problem::sizes(&[1, 7, 256, 4099])
 }
 
 /// Matrices: a single element, odd sizes, partial groups and tiles.
 pub fn matrix_problems() -> Vec<Problem> {
-    [(1, 1), (3, 7), (2, 20), (5, 150), (130, 133)]
-        .iter()
-        .map(|&(r, c)| Problem::new(format!("{r}x{c}"), vec![r, c]))
-        .collect()
+    Problem::matrices(&[(1, 1), (3, 7), (2, 20), (5, 150), (130, 133)])
 }
 
 /// Normals at a per-row scale (2^-12 .. 2^12), an all-zero run at the start of row 0, a

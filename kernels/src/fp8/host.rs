@@ -13,7 +13,7 @@
 use super::launch::{self, Matrix};
 use super::reference::{Granularity, Quantized};
 use super::{Fp8Float, Fp8Kernels, Fp8Type};
-use warpforge_dsl::backend::DeviceError;
+use crate::family::check_len;
 use warpforge_dsl::prelude::*;
 use warpforge_dsl::{Element, Error, KernelDef};
 
@@ -37,19 +37,6 @@ fn unpad_codes<F: Fp8Type>(q: &[F], rows: usize, cols: usize, ld: usize) -> Vec<
     (0..rows * cols)
         .map(|i| q[i / cols * ld + i % cols].code())
         .collect()
-}
-
-/// A shape error, in the launch error type: `what` needed `expected` elements.
-fn check_len(def: &KernelDef, what: &str, got: usize, expected: usize) -> Result<(), Error> {
-    if got == expected {
-        return Ok(());
-    }
-    Err(Error::Device(DeviceError::ArgMismatch {
-        kernel: def.name.to_string(),
-        param: what.to_string(),
-        expected: format!("{expected} elements (the shape given)"),
-        got: format!("{got}"),
-    }))
 }
 
 /// The kernels of format `F` for the element type of `_x`.

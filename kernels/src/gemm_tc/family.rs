@@ -3,7 +3,7 @@
 
 use super::host::{def_of, inputs, launch, padded, reference, Layout};
 use crate::check::Problem;
-use crate::family::{register, Case, Kernel, LibraryKernel, ModelShape};
+use crate::family::{download_f32, register, Case, Kernel, LibraryKernel, ModelShape};
 use crate::gemm::linear_problems;
 use std::marker::PhantomData;
 use warpforge_dsl::prelude::{bf16, f16, Float};
@@ -62,10 +62,7 @@ impl<T: Float + Element, O: Float + Element> LibraryKernel for GemmTc<T, O> {
     /// Edge shapes: a single element, ragged M/N/K (not multiples of any tile or of 8), and
     /// a shape with several K slices so the pipeline wraps around its stages.
     fn problems(&self) -> Vec<Problem> {
-        [(1, 1, 1), (37, 70, 13), (64, 72, 96), (130, 66, 200)]
-            .iter()
-            .map(|&(m, n, k)| Problem::new(format!("{m}x{n}x{k}"), vec![m, n, k]))
-            .collect()
+        Problem::gemms(&[(1, 1, 1), (37, 70, 13), (64, 72, 96), (130, 66, 200)])
     }
 
     fn rank(&self) -> usize {
@@ -153,10 +150,6 @@ impl<T: Float + Element, O: Float + Element> Case for Operands<T, O> {
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
-        Ok(device
-            .download(&self.c)?
-            .into_iter()
-            .map(O::to_f32)
-            .collect())
+        download_f32(device, &self.c)
     }
 }

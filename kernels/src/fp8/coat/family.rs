@@ -17,10 +17,7 @@ use warpforge_dsl::{Buffer, Config, Device, Error, KernelDef};
 
 /// Flat tensors: one element, a partial group, exactly one group, a partial last group.
 pub fn problems() -> Vec<Problem> {
-    [1usize, 7, 128, 300, 1000]
-        .iter()
-        .map(|&n| Problem::new(format!("n={n}"), vec![n]))
-        .collect()
+    Problem::sizes(&[1, 7, 128, 300, 1000])
 }
 
 /// Optimizer-state-like values over six decades, both signs, with an all-zero run (group 1

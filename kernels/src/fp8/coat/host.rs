@@ -8,11 +8,12 @@ use super::adamw::coat_adamw_step;
 use super::dre::{coat_dre_dequantize, coat_dre_quantize};
 use super::reference::{AdamW, DreTensor};
 use super::GROUP;
+use crate::family::check_len;
 use crate::fp8::host::{complete, pad_rows, padded_ld};
 use crate::fp8::Fp8Type;
 use warpforge_dsl::backend::DeviceError;
 use warpforge_dsl::prelude::*;
-use warpforge_dsl::{Element, Error, KernelDef};
+use warpforge_dsl::{Element, Error};
 
 fn u32_of(n: usize) -> Result<u32, Error> {
     u32::try_from(n).map_err(|_| {
@@ -23,18 +24,6 @@ fn u32_of(n: usize) -> Result<u32, Error> {
             got: n.to_string(),
         })
     })
-}
-
-fn check_len(def: &KernelDef, what: &str, got: usize, expected: usize) -> Result<(), Error> {
-    if got == expected {
-        return Ok(());
-    }
-    Err(Error::Device(DeviceError::ArgMismatch {
-        kernel: def.name.to_string(),
-        param: what.to_string(),
-        expected: format!("{expected} elements (from the tensor's length)"),
-        got: got.to_string(),
-    }))
 }
 
 fn block_of(config: &Config, name: &str) -> u32 {

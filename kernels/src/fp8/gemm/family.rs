@@ -9,7 +9,7 @@
 
 use super::host::{def_of, inputs, launch, problems, reference, Scaling};
 use crate::check::Problem;
-use crate::family::{register, Case, Kernel, LibraryKernel, ModelShape};
+use crate::family::{download_f32, register, Case, Kernel, LibraryKernel, ModelShape};
 use crate::gemm::linear_problems;
 use float8::F8E4M3;
 use half::bf16;
@@ -106,10 +106,6 @@ impl<O: Float + Element> Case for Operands<O> {
     }
 
     fn output(&self, device: &Device, _config: &Config) -> Result<Vec<f32>, Error> {
-        Ok(device
-            .download(&self.c)?
-            .into_iter()
-            .map(O::to_f32)
-            .collect())
+        download_f32(device, &self.c)
     }
 }
