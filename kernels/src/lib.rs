@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod gemm_tc;
 pub mod reduce;
 pub mod softmax;
+pub mod tile;
 pub mod vector_add;
 
 use check::{compare, CheckError, CheckReport, Problem};
