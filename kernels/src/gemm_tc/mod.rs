@@ -24,6 +24,11 @@
 //! size (`cp_async_16_zfill`): bytes outside A or B are read as zeros, and stores outside C
 //! are predicated off.
 //!
+//! Both kernels are compositions of the pieces in [`crate::tile`]: `load_slice` for each
+//! operand's stage, `load_a_frags` and `load_b_frags_kmajor` (NT) or `load_b_frags_nmajor`
+//! (NN) per K step of 16, `mma_warp_tile`, and `store_warp_tile` for the epilogue; only the
+//! step loop and B's stage shape differ.
+//!
 //! # Roofline
 //!
 //! Compute-bound for large shapes: 2·m·n·k flops against (m·k + k·n)·2 + m·n·|O| bytes; a tile
@@ -48,6 +53,10 @@ use warpforge_dsl::Element;
 use crate::tile::*;
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
+
+// The device functions that lived here before `crate::tile`, for callers of the old paths.
+pub use crate::tile::{load_slice_bf16, load_slice_e4m3, load_slice_f16};
+pub use crate::tile::{mma_f32_bf16, mma_f32_f16, store_pair_bf16, store_pair_f16, store_pair_f32};
 
 #[kernel(
     block = (32 * WM * WN),

@@ -2,7 +2,7 @@
 
 use warpforge_dsl::prelude::*;
 
-/// Stores a warp tile's accumulators (`acc` as [`super::mma_warp_tile`] leaves it) into the
+/// Stores a warp tile's accumulators (`acc` as `mma_warp_tile` leaves it) into the
 /// row-major `m × n` matrix `c` (leading dimension `ldc`) with the warp tile's first element
 /// at (`row`, `col`): lane `l` of C fragment (`i`, `j`) writes rows `16i + l/4` and `+ 8`,
 /// columns `8j + 2(l%4)` and `+ 1`. Elements outside C are not written. Called by the whole

@@ -66,7 +66,7 @@ pub fn load_b_frags_kmajor<
 
 /// B fragments of a warp tile of `BN / WN` columns from an N-major `tile` (`k` rows of `n`,
 /// each `BN + PAD` elements): `k_row` is the tile row of the K step's first k, `col` the
-/// warp tile's first column; `frag[j]` as in [`load_b_frags_kmajor`]. Transposed
+/// warp tile's first column; `frag[j]` as in `load_b_frags_kmajor`. Transposed
 /// `ldmatrix.x4` of (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15).
 /// 16-bit elements only (`.trans` moves 16-bit elements; FP8 B must be K-major). Called by
 /// the whole warp.

@@ -21,11 +21,12 @@
 //!
 //! # How it works
 //!
-//! As [`crate::gemm_tc`]: a `STAGES`-deep ring of shared slices filled by 16-byte
-//! `cp.async` (source size cut at the ragged edges), `ldmatrix.x4` fragment loads (a
-//! 16-byte row is 16 FP8 values; each lane receives 4 of them per register, the `m16n8k32`
-//! fragment layout), `mma.sync.m16n8k32` per 32 of K, shared rows padded by 16 bytes
-//! (conflict-free `ldmatrix` phases for BK = 64 and 128).
+//! As [`crate::gemm_tc`], composed of the same [`crate::tile`] pieces (with `E = 16` FP8
+//! values per 16 bytes) plus `promote_warp_tile`: a `STAGES`-deep ring of shared slices
+//! filled by 16-byte `cp.async` (source size cut at the ragged edges), `ldmatrix.x4`
+//! fragment loads (a 16-byte row is 16 FP8 values; each lane receives 4 of them per
+//! register, the `m16n8k32` fragment layout), `mma.sync.m16n8k32` per 32 of K, shared rows
+//! padded by 16 bytes (conflict-free `ldmatrix` phases for BK = 64 and 128).
 //!
 //! # Roofline
 //!
@@ -193,7 +194,7 @@ pub fn row_scale(a_scale: &[f32], blocked: u32, row: u32, m: u32, ld: u32, kb: u
 
 /// The promotion at the end of K group `kb`: `acc += part · sa · sb` over a warp tile
 /// whose first row is `row` (`sa` the scale of each accumulator's row, `sb` the B tile's),
-/// then `part = 0` for the next group. Fragment layout as [`crate::tile::mma_warp_tile`].
+/// then `part = 0` for the next group. Fragment layout as `crate::tile::mma_warp_tile`.
 #[device]
 #[allow(clippy::too_many_arguments)]
 pub fn promote_warp_tile<const BM: u32, const BN: u32, const WM: u32, const WN: u32>(
