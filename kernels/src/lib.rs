@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod gemm_tc;
 pub mod reduce;
 pub mod softmax;
+pub mod tile;
 pub mod vector_add;
 
 pub use family::{Case, Kernel, LibraryKernel, ModelShape};

@@ -24,6 +24,11 @@
 //! size (`cp_async_16_zfill`): bytes outside A or B are read as zeros, and stores outside C
 //! are predicated off.
 //!
+//! Both kernels are compositions of the pieces in [`crate::tile`]: `load_slice` for each
+//! operand's stage, `load_a_frags` and `load_b_frags_kmajor` (NT) or `load_b_frags_nmajor`
+//! (NN) per K step of 16, `mma_warp_tile`, and `store_warp_tile` for the epilogue; only the
+//! step loop and B's stage shape differ.
+//!
 //! # Roofline
 //!
 //! Compute-bound for large shapes: 2·m·n·k flops against (m·k + k·n)·2 + m·n·|O| bytes; a tile
@@ -43,8 +48,13 @@ mod host;
 pub use family::kernels;
 pub use host::{def_of, dims, inputs, launch, padded, reference, run, Layout};
 
+use crate::tile::*;
 use warpforge_dsl::prelude::*;
 use warpforge_macros::kernel;
+
+// The device functions that lived here before `crate::tile`, for callers of the old paths.
+pub use crate::tile::{load_slice_bf16, load_slice_e4m3, load_slice_f16};
+pub use crate::tile::{mma_f32_bf16, mma_f32_f16, store_pair_bf16, store_pair_f16, store_pair_f32};
 
 #[kernel(
     block = (32 * WM * WN),
@@ -92,7 +102,6 @@ pub fn gemm_tc_nt<
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
     let tid = thread_idx_x();
-    let lane = lane_id();
     let warp_row = tid / 32 / WN * (BM / WM);
     let warp_col = tid / 32 % WN * (BN / WN);
     let row0 = block_idx_y() * BM;
@@ -117,47 +126,19 @@ pub fn gemm_tc_nt<
         cp_async_commit();
         if step >= STAGES - 1 {
             let stage = (step - (STAGES - 1)) % STAGES;
+            let a_row = stage * BM + warp_row;
+            let b_row = stage * BN + warp_col;
             #[unroll]
             for kk in 0..BK / 16 {
-                // A fragments: lanes 0-15 address rows 0-15 at k, lanes 16-31 at k + 8.
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    let row = stage * BM + warp_row + i * 16 + lane % 16;
-                    a_frag[i] = ldmatrix_x4(&a_tile, row * (BK + 8) + kk * 16 + lane / 16 * 8);
-                }
-                // B fragments of two n-tiles per ldmatrix.x4: matrices (n 0-7, k 0-7),
-                // (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15).
-                #[unroll]
-                for j in 0..BN / WN / 16 {
-                    let row = stage * BN + warp_col + j * 16 + lane / 16 * 8 + lane % 8;
-                    let col = kk * 16 + lane / 8 % 2 * 8;
-                    let r = ldmatrix_x4(&b_tile, row * (BK + 8) + col);
-                    b_frag[2 * j] = Vec2::new(r.x, r.y);
-                    b_frag[2 * j + 1] = Vec2::new(r.z, r.w);
-                }
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    #[unroll]
-                    for j in 0..BN / WN / 8 {
-                        let t = i * (BN / WN / 8) + j;
-                        acc[t] = mma_f32::<T>(a_frag[i], b_frag[j], acc[t]);
-                    }
-                }
+                // The A and B fragments at k = 16·kk, then the warp tile's MMAs.
+                load_a_frags::<T, BM, WM, BK, 8, 8>(&mut a_frag, &a_tile, a_row, kk * 16);
+                load_b_frags_kmajor::<T, BN, WN, BK, 8, 8>(&mut b_frag, &b_tile, b_row, kk * 16);
+                mma_warp_tile::<T, BM, BN, WM, WN>(&mut acc, &a_frag, &b_frag);
             }
         }
     }
     cp_async_wait(0);
-    #[unroll]
-    for i in 0..BM / WM / 16 {
-        #[unroll]
-        for j in 0..BN / WN / 8 {
-            let row = row0 + warp_row + i * 16 + lane / 4;
-            let col = col0 + warp_col + j * 8 + lane % 4 * 2;
-            let v = acc[i * (BN / WN / 8) + j];
-            store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
-            store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
-        }
-    }
+    store_warp_tile::<O, BM, BN, WM, WN>(c, &acc, row0 + warp_row, col0 + warp_col, m, n, ldc);
 }
 
 #[kernel(
@@ -206,7 +187,6 @@ pub fn gemm_tc_nn<
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
     let tid = thread_idx_x();
-    let lane = lane_id();
     let warp_row = tid / 32 / WN * (BM / WM);
     let warp_col = tid / 32 % WN * (BN / WN);
     let row0 = block_idx_y() * BM;
@@ -227,125 +207,17 @@ pub fn gemm_tc_nn<
         cp_async_commit();
         if step >= STAGES - 1 {
             let stage = (step - (STAGES - 1)) % STAGES;
+            let a_row = stage * BM + warp_row;
             #[unroll]
             for kk in 0..BK / 16 {
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    let row = stage * BM + warp_row + i * 16 + lane % 16;
-                    a_frag[i] = ldmatrix_x4(&a_tile, row * (BK + 8) + kk * 16 + lane / 16 * 8);
-                }
-                // Transposed loads of (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15),
-                // (k 8-15, n 8-15): the B fragments of two n-tiles.
-                #[unroll]
-                for j in 0..BN / WN / 16 {
-                    let row = stage * BK + kk * 16 + lane / 8 % 2 * 8 + lane % 8;
-                    let col = warp_col + j * 16 + lane / 16 * 8;
-                    let r = ldmatrix_x4_trans(&b_tile, row * (BN + 8) + col);
-                    b_frag[2 * j] = Vec2::new(r.x, r.y);
-                    b_frag[2 * j + 1] = Vec2::new(r.z, r.w);
-                }
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    #[unroll]
-                    for j in 0..BN / WN / 8 {
-                        let t = i * (BN / WN / 8) + j;
-                        acc[t] = mma_f32::<T>(a_frag[i], b_frag[j], acc[t]);
-                    }
-                }
+                // B's fragments by transposed loads from its k rows 16·kk.. of the stage.
+                load_a_frags::<T, BM, WM, BK, 8, 8>(&mut a_frag, &a_tile, a_row, kk * 16);
+                let k_row = stage * BK + kk * 16;
+                load_b_frags_nmajor::<T, BN, WN, 8>(&mut b_frag, &b_tile, k_row, warp_col);
+                mma_warp_tile::<T, BM, BN, WM, WN>(&mut acc, &a_frag, &b_frag);
             }
         }
     }
     cp_async_wait(0);
-    #[unroll]
-    for i in 0..BM / WM / 16 {
-        #[unroll]
-        for j in 0..BN / WN / 8 {
-            let row = row0 + warp_row + i * 16 + lane / 4;
-            let col = col0 + warp_col + j * 8 + lane % 4 * 2;
-            let v = acc[i * (BN / WN / 8) + j];
-            store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
-            store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
-        }
-    }
-}
-
-/// Issues the 16-byte `cp.async` copies of one `ROWS × COLS` block of a row-major
-/// `rows × cols` matrix (`src`, leading dimension `ld`) at (`row0`, `col0`) into stage `stage`
-/// of `tile`, whose rows are `COLS + PAD` elements. A chunk is 16 bytes, `E` elements (8
-/// halves, 16 FP8 values); chunks that pass the matrix's right edge copy only their valid
-/// bytes and chunks outside it copy none: the rest is zero-filled. Every thread of the
-/// block (`32·WM·WN`) calls it.
-#[warpforge_macros::device(types(T = [f16, bf16, F8E4M3]))]
-#[allow(clippy::too_many_arguments)]
-pub fn load_slice<
-    T: MatrixElement,
-    const ROWS: u32,
-    const COLS: u32,
-    const PAD: u32,
-    const E: u32,
-    const WM: u32,
-    const WN: u32,
->(
-    tile: &mut [T],
-    src: &[T],
-    stage: u32,
-    row0: u32,
-    rows: u32,
-    col0: u32,
-    cols: u32,
-    ld: u32,
-) {
-    let threads = 32 * WM * WN;
-    #[unroll]
-    for l in 0..ROWS * COLS / E / threads {
-        let e = l * threads + thread_idx_x();
-        let r = e / (COLS / E);
-        let c = e % (COLS / E) * E;
-        let row = row0 + r;
-        let col = col0 + c;
-        let bytes = if row < rows && col < cols {
-            (cols - col).min(E) * (16 / E)
-        } else {
-            0
-        };
-        let at = if bytes > 0 { row * ld + col } else { 0 };
-        cp_async_16_zfill(tile, (stage * ROWS + r) * (COLS + PAD) + c, src, at, bytes);
-    }
-}
-
-/// Stores `x`, `y` (rounded to nearest even into `O`) at (`row`, `col`), (`row`, `col + 1`)
-/// where they fall inside C.
-#[warpforge_macros::device(types(O = [f32, f16, bf16]))]
-#[allow(clippy::too_many_arguments)]
-pub fn store_pair<O: Float>(
-    c: &mut [O],
-    row: u32,
-    col: u32,
-    m: u32,
-    n: u32,
-    ldc: u32,
-    x: f32,
-    y: f32,
-) {
-    if row < m {
-        if col < n {
-            c[row * ldc + col] = O::from_f32(x);
-        }
-        if col + 1 < n {
-            c[row * ldc + col + 1] = O::from_f32(y);
-        }
-    }
-}
-
-/// The m16n8k16 MMA with f32 accumulation for f16 operands; `mma_f32::<T>` in the generic
-/// kernels.
-#[warpforge_macros::device]
-pub fn mma_f32_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
-    mma_m16n8k16_f16_f32(a, b, c)
-}
-
-/// The m16n8k16 MMA with f32 accumulation for bf16 operands.
-#[warpforge_macros::device]
-pub fn mma_f32_bf16(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
-    mma_m16n8k16_bf16_f32(a, b, c)
+    store_warp_tile::<O, BM, BN, WM, WN>(c, &acc, row0 + warp_row, col0 + warp_col, m, n, ldc);
 }

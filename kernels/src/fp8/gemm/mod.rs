@@ -21,11 +21,12 @@
 //!
 //! # How it works
 //!
-//! As [`crate::gemm_tc`]: a `STAGES`-deep ring of shared slices filled by 16-byte
-//! `cp.async` (source size cut at the ragged edges), `ldmatrix.x4` fragment loads (a
-//! 16-byte row is 16 FP8 values; each lane receives 4 of them per register, the `m16n8k32`
-//! fragment layout), `mma.sync.m16n8k32` per 32 of K, shared rows padded by 16 bytes
-//! (conflict-free `ldmatrix` phases for BK = 64 and 128).
+//! As [`crate::gemm_tc`], composed of the same [`crate::tile`] pieces (with `E = 16` FP8
+//! values per 16 bytes) plus `promote_warp_tile`: a `STAGES`-deep ring of shared slices
+//! filled by 16-byte `cp.async` (source size cut at the ragged edges), `ldmatrix.x4`
+//! fragment loads (a 16-byte row is 16 FP8 values; each lane receives 4 of them per
+//! register, the `m16n8k32` fragment layout), `mma.sync.m16n8k32` per 32 of K, shared rows
+//! padded by 16 bytes (conflict-free `ldmatrix` phases for BK = 64 and 128).
 //!
 //! # Roofline
 //!
@@ -44,6 +45,7 @@ pub use host::{
     def_of, dims, inputs, launch, padded, problems, reference, run, ScaledOperands, Scaling,
 };
 
+use crate::tile::*;
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
 
@@ -101,7 +103,6 @@ pub fn fp8_gemm_e4m3<
     let mut a_frag = local_array::<Vec4<u32>>(BM / WM / 16);
     let mut b_frag = local_array::<Vec2<u32>>(BN / WN / 8);
     let tid = thread_idx_x();
-    let lane = lane_id();
     let warp_row = tid / 32 / WN * (BM / WM);
     let warp_col = tid / 32 % WN * (BN / WN);
     let row0 = block_idx_y() * BM;
@@ -117,7 +118,7 @@ pub fn fp8_gemm_e4m3<
             let stage = step % STAGES;
             let k0 = step * BK;
             // A: BM rows of K; B: BN rows of K. 16 FP8 values per 16-byte chunk.
-            crate::gemm_tc::load_slice::<F8E4M3, BM, BK, 16, 16, WM, WN>(
+            load_slice::<F8E4M3, BM, BK, 16, 16, WM, WN>(
                 &mut a_tile,
                 a,
                 stage,
@@ -127,7 +128,7 @@ pub fn fp8_gemm_e4m3<
                 k,
                 lda,
             );
-            crate::gemm_tc::load_slice::<F8E4M3, BN, BK, 16, 16, WM, WN>(
+            load_slice::<F8E4M3, BN, BK, 16, 16, WM, WN>(
                 &mut b_tile,
                 b,
                 stage,
@@ -142,63 +143,34 @@ pub fn fp8_gemm_e4m3<
         if step >= STAGES - 1 {
             let slice = step - (STAGES - 1);
             let stage = slice % STAGES;
+            let a_row = stage * BM + warp_row;
+            let b_row = stage * BN + warp_col;
             #[unroll]
             for kk in 0..BK / 32 {
-                // A: lanes 0-15 address rows 0-15 at k, lanes 16-31 at k + 16.
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    let row = stage * BM + warp_row + i * 16 + lane % 16;
-                    a_frag[i] = ldmatrix_x4(&a_tile, row * (BK + 16) + kk * 32 + lane / 16 * 16);
-                }
-                // B, two n-tiles per x4: (n 0-7, k 0-15), (n 0-7, k 16-31), (n 8-15, ..).
-                #[unroll]
-                for j in 0..BN / WN / 16 {
-                    let row = stage * BN + warp_col + j * 16 + lane / 16 * 8 + lane % 8;
-                    let col = kk * 32 + lane / 8 % 2 * 16;
-                    let r = ldmatrix_x4(&b_tile, row * (BK + 16) + col);
-                    b_frag[2 * j] = Vec2::new(r.x, r.y);
-                    b_frag[2 * j + 1] = Vec2::new(r.z, r.w);
-                }
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    #[unroll]
-                    for j in 0..BN / WN / 8 {
-                        let t = i * (BN / WN / 8) + j;
-                        part[t] = mma_m16n8k32_e4m3_f32(a_frag[i], b_frag[j], part[t]);
-                    }
-                }
+                // m16n8k32: 32 FP8 values (two 16-byte ldmatrix rows) of K per step.
+                let k_at = kk * 32;
+                load_a_frags::<F8E4M3, BM, WM, BK, 16, 16>(&mut a_frag, &a_tile, a_row, k_at);
+                load_b_frags_kmajor::<F8E4M3, BN, WN, BK, 16, 16>(
+                    &mut b_frag,
+                    &b_tile,
+                    b_row,
+                    k_at,
+                );
+                mma_warp_tile::<F8E4M3, BM, BN, WM, WN>(&mut part, &a_frag, &b_frag);
             }
             // The end of a 128-group of K (or of K): promote the partial sums.
             if (slice + 1) * BK % 128 == 0 || slice + 1 == tiles {
                 let kb = slice * BK / 128;
                 let sb = b_scale[scale_at(blocked, col0 / 128, b_scale_ld, kb)];
-                #[unroll]
-                for i in 0..BM / WM / 16 {
-                    let row = row0 + warp_row + i * 16 + lane / 4;
-                    let top = row_scale(a_scale, blocked, row, m, a_scale_ld, kb) * sb;
-                    let bottom = row_scale(a_scale, blocked, row + 8, m, a_scale_ld, kb) * sb;
-                    #[unroll]
-                    for j in 0..BN / WN / 8 {
-                        let t = i * (BN / WN / 8) + j;
-                        acc[t] = promote(acc[t], part[t], top, bottom);
-                        part[t] = Vec4::new(0.0, 0.0, 0.0, 0.0);
-                    }
-                }
+                let row = row0 + warp_row;
+                promote_warp_tile::<BM, BN, WM, WN>(
+                    &mut acc, &mut part, a_scale, blocked, row, m, a_scale_ld, kb, sb,
+                );
             }
         }
     }
     cp_async_wait(0);
-    #[unroll]
-    for i in 0..BM / WM / 16 {
-        #[unroll]
-        for j in 0..BN / WN / 8 {
-            let row = row0 + warp_row + i * 16 + lane / 4;
-            let col = col0 + warp_col + j * 8 + lane % 4 * 2;
-            let v = acc[i * (BN / WN / 8) + j];
-            crate::gemm_tc::store_pair::<O>(c, row, col, m, n, ldc, v.x, v.y);
-            crate::gemm_tc::store_pair::<O>(c, row + 8, col, m, n, ldc, v.z, v.w);
-        }
-    }
+    store_warp_tile::<O, BM, BN, WM, WN>(c, &acc, row0 + warp_row, col0 + warp_col, m, n, ldc);
 }
 
 /// Index of a scale: `(group, kb)` of a `ld`-wide table when blocked, else the tensor's one.
@@ -218,6 +190,37 @@ pub fn row_scale(a_scale: &[f32], blocked: u32, row: u32, m: u32, ld: u32, kb: u
         a_scale[scale_at(blocked, row, ld, kb)]
     } else {
         0.0
+    }
+}
+
+/// The promotion at the end of K group `kb`: `acc += part · sa · sb` over a warp tile
+/// whose first row is `row` (`sa` the scale of each accumulator's row, `sb` the B tile's),
+/// then `part = 0` for the next group. Fragment layout as `crate::tile::mma_warp_tile`.
+#[device]
+#[allow(clippy::too_many_arguments)]
+pub fn promote_warp_tile<const BM: u32, const BN: u32, const WM: u32, const WN: u32>(
+    acc: &mut [Vec4<f32>],
+    part: &mut [Vec4<f32>],
+    a_scale: &[f32],
+    blocked: u32,
+    row: u32,
+    m: u32,
+    a_scale_ld: u32,
+    kb: u32,
+    sb: f32,
+) {
+    let lane = lane_id();
+    #[unroll]
+    for i in 0..BM / WM / 16 {
+        let r = row + i * 16 + lane / 4;
+        let top = row_scale(a_scale, blocked, r, m, a_scale_ld, kb) * sb;
+        let bottom = row_scale(a_scale, blocked, r + 8, m, a_scale_ld, kb) * sb;
+        #[unroll]
+        for j in 0..BN / WN / 8 {
+            let t = i * (BN / WN / 8) + j;
+            acc[t] = promote(acc[t], part[t], top, bottom);
+            part[t] = Vec4::new(0.0, 0.0, 0.0, 0.0);
+        }
     }
 }
 
