@@ -11,6 +11,7 @@ pub mod family;
 pub mod fp8;
 pub mod gemm;
 pub mod gemm_tc;
+pub mod norm;
 pub mod reduce;
 pub mod softmax;
 pub mod tile;
@@ -33,6 +34,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     fp8::kernels,
     fp8::gemm::kernels,
     fp8::coat::kernels,
+    norm::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
