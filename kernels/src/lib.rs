@@ -4,6 +4,7 @@
 //!
 //! [`library`] lists them for the CLI, the tests and the autotuner.
 
+pub mod attention;
 pub mod check;
 pub mod fp8;
 pub mod gemm;
