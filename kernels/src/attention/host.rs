@@ -18,22 +18,31 @@ pub fn def_of(t: ScalarType) -> Option<&'static KernelDef> {
     }
 }
 
-/// The default config for a head dimension (sm_80/sm_90, mma.sync path): 128 query rows
-/// over 8 warps (one m16 tile per warp), 64-key tiles double-buffered — 68 KiB of shared
-/// memory at d = 128, about 128 accumulator/fragment registers per thread; d = 256 halves
-/// the tiles to stay within registers and 99 KiB.
+/// The default config for a head dimension (sm_80/sm_90, mma.sync path): the first valid
+/// one of 128 query rows over 8 warps (one m16 tile per warp) with 64-key tiles
+/// double-buffered — 68 KiB of shared memory and about 128 accumulator/fragment registers
+/// per thread at d = 128 — then 64 rows over 4 warps (d = 80, whose 16-byte chunks do not
+/// divide over 256 threads), then 64×32 (d = 256, within registers and 99 KiB).
 pub fn default_config(head_dim: usize) -> Config {
-    let (bm, bn, warps) = if head_dim > 128 {
-        (64, 32, 4)
-    } else {
-        (128, 64, 8)
+    let space = &flash_attn_fwd_f16::def().space;
+    let make = |(bm, bn, warps): (i64, i64, i64)| {
+        Config::new()
+            .with("HEAD_DIM", head_dim as i64)
+            .with("BLOCK_M", bm)
+            .with("BLOCK_N", bn)
+            .with("WARPS", warps)
+            .with("STAGES", 2)
     };
-    Config::new()
-        .with("HEAD_DIM", head_dim as i64)
-        .with("BLOCK_M", bm)
-        .with("BLOCK_N", bn)
-        .with("WARPS", warps)
-        .with("STAGES", 2)
+    let preferred = if head_dim > 128 {
+        vec![(64, 32, 4)]
+    } else {
+        vec![(128, 64, 8), (64, 64, 4)]
+    };
+    preferred
+        .into_iter()
+        .map(make)
+        .find(|c| space.satisfies(c).is_ok())
+        .unwrap_or_else(|| space.default_config())
 }
 
 /// `config` with `HEAD_DIM` set to the shape's (the problem fixes it; the rest is tunable).

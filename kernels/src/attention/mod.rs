@@ -74,7 +74,7 @@ pub use host::{
     compare, config_for, def_of, default_config, dims, expected, inputs, launch, output, problems,
     run, tolerance_o, AttnBuffers, TOLERANCE_LSE,
 };
-pub use reference::{reference, AttnError, AttnOutput, AttnShape};
+pub use reference::{reference, reference_masked, AttnError, AttnOutput, AttnShape};
 
 /// The head dimensions the kernel's space covers.
 pub const HEAD_DIMS: [usize; 5] = [64, 80, 96, 128, 256];

@@ -178,6 +178,19 @@ pub struct AttnOutput {
 /// kv_heads, d]`): per (sequence, head, row) the scores of the visible keys, their softmax
 /// (max subtracted) and the weighted sum of V.
 pub fn reference<T: Float>(shape: &AttnShape, q: &[T], k: &[T], v: &[T], scale: f32) -> AttnOutput {
+    reference_masked(shape, q, k, v, scale, |b, i, j| shape.visible(b, i, j))
+}
+
+/// [`reference`] with an explicit mask: `visible(b, i, j)` says whether row `i` of sequence
+/// `b` sees key `j` (`j < k_lens[b]`); tests use it to prove a wrong mask is caught.
+pub fn reference_masked<T: Float>(
+    shape: &AttnShape,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    scale: f32,
+    visible: impl Fn(usize, usize, usize) -> bool,
+) -> AttnOutput {
     let (h_n, kv_n, d) = (shape.heads, shape.kv_heads, shape.head_dim);
     let (total_q, group) = (shape.total_q(), h_n / kv_n);
     let (cu_q, cu_k) = (shape.cu_seqlens_q(), shape.cu_seqlens_k());
@@ -193,7 +206,7 @@ pub fn reference<T: Float>(shape: &AttnShape, q: &[T], k: &[T], v: &[T], scale: 
             for i in 0..shape.q_lens[b] {
                 let qrow = &q[((q0 + i) * h_n + h) * d..][..d];
                 let scores: Vec<(usize, f64)> = (0..shape.k_lens[b])
-                    .filter(|&j| shape.visible(b, i, j))
+                    .filter(|&j| visible(b, i, j))
                     .map(|j| {
                         let krow = &k[((k0 + j) * kv_n + kvh) * d..][..d];
                         let dot: f64 = qrow.iter().zip(krow).map(|(&a, &c)| f(a) * f(c)).sum();
