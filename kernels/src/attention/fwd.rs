@@ -42,6 +42,9 @@ pub fn flash_attn_fwd<
     kv_heads: u32,
     scale_log2: f32,
     causal: u32,
+    block_table: &[u32],
+    pages_per_seq: u32,
+    page_size: u32,
 ) {
     // Shared rows of HEAD_DIM + 8 elements (16 bytes of padding: conflict-free ldmatrix).
     // The K ring also stages the Q tile once, before the loop (BLOCK_M <= STAGES·BLOCK_N).
@@ -116,29 +119,35 @@ pub fn flash_attn_fwd<
         }
         if step < n_tiles {
             let stage = step % STAGES;
-            let key0 = start_k + step * BLOCK_N;
+            let key0 = step * BLOCK_N;
             let col0 = kv_head * HEAD_DIM;
-            let end = start_k + k_len;
             let ld = kv_heads * HEAD_DIM;
-            crate::gemm_tc::load_slice::<T, BLOCK_N, HEAD_DIM, 8, 8, WARPS, 1>(
+            let table0 = seq * pages_per_seq;
+            load_kv::<T, BLOCK_N, HEAD_DIM, WARPS>(
                 &mut k_tile,
                 k,
                 stage,
                 key0,
-                end,
+                k_len,
+                start_k,
                 col0,
-                col0 + HEAD_DIM,
                 ld,
+                block_table,
+                table0,
+                page_size,
             );
-            crate::gemm_tc::load_slice::<T, BLOCK_N, HEAD_DIM, 8, 8, WARPS, 1>(
+            load_kv::<T, BLOCK_N, HEAD_DIM, WARPS>(
                 &mut v_tile,
                 v,
                 stage,
                 key0,
-                end,
+                k_len,
+                start_k,
                 col0,
-                col0 + HEAD_DIM,
                 ld,
+                block_table,
+                table0,
+                page_size,
             );
         }
         cp_async_commit();
@@ -324,6 +333,53 @@ pub fn visible_tiles<const BLOCK_M: u32, const BLOCK_N: u32>(
         0
     } else {
         all.min(last_key as u32 / BLOCK_N + 1)
+    }
+}
+
+/// Issues the 16-byte `cp.async` copies of keys `key0..key0 + BLOCK_N` of one sequence (K or
+/// V, one KV head: columns `col0..col0 + HEAD_DIM` of rows `ld` elements apart) into stage
+/// `stage` of `tile` (rows of HEAD_DIM + 8). Key `j` is row `start + j` of a contiguous
+/// tensor when `page_size` is 0, else row `j % page_size` of page
+/// `block_table[table0 + j / page_size]` of a paged cache. Keys at or past `k_len` copy no
+/// bytes and read as zeros. Every thread of the block calls it.
+#[device(types(T = [f16, bf16]))]
+#[allow(clippy::too_many_arguments)]
+pub fn load_kv<T: Float, const BLOCK_N: u32, const HEAD_DIM: u32, const WARPS: u32>(
+    tile: &mut [T],
+    src: &[T],
+    stage: u32,
+    key0: u32,
+    k_len: u32,
+    start: u32,
+    col0: u32,
+    ld: u32,
+    block_table: &[u32],
+    table0: u32,
+    page_size: u32,
+) {
+    let threads = 32 * WARPS;
+    #[unroll]
+    for l in 0..BLOCK_N * HEAD_DIM / 8 / threads {
+        let e = l * threads + thread_idx_x();
+        let r = e / (HEAD_DIM / 8);
+        let c = e % (HEAD_DIM / 8) * 8;
+        let key = key0 + r;
+        // Clamped so a key past the end never indexes past the block table (k_len >= 1
+        // whenever a tile is loaded).
+        let kc = key.min(k_len - 1);
+        let mut row = start + kc;
+        if page_size != 0 {
+            row = block_table[table0 + kc / page_size] * page_size + kc % page_size;
+        }
+        let bytes = if key < k_len { 16 } else { 0 };
+        let at = if key < k_len { row * ld + col0 + c } else { 0 };
+        cp_async_16_zfill(
+            tile,
+            (stage * BLOCK_N + r) * (HEAD_DIM + 8) + c,
+            src,
+            at,
+            bytes,
+        );
     }
 }
 

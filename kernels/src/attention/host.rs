@@ -65,8 +65,20 @@ pub fn dims(config: &Config, shape: &AttnShape) -> LaunchDims {
     }
 }
 
+/// Where K and V live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvLayout {
+    /// `[total_k, kv_heads, d]`: sequence `b`'s keys are rows `cu_seqlens_k[b]..`.
+    Contiguous,
+    /// Caches `[pages, page_size, kv_heads, d]`: key `j` of sequence `b` is row
+    /// `j % page_size` of page `block_table[b·pages_per_seq + j / page_size]`;
+    /// `cu_seqlens_k` still gives the key counts (prefix sums).
+    Paged { page_size: u32, pages_per_seq: u32 },
+}
+
 /// Device buffers of one attention call: Q, K, V, O in the packed layouts, LSE
-/// `[heads, total_q]`, and the two u32 prefix-sum arrays.
+/// `[heads, total_q]`, the two u32 prefix-sum arrays and the block table (one unused entry
+/// for contiguous K/V).
 pub struct AttnBuffers<T: Element> {
     pub q: Buffer<T>,
     pub k: Buffer<T>,
@@ -75,10 +87,12 @@ pub struct AttnBuffers<T: Element> {
     pub lse: Buffer<f32>,
     pub cu_seqlens_q: Buffer<u32>,
     pub cu_seqlens_k: Buffer<u32>,
+    pub block_table: Buffer<u32>,
+    pub kv_layout: KvLayout,
 }
 
 impl<T: Element> AttnBuffers<T> {
-    /// Uploads Q/K/V and the prefix sums of `shape`; O and LSE start zeroed.
+    /// Uploads Q, contiguous K/V and the prefix sums of `shape`; O and LSE start zeroed.
     pub fn upload(
         device: &Device,
         shape: &AttnShape,
@@ -87,16 +101,81 @@ impl<T: Element> AttnBuffers<T> {
         v: &[T],
     ) -> Result<Self, AttnError> {
         shape.validate()?;
-        let (q_n, k_n) = (
-            shape.total_q() * shape.heads * shape.head_dim,
-            shape.total_k() * shape.kv_heads * shape.head_dim,
-        );
-        if q.len() != q_n || k.len() != k_n || v.len() != k_n {
+        let k_n = shape.total_k() * shape.kv_heads * shape.head_dim;
+        if k.len() != k_n || v.len() != k_n {
             return Err(AttnError::Shape(format!(
-                "Q/K/V hold {}/{}/{} elements; the shape needs {q_n}/{k_n}/{k_n}",
-                q.len(),
+                "K/V hold {}/{} elements; the shape needs {k_n}",
                 k.len(),
                 v.len()
+            )));
+        }
+        Self::upload_with(device, shape, q, (k, v), &[0], KvLayout::Contiguous)
+    }
+
+    /// Uploads Q and paged K/V caches (`[pages, page_size, kv_heads, d]`) with their block
+    /// table (`[sequences, pages_per_seq]`, page indices).
+    pub fn upload_paged(
+        device: &Device,
+        shape: &AttnShape,
+        q: &[T],
+        (k_cache, v_cache): (&[T], &[T]),
+        block_table: &[u32],
+        page_size: usize,
+        pages_per_seq: usize,
+    ) -> Result<Self, AttnError> {
+        shape.validate()?;
+        let page = page_size * shape.kv_heads * shape.head_dim;
+        let bad = |m: String| Err(AttnError::Shape(m));
+        if page_size == 0 || k_cache.len() != v_cache.len() || k_cache.len() % page != 0 {
+            return bad(format!(
+                "K/V caches ({}, {} elements) must be equal whole numbers of pages of {page_size} \
+                 rows × {} heads × {} (page_size > 0)",
+                k_cache.len(),
+                v_cache.len(),
+                shape.kv_heads,
+                shape.head_dim
+            ));
+        }
+        let pages = k_cache.len() / page;
+        let longest = shape.k_lens.iter().copied().max().unwrap_or(0);
+        if block_table.len() != shape.sequences() * pages_per_seq
+            || pages_per_seq * page_size < longest
+        {
+            return bad(format!(
+                "the block table ({} entries) must be {} sequences × {pages_per_seq} pages, \
+                 covering the longest key sequence ({longest})",
+                block_table.len(),
+                shape.sequences()
+            ));
+        }
+        for (b, &len) in shape.k_lens.iter().enumerate() {
+            let used = &block_table[b * pages_per_seq..][..len.div_ceil(page_size)];
+            if let Some(&p) = used.iter().find(|&&p| p as usize >= pages) {
+                return bad(format!(
+                    "sequence {b}: page {p} is past the cache's {pages} pages"
+                ));
+            }
+        }
+        let layout = KvLayout::Paged {
+            page_size: page_size as u32,
+            pages_per_seq: pages_per_seq as u32,
+        };
+        Self::upload_with(device, shape, q, (k_cache, v_cache), block_table, layout)
+    }
+
+    fn upload_with(
+        device: &Device,
+        shape: &AttnShape,
+        q: &[T],
+        (k, v): (&[T], &[T]),
+        block_table: &[u32],
+        kv_layout: KvLayout,
+    ) -> Result<Self, AttnError> {
+        let q_n = shape.total_q() * shape.heads * shape.head_dim;
+        if q.len() != q_n {
+            return Err(AttnError::Shape(format!(
+                "Q holds {} elements; the shape needs {q_n}",
+                q.len()
             )));
         }
         Ok(AttnBuffers {
@@ -107,8 +186,58 @@ impl<T: Element> AttnBuffers<T> {
             lse: device.zeros(shape.heads * shape.total_q())?,
             cu_seqlens_q: device.upload(&shape.cu_seqlens_q())?,
             cu_seqlens_k: device.upload(&shape.cu_seqlens_k())?,
+            block_table: device.upload(block_table)?,
+            kv_layout,
         })
     }
+}
+
+/// Copies contiguous K and V (`[total_k, kv_heads, d]`) into paged caches of `page_size`
+/// rows, pages assigned in a seeded shuffled order with spare pages; rows no key uses hold
+/// 1000 (they must never be read). Returns the caches, the block table and pages per
+/// sequence — for tests and examples of the paged layout.
+pub fn paginate<T: Float>(
+    shape: &AttnShape,
+    (k, v): (&[T], &[T]),
+    page_size: usize,
+    seed: u64,
+) -> (Vec<T>, Vec<T>, Vec<u32>, usize) {
+    let row = shape.kv_heads * shape.head_dim;
+    let per_seq = shape
+        .k_lens
+        .iter()
+        .map(|&n| n.div_ceil(page_size))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let used: usize = shape.k_lens.iter().map(|&n| n.div_ceil(page_size)).sum();
+    let pages = used + 3;
+    let mut order: Vec<u32> = (0..pages as u32).collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for i in (1..pages).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    let mut table = vec![0u32; shape.sequences() * per_seq];
+    let filler = T::from_f32(1000.0);
+    let (mut kc, mut vc) = (
+        vec![filler; pages * page_size * row],
+        vec![filler; pages * page_size * row],
+    );
+    let (mut next, cu_k) = (0, shape.cu_seqlens_k());
+    for (b, &len) in shape.k_lens.iter().enumerate() {
+        for p in 0..len.div_ceil(page_size) {
+            table[b * per_seq + p] = order[next];
+            next += 1;
+        }
+        for j in 0..len {
+            let dst =
+                (table[b * per_seq + j / page_size] as usize * page_size + j % page_size) * row;
+            let src = (cu_k[b] as usize + j) * row;
+            kc[dst..dst + row].copy_from_slice(&k[src..src + row]);
+            vc[dst..dst + row].copy_from_slice(&v[src..src + row]);
+        }
+    }
+    (kc, vc, table, per_seq)
 }
 
 /// Launches `flash_attn_fwd_{T}` on buffers already on `device` (`config`'s HEAD_DIM is
@@ -134,6 +263,13 @@ pub fn launch<T: Float + Element>(
         )));
     }
     let config = config_for(config, shape);
+    let (page_size, pages_per_seq) = match bufs.kv_layout {
+        KvLayout::Contiguous => (0, 0),
+        KvLayout::Paged {
+            page_size,
+            pages_per_seq,
+        } => (page_size, pages_per_seq),
+    };
     let mut args = [
         Arg::slice(&bufs.q),
         Arg::slice(&bufs.k),
@@ -146,6 +282,9 @@ pub fn launch<T: Float + Element>(
         Arg::value(shape.kv_heads as u32),
         Arg::value(scale * std::f32::consts::LOG2_E),
         Arg::value(shape.causal as u32),
+        Arg::slice(&bufs.block_table),
+        Arg::value(pages_per_seq),
+        Arg::value(page_size),
     ];
     device.launch(def, &config, dims(&config, shape), &mut args)?;
     Ok(())

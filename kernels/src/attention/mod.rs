@@ -14,7 +14,12 @@
 //!   `j ≤ i + (k_len − q_len)` — a chunk of a prompt attending to its cached prefix plus
 //!   itself. A row that sees no key (k_len = 0, or causal with `i < q_len − k_len`) gets
 //!   **O = 0 and LSE = −∞**, so it vanishes in an LSE merge.
-//! - Paged K/V through a block table is **not** implemented yet: K/V are contiguous.
+//! - Paged K/V ([`KvLayout::Paged`], `page_size > 0`): K and V are caches `[pages,
+//!   page_size, kv_heads, HEAD_DIM]` and key `j` of sequence `b` is row `j % page_size` of
+//!   page `block_table[b·pages_per_seq + j / page_size]` (u32); `cu_seqlens_k` still gives
+//!   the key counts. Any page size works (each 16-byte copy looks its row up), so a
+//!   chunked prefill attends to its earlier chunks in place. `page_size = 0` selects the
+//!   contiguous layout (the block table is then unused).
 //!
 //! # How it works
 //!
@@ -71,8 +76,8 @@ pub mod reference;
 
 pub use fwd::*;
 pub use host::{
-    compare, config_for, def_of, default_config, dims, expected, inputs, launch, output, problems,
-    run, tolerance_o, AttnBuffers, TOLERANCE_LSE,
+    compare, config_for, def_of, default_config, dims, expected, inputs, launch, output, paginate,
+    problems, run, tolerance_o, AttnBuffers, KvLayout, TOLERANCE_LSE,
 };
 pub use reference::{reference, reference_masked, AttnError, AttnOutput, AttnShape};
 
