@@ -72,14 +72,21 @@
 
 mod fwd;
 pub mod host;
+pub mod merge;
 pub mod reference;
 
 pub use fwd::*;
 pub use host::{
-    compare, config_for, def_of, default_config, dims, expected, inputs, launch, output, paginate,
-    problems, run, tolerance_o, AttnBuffers, KvLayout, TOLERANCE_LSE,
+    compare, compare_within, config_for, def_of, default_config, dims, expected, inputs, launch,
+    output, paginate, problems, run, tolerance_o, AttnBuffers, KvLayout, TOLERANCE_LSE,
 };
-pub use reference::{reference, reference_masked, AttnError, AttnOutput, AttnShape};
+pub use merge::{
+    attn_merge_bf16, attn_merge_f16, attn_merge_f32, merge_def_of, merge_launch, merge_run,
+    MergeShape,
+};
+pub use reference::{
+    merge_reference, reference, reference_masked, AttnError, AttnOutput, AttnShape,
+};
 
 /// The head dimensions the kernel's space covers.
 pub const HEAD_DIMS: [usize; 5] = [64, 80, 96, 128, 256];

@@ -289,3 +289,42 @@ mod tests {
         assert_eq!(got.lse[1], 0.0);
     }
 }
+
+/// The exact LSE merge in f64 (the host reference of `attn_merge`): parts are (O `[rows,
+/// heads, d]`, LSE `[heads, rows]`) pairs over disjoint key sets; −∞ parts weigh 0, all −∞
+/// gives O = 0, LSE = −∞.
+pub fn merge_reference(
+    parts: &[AttnOutput],
+    rows: usize,
+    heads: usize,
+    head_dim: usize,
+) -> AttnOutput {
+    let mut out = AttnOutput {
+        o: vec![0.0; rows * heads * head_dim],
+        lse: vec![f64::NEG_INFINITY; heads * rows],
+    };
+    for r in 0..rows {
+        for h in 0..heads {
+            let at = h * rows + r;
+            let max = parts
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, p| m.max(p.lse[at]));
+            if max == f64::NEG_INFINITY {
+                continue;
+            }
+            let total: f64 = parts.iter().map(|p| (p.lse[at] - max).exp()).sum();
+            out.lse[at] = max + total.ln();
+            let o = &mut out.o[(r * heads + h) * head_dim..][..head_dim];
+            for p in parts.iter().filter(|p| p.lse[at] > f64::NEG_INFINITY) {
+                let w = (p.lse[at] - out.lse[at]).exp();
+                for (x, &y) in o
+                    .iter_mut()
+                    .zip(&p.o[(r * heads + h) * head_dim..][..head_dim])
+                {
+                    *x += w * y;
+                }
+            }
+        }
+    }
+    out
+}
