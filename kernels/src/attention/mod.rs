@@ -43,13 +43,15 @@
 //! # Cost and roofline
 //!
 //! FLOPs per (sequence, head): 4·q_len·k_len·d (QKᵀ and PV), about half that causal with
-//! q_len = k_len. Bytes: Q and O once (2·2·q_len·heads·d), K and V once per query tile and
-//! query head (2·2·k_len·d·heads·⌈q_len/BLOCK_M⌉, mostly served from L2 across the blocks of
-//! a KV head). Arithmetic intensity ≈ BLOCK_M FLOPs per K/V byte → compute-bound for
-//! q_len ≳ 128 (prefill): the bound is the tensor cores' mma.sync f16/bf16 rate plus the
-//! exp2 (one MUFU op per score, 1/(2·d/… ) of the MMA work — the FA2 paper's non-matmul
-//! cost). With one or a few queries per sequence (decode) it is bound by reading K/V
-//! (4·k_len·kv_heads·d bytes) and needs split-KV (not built yet) to fill the GPU.
+//! q_len = k_len (tiles above the diagonal are skipped). Bytes: Q and O once
+//! (2·2·q_len·heads·d), K and V once per query tile and query head
+//! (2·2·k_len·d·heads·⌈q_len/BLOCK_M⌉, mostly served from L2 across the blocks of a KV
+//! head). From DRAM that is ≈ BLOCK_M FLOPs per K/V byte, so prefill (q_len ≳ 128) is
+//! compute-bound: the bound is the `mma.sync` f16/bf16 rate, plus per score one FMA, one
+//! MUFU `ex2` and a max/add on the FP32 pipes against 4·d tensor-core FLOPs (the non-matmul
+//! share FlashAttention-2 minimizes). With one or a few queries per sequence (decode) it is
+//! bound by reading K/V (4·k_len·kv_heads·d bytes per sequence) and needs split-KV across
+//! blocks (run it on key ranges and [`merge`] them) to fill the GPU.
 //!
 //! # Tunables
 //!
