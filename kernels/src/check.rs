@@ -110,9 +110,12 @@ pub fn compare(problem: &Problem, got: &[f32], want: &[f32], tolerance: f64) -> 
     }
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (g as f64, w as f64);
-        let abs = (g - w).abs();
+        // Equal values match even when infinite (an attention row with no key has LSE −∞).
+        let abs = if g == w { 0.0 } else { (g - w).abs() };
         let rel = abs / w.abs().max(f64::MIN_POSITIVE);
-        let bad = !(abs <= tolerance * w.abs().max(1.0)) || g.is_nan() != w.is_nan();
+        let bad = !(abs <= tolerance * w.abs().max(1.0))
+            || g.is_nan() != w.is_nan()
+            || (w.is_infinite() && g != w);
         report.max_abs_error =
             report
                 .max_abs_error
@@ -142,5 +145,9 @@ mod tests {
         assert!(!r.passed());
         let r = compare(&p, &[1.0], &[1.0, 2.0], 1e-3);
         assert!(!r.passed());
+        let inf = f32::NEG_INFINITY;
+        assert!(compare(&p, &[1.0, inf, 3.0], &[1.0, inf, 3.0], 0.0).passed());
+        assert!(!compare(&p, &[1.0, 2.0, 3.0], &[1.0, inf, 3.0], 1e-3).passed());
+        assert!(!compare(&p, &[1.0, -inf, 3.0], &[1.0, 2.0, 3.0], 1e-3).passed());
     }
 }

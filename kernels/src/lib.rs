@@ -6,6 +6,7 @@
 //! device, launch, output, reference, tolerance, the shapes a model implies); [`library`]
 //! lists them for the CLI, the tests, the autotuner, gpu-check and the benches.
 
+pub mod attention;
 pub mod check;
 pub mod family;
 pub mod fp8;
