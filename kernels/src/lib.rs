@@ -36,6 +36,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     fp8::gemm::kernels,
     fp8::coat::kernels,
     norm::kernels,
+    attention::kernels,
 ];
 
 /// Every kernel of the library, in registration order.

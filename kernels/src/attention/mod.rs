@@ -72,11 +72,13 @@
 //! let (o, lse) = (device.download(&bufs.o)?, device.download(&bufs.lse)?);
 //! ```
 
+mod family;
 mod fwd;
 pub mod host;
 pub mod merge;
 pub mod reference;
 
+pub use family::kernels;
 pub use fwd::*;
 pub use host::{
     compare, compare_within, config_for, def_of, default_config, dims, expected, inputs, launch,
