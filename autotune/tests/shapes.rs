@@ -60,9 +60,11 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     let layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 172;
     assert_eq!(dims_of(&shapes, "coat_adamw_step", layer), [&[layer][..]]);
     // 4 token counts × (5 gemm + 5 gemm_tc_nt + 5 fp8_gemm_e4m3_bf16 + 2 gemm_tc_nn + softmax +
-    // vector_add + sum_partials + 2 widths × 11 bf16 FP8 activation kernels), then 2 FP8
-    // weight tilings (bf16, both formats) and 3 COAT kernels.
-    assert_eq!(shapes.len(), 4 * (20 + 2 * 11) + 2 + 3);
+    // vector_add + sum_partials + 2 widths × 11 bf16 FP8 activation kernels + RMSNorm and
+    // LayerNorm + the split-KV attention merge; flash attention has no head dim 16), then 2
+    // FP8 weight tilings (bf16, both formats) and 3 COAT kernels.
+    assert_eq!(shapes.len(), 4 * (20 + 2 * 11 + 3) + 2 + 3);
+    assert!(dims_of(&shapes, "flash_attn_fwd_bf16", 4).is_empty());
     assert!(shapes.iter().all(|s| check_shape(s).is_ok()));
     let names: Vec<&str> = shapes.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"lm_head") && names.contains(&"down_proj"));
