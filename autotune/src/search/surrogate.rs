@@ -1,63 +1,74 @@
-//! Model-guided search: each step evaluates the config of a candidate pool with the highest
-//! expected improvement under a random-forest model of log time, with a floor of uniformly
-//! random proposals so that the search never does worse than random sampling.
+//! Surrogate-guided local search: hill climbing whose every choice is ranked by a random-forest
+//! model of log time, fitted to all evaluations so far, with a floor of random proposals and an
+//! optional prior from other devices.
 //!
-//! - The *pool* is [`POOL`] untried configs drawn uniformly from the whole space plus the
-//!   untried neighbours ([`SearchSpace::neighbours`]) of the [`ELITE`] fastest configs so far.
-//!   Picking the best of a uniform pool degrades to random sampling when the model knows
-//!   nothing, and never walks a whole neighbourhood the way a hill climb does.
-//! - The *acquisition* is expected improvement on log time, with the spread of the trees'
-//!   predictions as the uncertainty (see [`super::forest::Forest::predict`]).
-//! - A share of proposals is plain random: [`RANDOM_SHARE`], raised to [`STALLED_SHARE`] once
-//!   [`STALL`] evaluations pass without a new best (the model may be stuck in a wrong basin).
-//! - Until [`INITIAL`] evaluations exist the model is not trusted and proposals are random,
-//!   unless a [`Prior`] (results of the same kernel on other GPUs) is given: then the first
-//!   [`WARM_START`] proposals are the sources' fastest configs, interleaved by rank, and each
-//!   source's time becomes a feature of the model (see [`Features`]).
+//! - *Climbing* is first-improvement over [`SearchSpace::neighbours`], as in
+//!   [`super::LocalSearch`], but the next neighbour tried is the one with the lowest lower
+//!   confidence bound (mean − [`CLIMB_KAPPA`]·spread of the trees) instead of a random one, so
+//!   a climb takes the promising step first and rarely walks every neighbour.
+//! - *Restarting* (at a local optimum, or after a failed start) goes to the untried config of the
+//!   whole space with the lowest bound (mean − [`RESTART_KAPPA`]·spread) instead of a random
+//!   one: a region the model believes fast, or knows too little about.
 //!
-//! Failed configs enter the model as slower than the slowest seen, so it learns to avoid the
-//! regions where they fail. The constants are fixed from the literature (SMAC's random share
-//! of 0.2, Kernel Tuner's and SMAC's initial designs of 10–20, pools of a few hundred), not
-//! fitted to any tuning space.
+//! - *Random proposals*: a share of the evaluations, [`RANDOM_SHARE`], raised to
+//!   [`STALLED_SHARE`] once [`STALL`] evaluations pass without a new best, goes to a uniformly
+//!   random untried config, outside the climb: where good configs are scattered rather than
+//!   clustered (so climbing is trapped and the model misleads), the search still samples the
+//!   space at a steady rate, as random sampling does.
+//! - *Transfer*: given a [`Prior`] (the same kernel's results on other GPUs), the first
+//!   [`WARM_START`] evaluations are the sources' fastest configs, interleaved by rank, and the
+//!   climb starts from the best of them; the model sees each config's rank on every source as a
+//!   feature (see [`Features`]), so it learns how far each source agrees with this device.
+//!
+//! Until [`INITIAL`] evaluations exist the model is not trusted: neighbours go in random order
+//! and restarts are uniformly random, which doubles as the initial sample. Failed configs enter
+//! the model as slower than the slowest seen, so it learns to avoid the regions where they fail.
+//! Features are each parameter's value rank and power-of-two alignment (see [`Features`]). The
+//! constants are fixed for every space (the random shares after SMAC's 0.2 and AutoTVM's 0.05),
+//! never fitted to one.
 
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
-use rand::seq::index;
+use rand::seq::{index, SliceRandom};
 use rand::Rng;
 
 use super::features::Features;
 use super::forest::{Forest, Samples};
-use super::{random_untried, seeded, History, Prior, SearchSpace, Strategy};
+use super::{random_untried, seeded, History, Outcome, Prior, SearchSpace, Strategy};
 
-/// Random evaluations before the model steers (without a prior).
+/// Evaluations before the model steers.
 const INITIAL: usize = 10;
-/// With a prior: the sources' fastest configs evaluated first, before the model steers.
+/// With a prior: the sources' fastest configs evaluated first.
 const WARM_START: usize = 8;
-/// Trees in the forest.
-const TREES: usize = 20;
-/// Configs drawn uniformly from the space into each step's pool.
-const POOL: usize = 256;
-/// The fastest configs so far whose neighbours join the pool.
-const ELITE: usize = 3;
 /// The share of random proposals while the search improves.
 const RANDOM_SHARE: f64 = 0.1;
 /// The share of random proposals after [`STALL`] evaluations without a new best.
 const STALLED_SHARE: f64 = 0.3;
 /// Evaluations without a new best after which the search counts as stalled.
 const STALL: usize = 30;
+/// Trees in the forest.
+const TREES: usize = 20;
+/// Weight of the model's uncertainty when ordering a climb's neighbours.
+const CLIMB_KAPPA: f64 = 2.0;
+/// Weight of the model's uncertainty when choosing where to restart.
+const RESTART_KAPPA: f64 = 1.0;
 /// At most this many evaluations train the model (the fastest half of them, and a random
 /// sample of the rest), which bounds a step's cost on long searches.
-const MAX_TRAIN: usize = 384;
+const MAX_TRAIN: usize = 512;
 
 pub struct SurrogateSearch {
     rng: SmallRng,
     prior: Option<Arc<Prior>>,
     features: Option<Features>,
-    /// The warm-start proposals from the prior not yet handed out, first in front.
+    /// The warm-start proposals from the prior not yet handed out, the next last.
     warm: Vec<usize>,
-    /// The model, and the number of evaluations it was fitted on.
-    model: Option<(Forest, usize)>,
+    /// The config climbed from, and its time.
+    current: Option<(usize, f64)>,
+    /// Neighbours of `current` not yet compared with it.
+    queue: Vec<usize>,
+    /// The config proposed last; its outcome is in the history at the next call.
+    pending: Option<usize>,
 }
 
 impl SurrogateSearch {
@@ -72,7 +83,9 @@ impl SurrogateSearch {
             prior,
             features: None,
             warm: Vec::new(),
-            model: None,
+            current: None,
+            queue: Vec::new(),
+            pending: None,
         }
     }
 
@@ -82,31 +95,67 @@ impl SurrogateSearch {
         }
         self.features = Some(Features::new(space, self.prior.as_deref()));
         if let Some(prior) = &self.prior {
-            let mut warm = prior.round_robin(WARM_START);
-            warm.reverse();
-            self.warm = warm;
+            self.warm = prior.round_robin(WARM_START);
+            self.warm.reverse();
         }
     }
 
-    fn features(&self) -> &Features {
-        self.features.as_ref().expect("prepared")
+    fn row(&self, id: usize) -> &[f32] {
+        self.features.as_ref().expect("prepared").row(id)
     }
 
-    /// Refits the model when enough new evaluations arrived: every step early on, then every
-    /// n/16 steps, so a long search refits about logarithmically often.
-    fn refresh_model(&mut self, history: &History) {
-        let n = history.len();
-        let stale = match &self.model {
-            None => true,
-            Some((_, fitted)) => n >= fitted + (fitted / 16).max(1),
+    fn dims(&self) -> usize {
+        self.features.as_ref().map_or(0, Features::dims)
+    }
+
+    /// Whether this step is a random one: the floor, raised when the search stalls.
+    fn random_turn(&mut self, history: &History) -> bool {
+        let share = if evaluations_since_best(history) >= STALL {
+            STALLED_SHARE
+        } else {
+            RANDOM_SHARE
         };
-        if stale {
-            self.model = self.fit(history).map(|f| (f, n));
+        self.rng.random_bool(share)
+    }
+
+    /// Moves the climb to `id` if it improves on the current config.
+    fn absorb(&mut self, space: &SearchSpace, id: usize, outcome: Outcome) {
+        let Outcome::Time(t) = outcome else { return };
+        if self.current.is_none_or(|(_, c)| t < c) {
+            self.current = Some((id, t));
+            self.queue = space.neighbours(id);
+            self.queue.shuffle(&mut self.rng);
         }
     }
 
-    /// The model fitted to log time (failures as slower than the slowest).
-    fn fit(&mut self, history: &History) -> Option<Forest> {
+    /// Compares the queued neighbours that are already evaluated, moving to any improvement,
+    /// until only untried neighbours are left.
+    fn settle(&mut self, space: &SearchSpace, history: &History) {
+        loop {
+            let before = self.current;
+            let known: Vec<usize> = self
+                .queue
+                .iter()
+                .copied()
+                .filter(|&n| history.tried(n))
+                .collect();
+            self.queue.retain(|&n| !history.tried(n));
+            for n in known {
+                if let Some(outcome) = history.outcome(n) {
+                    self.absorb(space, n, outcome);
+                }
+            }
+            if self.current == before {
+                return;
+            }
+        }
+    }
+
+    /// The model fitted to log time, once there are enough evaluations to trust it.
+    fn model(&mut self, history: &History) -> Option<Forest> {
+        if self.dims() == 0 || history.len() < INITIAL {
+            return None;
+        }
         let logs = history
             .trials()
             .iter()
@@ -115,7 +164,7 @@ impl SurrogateSearch {
         let (best, worst) = logs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
             (lo.min(y), hi.max(y))
         });
-        if !best.is_finite() || self.features().dims() == 0 {
+        if !best.is_finite() {
             return None;
         }
         let failed = worst + 0.5 * (worst - best).max(0.1);
@@ -130,66 +179,63 @@ impl SurrogateSearch {
             let picks = index::sample(&mut self.rng, rest.len(), MAX_TRAIN - train.len());
             train.extend(picks.into_iter().map(|i| rest[i]));
         }
-        let features = self.features();
         let x: Vec<f32> = train
             .iter()
-            .flat_map(|&(id, _)| features.row(id).iter().copied())
+            .flat_map(|&(id, _)| self.row(id).iter().copied())
             .collect();
         let y: Vec<f64> = train.iter().map(|t| t.1).collect();
         let data = Samples {
             x: &x,
-            dims: features.dims(),
+            dims: self.dims(),
             y: &y,
         };
         Some(Forest::fit(&data, TREES, &mut self.rng))
     }
 
-    /// Whether this step is a random one: the floor, raised when the search stalls.
-    fn random_turn(&mut self, history: &History) -> bool {
-        let share = if evaluations_since_best(history) >= STALL {
-            STALLED_SHARE
-        } else {
-            RANDOM_SHARE
-        };
-        self.rng.random_bool(share)
-    }
-
-    /// The candidates of this step: a uniform sample of untried configs and the untried
-    /// neighbours of the fastest configs so far.
-    fn pool(&mut self, space: &SearchSpace, history: &History) -> Vec<usize> {
-        let mut pool = Vec::with_capacity(POOL + 64);
-        for _ in 0..POOL {
-            match random_untried(history, &mut self.rng) {
-                Some(id) => pool.push(id),
-                None => break,
-            }
-        }
-        for (id, _) in fastest(history, ELITE) {
-            pool.extend(
-                space
-                    .neighbours(id)
-                    .into_iter()
-                    .filter(|&n| !history.tried(n)),
-            );
-        }
-        pool.sort_unstable();
-        pool.dedup();
-        pool
-    }
-
-    /// The pool's config with the highest expected improvement over the best log time.
-    fn best_of_pool(&mut self, space: &SearchSpace, history: &History) -> Option<usize> {
-        let best = history.best()?.1.ln();
-        let pool = self.pool(space, history);
-        let (forest, _) = self.model.as_ref()?;
-        let features = self.features();
-        pool.into_iter()
+    /// Of `candidates`, the one with the lowest bound `mean − kappa·spread`; ties go to the
+    /// earliest, so callers pass candidates in random order.
+    fn lowest_bound(
+        &self,
+        forest: &Forest,
+        kappa: f64,
+        candidates: impl Iterator<Item = usize>,
+    ) -> Option<usize> {
+        candidates
             .map(|id| {
-                let (mean, spread) = forest.predict(features.row(id));
-                (id, expected_improvement(best, mean, spread))
+                let (mean, spread) = forest.predict(self.row(id));
+                (id, mean - kappa * spread)
             })
-            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(id, _)| id)
+    }
+
+    /// The next neighbour of the climb to evaluate, removed from the queue.
+    fn climb(&mut self, forest: Option<&Forest>) -> Option<usize> {
+        let at = match forest {
+            Some(f) => {
+                let ids = self.queue.iter().copied();
+                let best = self.lowest_bound(f, CLIMB_KAPPA, ids)?;
+                self.queue.iter().position(|&n| n == best)?
+            }
+            None => self.queue.len().checked_sub(1)?,
+        };
+        Some(self.queue.swap_remove(at))
+    }
+
+    /// Where to start the next climb.
+    fn restart(
+        &mut self,
+        space: &SearchSpace,
+        history: &History,
+        forest: Option<&Forest>,
+    ) -> Option<usize> {
+        let Some(f) = forest else {
+            return random_untried(history, &mut self.rng);
+        };
+        // Scan from a random offset, so ties do not always go to the lowest id.
+        let start = self.rng.random_range(0..space.len());
+        let ids = (start..space.len()).chain(0..start);
+        self.lowest_bound(f, RESTART_KAPPA, ids.filter(|&id| !history.tried(id)))
     }
 }
 
@@ -199,20 +245,33 @@ impl Strategy for SurrogateSearch {
         if history.len() >= space.len() {
             return None;
         }
+        if let Some(p) = self.pending.take() {
+            if let Some(outcome) = history.outcome(p) {
+                self.absorb(space, p, outcome);
+            }
+        }
+        self.settle(space, history);
         while let Some(id) = self.warm.pop() {
             if !history.tried(id) {
+                self.pending = Some(id);
                 return Some(id);
             }
         }
-        let initial = if self.prior.is_some() { 2 } else { INITIAL };
-        if history.len() < initial || self.random_turn(history) {
+        if history.len() >= INITIAL && self.random_turn(history) {
+            // Outside the climb: its outcome is not absorbed, the climb resumes next step.
             return random_untried(history, &mut self.rng);
         }
-        self.refresh_model(history);
-        match self.best_of_pool(space, history) {
-            Some(id) => Some(id),
-            None => random_untried(history, &mut self.rng),
-        }
+        let forest = self.model(history);
+        let next = match self.climb(forest.as_ref()) {
+            Some(n) => Some(n),
+            None => {
+                // A local optimum, or no climb yet: restart.
+                self.current = None;
+                self.restart(space, history, forest.as_ref())
+            }
+        };
+        self.pending = next;
+        next
     }
 
     fn describe(&self) -> Option<String> {
@@ -227,66 +286,4 @@ fn evaluations_since_best(history: &History) -> usize {
     };
     let at = history.trials().iter().position(|t| t.0 == best);
     history.len() - 1 - at.unwrap_or(0)
-}
-
-/// The `k` fastest evaluated configs.
-fn fastest(history: &History, k: usize) -> Vec<(usize, f64)> {
-    let mut timed: Vec<(usize, f64)> = history
-        .trials()
-        .iter()
-        .filter_map(|&(id, o)| o.time().map(|t| (id, t)))
-        .collect();
-    timed.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
-    timed.truncate(k);
-    timed
-}
-
-/// Expected improvement below `best` of a normal(mean, spread) prediction; with no spread,
-/// the plain improvement, so a certain gain still ranks.
-fn expected_improvement(best: f64, mean: f64, spread: f64) -> f64 {
-    if spread <= 1e-12 {
-        return (best - mean).max(0.0);
-    }
-    let z = (best - mean) / spread;
-    (best - mean) * normal_cdf(z) + spread * normal_pdf(z)
-}
-
-fn normal_pdf(z: f64) -> f64 {
-    (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
-}
-
-/// The standard normal CDF through erfc (Abramowitz–Stegun 7.1.26, error < 1.5e-7).
-fn normal_cdf(z: f64) -> f64 {
-    let x = z.abs() / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.3275911 * x);
-    let poly = t
-        * (0.254829592
-            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let erfc = poly * (-x * x).exp();
-    if z >= 0.0 {
-        1.0 - 0.5 * erfc
-    } else {
-        0.5 * erfc
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normal_cdf_matches_known_values() {
-        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
-        assert!((normal_cdf(1.0) - 0.841_344_746).abs() < 1e-6);
-        assert!((normal_cdf(-1.96) - 0.024_997_895).abs() < 1e-6);
-    }
-
-    #[test]
-    fn expected_improvement_rewards_low_means_and_spread() {
-        let best = 1.0;
-        assert!(expected_improvement(best, 0.5, 0.1) > expected_improvement(best, 0.9, 0.1));
-        assert!(expected_improvement(best, 1.2, 0.5) > expected_improvement(best, 1.2, 0.1));
-        assert_eq!(expected_improvement(best, 1.5, 0.0), 0.0);
-        assert!((expected_improvement(best, 0.7, 0.0) - 0.3).abs() < 1e-12);
-    }
 }

@@ -64,6 +64,10 @@ pub struct AutotuneArgs {
     /// With --replay: evaluations per run; a run not at a target by then misses it.
     #[arg(long, default_value_t = 1000, requires = "replay")]
     pub max_evals: usize,
+    /// With --replay: only these strategies, comma-separated (random, local, surrogate,
+    /// surrogate+transfer; default: all).
+    #[arg(long, value_delimiter = ',', requires = "replay")]
+    pub only: Vec<String>,
     /// With --replay: skip the leave-one-GPU-out transfer rows.
     #[arg(long, requires = "replay")]
     pub no_transfer: bool,
@@ -479,6 +483,7 @@ fn replay(args: &AutotuneArgs) -> Result<ExitCode> {
         budget: args.max_evals,
         seed0: 0,
         transfer: !args.no_transfer,
+        only: args.only.clone(),
     };
     let started = Instant::now();
     if !args.json {
