@@ -42,9 +42,9 @@ const INITIAL: usize = 10;
 /// With a prior: the sources' fastest configs evaluated first.
 const WARM_START: usize = 8;
 /// The share of random proposals while the search improves.
-const RANDOM_SHARE: f64 = 0.1;
+const RANDOM_SHARE: f64 = 0.05;
 /// The share of random proposals after [`STALL`] evaluations without a new best.
-const STALLED_SHARE: f64 = 0.3;
+const STALLED_SHARE: f64 = 0.2;
 /// Evaluations without a new best after which the search counts as stalled.
 const STALL: usize = 30;
 /// Trees in the forest.
