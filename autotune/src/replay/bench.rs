@@ -300,7 +300,8 @@ pub fn random_median(space: &ReplaySpace, target: f64) -> usize {
     let mut none = 1.0;
     for k in 0..space.len() {
         none *= (n - hits - k as f64) / (n - k as f64);
-        if none <= 0.5 {
+        // A tolerance, so that a product of ratios that is exactly 1/2 counts as 1/2.
+        if none <= 0.5 + 1e-12 {
             return k + 1;
         }
     }
