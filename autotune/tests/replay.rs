@@ -6,11 +6,10 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use warpforge_autotune::replay::{
-    evals_to_target, replay_report, space_files, strategy_result, tuning_spaces_dir, ReplaySpace,
-    SPACES_ENV,
+    benchmark, evals_to_target, random_median, space_files, tuning_spaces_dir, BenchOptions,
+    ReplaySpace, SPACES_ENV, TARGETS,
 };
 use warpforge_autotune::search::{search, History, Outcome, SearchSpace, StrategyKind};
 
@@ -260,64 +259,60 @@ fn every_strategy_finds_the_optimum_given_the_whole_budget() {
     }
 }
 
-/// Runs per space for the goal: 200 by default, fewer with `WARPFORGE_REPLAY_RUNS`.
-fn goal_runs() -> usize {
-    std::env::var("WARPFORGE_REPLAY_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(200)
-}
-
 #[test]
-fn surrogate_reaches_95_percent_of_the_optimum_quickly_on_every_space() {
+fn benchmark_reports_every_target_and_a_transfer_row_per_sibling_gpu() {
     let Some(dir) = space_dir() else { return };
-    let runs = goal_runs();
-    println!("{runs} seeded runs per space and strategy; evaluations to reach 95% of the optimum");
-    println!(
-        "{:28} {:10} {:>6} {:>6}",
-        "space", "strategy", "median", "p90"
-    );
-    let start = Instant::now();
-    let mut misses = Vec::new();
-    for path in space_files(&dir).unwrap() {
-        let space = ReplaySpace::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let name = path
-            .strip_prefix(&dir)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        for kind in StrategyKind::ALL {
-            let r = strategy_result(&space, kind, runs, 0.95, 0);
-            let (median, p90) = (r.median_evals, r.p90_evals);
-            println!("{name:28} {:10} {median:6} {p90:6}", r.strategy);
-            if kind == StrategyKind::Surrogate && (median > 50 || p90 > 150) {
-                misses.push(format!("{name}: median {median} p90 {p90}"));
+    let files = vec![
+        dir.join("dedispersion/A100.json.gz"),
+        dir.join("dedispersion/A4000.json.gz"),
+    ];
+    let options = BenchOptions {
+        runs: 6,
+        budget: 200,
+        ..BenchOptions::default()
+    };
+    let reports = benchmark(&files, options, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        let names: Vec<&str> = r.strategies.iter().map(|s| s.strategy.as_str()).collect();
+        assert_eq!(
+            names,
+            ["random", "local", "surrogate", "surrogate+transfer"]
+        );
+        for s in &r.strategies {
+            let targets: Vec<f64> = s.targets.iter().map(|t| t.target).collect();
+            assert_eq!(targets, TARGETS);
+            assert!(s.curve_area > 0.0 && s.curve_area <= 1.0, "{s:?}");
+            for t in &s.targets {
+                assert!(t.median <= t.p90 || t.p90.is_none(), "{t:?}");
+                assert!((0.0..=1.0).contains(&t.missed));
             }
         }
+        let transfer = r.strategies.last().unwrap().prior.as_deref().unwrap_or("");
+        assert!(transfer.contains("1 other device(s)"), "{transfer}");
     }
-    println!("({:.1} s)", start.elapsed().as_secs_f64());
-    assert!(
-        misses.is_empty(),
-        "goal (median ≤ 50, p90 ≤ 150) missed: {misses:?}"
-    );
-}
-
-#[test]
-fn report_serializes_with_the_cli_field_names() {
-    let Some(dir) = space_dir() else { return };
-    let path = dir.join("convolution/A4000.json.gz");
-    let report = replay_report(&path, 10, 0.95, 3).unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<&str> = report.iter().map(|r| r.strategy.as_str()).collect();
-    assert_eq!(names, ["random", "local", "surrogate"]);
-    let json = serde_json::to_value(&report[2]).unwrap();
-    let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    let json = serde_json::to_value(&reports[0]).unwrap();
+    let mut keys: Vec<&String> = json["strategies"][0].as_object().unwrap().keys().collect();
     keys.sort();
     assert_eq!(
         keys,
-        ["median_evals", "p90_evals", "runs", "strategy", "target"]
+        [
+            "budget",
+            "curve_area",
+            "prior",
+            "runs",
+            "strategy",
+            "targets"
+        ]
     );
-    assert_eq!(json["runs"], 10);
-    assert!(report
-        .iter()
-        .all(|r| r.median_evals <= r.p90_evals && r.p90_evals <= 4362));
+}
+
+#[test]
+fn random_median_is_exact() {
+    let space = synthetic();
+    // The synthetic space has exactly one optimum within 95%: random's median is the
+    // smallest k with (N-k)/N <= 1/2.
+    assert_eq!(space.hits(0.95), 1);
+    assert_eq!(random_median(&space, 0.95), space.len().div_ceil(2));
+    assert_eq!(random_median(&space, 0.0001), 1, "every config hits");
 }

@@ -103,24 +103,40 @@ fn autotune_replay_reports_each_strategy_as_json() {
         file.to_str().unwrap(),
         "--runs",
         "5",
+        "--max-evals",
+        "300",
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let results: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON output");
-    let strategies: Vec<&str> = results
-        .as_array()
-        .unwrap()
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON output");
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 1, "one space");
+    assert_eq!(reports[0]["configs"], 4362);
+    let rows = reports[0]["strategies"].as_array().unwrap();
+    let strategies: Vec<&str> = rows
         .iter()
         .map(|r| r["strategy"].as_str().unwrap())
         .collect();
+    // One GPU of this kernel in its folder: no transfer row.
     assert_eq!(strategies, ["random", "local", "surrogate"]);
-    for r in results.as_array().unwrap() {
-        assert_eq!(r["runs"], 5);
-        assert_eq!(r["target"], 0.95);
-        assert!(
-            r["median_evals"].as_u64().unwrap() >= 1
-                && r["p90_evals"].as_u64().unwrap() >= r["median_evals"].as_u64().unwrap()
+    for r in rows {
+        assert_eq!(
+            (r["runs"].as_u64(), r["budget"].as_u64()),
+            (Some(5), Some(300))
         );
+        let targets = r["targets"].as_array().unwrap();
+        let fractions: Vec<f64> = targets
+            .iter()
+            .map(|t| t["target"].as_f64().unwrap())
+            .collect();
+        assert_eq!(fractions, [0.9, 0.95, 0.99]);
+        for t in targets {
+            if let (Some(m), Some(p)) = (t["median"].as_u64(), t["p90"].as_u64()) {
+                assert!(m >= 1 && p >= m, "{t}");
+            }
+        }
+        let area = r["curve_area"].as_f64().unwrap();
+        assert!(area > 0.0 && area <= 1.0, "{r}");
     }
 }
 

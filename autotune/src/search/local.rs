@@ -1,11 +1,18 @@
 //! Greedy local search: first-improvement hill climbing over neighbours (one parameter moved to
 //! an adjacent value, see [`SearchSpace::neighbours`]), in random order, restarting from a
 //! random untried config at a local optimum.
+//!
+//! The first climb starts from the best of [`INITIAL`] random configs rather than from the
+//! first one: a config's neighbours resemble it, so climbing from a single random start
+//! samples worse than random sampling where good configs are common and scattered.
 
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
 use super::{seeded, History, Outcome, RandomOrder, SearchSpace, Strategy};
+
+/// Random configs evaluated before the first climb.
+const INITIAL: usize = 5;
 
 pub struct LocalSearch {
     rng: SmallRng,
@@ -16,6 +23,8 @@ pub struct LocalSearch {
     queue: Vec<usize>,
     /// The config proposed last; its outcome is in the history at the next call.
     pending: Option<usize>,
+    /// Whether the first climb has begun (after the initial sample).
+    climbing: bool,
 }
 
 impl LocalSearch {
@@ -26,6 +35,7 @@ impl LocalSearch {
             current: None,
             queue: Vec::new(),
             pending: None,
+            climbing: false,
         }
     }
 
@@ -42,6 +52,21 @@ impl LocalSearch {
 
 impl Strategy for LocalSearch {
     fn next(&mut self, space: &SearchSpace, history: &History) -> Option<usize> {
+        let rng = &mut self.rng;
+        let starts = self
+            .starts
+            .get_or_insert_with(|| RandomOrder::new(space.len(), rng));
+        if history.len() < INITIAL {
+            return starts.next_untried(history);
+        }
+        if !self.climbing {
+            self.climbing = true;
+            if let Some((best, t)) = history.best() {
+                self.current = Some((best, t));
+                self.queue = space.neighbours(best);
+                self.queue.shuffle(&mut self.rng);
+            }
+        }
         if let Some(p) = self.pending.take() {
             if let Some(outcome) = history.outcome(p) {
                 self.absorb(space, p, outcome);

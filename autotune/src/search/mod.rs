@@ -16,14 +16,17 @@
 //! outcome. A strategy never proposes a config already in the history: every evaluation counted
 //! is a distinct config, and [`History::record`] rejects a repeat.
 
+mod features;
 mod forest;
 mod local;
+mod prior;
 mod random;
 mod surrogate;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -32,6 +35,7 @@ use thiserror::Error;
 use warpforge_dsl::space::{Config, TuneSpace};
 
 pub use local::LocalSearch;
+pub use prior::{Prior, PriorSource};
 pub use random::RandomSearch;
 pub use surrogate::SurrogateSearch;
 
@@ -358,6 +362,12 @@ pub trait Strategy {
     /// the strategy has nothing left to try (every strategy here returns None only once the
     /// whole space is evaluated).
     fn next(&mut self, space: &SearchSpace, history: &History) -> Option<usize>;
+
+    /// What the strategy takes from outside the space (a [`Prior`]), for the user; None when
+    /// it searches from scratch.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Runs `strategy` until `stop` says so (checked after each evaluation) or it has nothing left.
@@ -384,7 +394,8 @@ pub enum StrategyKind {
     Random,
     /// Hill climbing over neighbours, with random restarts.
     LocalSearch,
-    /// Local search steered by a random-forest model of the evaluations so far.
+    /// Expected improvement under a random-forest model over a pool of random configs and
+    /// the fastest configs' neighbours, with a floor of random proposals.
     Surrogate,
 }
 
@@ -405,10 +416,20 @@ impl StrategyKind {
 
     /// A fresh strategy; the same seed gives the same sequence of proposals.
     pub fn build(self, seed: u64) -> Box<dyn Strategy + Send> {
+        self.build_with_prior(seed, None)
+    }
+
+    /// A fresh strategy that uses `prior` (results on other devices) if it can: the surrogate
+    /// does; random and local search ignore it.
+    pub fn build_with_prior(
+        self,
+        seed: u64,
+        prior: Option<Arc<Prior>>,
+    ) -> Box<dyn Strategy + Send> {
         match self {
             StrategyKind::Random => Box::new(RandomSearch::new(seed)),
             StrategyKind::LocalSearch => Box::new(LocalSearch::new(seed)),
-            StrategyKind::Surrogate => Box::new(SurrogateSearch::new(seed)),
+            StrategyKind::Surrogate => Box::new(SurrogateSearch::with_prior(seed, prior)),
         }
     }
 }

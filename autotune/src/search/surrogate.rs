@@ -1,5 +1,6 @@
 //! Surrogate-guided local search: hill climbing whose every choice is ranked by a random-forest
-//! model of log time, fitted to all evaluations so far.
+//! model of log time, fitted to all evaluations so far, with a floor of random proposals and an
+//! optional prior from other devices.
 //!
 //! - *Climbing* is first-improvement over [`SearchSpace::neighbours`], as in
 //!   [`super::LocalSearch`], but the next neighbour tried is the one with the lowest lower
@@ -9,20 +10,43 @@
 //!   whole space with the lowest bound (mean − [`RESTART_KAPPA`]·spread) instead of a random
 //!   one: a region the model believes fast, or knows too little about.
 //!
+//! - *Random proposals*: a share of the evaluations, [`RANDOM_SHARE`], raised to
+//!   [`STALLED_SHARE`] once [`STALL`] evaluations pass without a new best, goes to a uniformly
+//!   random untried config, outside the climb: where good configs are scattered rather than
+//!   clustered (so climbing is trapped and the model misleads), the search still samples the
+//!   space at a steady rate, as random sampling does.
+//! - *Transfer*: given a [`Prior`] (the same kernel's results on other GPUs), the first
+//!   [`WARM_START`] evaluations are the sources' fastest configs, interleaved by rank, and the
+//!   climb starts from the best of them; the model sees each config's rank on every source as a
+//!   feature (see [`Features`]), so it learns how far each source agrees with this device.
+//!
 //! Until [`INITIAL`] evaluations exist the model is not trusted: neighbours go in random order
 //! and restarts are uniformly random, which doubles as the initial sample. Failed configs enter
 //! the model as slower than the slowest seen, so it learns to avoid the regions where they fail.
-//! Features are each parameter's value rank and power-of-two alignment (see [`Column::of`]).
+//! Features are each parameter's value rank and power-of-two alignment (see [`Features`]). The
+//! constants are fixed for every space (the random shares after SMAC's 0.2 and AutoTVM's 0.05),
+//! never fitted to one.
+
+use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::seq::{index, SliceRandom};
 use rand::Rng;
 
+use super::features::Features;
 use super::forest::{Forest, Samples};
-use super::{random_untried, seeded, History, Outcome, SearchSpace, Strategy};
+use super::{random_untried, seeded, History, Outcome, Prior, SearchSpace, Strategy};
 
 /// Evaluations before the model steers.
 const INITIAL: usize = 10;
+/// With a prior: the sources' fastest configs evaluated first.
+const WARM_START: usize = 8;
+/// The share of random proposals while the search improves.
+const RANDOM_SHARE: f64 = 0.05;
+/// The share of random proposals after [`STALL`] evaluations without a new best.
+const STALLED_SHARE: f64 = 0.2;
+/// Evaluations without a new best after which the search counts as stalled.
+const STALL: usize = 30;
 /// Trees in the forest.
 const TREES: usize = 20;
 /// Weight of the model's uncertainty when ordering a climb's neighbours.
@@ -35,10 +59,10 @@ const MAX_TRAIN: usize = 512;
 
 pub struct SurrogateSearch {
     rng: SmallRng,
-    /// Per config, its features (see [`Column`]), `dims` of them, flattened.
-    features: Vec<f32>,
-    dims: usize,
-    prepared: bool,
+    prior: Option<Arc<Prior>>,
+    features: Option<Features>,
+    /// The warm-start proposals from the prior not yet handed out, the next last.
+    warm: Vec<usize>,
     /// The config climbed from, and its time.
     current: Option<(usize, f64)>,
     /// Neighbours of `current` not yet compared with it.
@@ -49,11 +73,16 @@ pub struct SurrogateSearch {
 
 impl SurrogateSearch {
     pub fn new(seed: u64) -> SurrogateSearch {
+        SurrogateSearch::with_prior(seed, None)
+    }
+
+    /// A search that starts from `prior`'s results on other devices, when given.
+    pub fn with_prior(seed: u64, prior: Option<Arc<Prior>>) -> SurrogateSearch {
         SurrogateSearch {
             rng: seeded(seed),
-            features: Vec::new(),
-            dims: 0,
-            prepared: false,
+            prior,
+            features: None,
+            warm: Vec::new(),
             current: None,
             queue: Vec::new(),
             pending: None,
@@ -61,26 +90,32 @@ impl SurrogateSearch {
     }
 
     fn prepare(&mut self, space: &SearchSpace) {
-        if self.prepared {
+        if self.features.is_some() {
             return;
         }
-        self.prepared = true;
-        let columns: Vec<Column> = space
-            .params()
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| Column::of(i, &p.values))
-            .collect();
-        self.dims = columns.len();
-        self.features = space
-            .points()
-            .iter()
-            .flat_map(|pt| columns.iter().map(|c| c.table[usize::from(pt[c.param])]))
-            .collect();
+        self.features = Some(Features::new(space, self.prior.as_deref()));
+        if let Some(prior) = &self.prior {
+            self.warm = prior.round_robin(WARM_START);
+            self.warm.reverse();
+        }
     }
 
     fn row(&self, id: usize) -> &[f32] {
-        &self.features[id * self.dims..(id + 1) * self.dims]
+        self.features.as_ref().expect("prepared").row(id)
+    }
+
+    fn dims(&self) -> usize {
+        self.features.as_ref().map_or(0, Features::dims)
+    }
+
+    /// Whether this step is a random one: the floor, raised when the search stalls.
+    fn random_turn(&mut self, history: &History) -> bool {
+        let share = if evaluations_since_best(history) >= STALL {
+            STALLED_SHARE
+        } else {
+            RANDOM_SHARE
+        };
+        self.rng.random_bool(share)
     }
 
     /// Moves the climb to `id` if it improves on the current config.
@@ -118,7 +153,7 @@ impl SurrogateSearch {
 
     /// The model fitted to log time, once there are enough evaluations to trust it.
     fn model(&mut self, history: &History) -> Option<Forest> {
-        if self.dims == 0 || history.len() < INITIAL {
+        if self.dims() == 0 || history.len() < INITIAL {
             return None;
         }
         let logs = history
@@ -151,7 +186,7 @@ impl SurrogateSearch {
         let y: Vec<f64> = train.iter().map(|t| t.1).collect();
         let data = Samples {
             x: &x,
-            dims: self.dims,
+            dims: self.dims(),
             y: &y,
         };
         Some(Forest::fit(&data, TREES, &mut self.rng))
@@ -216,6 +251,16 @@ impl Strategy for SurrogateSearch {
             }
         }
         self.settle(space, history);
+        while let Some(id) = self.warm.pop() {
+            if !history.tried(id) {
+                self.pending = Some(id);
+                return Some(id);
+            }
+        }
+        if history.len() >= INITIAL && self.random_turn(history) {
+            // Outside the climb: its outcome is not absorbed, the climb resumes next step.
+            return random_untried(history, &mut self.rng);
+        }
         let forest = self.model(history);
         let next = match self.climb(forest.as_ref()) {
             Some(n) => Some(n),
@@ -228,34 +273,17 @@ impl Strategy for SurrogateSearch {
         self.pending = next;
         next
     }
-}
 
-/// One model feature: a function of one parameter's value index, as a table.
-struct Column {
-    param: usize,
-    table: Vec<f32>,
-}
-
-impl Column {
-    /// The features of a parameter: its value's rank, scaled to [0, 1], and its power-of-two
-    /// alignment (trailing zero bits), because GPU kernels often care whether a size is a
-    /// multiple of a warp or a bank count more than how large it is: 64 and 128 threads in y
-    /// may be fast while 72 and 120 between them are slow. A parameter with one value gives none.
-    fn of(param: usize, values: &[i64]) -> Vec<Column> {
-        let len = values.len();
-        if len < 2 {
-            return Vec::new();
-        }
-        let rank = (0..len).map(|i| i as f32 / (len - 1) as f32).collect();
-        let mut out = vec![Column { param, table: rank }];
-        if values.iter().all(|&v| v > 0) {
-            let zeros: Vec<u32> = values.iter().map(|v| v.trailing_zeros().min(16)).collect();
-            let most = zeros.iter().copied().max().unwrap_or(0);
-            if zeros.iter().any(|&z| z != most) {
-                let table = zeros.iter().map(|&z| z as f32 / most as f32).collect();
-                out.push(Column { param, table });
-            }
-        }
-        out
+    fn describe(&self) -> Option<String> {
+        self.prior.as_ref().map(|p| p.describe())
     }
+}
+
+/// Evaluations since the best so far was found (all of them when nothing has run).
+fn evaluations_since_best(history: &History) -> usize {
+    let Some((best, _)) = history.best() else {
+        return history.len();
+    };
+    let at = history.trials().iter().position(|t| t.0 == best);
+    history.len() - 1 - at.unwrap_or(0)
 }

@@ -50,25 +50,35 @@ pub struct AutotuneArgs {
     /// no GPU needed) and the shapes that would be tuned; time nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Replay a Kernel Tuner cache file (a brute-forced space) as a simulated device and
-    /// report, per strategy, the evaluations needed to reach the target (no GPU needed).
-    #[arg(long, value_name = "FILE")]
-    pub replay: Option<PathBuf>,
-    /// With --replay: seeded runs per strategy.
-    #[arg(long, default_value_t = 200, requires = "replay")]
+    /// Replay Kernel Tuner cache files (brute-forced spaces) as simulated devices and report,
+    /// per space and strategy, the evaluations to 90/95/99% of the optimum (median, p90),
+    /// the share of runs that miss within --max-evals, and the best-so-far curve's area (no
+    /// GPU needed). A folder stands for its `.json.gz` files and those of its kernel folders;
+    /// files of the same kernel on other GPUs (same folder) also give a leave-one-GPU-out
+    /// `surrogate+transfer` row.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub replay: Vec<PathBuf>,
+    /// With --replay: seeded runs per space and strategy.
+    #[arg(long, default_value_t = 50, requires = "replay")]
     pub runs: usize,
-    /// With --replay: the fraction of the optimum to reach (time ≤ best / target).
-    #[arg(long, default_value_t = 0.95, requires = "replay")]
-    pub target: f64,
-    /// With --replay: print one JSON array of {strategy, runs, target, median_evals,
-    /// p90_evals}.
+    /// With --replay: evaluations per run; a run not at a target by then misses it.
+    #[arg(long, default_value_t = 1000, requires = "replay")]
+    pub max_evals: usize,
+    /// With --replay: only these strategies, comma-separated (random, local, surrogate,
+    /// surrogate+transfer; default: all).
+    #[arg(long, value_delimiter = ',', requires = "replay")]
+    pub only: Vec<String>,
+    /// With --replay: skip the leave-one-GPU-out transfer rows.
+    #[arg(long, requires = "replay")]
+    pub no_transfer: bool,
+    /// With --replay: print one JSON array of per-space reports instead of tables.
     #[arg(long, requires = "replay")]
     pub json: bool,
 }
 
 pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
-    if let Some(path) = &args.replay {
-        return replay(path, args.runs, args.target, args.json);
+    if !args.replay.is_empty() {
+        return replay(&args);
     }
     let kernels = select_kernels(&args.kernels)?;
     let shapes = problem_shapes(&args, &kernels)?;
@@ -458,34 +468,77 @@ mod cli_tests {
     }
 }
 
-/// `--replay`: evaluations to the target per strategy on a brute-forced space.
-fn replay(path: &std::path::Path, runs: usize, target: f64, json: bool) -> Result<ExitCode> {
-    if runs == 0 {
-        bail!("--runs must be at least 1");
+/// `--replay`: the generalization benchmark over the given spaces.
+fn replay(args: &AutotuneArgs) -> Result<ExitCode> {
+    use warpforge_autotune::replay::{benchmark, collect_space_files, BenchOptions};
+    if args.runs == 0 || args.max_evals == 0 {
+        bail!("--runs and --max-evals must be at least 1");
     }
-    if !(target > 0.0 && target <= 1.0) {
-        bail!("--target must be in (0, 1], got {target}");
+    let files = collect_space_files(&args.replay)?;
+    if files.is_empty() {
+        bail!("no .json.gz tuning spaces in {:?}", args.replay);
     }
+    let options = BenchOptions {
+        runs: args.runs,
+        budget: args.max_evals,
+        seed0: 0,
+        transfer: !args.no_transfer,
+        only: args.only.clone(),
+    };
     let started = Instant::now();
-    let results = warpforge_autotune::replay::replay_report(path, runs, target, 0)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{}: {runs} seeded runs per strategy, target {target} of the optimum",
-        path.display()
-    );
-    println!(
-        "{:<12} {:>12} {:>10}",
-        "strategy", "median evals", "p90 evals"
-    );
-    for r in &results {
+    if !args.json {
         println!(
-            "{:<12} {:>12} {:>10}",
-            r.strategy, r.median_evals, r.p90_evals
+            "{} space(s), {} seeded runs per strategy, at most {} evaluations per run",
+            files.len(),
+            options.runs,
+            options.budget
         );
     }
-    println!("({:.1} s)", started.elapsed().as_secs_f64());
+    let reports = benchmark(&files, options, |r| {
+        if !args.json {
+            print_space_report(r);
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        println!("({:.1} s)", started.elapsed().as_secs_f64());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_space_report(r: &warpforge_autotune::replay::SpaceReport) {
+    println!(
+        "\n{}: {} configs, random's exact median to 95%: {}",
+        r.space, r.configs, r.random_median_95
+    );
+    println!(
+        "{:<20} {:>11} {:>11} {:>11} {:>20} {:>6}",
+        "strategy", "90% med/p90", "95% med/p90", "99% med/p90", "missed 90/95/99%", "area"
+    );
+    let evals = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
+    for s in &r.strategies {
+        let cells: Vec<String> = s
+            .targets
+            .iter()
+            .map(|t| format!("{}/{}", evals(t.median), evals(t.p90)))
+            .collect();
+        let missed: Vec<String> = s
+            .targets
+            .iter()
+            .map(|t| format!("{:.0}%", 100.0 * t.missed))
+            .collect();
+        println!(
+            "{:<20} {:>11} {:>11} {:>11} {:>20} {:>6.3}",
+            s.strategy,
+            cells[0],
+            cells[1],
+            cells[2],
+            missed.join("/"),
+            s.curve_area
+        );
+    }
+    for s in r.strategies.iter().filter(|s| s.prior.is_some()) {
+        println!("  {}: {}", s.strategy, s.prior.as_deref().unwrap_or(""));
+    }
 }

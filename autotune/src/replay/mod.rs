@@ -14,11 +14,17 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use thiserror::Error;
 
-use crate::search::{search, Outcome, Point, SearchParam, SearchSpace, SpaceError, StrategyKind};
+use crate::search::{Outcome, Point, Prior, PriorSource, SearchParam, SearchSpace, SpaceError};
+
+mod bench;
+
+pub use bench::{
+    benchmark, evals_to_target, percentile, random_median, strategy_report, BenchOptions,
+    Contender, SpaceReport, StrategyReport, TargetStats, TARGETS,
+};
 
 /// Why a cache file could not be replayed.
 #[derive(Debug, Error)]
@@ -151,6 +157,31 @@ impl ReplaySpace {
     pub fn threshold(&self, target: f64) -> f64 {
         self.best / target
     }
+
+    /// The number of configs within `target` of the optimum.
+    pub fn hits(&self, target: f64) -> usize {
+        let threshold = self.threshold(target);
+        self.times
+            .iter()
+            .flatten()
+            .filter(|&&t| t <= threshold)
+            .count()
+    }
+
+    /// The results of `others` (the same kernel on other devices) as a prior for searching
+    /// this space; None when none of them shares this space's parameters.
+    pub fn prior_from<'a>(
+        &self,
+        others: impl IntoIterator<Item = (&'a str, &'a ReplaySpace)>,
+    ) -> Option<Prior> {
+        let sources = others
+            .into_iter()
+            .filter_map(|(name, other)| {
+                PriorSource::matched(name, &self.space, &other.space, |id| other.evaluate(id))
+            })
+            .collect();
+        Prior::new(sources)
+    }
 }
 
 impl ReplayError {
@@ -244,6 +275,38 @@ pub fn tuning_spaces_dir() -> PathBuf {
     }
 }
 
+/// The cache files of `paths`: a file stands for itself, a folder for its `.json.gz` files and
+/// those of its kernel folders (`<kernel>/<gpu>.json.gz`); sorted, without repeats.
+pub fn collect_space_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReplayError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(gz_files(path)?);
+            files.extend(space_files(path)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn gz_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
+    let io = |source| ReplayError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for file in std::fs::read_dir(dir).map_err(io)? {
+        let file = file.map_err(io)?.path();
+        if file.is_file() && file.to_string_lossy().ends_with(".json.gz") {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
 /// The cache files in `dir`'s kernel folders (`<kernel>/<gpu>.json.gz`), sorted.
 pub fn space_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
     let io = |source| ReplayError::Io {
@@ -256,89 +319,8 @@ pub fn space_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
         if !kernel.is_dir() {
             continue;
         }
-        for file in std::fs::read_dir(&kernel).map_err(io)? {
-            let file = file.map_err(io)?.path();
-            if file.to_string_lossy().ends_with(".json.gz") {
-                files.push(file);
-            }
-        }
+        files.extend(gz_files(&kernel)?);
     }
     files.sort();
     Ok(files)
-}
-
-/// Evaluations `strategy` (seeded with `seed`) needs to find a config within `target` of the
-/// optimum (time ≤ best / target), failed evaluations included. Capped at the space size.
-pub fn evals_to_target(
-    space: &ReplaySpace,
-    strategy: StrategyKind,
-    seed: u64,
-    target: f64,
-) -> usize {
-    let threshold = space.threshold(target);
-    let mut strategy = strategy.build(seed);
-    let history = search(
-        space.space(),
-        strategy.as_mut(),
-        |id| space.evaluate(id),
-        |h| h.best().is_some_and(|(_, t)| t <= threshold),
-    );
-    history.len().min(space.len())
-}
-
-/// The evaluations to target of one strategy over many seeded runs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StrategyResult {
-    pub strategy: String,
-    pub runs: usize,
-    pub target: f64,
-    /// Nearest-rank median of the evaluations to target.
-    pub median_evals: usize,
-    /// Nearest-rank 90th percentile of the evaluations to target.
-    pub p90_evals: usize,
-}
-
-/// Runs every strategy `runs` times (seeds `seed0..seed0 + runs`) on the space in `path`.
-pub fn replay_report(
-    path: &Path,
-    runs: usize,
-    target: f64,
-    seed0: u64,
-) -> Result<Vec<StrategyResult>, ReplayError> {
-    let space = ReplaySpace::load(path)?;
-    Ok(StrategyKind::ALL
-        .into_iter()
-        .map(|kind| strategy_result(&space, kind, runs, target, seed0))
-        .collect())
-}
-
-/// The result of `runs` seeded runs of one strategy.
-pub fn strategy_result(
-    space: &ReplaySpace,
-    kind: StrategyKind,
-    runs: usize,
-    target: f64,
-    seed0: u64,
-) -> StrategyResult {
-    let mut evals: Vec<usize> = (0..runs as u64)
-        .into_par_iter()
-        .map(|i| evals_to_target(space, kind, seed0.wrapping_add(i), target))
-        .collect();
-    evals.sort_unstable();
-    StrategyResult {
-        strategy: kind.name().to_string(),
-        runs,
-        target,
-        median_evals: percentile(&evals, 0.5),
-        p90_evals: percentile(&evals, 0.9),
-    }
-}
-
-/// The nearest-rank percentile of sorted values (0 for none).
-pub fn percentile(sorted: &[usize], q: f64) -> usize {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
