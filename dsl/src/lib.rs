@@ -9,8 +9,8 @@
 pub mod backend;
 pub mod cache_file;
 pub mod codegen;
-pub mod host;
 pub mod convert;
+pub mod host;
 pub mod interp;
 pub mod ir;
 pub mod nvrtc;

@@ -153,7 +153,11 @@ fn first_difference(interp: &[u8], host: &[u8], source: &str) -> String {
     let (a, b) = (word(interp), word(host));
     let threads = interp.len() / 8;
     let (name, index, shown) = if at < threads {
-        ("out_i", at, format!("interpreter {} host {}", a as i32, b as i32))
+        (
+            "out_i",
+            at,
+            format!("interpreter {} host {}", a as i32, b as i32),
+        )
     } else {
         (
             "out_f",
@@ -169,7 +173,9 @@ fn first_difference(interp: &[u8], host: &[u8], source: &str) -> String {
         .lines()
         .enumerate()
         .find(|(_, l)| l.trim_start().starts_with(&format!("{name}[")))
-        .map_or(String::new(), |(n, l)| format!("; generated line {}: {}", n + 1, l.trim()));
+        .map_or(String::new(), |(n, l)| {
+            format!("; generated line {}: {}", n + 1, l.trim())
+        });
     format!("the host harness differs from the interpreter at {name}[{index}]: {shown}{line}")
 }
 

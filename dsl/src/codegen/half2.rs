@@ -87,7 +87,10 @@ fn host_instruction_call(asm: &str, operands: &[&str]) -> String {
         .skip(1) // %0 is the result
         .map(|r| {
             let i: usize = r.trim_start_matches('%').parse().unwrap_or(0);
-            operands.get(i.wrapping_sub(1)).copied().unwrap_or("WF_BAD_OPERAND")
+            operands
+                .get(i.wrapping_sub(1))
+                .copied()
+                .unwrap_or("WF_BAD_OPERAND")
         })
         .collect();
     format!(

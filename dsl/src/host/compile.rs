@@ -30,8 +30,14 @@ const HEADERS: [(&str, &str); 8] = [
         "warpforge_host_main.h",
         include_str!("../../host/warpforge_host_main.h"),
     ),
-    ("cuda_fp16.h", include_str!("../../host/include/cuda_fp16.h")),
-    ("cuda_bf16.h", include_str!("../../host/include/cuda_bf16.h")),
+    (
+        "cuda_fp16.h",
+        include_str!("../../host/include/cuda_fp16.h"),
+    ),
+    (
+        "cuda_bf16.h",
+        include_str!("../../host/include/cuda_bf16.h"),
+    ),
     ("cuda_fp8.h", include_str!("../../host/include/cuda_fp8.h")),
 ];
 
@@ -182,8 +188,12 @@ pub(crate) fn build(
         return Ok(out);
     }
     let include = include_dir(&root)?;
-    let unique = format!("{key}.{}.{:?}", std::process::id(), std::thread::current().id())
-        .replace(['(', ')'], "");
+    let unique = format!(
+        "{key}.{}.{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(['(', ')'], "");
     let src_path = root.join(format!("{unique}.cpp"));
     let tmp_out = root.join(format!("{unique}.{ext}.tmp"));
     let io = |what: String| {

@@ -20,7 +20,8 @@ struct LaunchSpec {
     stack_bytes: u32,
 }
 
-type LaunchFn = unsafe extern "C" fn(*const LaunchSpec, *mut *mut c_void, *mut c_char, usize) -> c_int;
+type LaunchFn =
+    unsafe extern "C" fn(*const LaunchSpec, *mut *mut c_void, *mut c_char, usize) -> c_int;
 
 /// Each fiber's stack: room for the kernels' register arrays at -O1, and for ASan's
 /// redzones in the sanitized build.
@@ -81,10 +82,8 @@ pub fn run(
             s
         })
         .collect();
-    let mut pointers: Vec<*mut c_void> = slots
-        .iter_mut()
-        .map(|s| s.0.as_mut_ptr().cast())
-        .collect();
+    let mut pointers: Vec<*mut c_void> =
+        slots.iter_mut().map(|s| s.0.as_mut_ptr().cast()).collect();
     let mut error = vec![0u8; 4096];
     // SAFETY: the entry was built from this kernel's source, whose parameters `c_params`
     // follows one for one (pointer + u32 length per slice, values by C type); every buffer
@@ -131,14 +130,20 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
             }
             Arg::Slice(raw) => {
                 let Storage::Host(b) = &raw.storage else {
-                    return Err(bad(format!("parameter `{}`: not a host buffer", param.name)));
+                    return Err(bad(format!(
+                        "parameter `{}`: not a host buffer",
+                        param.name
+                    )));
                 };
                 (raw.len, raw.elem, b.as_ptr() as *mut u8, b.len(), false)
             }
             Arg::SliceMut(raw) => {
                 let (len, elem) = (raw.len, raw.elem);
                 let Storage::Host(b) = &mut raw.storage else {
-                    return Err(bad(format!("parameter `{}`: not a host buffer", param.name)));
+                    return Err(bad(format!(
+                        "parameter `{}`: not a host buffer",
+                        param.name
+                    )));
                 };
                 (len, elem, b.as_mut_ptr(), b.len(), true)
             }
@@ -228,7 +233,9 @@ fn run_program(
     for p in params {
         let (kind, bytes): (u32, &[u8]) = match p {
             // SAFETY: `ptr` points to `bytes` bytes of a live host buffer (see `c_params`).
-            CParam::Buffer { ptr, bytes, .. } => (0, unsafe { std::slice::from_raw_parts(*ptr, *bytes) }),
+            CParam::Buffer { ptr, bytes, .. } => {
+                (0, unsafe { std::slice::from_raw_parts(*ptr, *bytes) })
+            }
             CParam::Value(v) => (1, v),
         };
         request.extend(kind.to_le_bytes());

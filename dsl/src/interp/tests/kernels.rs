@@ -311,8 +311,16 @@ fn shuffle_lane_operands_use_their_low_five_bits() {
     let o = read::<u32>(&b);
     for t in 0..32u32 {
         let row = &o[t as usize * 3..][..3];
-        assert_eq!(row[0], if t + 4 < 32 { t + 4 } else { t }, "down 36, lane {t}");
-        assert_eq!(row[1], if t >= 4 { t - 4 } else { t }, "up 0xffffffe4, lane {t}");
+        assert_eq!(
+            row[0],
+            if t + 4 < 32 { t + 4 } else { t },
+            "down 36, lane {t}"
+        );
+        assert_eq!(
+            row[1],
+            if t >= 4 { t - 4 } else { t },
+            "up 0xffffffe4, lane {t}"
+        );
         assert_eq!(row[2], t ^ 3, "xor 35, lane {t}");
     }
 }
