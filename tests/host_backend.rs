@@ -421,3 +421,37 @@ fn number_formats_and_bit_instructions_match_the_interpreter() {
         diffs.join("\n")
     );
 }
+
+/// The two halves of the block wait at different barriers.
+#[kernel(block = (64), tune(UNUSED = [1]))]
+fn divergent_barrier<const UNUSED: u32>(out: &mut [u32]) {
+    let t = thread_idx_x();
+    if t < 16 {
+        sync_threads();
+        out[t] = t;
+    } else {
+        out[t] = 2 * t;
+        sync_threads();
+    }
+}
+
+/// Threads at barriers on different lines are an error naming the thread and both lines
+/// (on a GPU, undefined behaviour); a thread that exits does not block a barrier, as
+/// `bar.sync` waits for the threads that have not exited.
+#[test]
+fn a_divergent_barrier_is_reported_not_hung() {
+    let Some(host) = host_device(HostOptions::default()) else {
+        return;
+    };
+    let mut out = host.zeros::<u32>(64).unwrap();
+    let err = divergent_barrier::launch(
+        &host,
+        &divergent_barrier::default_config(),
+        LaunchDims::linear(1, 64),
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("a barrier in divergent code"), "{err}");
+    assert!(err.contains("thread (16, 0, 0)"), "{err}");
+}

@@ -119,6 +119,7 @@ struct Block {
     ucontext_t scheduler;
     unsigned int current = 0;
     unsigned int at_barrier = 0;
+    int barrier_line = 0; // the generated line of the barrier the waiting threads are at
     unsigned int exited = 0;
     WarpSlot* warps = nullptr;
     AsyncQueue* queues = nullptr;
@@ -127,6 +128,11 @@ struct Block {
     char* error = nullptr;
     size_t error_len = 0;
     bool failed = false;
+#ifdef WF_HOST_ASAN
+    // The scheduler's stack, as ASan's fiber API reports it to a fiber's first switch.
+    const void* main_bottom = nullptr;
+    size_t main_size = 0;
+#endif
 };
 
 inline thread_local Block* running = nullptr;
@@ -145,16 +151,19 @@ inline unsigned int lane_of(unsigned int t) {
     return t & 31u;
 }
 
-// Back to the scheduler; returns when this fiber is resumed.
-inline void yield() {
+// Back to the scheduler; returns when this fiber is resumed. `last` marks a fiber that will
+// never resume (exited or failed), so ASan may drop its fake stack.
+inline void yield(bool last = false) {
     Block& b = *running;
     Fiber& f = b.fibers[b.current];
 #ifdef WF_HOST_ASAN
-    __sanitizer_start_switch_fiber(&f.fake_stack, nullptr, 0);
+    __sanitizer_start_switch_fiber(last ? nullptr : &f.fake_stack, b.main_bottom, b.main_size);
+#else
+    (void)last;
 #endif
     swapcontext(&f.ctx, &b.scheduler);
 #ifdef WF_HOST_ASAN
-    __sanitizer_finish_switch_fiber(f.fake_stack, nullptr, nullptr);
+    __sanitizer_finish_switch_fiber(f.fake_stack, &b.main_bottom, &b.main_size);
 #endif
 }
 
@@ -176,7 +185,7 @@ inline void fail(const char* fmt, ...) {
             va_end(args);
         }
     }
-    for (;;) yield();
+    for (;;) yield(true);
 }
 
 // Lanes of warp `w` that exist in this block (the last warp may be partial).
@@ -194,8 +203,16 @@ inline void barrier_release_if_complete(Block& b) {
     b.at_barrier = 0;
 }
 
-inline void syncthreads() {
+// `line` is the generated line of the call: threads waiting at barriers on different lines
+// are a divergent barrier (undefined for `bar.sync`), reported rather than released.
+inline void syncthreads(int line) {
     Block& b = *running;
+    if (b.at_barrier == 0) {
+        b.barrier_line = line;
+    } else if (b.barrier_line != line) {
+        fail("__syncthreads on line %d while other threads wait at __syncthreads on line %d "
+             "(a barrier in divergent code)", line, b.barrier_line);
+    }
     b.fibers[b.current].state = State::AtBarrier;
     b.at_barrier += 1;
     barrier_release_if_complete(b);
@@ -237,11 +254,14 @@ inline WarpSlot& warp_collective(const char* op, unsigned int mask, const uint64
 
 inline void fiber_entry() {
     Block& b = *running;
+#ifdef WF_HOST_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &b.main_bottom, &b.main_size);
+#endif
     b.body(b.body_arg);
     b.fibers[b.current].state = State::Exited;
     b.exited += 1;
     barrier_release_if_complete(b);
-    yield();
+    yield(true);
 }
 
 // Which threads are blocked where, for a deadlock report.
@@ -401,9 +421,7 @@ int launch_kernel(void (*f)(Ts...), const LaunchSpec& spec, void** args, char* e
 
 } // namespace wf_host
 
-inline void __syncthreads() {
-    wf_host::syncthreads();
-}
+#define __syncthreads() ::wf_host::syncthreads(__LINE__)
 
 #include "warpforge_host_types.h"
 #include "warpforge_host_warp.h"
