@@ -59,24 +59,31 @@ impl Compiler {
                     Ok(cxx) if !cxx.is_empty() => vec![cxx],
                     _ => ["g++", "c++", "clang++"].map(String::from).to_vec(),
                 };
-                for program in &candidates {
-                    if let Ok(out) = Command::new(program).arg("--version").output() {
-                        if out.status.success() {
-                            let text = String::from_utf8_lossy(&out.stdout);
-                            let version = text.lines().next().unwrap_or("").trim().to_string();
-                            return Ok(Compiler {
-                                program: program.clone(),
-                                version,
-                            });
-                        }
-                    }
-                }
-                Err(HostError::NoCompiler {
-                    tried: candidates.join(", "),
-                })
+                Compiler::probe(&candidates)
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+}
+
+impl Compiler {
+    /// The first of `candidates` that runs `--version`.
+    pub(crate) fn probe(candidates: &[String]) -> Result<Compiler, HostError> {
+        for program in candidates {
+            if let Ok(out) = Command::new(program).arg("--version").output() {
+                if out.status.success() {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let version = text.lines().next().unwrap_or("").trim().to_string();
+                    return Ok(Compiler {
+                        program: program.clone(),
+                        version,
+                    });
+                }
+            }
+        }
+        Err(HostError::NoCompiler {
+            tried: candidates.join(", "),
+        })
     }
 }
 

@@ -28,6 +28,9 @@ type LaunchFn =
 const STACK_BYTES: u32 = 128 << 10;
 const SANITIZED_STACK_BYTES: u32 = 512 << 10;
 
+/// The sanitized program's exit status after a sanitizer report.
+const SANITIZER_EXIT: i32 = 86;
+
 /// One C parameter's bytes, aligned for any scalar or pointer.
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Default)]
@@ -248,7 +251,15 @@ fn run_program(
     let out = std::process::Command::new(program)
         .arg(&req_path)
         .arg(&resp_path)
-        .env("ASAN_OPTIONS", "detect_leaks=0")
+        // A sanitizer report exits with SANITIZER_EXIT, the harness's own errors with 1.
+        .env(
+            "ASAN_OPTIONS",
+            format!("detect_leaks=0:exitcode={SANITIZER_EXIT}"),
+        )
+        .env(
+            "UBSAN_OPTIONS",
+            format!("print_stacktrace=1:exitcode={SANITIZER_EXIT}"),
+        )
         .output()
         .map_err(io("running the sanitized host build"))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -16,6 +16,8 @@
 
 mod compile;
 mod launch;
+#[cfg(test)]
+mod tests;
 
 pub use compile::Compiler;
 pub use launch::run;
