@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cache_file;
 pub mod codegen;
 pub mod convert;
+pub mod host;
 pub mod interp;
 pub mod ir;
 pub mod nvrtc;
@@ -38,4 +39,6 @@ pub enum Error {
     Nvrtc(#[from] nvrtc::NvrtcError),
     #[error(transparent)]
     Device(#[from] backend::DeviceError),
+    #[error(transparent)]
+    Host(#[from] host::HostError),
 }

@@ -6,7 +6,14 @@
 //! (b) the generated CUDA C compiles with NVRTC for sm_90 (skipped with a message when NVRTC
 //!     is not installed, unless `WARPFORGE_REQUIRE_NVRTC=1`);
 //! (c) the outputs do not depend on how blocks are scheduled: the parallel and the
-//!     sequential interpreter agree bit for bit.
+//!     sequential interpreter agree bit for bit;
+//! (d) the generated CUDA C itself, compiled by the host C++ compiler with the host harness
+//!     (`dsl/host/`), gives the interpreter's outputs bit for bit (the fuzz kernels use
+//!     integer arithmetic, f32 `+ - * /`, `abs`, `floor`, `sqrt`, `fma`, `min`/`max`, casts,
+//!     shuffles and ballots, all exact in the interpreter's model). Skipped with a message
+//!     when no C++ compiler is installed, unless `WARPFORGE_REQUIRE_NVRTC=1` (CI).
+//!     `WARPFORGE_FUZZ_HOST_CASES` bounds how many of the cases run it (default 120: each
+//!     costs a C++ compile; `scripts/fuzz` runs it on every case).
 //!
 //! `WARPFORGE_FUZZ_CASES` sets the number of kernels (default 200, what CI runs);
 //! `WARPFORGE_FUZZ_SEED` the first seed (default fixed, so CI is reproducible).
@@ -23,12 +30,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 use warpforge_dsl::backend::{Arg, LaunchDims, RawBuffer, Storage};
 use warpforge_dsl::codegen;
+use warpforge_dsl::host::{self, HostError, HostOptions};
 use warpforge_dsl::interp::{self, InterpOptions};
 use warpforge_dsl::nvrtc::{self, Arch, CompileOptions, NvrtcError};
 use warpforge_dsl::typed::Kernel;
 use warpforge_dsl::types::Type;
 
 const DEFAULT_CASES: u64 = 200;
+const DEFAULT_HOST_CASES: u64 = 120;
 const DEFAULT_SEED: u64 = 0x5eed_f022;
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -69,6 +78,25 @@ fn run(
     seed: u64,
     options: &InterpOptions,
 ) -> Result<Vec<u8>, String> {
+    run_on(dims, seed, |args| {
+        interp::run(kernel, dims, args, options)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Both outputs as bytes from the host harness, or its error message.
+fn run_host(kernel: &Kernel, dims: &LaunchDims, seed: u64) -> Result<Vec<u8>, String> {
+    run_on(dims, seed, |args| {
+        host::run(kernel, dims, args, &HostOptions::default()).map_err(|e| e.to_string())
+    })
+}
+
+fn run_on(
+    dims: &LaunchDims,
+    seed: u64,
+    launch: impl FnOnce(&mut [Arg]) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
     let threads = dims.blocks() as usize * dims.threads_per_block() as usize;
     let (in_i, in_f) = inputs(seed);
     let mut out_i = buffer(Type::I32, threads, vec![0; threads * 4]);
@@ -79,7 +107,7 @@ fn run(
         Arg::SliceMut(&mut out_i),
         Arg::SliceMut(&mut out_f),
     ];
-    interp::run(kernel, dims, &mut args, options).map_err(|e| e.to_string())?;
+    launch(&mut args)?;
     let mut bytes = out_i.host_bytes().expect("host buffer").to_vec();
     bytes.extend(out_f.host_bytes().expect("host buffer"));
     Ok(bytes)
@@ -100,9 +128,60 @@ fn nvrtc_available() -> bool {
     }
 }
 
-/// Checks the three properties on the kernel of `seed`; the failure, with what is needed
-/// to reproduce it.
-fn check(seed: u64, compile: bool) -> Result<(), String> {
+/// Whether the host C++ compiler is there (property (d)); a skip says why, and CI fails.
+fn host_available() -> bool {
+    match host::Compiler::find() {
+        Ok(_) => true,
+        Err(e @ HostError::NoCompiler { .. }) => {
+            if std::env::var("WARPFORGE_REQUIRE_NVRTC").as_deref() == Ok("1") {
+                panic!("WARPFORGE_REQUIRE_NVRTC=1 but the host C++ compiler is missing: {e}");
+            }
+            eprintln!("fuzz: skipping property (d) (host harness): {e}");
+            false
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The first differing output element of two runs (`out_i` then `out_f`, each `threads`
+/// long), described with both values and the generated line that stores it.
+fn first_difference(interp: &[u8], host: &[u8], source: &str) -> String {
+    let at = (0..interp.len() / 4)
+        .find(|i| interp[i * 4..i * 4 + 4] != host[i * 4..i * 4 + 4])
+        .unwrap_or(0);
+    let word = |b: &[u8]| u32::from_le_bytes(b[at * 4..at * 4 + 4].try_into().unwrap());
+    let (a, b) = (word(interp), word(host));
+    let threads = interp.len() / 8;
+    let (name, index, shown) = if at < threads {
+        (
+            "out_i",
+            at,
+            format!("interpreter {} host {}", a as i32, b as i32),
+        )
+    } else {
+        (
+            "out_f",
+            at - threads,
+            format!(
+                "interpreter {:e} ({a:#010x}) host {:e} ({b:#010x})",
+                f32::from_bits(a),
+                f32::from_bits(b)
+            ),
+        )
+    };
+    let line = source
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with(&format!("{name}[")))
+        .map_or(String::new(), |(n, l)| {
+            format!("; generated line {}: {}", n + 1, l.trim())
+        });
+    format!("the host harness differs from the interpreter at {name}[{index}]: {shown}{line}")
+}
+
+/// Checks the properties on the kernel of `seed`; the failure, with what is needed to
+/// reproduce it.
+fn check(seed: u64, compile: bool, on_host: bool) -> Result<(), String> {
     let case = gen::generate(seed);
     let dims = LaunchDims::linear(case.grid, case.block);
     let (source, map) = codegen::cuda_source_with_map(&case.kernel);
@@ -128,11 +207,23 @@ fn check(seed: u64, compile: bool) -> Result<(), String> {
         parallel: false,
         ..InterpOptions::fast()
     })?;
-    match (parallel, sequential) {
-        (Ok(p), Ok(s)) if p == s => {}
+    let expected = match (parallel, sequential) {
+        (Ok(p), Ok(s)) if p == s => p,
         (Ok(_), Ok(_)) => return Err(fail("parallel and sequential outputs differ".into())),
         (Err(e), _) | (_, Err(e)) => {
             return Err(fail(format!("the interpreter refused a valid kernel: {e}")))
+        }
+    };
+    if on_host {
+        let got = run_host(&case.kernel, &dims, seed)
+            .map_err(|e| fail(format!("the host harness failed: {e}")))?;
+        if got != expected {
+            return Err(fail(format!(
+                "grid {} x block {}: {}",
+                case.grid,
+                case.block,
+                first_difference(&expected, &got, &source)
+            )));
         }
     }
     if compile {
@@ -147,15 +238,20 @@ fn random_kernels_interpret_compile_and_do_not_depend_on_block_order() {
     let cases = env_u64("WARPFORGE_FUZZ_CASES", DEFAULT_CASES);
     let first = env_u64("WARPFORGE_FUZZ_SEED", DEFAULT_SEED);
     let compile = nvrtc_available();
+    let host_cases = if host_available() {
+        env_u64("WARPFORGE_FUZZ_HOST_CASES", DEFAULT_HOST_CASES).min(cases)
+    } else {
+        0
+    };
     let start = Instant::now();
     let failures: Vec<String> = (first..first + cases)
-        .filter_map(|seed| check(seed, compile).err())
+        .filter_map(|seed| check(seed, compile, seed < first + host_cases).err())
         .collect();
     // Written to stderr directly, not through `println!`, so that it shows in CI's log even
     // though the test harness captures the output of passing tests.
     let _ = writeln!(
         std::io::stderr(),
-        "fuzz: {cases} cases in {:.1} s (seeds {first}..{}, NVRTC {})",
+        "fuzz: {cases} cases in {:.1} s (seeds {first}..{}, NVRTC {}, host harness on {host_cases})",
         start.elapsed().as_secs_f64(),
         first + cases,
         if compile { "on" } else { "skipped" }

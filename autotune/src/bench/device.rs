@@ -188,7 +188,9 @@ impl<'d> DeviceBench<'d> {
     pub fn new(device: &'d Device) -> Result<DeviceBench<'d>, TuneError> {
         let timer: Box<dyn Timer> = match device.backend() {
             warpforge_dsl::backend::Backend::Cuda => Box::new(CudaTimer::new(device)?),
-            warpforge_dsl::backend::Backend::Cpu => Box::new(WallTimer::default()),
+            warpforge_dsl::backend::Backend::Cpu | warpforge_dsl::backend::Backend::Host => {
+                Box::new(WallTimer::default())
+            }
         };
         Ok(DeviceBench::with_timer(device, timer))
     }

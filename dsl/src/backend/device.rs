@@ -8,6 +8,7 @@ pub use check::DeviceLimits;
 use super::cuda::CudaDevice;
 use super::element::{from_bytes, to_bytes};
 use super::{Arg, Buffer, Element, LaunchDims, RawBuffer, Storage};
+use crate::host::{self, HostOptions};
 use crate::interp::{self, InterpOptions};
 use crate::ir::KernelDef;
 use crate::nvrtc::Arch;
@@ -22,6 +23,8 @@ use std::sync::{Arc, Mutex};
 pub enum Backend {
     Cpu,
     Cuda,
+    /// The generated CUDA C compiled for the CPU with the host harness ([`crate::host`]).
+    Host,
 }
 
 impl fmt::Display for Backend {
@@ -29,6 +32,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Cpu => "cpu",
             Backend::Cuda => "cuda",
+            Backend::Host => "host",
         })
     }
 }
@@ -45,6 +49,7 @@ pub struct Device {
 enum Target {
     Cpu,
     Cuda(CudaDevice),
+    Host(HostOptions),
 }
 
 /// Identifies one specialization: the kernel (by its source position and name) and config.
@@ -169,6 +174,20 @@ impl Device {
         )?)))
     }
 
+    /// The host backend: the CUDA C the cuda backend would compile, built by the system C++
+    /// compiler with the host harness and run on the CPU (see [`crate::host`]). Buffers are
+    /// host memory, as on the cpu backend. Fails when no C++ compiler is installed.
+    pub fn host() -> Result<Device, crate::host::HostError> {
+        Device::host_with(HostOptions::default())
+    }
+
+    /// The host backend with `options` (e.g. [`HostOptions::sanitized`]: ASan and UBSan on
+    /// the generated C, in a child process).
+    pub fn host_with(options: HostOptions) -> Result<Device, crate::host::HostError> {
+        host::Compiler::find()?;
+        Ok(Device::with_target(Target::Host(options)))
+    }
+
     fn with_target(target: Target) -> Device {
         Device {
             target,
@@ -181,6 +200,7 @@ impl Device {
         match self.target {
             Target::Cpu => Backend::Cpu,
             Target::Cuda(_) => Backend::Cuda,
+            Target::Host(_) => Backend::Host,
         }
     }
 
@@ -189,13 +209,18 @@ impl Device {
         match &self.target {
             Target::Cpu => "cpu interpreter".to_string(),
             Target::Cuda(gpu) => gpu.name().to_string(),
+            Target::Host(o) => format!(
+                "host harness ({}{})",
+                host::Compiler::find().map_or("?", |c| c.version.as_str()),
+                if o.sanitize { ", sanitized" } else { "" }
+            ),
         }
     }
 
     /// The GPU's compute capability (`None` on the cpu backend).
     pub fn arch(&self) -> Option<Arch> {
         match &self.target {
-            Target::Cpu => None,
+            Target::Cpu | Target::Host(_) => None,
             Target::Cuda(gpu) => Some(gpu.arch()),
         }
     }
@@ -204,7 +229,7 @@ impl Device {
     /// that time launches with events recorded on the same stream (the autotuner).
     pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         match &self.target {
-            Target::Cpu => None,
+            Target::Cpu | Target::Host(_) => None,
             Target::Cuda(gpu) => Some(Arc::clone(gpu.stream())),
         }
     }
@@ -213,7 +238,7 @@ impl Device {
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Buffer<T>, DeviceError> {
         let bytes = to_bytes(data);
         let storage = match &self.target {
-            Target::Cpu => Storage::Host(bytes),
+            Target::Cpu | Target::Host(_) => Storage::Host(bytes),
             Target::Cuda(gpu) => Storage::Cuda(gpu.upload(&bytes)?),
         };
         Ok(Buffer::from_raw(RawBuffer {
@@ -227,7 +252,7 @@ impl Device {
     pub fn zeros<T: Element>(&self, len: usize) -> Result<Buffer<T>, DeviceError> {
         let bytes = len * T::SCALAR.size_bytes();
         let storage = match &self.target {
-            Target::Cpu => Storage::Host(vec![0; bytes]),
+            Target::Cpu | Target::Host(_) => Storage::Host(vec![0; bytes]),
             Target::Cuda(gpu) => Storage::Cuda(gpu.zeros(bytes)?),
         };
         Ok(Buffer::from_raw(RawBuffer {
@@ -241,7 +266,7 @@ impl Device {
     pub fn download<T: Element>(&self, buf: &Buffer<T>) -> Result<Vec<T>, DeviceError> {
         let bytes = buf.len() * T::SCALAR.size_bytes();
         match (&self.target, &buf.raw.storage) {
-            (Target::Cpu, Storage::Host(host)) => match host.get(..bytes) {
+            (Target::Cpu | Target::Host(_), Storage::Host(host)) => match host.get(..bytes) {
                 Some(held) => Ok(from_bytes(held)),
                 None => Err(DeviceError::BufferSize {
                     what: "the buffer to download".into(),
@@ -269,6 +294,7 @@ impl Device {
             Target::Cpu => {
                 interp::run(&typed, &dims, args, &self.interp)?;
             }
+            Target::Host(options) => host::run(&typed, &dims, args, options)?,
             Target::Cuda(gpu) => {
                 if let Some(arch) = self.arch() {
                     check::check_arch(&typed, arch, &self.name())?;
@@ -283,7 +309,7 @@ impl Device {
     /// GPU on cpu (so a kernel that runs on the interpreter can run on a GPU).
     pub fn limits(&self) -> DeviceLimits {
         match &self.target {
-            Target::Cpu => DeviceLimits::generic(),
+            Target::Cpu | Target::Host(_) => DeviceLimits::generic(),
             Target::Cuda(gpu) => gpu.limits().clone(),
         }
     }
@@ -291,7 +317,7 @@ impl Device {
     /// Waits until all launched work has finished.
     pub fn synchronize(&self) -> Result<(), DeviceError> {
         match &self.target {
-            Target::Cpu => Ok(()),
+            Target::Cpu | Target::Host(_) => Ok(()),
             Target::Cuda(gpu) => gpu.synchronize(),
         }
     }
@@ -326,7 +352,8 @@ impl Device {
             };
             let here = matches!(
                 (&self.target, &raw.storage),
-                (Target::Cpu, Storage::Host(_)) | (Target::Cuda(_), Storage::Cuda(_))
+                (Target::Cpu | Target::Host(_), Storage::Host(_))
+                    | (Target::Cuda(_), Storage::Cuda(_))
             );
             let what = format!(
                 "kernel `{}`, parameter `{}`: the buffer",
@@ -346,6 +373,7 @@ impl Device {
 
     fn wrong_device(&self, what: String, storage: &Storage) -> DeviceError {
         let buffer = match storage {
+            // Host memory serves the cpu and host backends alike.
             Storage::Host(_) => Backend::Cpu,
             Storage::Cuda(_) => Backend::Cuda,
         };

@@ -1,4 +1,5 @@
-//! One launch API over two backends: `cuda` (NVRTC + cudarc) and `cpu` (the interpreter).
+//! One launch API over three backends: `cuda` (NVRTC + cudarc), `cpu` (the interpreter) and
+//! `host` (the generated CUDA C on the CPU through the host harness, [`crate::host`]).
 //!
 //! Buffers, launch dimensions and arguments are the same types for both, so a test can run
 //! one kernel on both and compare.
@@ -70,7 +71,7 @@ impl Value {
 /// Where a buffer's bytes live.
 #[derive(Debug)]
 pub enum Storage {
-    /// Host memory (the cpu backend), little-endian elements.
+    /// Host memory (the cpu and host backends), little-endian elements.
     Host(Vec<u8>),
     /// Device memory (the cuda backend).
     Cuda(cuda::DeviceMemory),

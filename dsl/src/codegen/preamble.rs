@@ -246,40 +246,66 @@ fn helper_text(h: Helper) -> String {
             r#"// Bit i of the result is bit 4*a_i + 2*b_i + c_i of LUT.
 template <int LUT>
 {FORCEINLINE} unsigned int wf_lop3(unsigned int a, unsigned int b, unsigned int c) {{
-    unsigned int d;
-    asm("lop3.b32 %0, %1, %2, %3, %4;" : "=r"(d) : "r"(a), "r"(b), "r"(c), "n"(LUT));
-    return d;
-}}
-"#
+{}}}
+"#,
+            host_or_asm(
+                "    return wf_host::ptx::lop3_b32(a, b, c, LUT);\n",
+                "    unsigned int d;\n    asm(\"lop3.b32 %0, %1, %2, %3, %4;\" : \"=r\"(d) : \"r\"(a), \"r\"(b), \"r\"(c), \"n\"(LUT));\n    return d;\n"
+            )
         ),
         // `__byte_perm` ignores the selectors' sign bit; `prmt` honours it.
         Helper::Prmt => format!(
             r#"// Byte permute, default mode, with sign replication (selector bit 3 of each nibble).
 {FORCEINLINE} unsigned int wf_prmt(unsigned int a, unsigned int b, unsigned int s) {{
-    unsigned int d;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(s));
-    return d;
-}}
-"#
+{}}}
+"#,
+            host_or_asm(
+                "    return wf_host::ptx::prmt_b32(a, b, s);\n",
+                "    unsigned int d;\n    asm(\"prmt.b32 %0, %1, %2, %3;\" : \"=r\"(d) : \"r\"(a), \"r\"(b), \"r\"(s));\n    return d;\n"
+            )
         ),
         Helper::Ex2Approx => format!(
             r#"{FORCEINLINE} float wf_ex2_approx(float x) {{
-    float y;
-    asm("ex2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}}
-"#
+{}}}
+"#,
+            host_or_asm(
+                "    return wf_host::ptx::ex2_approx_f32(x);\n",
+                "    float y;\n    asm(\"ex2.approx.f32 %0, %1;\" : \"=f\"(y) : \"f\"(x));\n    return y;\n"
+            )
         ),
         Helper::CpAsyncCommit => format!(
-            "{FORCEINLINE} void wf_cp_async_commit() {{\n    asm volatile(\"cp.async.commit_group;\" \
-             ::: \"memory\");\n}}\n"
+            "{FORCEINLINE} void wf_cp_async_commit() {{\n{}}}\n",
+            host_or_asm(
+                "    wf_host::ptx::cp_async_commit_group();\n",
+                "    asm volatile(\"cp.async.commit_group;\" ::: \"memory\");\n"
+            )
         ),
         Helper::CpAsyncWait => format!(
             "// Waits until at most N of this thread's committed cp.async groups are pending.\n\
-             template <int N>\n{FORCEINLINE} void wf_cp_async_wait() {{\n    asm \
-             volatile(\"cp.async.wait_group %0;\" :: \"n\"(N) : \"memory\");\n}}\n"
+             template <int N>\n{FORCEINLINE} void wf_cp_async_wait() {{\n{}}}\n",
+            host_or_asm(
+                "    wf_host::ptx::cp_async_wait_group(N);\n",
+                "    asm volatile(\"cp.async.wait_group %0;\" :: \"n\"(N) : \"memory\");\n"
+            )
         ),
     }
+}
+
+/// A helper body that is inline PTX on the GPU and, when the host harness compiles the
+/// file (`WARPFORGE_HOST`, see `dsl/host/`), a call of the harness's reading of the same
+/// instruction. NVRTC never sees the host branch.
+pub(super) fn host_or_asm(host: &str, asm: &str) -> String {
+    format!("#ifdef WARPFORGE_HOST\n{host}#else\n{asm}#endif\n")
+}
+
+/// The host harness's call for an `mma.sync` instruction with operands `d`, `a`, `b`, `c`
+/// (wf_vecs): `wf_host::ptx::mma_m16n8k16_row_col_f32_f16_f16_f32(d.v, a.v, b.v, c.v);` — the
+/// name is the instruction's own qualifiers, so the host reads what the GPU is told.
+pub(super) fn host_mma_call(instruction: &str) -> String {
+    let qualifiers = instruction
+        .trim_start_matches("mma.sync.aligned.")
+        .replace('.', "_");
+    format!("    wf_host::ptx::mma_{qualifiers}(d.v, a.v, b.v, c.v);\n")
 }
 
 /// `cp.async` global → shared (PTX ISA, "Data Movement and Conversion Instructions:
@@ -290,23 +316,29 @@ fn cp_async_text(bytes: u8, zfill: bool) -> String {
     let name = Helper::CpAsync(bytes, zfill).name();
     if zfill {
         // PTX's src-size: only `n` bytes are read, the rest of the destination is zeroed.
-        return format!(
-            r#"{FORCEINLINE} void {name}(void* dst, const void* src, unsigned int n) {{
-    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+        let body = host_or_asm(
+            &format!("    wf_host::ptx::cp_async(dst, src, {bytes}, n);\n"),
+            &format!(
+                r#"    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.{cache}.shared.global [%0], [%1], {bytes}, %2;"
                  :: "r"(d), "l"(__cvta_generic_to_global(src)), "r"(n) : "memory");
-}}
 "#
+            ),
+        );
+        return format!(
+            "{FORCEINLINE} void {name}(void* dst, const void* src, unsigned int n) {{\n{body}}}\n"
         );
     }
-    format!(
-        r#"{FORCEINLINE} void {name}(void* dst, const void* src) {{
-    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+    let body = host_or_asm(
+        &format!("    wf_host::ptx::cp_async(dst, src, {bytes}, {bytes});\n"),
+        &format!(
+            r#"    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.{cache}.shared.global [%0], [%1], {bytes};"
                  :: "r"(d), "l"(__cvta_generic_to_global(src)) : "memory");
-}}
 "#
-    )
+        ),
+    );
+    format!("{FORCEINLINE} void {name}(void* dst, const void* src) {{\n{body}}}\n")
 }
 
 /// `ldmatrix` as inline PTX, from a generic pointer to the lane's row in shared memory
@@ -336,12 +368,20 @@ fn ldmatrix_text(n: u8, trans: bool) -> String {
         r#"// ldmatrix.m8n8.x{n}{t}: this lane gives one row address; it gets one register per matrix.
 {FORCEINLINE} {ret} {name}(const void* row) {{
     {ret} r;
-    unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
+{}    return r;
+}}
+"#,
+        host_or_asm(
+            &format!(
+                "    wf_host::ptx::ldmatrix({n}, {trans}, row, reinterpret_cast<unsigned int*>(&r));\n"
+            ),
+            &format!(
+                r#"    unsigned int addr = (unsigned int)__cvta_generic_to_shared(row);
     asm volatile("ldmatrix.sync.aligned.m8n8.x{n}{t}.shared.b16 {{{regs}}}, [%{n}];"
                  : {outs} : "r"(addr) : "memory");
-    return r;
-}}
 "#
+            )
+        )
     )
 }
 
@@ -385,19 +425,26 @@ fn unpack_text(s: ScalarType) -> String {
 fn mma_text(s: ScalarType) -> String {
     let tag = if s == ScalarType::BF16 { "bf16" } else { "f16" };
     let name = Helper::Mma(s).name();
+    let instruction = format!("mma.sync.aligned.m16n8k16.row.col.f32.{tag}.{tag}.f32");
     format!(
         r#"// D = A*B + C for one warp: A 16x16 {tag} (row), B 16x8 {tag} (col), C/D 16x8 f32.
 {FORCEINLINE} wf_vec<float, 4> {name}(wf_vec<unsigned int, 4> a, wf_vec<unsigned int, 2> b, wf_vec<float, 4> c) {{
     wf_vec<float, 4> d;
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.{tag}.{tag}.f32 "
+{}    return d;
+}}
+"#,
+        host_or_asm(
+            &host_mma_call(&instruction),
+            &format!(
+                r#"    asm volatile(
+        "{instruction} "
         "{{%0, %1, %2, %3}}, {{%4, %5, %6, %7}}, {{%8, %9}}, {{%10, %11, %12, %13}};"
         : "=f"(d.v[0]), "=f"(d.v[1]), "=f"(d.v[2]), "=f"(d.v[3])
         : "r"(a.v[0]), "r"(a.v[1]), "r"(a.v[2]), "r"(a.v[3]), "r"(b.v[0]), "r"(b.v[1]),
           "f"(c.v[0]), "f"(c.v[1]), "f"(c.v[2]), "f"(c.v[3]));
-    return d;
-}}
 "#
+            )
+        )
     )
 }
 

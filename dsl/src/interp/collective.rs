@@ -117,7 +117,10 @@ impl BlockState<'_> {
         for &i in mask {
             let i = i as usize;
             let (base, me) = (i - i % WARP, (i % WARP) as u64);
-            let arg = b[i].get() as u32 as u64;
+            // PTX `shfl.sync` reads only b[4:0] ("bval[4:0] = b[4:0]": an out-of-range b
+            // may still name a valid lane), so a delta of 33 moves by 1. Found by the host
+            // harness (dsl/host/), which reads the ISA independently.
+            let arg = (b[i].get() as u32 & 31) as u64;
             // Source lane per PTX `shfl.sync` with c = 0x1f (full warp): out-of-range lanes
             // read their own value; `idx` takes the source lane modulo 32.
             let from = match kind {

@@ -97,8 +97,13 @@ pub enum Command {
 pub enum BackendChoice {
     /// The GPU when there is one, else the interpreter.
     Auto,
+    /// The CPU interpreter (runs the IR).
     Cpu,
     Cuda,
+    /// The generated CUDA C on the CPU (host harness; needs a C++ compiler).
+    Host,
+    /// The host harness built with ASan and UBSan (undefined behaviour in the generated C).
+    HostSanitized,
 }
 
 /// Runs a command; the exit code says whether every check passed.
@@ -255,6 +260,10 @@ fn parse_archs(archs: &[String]) -> Result<Vec<Arch>> {
 fn open_device(choice: BackendChoice) -> Result<Device> {
     match choice {
         BackendChoice::Cpu => Ok(Device::cpu()),
+        BackendChoice::Host => Ok(Device::host()?),
+        BackendChoice::HostSanitized => Ok(Device::host_with(
+            warpforge_dsl::host::HostOptions::sanitized(),
+        )?),
         BackendChoice::Cuda => Device::cuda(0)
             .context("the cuda backend is unavailable (use --backend cpu for the interpreter)"),
         BackendChoice::Auto => match Device::cuda(0) {

@@ -290,6 +290,41 @@ fn shuffles_and_votes_follow_ptx_lane_rules() {
     }
 }
 
+/// PTX reads only the low 5 bits of a shuffle's lane operand: a delta of 36 is a delta of
+/// 4, a xor mask of 35 is 3 (the interpreter took the whole value until the host harness
+/// disagreed).
+#[test]
+fn shuffle_lane_operands_use_their_low_five_bits() {
+    let mut f = FnBuilder::default();
+    let out = f.slice_param("out", Type::U32, true);
+    let t = tid(Dim::X);
+    let sh = |i, d| intr(i, vec![t.clone(), u32(d)], Type::U32);
+    let idx = |k: u32| add(mul(t.clone(), u32(3)), u32(k));
+    let body = vec![
+        out.store(idx(0), sh(Intrinsic::ShflDown, 36)),
+        out.store(idx(1), sh(Intrinsic::ShflUp, 0xffff_ffe4)),
+        out.store(idx(2), sh(Intrinsic::ShflXor, 35)),
+    ];
+    let k = kernel(f_finish(&mut f, "lanes5", body), vec![]);
+    let mut b = buffer(&[0u32; 32 * 3]);
+    launch(&k, LaunchDims::linear(1, 32), &mut [Arg::SliceMut(&mut b)]).unwrap();
+    let o = read::<u32>(&b);
+    for t in 0..32u32 {
+        let row = &o[t as usize * 3..][..3];
+        assert_eq!(
+            row[0],
+            if t + 4 < 32 { t + 4 } else { t },
+            "down 36, lane {t}"
+        );
+        assert_eq!(
+            row[1],
+            if t >= 4 { t - 4 } else { t },
+            "up 0xffffffe4, lane {t}"
+        );
+        assert_eq!(row[2], t ^ 3, "xor 35, lane {t}");
+    }
+}
+
 #[test]
 fn shuffle_from_an_exited_lane_is_reported() {
     let mut f = FnBuilder::default();
