@@ -216,3 +216,29 @@ fn a_bad_block_table_is_an_error() {
         .expect("an error");
     assert!(err.to_string().contains("past the cache"), "{err}");
 }
+
+/// The library-style entry points the lead wires (`problems`, `output`, `expected`,
+/// `tolerance_o`) pass through `check::compare` for both element types (LSE −∞ included:
+/// equal infinities match).
+#[test]
+fn library_style_problems_pass_check_compare() {
+    use warpforge::kernels::attention::{expected, output, problems, tolerance_o, AttnShape};
+    use warpforge::kernels::check::compare;
+    let device = Device::cpu();
+    for p in problems() {
+        let config = default_config(AttnShape::from_problem(&p).unwrap().head_dim);
+        let f = compare(
+            &p,
+            &output::<f16>(&device, &config, &p).unwrap(),
+            &expected::<f16>(&p).unwrap(),
+            tolerance_o(f16::SCALAR),
+        );
+        let b = compare(
+            &p,
+            &output::<bf16>(&device, &config, &p).unwrap(),
+            &expected::<bf16>(&p).unwrap(),
+            tolerance_o(bf16::SCALAR),
+        );
+        assert!(f.passed() && b.passed(), "{f}\n{b}");
+    }
+}

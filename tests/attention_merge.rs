@@ -78,7 +78,7 @@ fn check_merge<T: Float>(
 ) -> Result<(), String> {
     for (i, (g, &w)) in got.0.iter().zip(&want.o).enumerate() {
         let g = g.to_f32() as f64;
-        if !((g - w).abs() <= tol) {
+        if (g - w).is_nan() || (g - w).abs() > tol {
             return Err(format!("O[{i}] = {g}, want {w}"));
         }
     }

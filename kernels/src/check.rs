@@ -113,7 +113,7 @@ pub fn compare(problem: &Problem, got: &[f32], want: &[f32], tolerance: f64) -> 
         // Equal values match even when infinite (an attention row with no key has LSE −∞).
         let abs = if g == w { 0.0 } else { (g - w).abs() };
         let rel = abs / w.abs().max(f64::MIN_POSITIVE);
-        let bad = !(abs <= tolerance * w.abs().max(1.0))
+        let bad = !(abs == 0.0 || abs <= tolerance * w.abs().max(1.0))
             || g.is_nan() != w.is_nan()
             || (w.is_infinite() && g != w);
         report.max_abs_error =

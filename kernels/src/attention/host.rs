@@ -415,7 +415,7 @@ pub fn compare_within<T: Float + Element>(
     for (i, (&g, &w)) in o.iter().zip(&want.o).enumerate() {
         let err = (g.to_f32() as f64 - w).abs();
         worst.0 = worst.0.max(err);
-        if !(err <= tol * w.abs().max(1.0)) {
+        if err.is_nan() || err > tol * w.abs().max(1.0) {
             let d = shape.head_dim;
             return Err(format!(
                 "O[row {}, head {}, dim {}] = {}, want {w} (tolerance {tol:.2e})",

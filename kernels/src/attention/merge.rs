@@ -149,7 +149,7 @@ pub struct MergeShape {
 }
 
 impl MergeShape {
-    fn check<T>(
+    fn check(
         &self,
         o_parts: usize,
         lse_parts: usize,
@@ -160,7 +160,7 @@ impl MergeShape {
             self.rows * self.heads * self.head_dim,
             self.rows * self.heads,
         );
-        if self.parts == 0 || self.head_dim % 4 != 0 {
+        if self.parts == 0 || !self.head_dim.is_multiple_of(4) {
             return Err(super::AttnError::Shape(format!(
                 "merge of {} parts with head_dim {}: need at least one part and head_dim % 4 == 0",
                 self.parts, self.head_dim
@@ -187,7 +187,7 @@ pub fn merge_launch<T: Float + warpforge_dsl::Element>(
     (o, lse): (&mut Buffer<T>, &mut Buffer<f32>),
 ) -> Result<(), super::AttnError> {
     use warpforge_dsl::Arg;
-    shape.check::<T>(o_parts.len(), lse_parts.len(), o.len(), lse.len())?;
+    shape.check(o_parts.len(), lse_parts.len(), o.len(), lse.len())?;
     let def = merge_def_of(T::SCALAR)
         .ok_or_else(|| super::AttnError::Shape(format!("no merge for {}", T::SCALAR)))?;
     let warps = config.get("WARPS").unwrap_or(4) as u32;

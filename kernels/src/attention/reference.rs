@@ -23,9 +23,21 @@ pub enum AttnError {
     #[error("attention shape: {0}")]
     Shape(String),
     #[error(transparent)]
-    Kernel(#[from] warpforge_dsl::Error),
+    Kernel(Box<warpforge_dsl::Error>),
     #[error(transparent)]
-    Device(#[from] warpforge_dsl::backend::DeviceError),
+    Device(Box<warpforge_dsl::backend::DeviceError>),
+}
+
+impl From<warpforge_dsl::Error> for AttnError {
+    fn from(e: warpforge_dsl::Error) -> AttnError {
+        AttnError::Kernel(Box::new(e))
+    }
+}
+
+impl From<warpforge_dsl::backend::DeviceError> for AttnError {
+    fn from(e: warpforge_dsl::backend::DeviceError) -> AttnError {
+        AttnError::Device(Box::new(e))
+    }
 }
 
 impl AttnShape {
@@ -50,7 +62,7 @@ impl AttnShape {
     /// Checks what the kernel relies on; the message says what to change.
     pub fn validate(&self) -> Result<(), AttnError> {
         let bad = |m: String| Err(AttnError::Shape(m));
-        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!(
                 "heads ({}) must be a positive multiple of kv_heads ({})",
                 self.heads, self.kv_heads
@@ -233,6 +245,45 @@ pub fn reference_masked<T: Float>(
     out
 }
 
+/// The exact LSE merge in f64 (the host reference of `attn_merge`): parts are (O `[rows,
+/// heads, d]`, LSE `[heads, rows]`) pairs over disjoint key sets; −∞ parts weigh 0, all −∞
+/// gives O = 0, LSE = −∞.
+pub fn merge_reference(
+    parts: &[AttnOutput],
+    rows: usize,
+    heads: usize,
+    head_dim: usize,
+) -> AttnOutput {
+    let mut out = AttnOutput {
+        o: vec![0.0; rows * heads * head_dim],
+        lse: vec![f64::NEG_INFINITY; heads * rows],
+    };
+    for r in 0..rows {
+        for h in 0..heads {
+            let at = h * rows + r;
+            let max = parts
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, p| m.max(p.lse[at]));
+            if max == f64::NEG_INFINITY {
+                continue;
+            }
+            let total: f64 = parts.iter().map(|p| (p.lse[at] - max).exp()).sum();
+            out.lse[at] = max + total.ln();
+            let o = &mut out.o[(r * heads + h) * head_dim..][..head_dim];
+            for p in parts.iter().filter(|p| p.lse[at] > f64::NEG_INFINITY) {
+                let w = (p.lse[at] - out.lse[at]).exp();
+                for (x, &y) in o
+                    .iter_mut()
+                    .zip(&p.o[(r * heads + h) * head_dim..][..head_dim])
+                {
+                    *x += w * y;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,43 +339,4 @@ mod tests {
         assert_eq!(got.o[d], 4.0);
         assert_eq!(got.lse[1], 0.0);
     }
-}
-
-/// The exact LSE merge in f64 (the host reference of `attn_merge`): parts are (O `[rows,
-/// heads, d]`, LSE `[heads, rows]`) pairs over disjoint key sets; −∞ parts weigh 0, all −∞
-/// gives O = 0, LSE = −∞.
-pub fn merge_reference(
-    parts: &[AttnOutput],
-    rows: usize,
-    heads: usize,
-    head_dim: usize,
-) -> AttnOutput {
-    let mut out = AttnOutput {
-        o: vec![0.0; rows * heads * head_dim],
-        lse: vec![f64::NEG_INFINITY; heads * rows],
-    };
-    for r in 0..rows {
-        for h in 0..heads {
-            let at = h * rows + r;
-            let max = parts
-                .iter()
-                .fold(f64::NEG_INFINITY, |m, p| m.max(p.lse[at]));
-            if max == f64::NEG_INFINITY {
-                continue;
-            }
-            let total: f64 = parts.iter().map(|p| (p.lse[at] - max).exp()).sum();
-            out.lse[at] = max + total.ln();
-            let o = &mut out.o[(r * heads + h) * head_dim..][..head_dim];
-            for p in parts.iter().filter(|p| p.lse[at] > f64::NEG_INFINITY) {
-                let w = (p.lse[at] - out.lse[at]).exp();
-                for (x, &y) in o
-                    .iter_mut()
-                    .zip(&p.o[(r * heads + h) * head_dim..][..head_dim])
-                {
-                    *x += w * y;
-                }
-            }
-        }
-    }
-    out
 }

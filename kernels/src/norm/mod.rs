@@ -41,10 +41,10 @@
 //!
 //! # Roofline
 //!
-//! Memory-bound: per element, RMSNorm reads `x` once from DRAM and writes `y` (2·sizeof(T)
-//! bytes: 4 for bf16/f16, 8 for f32); the weight (and bias) rows are shared by every row and
-//! stay in L2, the statistics add 4 (8) bytes per row. About 4 FLOPs per element (LayerNorm
-//! 7), far below any GPU's FLOP/byte balance.
+//! Memory-bound: per element, both read `x` once from DRAM and write `y` (2·sizeof(T)
+//! bytes: 4 for bf16/f16, 8 for f32); the weight (and bias) row is shared by every row and
+//! stays in L2, and the statistics add 4 (LayerNorm 8) bytes per row. About 4 FLOPs per
+//! element (LayerNorm 8), far below any GPU's FLOP/byte balance.
 //!
 //! Tunables: `BLOCK` (threads per block: 128, 256, 512) and `ROW_THREADS` (threads per row:
 //! 32 … 512, at most `BLOCK`); default `BLOCK = 128, ROW_THREADS = 128` (one block of four

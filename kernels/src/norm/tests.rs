@@ -1,7 +1,7 @@
 //! The references against hand-computed values, and every instance on the interpreter at
 //! its default config (the library test covers the whole space).
 
-use super::host::{layernorm_reference, rmsnorm_reference};
+use super::host::{launch_rmsnorm, layernorm_reference, rmsnorm_reference, Rows};
 use crate::find;
 use warpforge_dsl::prelude::{bf16, f16};
 use warpforge_dsl::Device;
@@ -84,4 +84,55 @@ fn a_wrong_statistic_would_be_caught() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn padding_is_never_read_and_written_as_zero() {
+    // 2 rows of 5 values, 8 apart: NaN in the padding of x and γ must not reach a sum, and
+    // the padding of y must come back as 0.
+    let cpu = Device::cpu();
+    let nan = f16::from_f32(f32::NAN);
+    let mut x = vec![nan; 16];
+    for (i, v) in [1.0, -2.0, 3.0, 0.5, 4.0].iter().enumerate() {
+        x[i] = f16::from_f32(*v);
+        x[8 + i] = f16::from_f32(-v);
+    }
+    let mut weight = vec![nan; 8];
+    weight[..5].fill(f16::from_f32(1.0));
+    let (dx, dw) = (cpu.upload(&x).unwrap(), cpu.upload(&weight).unwrap());
+    let (mut y, mut rstd) = (
+        cpu.upload(&vec![nan; 16]).unwrap(),
+        cpu.zeros::<f32>(2).unwrap(),
+    );
+    let k = find("rmsnorm_f16").unwrap();
+    let shape = Rows {
+        rows: 2,
+        cols: 5,
+        ld: 8,
+    };
+    launch_rmsnorm(
+        &cpu,
+        &k.default_config(),
+        (&dx, &dw),
+        (&mut y, &mut rstd),
+        shape,
+        1e-5,
+    )
+    .unwrap();
+    let y: Vec<f32> = cpu
+        .download(&y)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_f32())
+        .collect();
+    let rstd = cpu.download(&rstd).unwrap();
+    assert!(rstd.iter().all(|r| r.is_finite()), "{rstd:?}");
+    for row in y.chunks(8) {
+        assert!(
+            row[..5].iter().all(|v| v.is_finite() && *v != 0.0),
+            "{row:?}"
+        );
+        assert_eq!(&row[5..], &[0.0; 3], "padding");
+    }
+    assert_eq!(y[0], -y[8], "the second row is the first negated");
 }
