@@ -34,8 +34,8 @@ pub fn kernels() -> Vec<Kernel> {
 /// argument mismatch naming the kernel).
 fn launch_error(def: &KernelDef, e: AttnError) -> Error {
     match e {
-        AttnError::Kernel(e) => e,
-        AttnError::Device(e) => Error::Device(e),
+        AttnError::Kernel(e) => *e,
+        AttnError::Device(e) => Error::Device(*e),
         AttnError::Shape(message) => Error::Device(DeviceError::ArgMismatch {
             kernel: def.name.to_string(),
             param: "shape".into(),
