@@ -275,7 +275,7 @@ impl CudaDevice {
                 supported: supported.to_vec(),
             }
         })?;
-        nvrtc::check_arch(kernel, target)?;
+        nvrtc::check_compile(kernel, target)?;
         let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())
             .map_err(|e| line_map.annotate(e))?;
         // ptxas's static count (alignment padding included) plus the dynamic bytes the
