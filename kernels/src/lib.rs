@@ -11,6 +11,7 @@ pub mod family;
 pub mod fp8;
 pub mod gemm;
 pub mod gemm_tc;
+pub mod operand;
 pub mod reduce;
 pub mod softmax;
 pub mod vector_add;
