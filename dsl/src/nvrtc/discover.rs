@@ -126,9 +126,15 @@ pub fn discover(inputs: &DiscoveryInputs) -> Result<Toolkit, NvrtcError> {
     Err(NvrtcError::NotFound { tried })
 }
 
+#[cfg(test)]
 /// The major of a file name `libnvrtc.so.<major>[.<rest>]`, or 0 for `libnvrtc.so`.
 fn lib_major(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(LIB_STEM)?;
+    stem_major(name, LIB_STEM)
+}
+
+/// The major of `<stem>.<major>[.<rest>]`, or 0 for `<stem>` itself.
+fn stem_major(name: &str, stem: &str) -> Option<u32> {
+    let rest = name.strip_prefix(stem)?;
     if rest.is_empty() {
         return Some(0);
     }
@@ -143,11 +149,17 @@ fn lib_in(dir: &Path) -> Option<PathBuf> {
     if dir.is_file() {
         return Some(dir.to_path_buf());
     }
+    newest_lib(dir, LIB_STEM)
+}
+
+/// The library `<stem>.<major>` in `dir` with the highest major at or above 12 (the
+/// shortest name of that major), else `<stem>` itself. Used for cuBLAS too.
+pub fn newest_lib(dir: &Path, stem: &str) -> Option<PathBuf> {
     let entries = std::fs::read_dir(dir).ok()?;
     let mut best: Option<(u32, usize, PathBuf)> = None;
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(major) = lib_major(&name) else {
+        let Some(major) = stem_major(&name, stem) else {
             continue;
         };
         if (major != 0 && major < OLDEST_MAJOR) || !entry.path().is_file() {

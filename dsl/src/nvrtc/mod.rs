@@ -20,7 +20,7 @@ pub mod sass;
 
 pub use arch::Arch;
 pub use cache::CompileCache;
-pub use discover::{discover, DiscoveryInputs, Toolkit};
+pub use discover::{discover, newest_lib, DiscoveryInputs, Toolkit};
 pub use error::{NvrtcError, INSTALL_HINT};
 pub(crate) use requires::copy_async_name;
 pub(crate) use requires::walk_exprs;

@@ -12,18 +12,36 @@ use warpforge_dsl::{Config, Device};
 use warpforge_kernels::check::Problem;
 use warpforge_kernels::Kernel;
 
-pub fn run(device: &Device, kernels: &[Kernel], config: Option<&str>) -> Result<ExitCode> {
-    Ok(run_tally(device, kernels, config)?.exit_code())
+/// Which configs `check` runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// Every config of each kernel's space.
+    Space,
+    /// Each kernel's default config.
+    Defaults,
+    /// One config (`--config`), checked against each space.
+    One(&'a str),
+}
+
+impl<'a> From<Option<&'a str>> for Scope<'a> {
+    fn from(config: Option<&'a str>) -> Scope<'a> {
+        config.map_or(Scope::Space, Scope::One)
+    }
+}
+
+pub fn run(device: &Device, kernels: &[Kernel], scope: Scope) -> Result<ExitCode> {
+    Ok(run_tally(device, kernels, scope)?.exit_code())
 }
 
 /// `check`'s work; returns the tally after printing it.
-pub fn run_tally(device: &Device, kernels: &[Kernel], config: Option<&str>) -> Result<Tally> {
+pub fn run_tally(device: &Device, kernels: &[Kernel], scope: Scope) -> Result<Tally> {
     println!("checking on {}", device.name());
     let mut tally = Tally::default();
     for &k in kernels {
-        let configs = match config {
-            Some(text) => vec![config_for(&k, Some(text))?],
-            None => k.configs(),
+        let configs = match scope {
+            Scope::One(text) => vec![config_for(&k, Some(text))?],
+            Scope::Defaults => vec![k.default_config()],
+            Scope::Space => k.configs(),
         };
         let start = Instant::now();
         let problems = k.problems();

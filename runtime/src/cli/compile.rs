@@ -34,6 +34,14 @@ pub fn report_tally(
     let cuobjdump = if sass { Some(sass::cuobjdump()?) } else { None };
     let mut listings: Vec<(String, Sass)> = Vec::new();
     let mut tally = Tally::default();
+    let (major, minor) = nvrtc::version()?;
+    let toolkit = nvrtc::toolkit()?;
+    println!(
+        "nvrtc: {major}.{minor} from {} (lib {}, include {})",
+        toolkit.source,
+        toolkit.lib.display(),
+        toolkit.include.display()
+    );
     println!(
         "{:<14} {:<6} {:<44} {:>5} {:>7} {:>6} {:>6} {:>6}",
         "kernel", "arch", "config", "regs", "smem", "stack", "spillS", "spillL"

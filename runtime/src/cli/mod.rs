@@ -62,6 +62,9 @@ pub enum Command {
         /// One config instead of the whole space.
         #[arg(long)]
         config: Option<String>,
+        /// Each kernel's default config only (a quick pass, e.g. under compute-sanitizer).
+        #[arg(long, conflicts_with = "config")]
+        defaults: bool,
     },
     /// Run every kernel on the GPU and on the interpreter, compare, then time the
     /// tensor-core GEMMs against cuBLAS and the FP8 kernels against the DRAM peak; write a
@@ -145,10 +148,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             all,
             backend,
             config,
+            defaults,
         } => {
             let kernels = select(kernel.as_deref(), all)?;
             let device = open_device(backend)?;
-            check::run(&device, &kernels, config.as_deref())
+            let scope = if defaults {
+                check::Scope::Defaults
+            } else {
+                check::Scope::from(config.as_deref())
+            };
+            check::run(&device, &kernels, scope)
         }
         Command::GpuCheck {
             json,
@@ -185,7 +194,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn verify(backend: BackendChoice) -> Result<ExitCode> {
     let device = open_device(backend)?;
     let kernels = library();
-    let mut tally = check::run_tally(&device, &kernels, None)?;
+    let mut tally = check::run_tally(&device, &kernels, check::Scope::Space)?;
     if device.arch().is_none() {
         println!();
         let archs = [Arch::SM80, Arch::SM89, Arch::SM90];
