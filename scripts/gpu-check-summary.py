@@ -26,10 +26,13 @@ def main():
           f"{tally.get('skipped')} skipped, {tally.get('not_run')} not run")
     if report.get("first_fault"):
         print(f"FIRST FAULT: {report['first_fault']}")
-    for r in report.get("results", []):
-        if r.get("status") not in ("passed",) and not str(r.get("status", "")).startswith("skipped"):
-            print(f"  {r.get('status')}: {r.get('kernel')} {r.get('config')} {r.get('problem')}"
-                  f" {r.get('error', '')[:160]}")
+    bad = [r for r in report.get("results", [])
+           if r.get("status") != "passed" and not str(r.get("status", "")).startswith("skipped")]
+    for r in bad[:12]:
+        print(f"  {r.get('status')}: {r.get('kernel')} {r.get('config')} {r.get('problem')}"
+              f" {str(r.get('error', ''))[:160]}")
+    if len(bad) > 12:
+        print(f"  ... {len(bad) - 12} more (gpu-check.json)")
     perf = report.get("perf")
     if not isinstance(perf, dict):
         print(f"perf: {perf}")
