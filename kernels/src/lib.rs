@@ -13,6 +13,7 @@ pub mod fp8;
 pub mod gemm;
 pub mod gemm_tc;
 pub mod norm;
+pub mod operand;
 pub mod reduce;
 pub mod softmax;
 pub mod tile;

@@ -189,3 +189,20 @@ fn compile_sass_prints_the_listing_and_an_opcode_summary() {
         "{summary}"
     );
 }
+
+/// An FP8 kernel compiled for sm_80 is skipped with what it needs, and the command passes.
+#[test]
+fn compile_skips_an_arch_gated_kernel_and_exits_zero() {
+    if !nvrtc_and_cuobjdump_or_skip("compile arch skip") {
+        return;
+    }
+    let o = warpforge(&["compile", "fp8_gemm_e4m3_f32", "--arch", "sm_80"]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}\n{}", stderr(&o));
+    assert!(
+        text.contains("skipped (needs sm_89: mma_m16n8k32_e4m3_f32)"),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 0 failed, 1 skipped"), "{text}");
+    assert!(text.contains("nvrtc: "), "{text}");
+}

@@ -336,10 +336,28 @@ fn fp8_mma_needs_sm89_and_says_so() {
         assert!(err.contains("needs sm_89 or newer"), "{err}");
         nvrtc::check_arch(&typed, Arch::SM89).unwrap();
         nvrtc::check_arch(&typed, Arch::SM90).unwrap();
+        // And an NVRTC that emits PTX ISA 8.4: 12.4 or newer.
+        let lib = std::path::Path::new("/opt/old-cuda/lib64/libnvrtc.so.12");
+        let err = nvrtc::check_nvrtc_version(&typed, (12, 2), lib)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            name,
+            "PTX ISA 8.4",
+            "NVRTC 12.4 or newer",
+            "is 12.2",
+            "/opt/old-cuda",
+        ] {
+            assert!(err.contains(part), "{part} missing: {err}");
+        }
+        nvrtc::check_nvrtc_version(&typed, (12, 4), lib).unwrap();
+        nvrtc::check_nvrtc_version(&typed, (13, 0), lib).unwrap();
     }
     let typed = resolve::specialize(mma_f16_acc::def(), &mma_f16_acc::default_config()).unwrap();
     assert_eq!(
         warpforge::dsl::min_arch(&typed),
         Some((Arch::SM80, "mma_m16n8k16_f16_f16"))
     );
+    let old = std::path::Path::new("libnvrtc.so.12");
+    nvrtc::check_nvrtc_version(&typed, (12, 0), old).expect("f16 mma: any NVRTC 12");
 }

@@ -13,6 +13,12 @@
 //! ([`codegen::dynamic_shared_bytes`]): its function opts into that size once, when loaded
 //! (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`), and every launch passes it.
 //!
+//! A sticky driver error (an illegal address, a trap, a launch failure) poisons the context:
+//! every later call fails too, but cudarc reports the stored error only once. [`Faults`]
+//! remembers the first one and the kernel launched before it; every later operation on the
+//! device returns [`DeviceError::ContextLost`] before touching the driver, so a caller can
+//! label the rest "not run" instead of failing it under a misleading error.
+//!
 //! C ABI of an entry (from the code generator): a slice parameter is two C parameters,
 //! the pointer and its length in elements as `u32`; a value parameter is its C type, which
 //! has the size of its storage (bool and FP8 one byte, f16/bf16 their 16 bits).
@@ -61,6 +67,89 @@ pub(crate) struct CudaDevice {
     /// Loaded modules by the sha256 of their image (cubin or PTX).
     modules: Mutex<HashMap<[u8; 32], Arc<CudaModule>>>,
     functions: Mutex<HashMap<SpecKey, CudaFunction>>,
+    faults: Faults,
+}
+
+/// The first sticky fault of a context, and the last launch before it.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// `name (config)` of the last kernel launched.
+    last_launch: Mutex<Option<String>>,
+    /// `(after, fault)`: set once, never cleared (the context stays unusable).
+    lost: Mutex<Option<(String, String)>>,
+}
+
+impl Faults {
+    /// Records a launch, so a fault seen later names it.
+    pub(crate) fn launched(&self, kernel: &str, config: &str) {
+        *lock(&self.last_launch) = Some(format!("{kernel} ({config})"));
+    }
+
+    /// `ContextLost` once a sticky fault was seen; checked before every operation.
+    pub(crate) fn check(&self) -> Result<(), DeviceError> {
+        match &*lock(&self.lost) {
+            Some((after, fault)) => Err(DeviceError::ContextLost {
+                after: after.clone(),
+                fault: fault.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The error for a failed driver call: a sticky one is remembered and reported as a
+    /// [`DeviceError::Fault`] naming the last launch; any other is a plain driver error.
+    pub(crate) fn error(&self, during: &str, e: DriverError) -> DeviceError {
+        let message = describe(&e);
+        if !is_sticky(e.0) {
+            return DeviceError::Driver {
+                during: during.to_string(),
+                message,
+            };
+        }
+        let after = lock(&self.last_launch)
+            .clone()
+            .unwrap_or_else(|| "no kernel".to_string());
+        let mut lost = lock(&self.lost);
+        if lost.is_none() {
+            *lost = Some((after.clone(), format!("{message} while {during}")));
+        }
+        DeviceError::Fault {
+            during: during.to_string(),
+            message,
+            after,
+        }
+    }
+}
+
+/// The error's name and, when the driver library is loaded, its description (asking for
+/// the description without the library would make cudarc panic).
+fn describe(e: &DriverError) -> String {
+    // SAFETY: only tries to dlopen the driver library by its usual names.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        e.to_string()
+    } else {
+        format!("{:?}", e.0)
+    }
+}
+
+/// Errors after which the context is unusable (CUDA driver API, `CUresult`: "the context
+/// cannot be used, so it must be destroyed").
+fn is_sticky(code: cudarc::driver::sys::CUresult) -> bool {
+    use cudarc::driver::sys::CUresult as R;
+    matches!(
+        code,
+        R::CUDA_ERROR_ILLEGAL_ADDRESS
+            | R::CUDA_ERROR_LAUNCH_FAILED
+            | R::CUDA_ERROR_MISALIGNED_ADDRESS
+            | R::CUDA_ERROR_ILLEGAL_INSTRUCTION
+            | R::CUDA_ERROR_INVALID_ADDRESS_SPACE
+            | R::CUDA_ERROR_INVALID_PC
+            | R::CUDA_ERROR_HARDWARE_STACK_ERROR
+            | R::CUDA_ERROR_ASSERT
+            | R::CUDA_ERROR_LAUNCH_TIMEOUT
+            | R::CUDA_ERROR_ECC_UNCORRECTABLE
+            | R::CUDA_ERROR_CONTEXT_IS_DESTROYED
+    )
 }
 
 fn driver(during: &str) -> impl FnOnce(DriverError) -> DeviceError + '_ {
@@ -104,6 +193,7 @@ impl CudaDevice {
             stream: ctx.default_stream(),
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            faults: Faults::default(),
         })
     }
 
@@ -124,17 +214,21 @@ impl CudaDevice {
     }
 
     pub(crate) fn upload(&self, bytes: &[u8]) -> Result<DeviceMemory, DeviceError> {
+        self.faults.check()?;
         let slice = if bytes.is_empty() {
             self.stream.alloc_zeros::<u8>(1)
         } else {
             self.stream.clone_htod(bytes)
         };
-        Ok(self.memory(slice.map_err(driver("copying a buffer to the GPU"))?))
+        let slice = slice.map_err(|e| self.faults.error("copying a buffer to the GPU", e))?;
+        Ok(self.memory(slice))
     }
 
     pub(crate) fn zeros(&self, bytes: usize) -> Result<DeviceMemory, DeviceError> {
+        self.faults.check()?;
         let slice = self.stream.alloc_zeros::<u8>(bytes.max(1));
-        Ok(self.memory(slice.map_err(driver("allocating a buffer"))?))
+        let slice = slice.map_err(|e| self.faults.error("allocating a buffer", e))?;
+        Ok(self.memory(slice))
     }
 
     fn memory(&self, slice: CudaSlice<u8>) -> DeviceMemory {
@@ -151,6 +245,7 @@ impl CudaDevice {
         bytes: usize,
     ) -> Result<Vec<u8>, DeviceError> {
         self.check_ordinal(mem, "the buffer to download")?;
+        self.faults.check()?;
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -164,11 +259,20 @@ impl CudaDevice {
             })?;
         self.stream
             .clone_dtoh(&view)
-            .map_err(driver("copying a buffer from the GPU"))
+            .map_err(|e| self.faults.error("copying a buffer from the GPU", e))
     }
 
     pub(crate) fn synchronize(&self) -> Result<(), DeviceError> {
-        self.stream.synchronize().map_err(driver("synchronizing"))
+        self.faults.check()?;
+        self.stream
+            .synchronize()
+            .map_err(|e| self.faults.error("synchronizing", e))
+    }
+
+    /// The first sticky fault, as the error every later operation returns (`None` while
+    /// the context is usable).
+    pub(crate) fn lost(&self) -> Option<DeviceError> {
+        self.faults.check().err()
     }
 
     fn check_ordinal(&self, mem: &DeviceMemory, what: &str) -> Result<(), DeviceError> {
@@ -190,6 +294,7 @@ impl CudaDevice {
         dims: LaunchDims,
         args: &mut [Arg],
     ) -> Result<(), crate::Error> {
+        self.faults.check()?;
         let scalars = self.scalars(kernel, args)?;
         let function = self.function(key, kernel)?;
         let mut builder = self.stream.launch_builder(&function);
@@ -220,7 +325,10 @@ impl CudaDevice {
         };
         // SAFETY: the arguments were checked against the kernel's parameters, and are
         // pushed in the entry's C ABI (pointer + u32 length per slice, values by size).
-        unsafe { builder.launch(config) }.map_err(driver("launching the kernel"))?;
+        self.faults
+            .launched(&kernel.name, &kernel.config.to_string());
+        unsafe { builder.launch(config) }
+            .map_err(|e| self.faults.error("launching the kernel", e))?;
         Ok(())
     }
 
@@ -267,6 +375,12 @@ impl CudaDevice {
         if let Some(f) = lock(&self.functions).get(key) {
             return Ok(f.clone());
         }
+        // Loading a module and setting a function attribute act on the calling thread's
+        // current context: bind ours (a caller's thread may have none, or another GPU's).
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| self.faults.error("binding the context to this thread", e))?;
         let (source, line_map) = codegen::cuda_source_with_map(kernel);
         let supported = nvrtc::supported_archs()?;
         let target = Arch::compile_target(self.arch, supported).ok_or_else(|| {
@@ -275,7 +389,7 @@ impl CudaDevice {
                 supported: supported.to_vec(),
             }
         })?;
-        nvrtc::check_arch(kernel, target)?;
+        nvrtc::check_compile(kernel, target)?;
         let compiled = nvrtc::compile_cached(&source, target, &CompileOptions::default())
             .map_err(|e| line_map.annotate(e))?;
         // ptxas's static count (alignment padding included) plus the dynamic bytes the
@@ -302,10 +416,13 @@ impl CudaDevice {
                 Ptx::from_src(compiled.ptx.clone())
             })?
         };
-        let function = module
-            .load_function(&kernel.symbol)
-            .map_err(driver("finding the kernel entry in its module"))?;
-        opt_into_dynamic_shared(&function, dynamic)?;
+        let function = module.load_function(&kernel.symbol).map_err(|e| {
+            self.faults
+                .error("finding the kernel entry in its module", e)
+        })?;
+        opt_into_dynamic_shared(&function, dynamic).map_err(|e| match e {
+            OptInError::Driver(during, e) => self.faults.error(&during, e),
+        })?;
         lock(&self.functions).insert(key.clone(), function.clone());
         Ok(function)
     }
@@ -323,7 +440,7 @@ impl CudaDevice {
             .stream
             .context()
             .load_module(ptx())
-            .map_err(driver("loading the compiled module"))?;
+            .map_err(|e| self.faults.error("loading the compiled module", e))?;
         lock(&self.modules).insert(hash, Arc::clone(&module));
         Ok(module)
     }
@@ -331,7 +448,7 @@ impl CudaDevice {
 
 /// Above 48 KiB, dynamic shared memory needs the function's opt-in; it stays set for the
 /// loaded function.
-fn opt_into_dynamic_shared(function: &CudaFunction, bytes: u32) -> Result<(), DeviceError> {
+fn opt_into_dynamic_shared(function: &CudaFunction, bytes: u32) -> Result<(), OptInError> {
     if bytes as u64 <= codegen::MAX_STATIC_SHARED_BYTES {
         return Ok(());
     }
@@ -340,7 +457,12 @@ fn opt_into_dynamic_shared(function: &CudaFunction, bytes: u32) -> Result<(), De
     let value = i32::try_from(bytes).unwrap_or(i32::MAX);
     function
         .set_attribute(F::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, value)
-        .map_err(driver(&during))
+        .map_err(|e| OptInError::Driver(during, e))
+}
+
+/// A failed attribute call, classified by the device's [`Faults`].
+enum OptInError {
+    Driver(String, DriverError),
 }
 
 /// The GPU's launch limits from its attributes; shared memory is the opt-in cap per block
@@ -433,6 +555,49 @@ mod tests {
             Err(e) => panic!("unexpected error: {e}"),
             Ok(d) => eprintln!("a GPU is present ({}): nothing to check here", d.name()),
         }
+    }
+
+    /// The test hook: a sticky error injected as the driver would report it.
+    #[test]
+    fn a_sticky_fault_stops_later_work_and_names_the_kernel() {
+        use cudarc::driver::sys::CUresult as R;
+        let faults = Faults::default();
+        faults.check().unwrap();
+        faults.launched("gemm_tc_nt_f16_f32", "BM=128,BN=128");
+        let plain = faults.error(
+            "launching the kernel",
+            DriverError(R::CUDA_ERROR_INVALID_VALUE),
+        );
+        assert!(matches!(plain, DeviceError::Driver { .. }), "{plain}");
+        faults
+            .check()
+            .expect("a non-sticky error leaves the context usable");
+        let first = faults.error(
+            "copying a buffer from the GPU",
+            DriverError(R::CUDA_ERROR_ILLEGAL_ADDRESS),
+        );
+        let DeviceError::Fault { after, .. } = &first else {
+            panic!("expected Fault, got {first}");
+        };
+        assert_eq!(after, "gemm_tc_nt_f16_f32 (BM=128,BN=128)");
+        assert!(first.to_string().contains("no more GPU work"), "{first}");
+        // Later launches: cudarc would now report success or another error; we refuse.
+        faults.launched("fp8_quantize", "T=256");
+        let later = faults.check().unwrap_err();
+        let msg = later.to_string();
+        eprintln!("{msg}");
+        assert!(
+            msg.starts_with("not run (context lost after gemm_tc_nt_f16_f32 (BM=128,BN=128))"),
+            "{msg}"
+        );
+        assert!(msg.contains("while copying a buffer from the GPU"), "{msg}");
+        // A second sticky error does not replace the first.
+        faults.error("synchronizing", DriverError(R::CUDA_ERROR_LAUNCH_FAILED));
+        assert!(faults
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("gemm_tc_nt"));
     }
 
     #[test]

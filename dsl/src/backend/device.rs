@@ -142,6 +142,23 @@ pub enum DeviceError {
         device: String,
     },
 
+    #[error(
+        "CUDA fault while {during}, after launching {after}: {message}. The driver keeps this \
+         error for the context: no more GPU work runs in this process"
+    )]
+    Fault {
+        during: String,
+        message: String,
+        /// The last kernel launched before the fault was seen (`name (config)`).
+        after: String,
+    },
+
+    #[error(
+        "not run (context lost after {after}): the first fault was {fault}; rerun the process \
+         to use the GPU again"
+    )]
+    ContextLost { after: String, fault: String },
+
     #[error("kernel `{kernel}`: cannot launch grid {grid:?} × block {block:?}: {reason}")]
     BadDims {
         kernel: String,
@@ -311,6 +328,15 @@ impl Device {
         match &self.target {
             Target::Cpu | Target::Host(_) => DeviceLimits::generic(),
             Target::Cuda(gpu) => gpu.limits().clone(),
+        }
+    }
+
+    /// After a sticky driver fault, the [`DeviceError::ContextLost`] that every later GPU
+    /// operation returns; `None` while the device is usable (always on cpu).
+    pub fn context_lost(&self) -> Option<DeviceError> {
+        match &self.target {
+            Target::Cuda(gpu) => gpu.lost(),
+            _ => None,
         }
     }
 

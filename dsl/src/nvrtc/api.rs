@@ -48,6 +48,9 @@ pub struct Nvrtc {
     pub toolkit: Toolkit,
     pub version: (i32, i32),
     pub supported: Vec<Arch>,
+    /// `libnvrtc-builtins` of the same installation, loaded by full path (see
+    /// [`preload_builtins`]); `None` when it is already on the loader's path or absent.
+    _builtins: Option<libloading::os::unix::Library>,
     _lib: Library,
 }
 
@@ -83,10 +86,12 @@ impl Nvrtc {
             toolkit,
             version: (0, 0),
             supported: Vec::new(),
+            _builtins: None,
             _lib: lib,
         };
         nvrtc.version = nvrtc.query_version()?;
         nvrtc.supported = nvrtc.query_supported()?;
+        nvrtc._builtins = preload_builtins(&nvrtc.toolkit.lib, nvrtc.version);
         Ok(nvrtc)
     }
 
@@ -168,6 +173,34 @@ impl Nvrtc {
             log,
             images: Some((cubin, ptx)),
         })
+    }
+}
+
+/// Loads `libnvrtc-builtins.so.<major>.<minor>` from the directory of `lib`, by full path
+/// and globally. NVRTC opens it by name at its first compile, which only finds it on the
+/// loader's path (`LD_LIBRARY_PATH` at process start, ld.so.conf): a toolkit's lib64 or a
+/// wheel's lib found at run time is on neither, and the compile fails with
+/// `NVRTC_ERROR_BUILTIN_OPERATION_FAILURE`. Once loaded, the loader hands NVRTC this copy
+/// (it matches the name against loaded objects' sonames).
+fn preload_builtins(
+    lib: &std::path::Path,
+    (major, minor): (i32, i32),
+) -> Option<libloading::os::unix::Library> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    let dir = lib.parent()?;
+    let name = format!("libnvrtc-builtins.so.{major}.{minor}");
+    let path = dir.join(&name);
+    if !path.is_file() {
+        tracing::debug!("no {name} beside {}", lib.display());
+        return None;
+    }
+    // SAFETY: the builtins library has no initializers with preconditions on our side.
+    match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) } {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("could not preload {}: {e}", path.display());
+            None
+        }
     }
 }
 

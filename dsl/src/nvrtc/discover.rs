@@ -1,12 +1,20 @@
-//! Finding libnvrtc and the CUDA headers.
+//! Finding libnvrtc and the CUDA headers, both from one installation.
 //!
-//! Order: the `WARPFORGE_NVRTC_LIB` / `WARPFORGE_CUDA_INCLUDE` overrides, `CUDA_HOME`,
-//! `CUDA_PATH`, `/usr/local/cuda`, `$VIRTUAL_ENV`, then a `.venv` found by walking up from
-//! the current directory and from this crate's source directory (so a binary built in the
-//! workspace finds the workspace's `.venv`). A venv provides NVRTC through the NVIDIA PyPI
-//! wheels: `site-packages/nvidia/cuda_nvrtc/lib` and `site-packages/nvidia/cuda_runtime/include`.
-//! The library and the include directory are looked up independently, each taking the
-//! first place that has it.
+//! An installation is a place that has both the library and `cuda_fp16.h`; the library
+//! and the headers are never taken from two different places (a CUDA 12 header set with a
+//! CUDA 13 NVRTC, or the reverse, compiles wrongly or not at all). Installations, in order:
+//! 1. the overrides `WARPFORGE_NVRTC_LIB` (the library file, or a directory holding it) and
+//!    `WARPFORGE_CUDA_INCLUDE`; with only the library given, the headers are looked up
+//!    beside it (`../include`, or the wheel's `cuda_runtime/include`);
+//! 2. the toolkits named by `CUDA_HOME`, then `CUDA_PATH`;
+//! 3. the system toolkit `/usr/local/cuda` (`lib64/`, `lib/`, `targets/<arch>-linux/`);
+//! 4. NVIDIA's PyPI wheels in `$VIRTUAL_ENV`, then in a `.venv` found by walking up from the
+//!    current directory and from this crate's source directory: CUDA 13's layout
+//!    (`site-packages/nvidia/cu13/{lib,include}`) before CUDA 12's
+//!    (`nvidia/cuda_nvrtc/lib` with `nvidia/cuda_runtime/include`).
+//!
+//! Within a directory the library is `libnvrtc.so.<major>` with the highest major (13 before
+//! 12; any later major too), else the unversioned `libnvrtc.so`.
 //!
 //! Discovery reads its inputs from a [`DiscoveryInputs`] so tests need not touch the
 //! process environment.
@@ -14,8 +22,10 @@
 use super::NvrtcError;
 use std::path::{Path, PathBuf};
 
-const LIB_NAMES: [&str; 2] = ["libnvrtc.so.12", "libnvrtc.so"];
+const LIB_STEM: &str = "libnvrtc.so";
 const HEADER: &str = "cuda_fp16.h";
+/// The oldest NVRTC major this project compiles with.
+const OLDEST_MAJOR: u32 = 12;
 
 /// Everything discovery looks at.
 #[derive(Clone, Debug, Default)]
@@ -56,57 +66,118 @@ impl DiscoveryInputs {
     }
 }
 
-/// Where NVRTC and the headers are.
+/// Where NVRTC and the headers are: one installation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Toolkit {
     /// Full path of the NVRTC shared library.
     pub lib: PathBuf,
     /// Directory containing `cuda_fp16.h`.
     pub include: PathBuf,
+    /// Which installation this is (`CUDA_HOME=/opt/cuda`, `/usr/local/cuda`, a venv's
+    /// wheels), for reports and messages.
+    pub source: String,
 }
 
-/// One place to look: a label for messages, the library and include directories it offers.
+/// One installation to look in: a label, and the directories that may hold its library and
+/// its headers. Only a place with both is taken.
 struct Place {
     label: String,
     lib_dirs: Vec<PathBuf>,
     include_dirs: Vec<PathBuf>,
 }
 
-/// Finds NVRTC and the headers; `NotFound` lists every place tried.
-pub fn discover(inputs: &DiscoveryInputs) -> Result<Toolkit, NvrtcError> {
-    let Search { places, mut tried } = places(inputs);
-    let lib = places
-        .iter()
-        .find_map(|p| p.lib_dirs.iter().find_map(|d| lib_in(d)));
-    let include = places.iter().find_map(|p| {
-        p.include_dirs
+impl Place {
+    /// The library and headers, when this place has both; else what it lacks.
+    fn find(&self) -> Result<Toolkit, String> {
+        let lib = self.lib_dirs.iter().find_map(|d| lib_in(d));
+        let include = self
+            .include_dirs
             .iter()
             .find(|d| d.join(HEADER).is_file())
-            .cloned()
-    });
-    match (lib, include) {
-        (Some(lib), Some(include)) => Ok(Toolkit { lib, include }),
-        (lib, include) => {
-            if lib.is_none() {
-                tried.push(format!("no place above has {}", LIB_NAMES.join(" or ")));
-            }
-            if include.is_none() {
-                tried.push(format!("no place above has {HEADER}"));
-            }
-            Err(NvrtcError::NotFound { tried })
+            .cloned();
+        match (lib, include) {
+            (Some(lib), Some(include)) => Ok(Toolkit {
+                lib,
+                include,
+                source: self.label.clone(),
+            }),
+            (None, None) => Err(format!("{}: neither {LIB_STEM}.* nor {HEADER}", self.label)),
+            (None, Some(_)) => Err(format!("{}: has {HEADER} but no {LIB_STEM}.*", self.label)),
+            (Some(lib), None) => Err(format!(
+                "{}: has {} but no {HEADER} beside it (the headers must come from the same \
+                 installation as the library)",
+                self.label,
+                lib.display()
+            )),
         }
     }
 }
 
+/// Finds NVRTC and its headers in the first installation that has both; `NotFound` lists
+/// every place tried and what each lacked.
+pub fn discover(inputs: &DiscoveryInputs) -> Result<Toolkit, NvrtcError> {
+    let Search { places, mut tried } = places(inputs);
+    for place in &places {
+        match place.find() {
+            Ok(found) => return Ok(found),
+            Err(why) => tried.push(why),
+        }
+    }
+    Err(NvrtcError::NotFound { tried })
+}
+
+#[cfg(test)]
+/// The major of a file name `libnvrtc.so.<major>[.<rest>]`, or 0 for `libnvrtc.so`.
+fn lib_major(name: &str) -> Option<u32> {
+    stem_major(name, LIB_STEM)
+}
+
+/// The major of `<stem>.<major>[.<rest>]`, or 0 for `<stem>` itself.
+fn stem_major(name: &str, stem: &str) -> Option<u32> {
+    let rest = name.strip_prefix(stem)?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let version = rest.strip_prefix('.')?;
+    version.split('.').next()?.parse().ok()
+}
+
+/// The library in `dir` (or `dir` itself when it is a file): the highest major at or above
+/// 12, the shortest name of that major (the soname link before the fully versioned file),
+/// then the unversioned name.
 fn lib_in(dir: &Path) -> Option<PathBuf> {
     if dir.is_file() {
         return Some(dir.to_path_buf());
     }
-    LIB_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    newest_lib(dir, LIB_STEM)
 }
 
-/// The places to look, in order, and what was tried (each place's label, plus unset
-/// variables and absent `.venv`s), for the `NotFound` message.
+/// The library `<stem>.<major>` in `dir` with the highest major at or above 12 (the
+/// shortest name of that major), else `<stem>` itself. Used for cuBLAS too.
+pub fn newest_lib(dir: &Path, stem: &str) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut best: Option<(u32, usize, PathBuf)> = None;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(major) = stem_major(&name, stem) else {
+            continue;
+        };
+        if (major != 0 && major < OLDEST_MAJOR) || !entry.path().is_file() {
+            continue;
+        }
+        let better = match &best {
+            None => true,
+            Some((m, len, _)) => major > *m || (major == *m && name.len() < *len),
+        };
+        if better {
+            best = Some((major, name.len(), entry.path()));
+        }
+    }
+    best.map(|(_, _, path)| path)
+}
+
+/// The places to look, in order, and notes on what was not there (unset variables, absent
+/// `.venv`s), for the `NotFound` message.
 #[derive(Default)]
 struct Search {
     places: Vec<Place>,
@@ -115,7 +186,6 @@ struct Search {
 
 impl Search {
     fn add(&mut self, place: Place) {
-        self.tried.push(place.label.clone());
         self.places.push(place);
     }
 
@@ -127,15 +197,7 @@ impl Search {
 fn places(inputs: &DiscoveryInputs) -> Search {
     let mut search = Search::default();
     if inputs.nvrtc_lib.is_some() || inputs.cuda_include.is_some() {
-        search.add(Place {
-            label: format!(
-                "WARPFORGE_NVRTC_LIB={}, WARPFORGE_CUDA_INCLUDE={}",
-                show(&inputs.nvrtc_lib),
-                show(&inputs.cuda_include)
-            ),
-            lib_dirs: inputs.nvrtc_lib.iter().cloned().collect(),
-            include_dirs: inputs.cuda_include.iter().cloned().collect(),
-        });
+        search.add(override_place(inputs));
     }
     for (name, root) in [
         ("CUDA_HOME", &inputs.cuda_home),
@@ -149,24 +211,54 @@ fn places(inputs: &DiscoveryInputs) -> Search {
     for root in &inputs.system_roots {
         search.add(toolkit_place(&root.display().to_string(), root));
     }
-    match &inputs.virtual_env {
-        Some(venv) => search.add(venv_place(&format!("VIRTUAL_ENV={}", venv.display()), venv)),
-        None => search.note("VIRTUAL_ENV: not set".to_string()),
+    if inputs.virtual_env.is_none() {
+        search.note("VIRTUAL_ENV: not set".to_string());
     }
     for start in &inputs.search_from {
-        let venvs: Vec<PathBuf> = start
-            .ancestors()
-            .map(|a| a.join(".venv"))
-            .filter(|v| v.is_dir())
-            .collect();
-        if venvs.is_empty() {
+        if !start.ancestors().any(|a| a.join(".venv").is_dir()) {
             search.note(format!("no .venv in {} or its parents", start.display()));
         }
-        for venv in venvs {
-            search.add(venv_place(&venv.display().to_string(), &venv));
+    }
+    for venv in venvs(inputs) {
+        for place in venv_places(&venv) {
+            search.add(place);
         }
     }
     search
+}
+
+/// The overrides: the library where `WARPFORGE_NVRTC_LIB` says, the headers where
+/// `WARPFORGE_CUDA_INCLUDE` says or else beside the library.
+fn override_place(inputs: &DiscoveryInputs) -> Place {
+    let lib_dirs: Vec<PathBuf> = inputs.nvrtc_lib.iter().cloned().collect();
+    let include_dirs = match (&inputs.cuda_include, &inputs.nvrtc_lib) {
+        (Some(include), _) => vec![include.clone()],
+        (None, Some(lib)) => {
+            let dir = if lib.is_file() {
+                lib.parent().unwrap_or(lib).to_path_buf()
+            } else {
+                lib.clone()
+            };
+            // A toolkit's lib64/ (or a wheel's lib/) has include/ beside it; CUDA 12's
+            // wheels keep the headers in the sibling package cuda_runtime.
+            let parent = dir.parent().unwrap_or(&dir).to_path_buf();
+            let mut dirs = vec![parent.join("include")];
+            if let Some(nvidia) = parent.parent() {
+                dirs.push(nvidia.join("cuda_runtime/include"));
+            }
+            dirs
+        }
+        (None, None) => Vec::new(),
+    };
+    Place {
+        label: format!(
+            "WARPFORGE_NVRTC_LIB={}, WARPFORGE_CUDA_INCLUDE={}",
+            show(&inputs.nvrtc_lib),
+            show(&inputs.cuda_include)
+        ),
+        lib_dirs,
+        include_dirs,
+    }
 }
 
 fn show(path: &Option<PathBuf>) -> String {
@@ -178,30 +270,48 @@ fn show(path: &Option<PathBuf>) -> String {
 fn toolkit_place(label: &str, root: &Path) -> Place {
     let target = root.join(format!("targets/{}-linux", std::env::consts::ARCH));
     Place {
-        label: format!("{label} (lib64/, lib/, include/)"),
+        label: format!("{label} (lib64/, lib/, targets/*/lib with include/)"),
         lib_dirs: vec![root.join("lib64"), root.join("lib"), target.join("lib")],
         include_dirs: vec![root.join("include"), target.join("include")],
     }
 }
 
-/// A virtual environment with the NVIDIA wheels in any `lib/python3*/site-packages`.
-fn venv_place(label: &str, venv: &Path) -> Place {
-    let nvidia: Vec<PathBuf> = site_packages(venv)
-        .into_iter()
-        .map(|sp| sp.join("nvidia"))
-        .collect();
-    Place {
-        label: format!("{label} (site-packages/nvidia/cuda_nvrtc/lib, cuda_runtime/include)"),
-        lib_dirs: nvidia.iter().map(|n| n.join("cuda_nvrtc/lib")).collect(),
-        include_dirs: nvidia
-            .iter()
-            .map(|n| n.join("cuda_runtime/include"))
-            .collect(),
+/// The wheel installations of a virtual environment, newest layout first, in each
+/// `lib/python3*/site-packages`.
+fn venv_places(venv: &Path) -> Vec<Place> {
+    let mut out = Vec::new();
+    for sp in site_packages(venv) {
+        let nvidia = sp.join("nvidia");
+        out.push(Place {
+            label: format!(
+                "{} (CUDA 13 wheels: nvidia/cu13/lib, include)",
+                venv.display()
+            ),
+            lib_dirs: vec![nvidia.join("cu13/lib")],
+            include_dirs: vec![nvidia.join("cu13/include")],
+        });
+        out.push(Place {
+            label: format!(
+                "{} (CUDA 12 wheels: nvidia/cuda_nvrtc/lib, cuda_runtime/include)",
+                venv.display()
+            ),
+            lib_dirs: vec![nvidia.join("cuda_nvrtc/lib")],
+            include_dirs: vec![nvidia.join("cuda_runtime/include")],
+        });
     }
+    if out.is_empty() {
+        out.push(Place {
+            label: format!("{} (no lib/python3*/site-packages)", venv.display()),
+            lib_dirs: Vec::new(),
+            include_dirs: Vec::new(),
+        });
+    }
+    out
 }
 
 /// The virtual environments to search, in order: `VIRTUAL_ENV`, then each `.venv` found
-/// walking up from each `search_from` directory. Used by the cuobjdump lookup too.
+/// walking up from each `search_from` directory, each once. Used by the cuobjdump lookup
+/// too.
 pub(super) fn venvs(inputs: &DiscoveryInputs) -> Vec<PathBuf> {
     let walked = inputs.search_from.iter().flat_map(|start| {
         start
@@ -209,7 +319,13 @@ pub(super) fn venvs(inputs: &DiscoveryInputs) -> Vec<PathBuf> {
             .map(|a| a.join(".venv"))
             .filter(|v| v.is_dir())
     });
-    inputs.virtual_env.iter().cloned().chain(walked).collect()
+    let mut out: Vec<PathBuf> = Vec::new();
+    for venv in inputs.virtual_env.iter().cloned().chain(walked) {
+        if !out.contains(&venv) {
+            out.push(venv);
+        }
+    }
+    out
 }
 
 pub(super) fn site_packages(venv: &Path) -> Vec<PathBuf> {
@@ -231,92 +347,4 @@ pub(super) fn site_packages(venv: &Path) -> Vec<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-
-    /// A fake venv with the wheel layout under `root/.venv`.
-    fn fake_venv(root: &Path) -> PathBuf {
-        let nvidia = root.join(".venv/lib/python3.11/site-packages/nvidia");
-        fs::create_dir_all(nvidia.join("cuda_nvrtc/lib")).unwrap();
-        fs::create_dir_all(nvidia.join("cuda_runtime/include")).unwrap();
-        fs::write(nvidia.join("cuda_nvrtc/lib/libnvrtc.so.12"), b"").unwrap();
-        fs::write(nvidia.join("cuda_runtime/include/cuda_fp16.h"), b"").unwrap();
-        nvidia
-    }
-
-    #[test]
-    fn bogus_cuda_home_falls_through_to_a_venv_above() {
-        let dir = tempfile::tempdir().unwrap();
-        let nvidia = fake_venv(dir.path());
-        let deep = dir.path().join("a/b/c");
-        fs::create_dir_all(&deep).unwrap();
-        let inputs = DiscoveryInputs {
-            cuda_home: Some(dir.path().join("no-such-cuda")),
-            search_from: vec![deep],
-            ..DiscoveryInputs::default()
-        };
-        let found = discover(&inputs).unwrap();
-        assert_eq!(found.lib, nvidia.join("cuda_nvrtc/lib/libnvrtc.so.12"));
-        assert_eq!(found.include, nvidia.join("cuda_runtime/include"));
-    }
-
-    #[test]
-    fn toolkit_layout_and_override_take_precedence() {
-        let dir = tempfile::tempdir().unwrap();
-        fake_venv(dir.path());
-        let home = dir.path().join("cuda");
-        fs::create_dir_all(home.join("lib64")).unwrap();
-        fs::create_dir_all(home.join("include")).unwrap();
-        fs::write(home.join("lib64/libnvrtc.so"), b"").unwrap();
-        fs::write(home.join("include/cuda_fp16.h"), b"").unwrap();
-        let mut inputs = DiscoveryInputs {
-            cuda_path: Some(home.clone()),
-            virtual_env: Some(dir.path().join(".venv")),
-            ..DiscoveryInputs::default()
-        };
-        assert_eq!(
-            discover(&inputs).unwrap().lib,
-            home.join("lib64/libnvrtc.so")
-        );
-        let custom = dir.path().join("custom.so");
-        fs::write(&custom, b"").unwrap();
-        inputs.nvrtc_lib = Some(custom.clone());
-        let found = discover(&inputs).unwrap();
-        assert_eq!(found.lib, custom);
-        assert_eq!(
-            found.include,
-            home.join("include"),
-            "include still found separately"
-        );
-    }
-
-    #[test]
-    fn nothing_found_lists_every_place_tried() {
-        let dir = tempfile::tempdir().unwrap();
-        let inputs = DiscoveryInputs {
-            cuda_home: Some(dir.path().join("bogus")),
-            system_roots: vec![dir.path().join("usr-local-cuda")],
-            search_from: vec![dir.path().to_path_buf()],
-            ..DiscoveryInputs::default()
-        };
-        let err = discover(&inputs).unwrap_err();
-        let NvrtcError::NotFound { tried } = &err else {
-            panic!("expected NotFound, got {err:?}")
-        };
-        let all = tried.join("\n");
-        for expected in [
-            "CUDA_HOME=",
-            "bogus",
-            "CUDA_PATH: not set",
-            "usr-local-cuda",
-        ] {
-            assert!(all.contains(expected), "{expected} missing from:\n{all}");
-        }
-        assert!(all.contains("VIRTUAL_ENV: not set"), "{all}");
-        assert!(all.contains("no .venv in"), "{all}");
-        let msg = err.to_string();
-        eprintln!("{msg}");
-        assert!(msg.contains("pip install nvidia-cuda-nvrtc-cu12"), "{msg}");
-    }
-}
+mod tests;

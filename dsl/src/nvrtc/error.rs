@@ -14,9 +14,11 @@ const CONTEXT_LINES: usize = 5;
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum NvrtcError {
     #[error(
-        "NVRTC (libnvrtc.so.12) and the CUDA headers (cuda_fp16.h) were not found. Tried:\n{}\n\
+        "NVRTC (libnvrtc.so.13, .12 or later) with the CUDA headers (cuda_fp16.h) of the same \
+         installation was not found. Tried:\n{}\n\
          Fix: run `{INSTALL_HINT}` in the workspace root (or `scripts/test`, which does it), \
-         or point WARPFORGE_NVRTC_LIB / WARPFORGE_CUDA_INCLUDE at them.",
+         set CUDA_HOME to a CUDA toolkit, or point WARPFORGE_NVRTC_LIB / \
+         WARPFORGE_CUDA_INCLUDE at them.",
         .tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n")
     )]
     NotFound { tried: Vec<String> },
@@ -33,6 +35,21 @@ pub enum NvrtcError {
         intrinsic: &'static str,
         needs: Arch,
         arch: Arch,
+    },
+
+    #[error(
+        "kernel `{kernel}` uses `{intrinsic}`, which needs PTX ISA {}.{} (NVRTC {}.{} or newer); \
+         the NVRTC loaded from {lib} is {}.{}. Point CUDA_HOME or WARPFORGE_NVRTC_LIB at a newer \
+         CUDA toolkit, or run scripts/setup-nvrtc for the pinned wheels",
+        .ptx_isa.0, .ptx_isa.1, .needs.0, .needs.1, .found.0, .found.1
+    )]
+    NvrtcTooOld {
+        kernel: String,
+        intrinsic: &'static str,
+        ptx_isa: (u32, u32),
+        needs: (i32, i32),
+        found: (i32, i32),
+        lib: String,
     },
 
     #[error("`{text}` is not a GPU architecture; write it as sm_90, 90 or 9.0")]

@@ -20,11 +20,14 @@ pub mod sass;
 
 pub use arch::Arch;
 pub use cache::CompileCache;
-pub use discover::{discover, DiscoveryInputs, Toolkit};
+pub use discover::{discover, newest_lib, DiscoveryInputs, Toolkit};
 pub use error::{NvrtcError, INSTALL_HINT};
 pub(crate) use requires::copy_async_name;
 pub(crate) use requires::walk_exprs;
-pub use requires::{check_arch, intrinsic_min_arch, min_arch};
+pub use requires::{
+    check_arch, check_compile, check_nvrtc_version, intrinsic_min_arch, intrinsic_min_ptx,
+    min_arch, min_ptx, PtxRequirement,
+};
 pub use resources::{parse_ptxas_log, FunctionResources, ResourceUsage};
 
 use api::Nvrtc;

@@ -72,6 +72,75 @@ pub fn check_arch(kernel: &Kernel, arch: Arch) -> Result<(), NvrtcError> {
 
 type Worst = Option<(Arch, &'static str)>;
 
+/// What an intrinsic needs of the compiler: the PTX ISA version that introduced it and the
+/// first NVRTC release that emits that ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PtxRequirement {
+    pub intrinsic: &'static str,
+    pub ptx_isa: (u32, u32),
+    pub nvrtc: (i32, i32),
+}
+
+/// The compiler an intrinsic needs, where it is newer than the oldest NVRTC we load (12.0,
+/// PTX ISA 8.0): FP8 `mma.m16n8k32` with `.e4m3`/`.e5m2` came with PTX ISA 8.4 (CUDA 12.4).
+/// Every other intrinsic of the DSL is in PTX ISA 7.x (CUDA 11), so any NVRTC 12 has it.
+pub fn intrinsic_min_ptx(intrinsic: Intrinsic) -> Option<PtxRequirement> {
+    let fp8 = |name| PtxRequirement {
+        intrinsic: name,
+        ptx_isa: (8, 4),
+        nvrtc: (12, 4),
+    };
+    match intrinsic {
+        Intrinsic::MmaE4m3F32 => Some(fp8("mma_m16n8k32_e4m3_f32")),
+        Intrinsic::MmaE5m2F32 => Some(fp8("mma_m16n8k32_e5m2_f32")),
+        _ => None,
+    }
+}
+
+/// The newest compiler requirement of `kernel` (body and device functions).
+pub fn min_ptx(kernel: &Kernel) -> Option<PtxRequirement> {
+    let mut worst: Option<PtxRequirement> = None;
+    for func in std::iter::once(&kernel.body).chain(&kernel.device_fns) {
+        walk_exprs(&func.body, &mut |e| {
+            if let ExprKind::Intrinsic(i, _) = &e.kind {
+                if let Some(found) = intrinsic_min_ptx(*i) {
+                    if worst.is_none_or(|w| found.nvrtc > w.nvrtc) {
+                        worst = Some(found);
+                    }
+                }
+            }
+        });
+    }
+    worst
+}
+
+/// An error when the NVRTC of `version` (loaded from `lib`) is older than `kernel` needs.
+pub fn check_nvrtc_version(
+    kernel: &Kernel,
+    version: (i32, i32),
+    lib: &std::path::Path,
+) -> Result<(), NvrtcError> {
+    match min_ptx(kernel) {
+        Some(req) if version < req.nvrtc => Err(NvrtcError::NvrtcTooOld {
+            kernel: kernel.name.clone(),
+            intrinsic: req.intrinsic,
+            ptx_isa: req.ptx_isa,
+            needs: req.nvrtc,
+            found: version,
+            lib: lib.display().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Everything that must hold before `kernel` is compiled for `arch` with the loaded NVRTC:
+/// [`check_arch`], then the NVRTC version against [`min_ptx`] (loads NVRTC).
+pub fn check_compile(kernel: &Kernel, arch: Arch) -> Result<(), NvrtcError> {
+    check_arch(kernel, arch)?;
+    let nvrtc = super::api::Nvrtc::get()?;
+    check_nvrtc_version(kernel, nvrtc.version, &nvrtc.toolkit.lib)
+}
+
 /// What an expression node (not its operands) needs.
 fn requirement(e: &Expr) -> Worst {
     match &e.kind {

@@ -119,6 +119,9 @@ pub fn launch<T: Float + Element, O: Float + Element>(
             T::SCALAR
         )
     });
+    let sizes = (T::SCALAR.size_bytes(), O::SCALAR.size_bytes());
+    let lens = (a.len(), b.len(), c.len());
+    check_operands(def, layout, sizes, lens, (m, n, k), (lda, ldb, ldc))?;
     let mut args = [
         Arg::slice(a),
         Arg::slice(b),
@@ -131,6 +134,37 @@ pub fn launch<T: Float + Element, O: Float + Element>(
         Arg::value(ldc),
     ];
     device.launch(def, config, dims(config, m, n), &mut args)
+}
+
+/// The launch's operands against its dims, before either backend sees it: `lda` and `ldb`
+/// keep 16-byte rows (8 halves) for the `cp.async` copies, every leading dimension covers
+/// its row, every buffer its rows.
+fn check_operands(
+    def: &KernelDef,
+    layout: Layout,
+    (t_bytes, o_bytes): (usize, usize),
+    (a_len, b_len, c_len): (usize, usize, usize),
+    (m, n, k): (u32, u32, u32),
+    (lda, ldb, ldc): (u32, u32, u32),
+) -> Result<(), warpforge_dsl::backend::DeviceError> {
+    use crate::operand::Operand;
+    let (m, n, k) = (m as usize, n as usize, k as usize);
+    let b_cols = match layout {
+        Layout::Nt => k,
+        Layout::Nn => n,
+    };
+    let operand = |param, rows, cols, ld: u32, elem_bytes, len| Operand {
+        kernel: def.name.as_str(),
+        param,
+        rows,
+        cols,
+        ld: ld as usize,
+        elem_bytes,
+        len,
+    };
+    operand("lda", m, k, lda, t_bytes, a_len).check(Some(16))?;
+    operand("ldb", layout.b_rows(n, k), b_cols, ldb, t_bytes, b_len).check(Some(16))?;
+    operand("ldc", m, n, ldc, o_bytes, c_len).check(None)
 }
 
 /// Runs the instance for `T` → `O` on `device`; `a` is `m` rows of [`padded`]`(k)`, `b`

@@ -2,6 +2,7 @@
 //! with `--sass` their disassembly (cuobjdump) with a count of the opcodes that matter.
 
 use super::config_for;
+use super::outcome::{Outcome, Tally};
 use anyhow::Result;
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,10 +18,30 @@ pub fn report(
     space: bool,
     sass: bool,
 ) -> Result<ExitCode> {
+    Ok(report_tally(kernels, archs, config, space, sass)?.exit_code())
+}
+
+/// [`report`]'s work: a compile for an arch older than the kernel's newest intrinsic is
+/// skipped (`needs sm_89: …`), not failed. Returns the tally after printing it.
+pub fn report_tally(
+    kernels: &[Kernel],
+    archs: &[Arch],
+    config: Option<&str>,
+    space: bool,
+    sass: bool,
+) -> Result<Tally> {
     // Look cuobjdump up first: when it is missing, say so before compiling anything.
     let cuobjdump = if sass { Some(sass::cuobjdump()?) } else { None };
     let mut listings: Vec<(String, Sass)> = Vec::new();
-    let mut failures = 0usize;
+    let mut tally = Tally::default();
+    let (major, minor) = nvrtc::version()?;
+    let toolkit = nvrtc::toolkit()?;
+    println!(
+        "nvrtc: {major}.{minor} from {} (lib {}, include {})",
+        toolkit.source,
+        toolkit.lib.display(),
+        toolkit.include.display()
+    );
     println!(
         "{:<14} {:<6} {:<44} {:>5} {:>7} {:>6} {:>6} {:>6}",
         "kernel", "arch", "config", "regs", "smem", "stack", "spillS", "spillL"
@@ -35,12 +56,13 @@ pub fn report(
             let typed = warpforge_dsl::resolve::specialize(k.def(), config)?;
             let (source, line_map) = warpforge_dsl::codegen::cuda_source_with_map(&typed);
             for &arch in archs {
-                let compiled = nvrtc::check_arch(&typed, arch).and_then(|()| {
+                let compiled = nvrtc::check_compile(&typed, arch).and_then(|()| {
                     nvrtc::compile_cached(&source, arch, &CompileOptions::default())
                         .map_err(|e| line_map.annotate(e))
                 });
                 match compiled {
                     Ok(c) => {
+                        tally.add(&Outcome::Passed);
                         let r = &c.resources;
                         println!(
                             "{:<14} {:<6} {:<44} {:>5} {:>7} {:>6} {:>6} {:>6}",
@@ -57,13 +79,24 @@ pub fn report(
                             let label = format!("{} {arch} {config}", k.name());
                             match disassemble(tool, &c.cubin, arch, &label) {
                                 Some(listing) => listings.push((label, listing)),
-                                None => failures += 1,
+                                None => tally.add(&Outcome::Failed("no SASS".into())),
                             }
                         }
                     }
                     Err(e @ nvrtc::NvrtcError::NotFound { .. }) => return Err(e.into()),
                     Err(e) => {
-                        failures += 1;
+                        let outcome = Outcome::of_error(&e);
+                        tally.add(&outcome);
+                        if let Outcome::Skipped(_) = outcome {
+                            println!(
+                                "{:<14} {:<6} {:<44} {}",
+                                k.name(),
+                                arch.to_string(),
+                                config.to_string(),
+                                outcome.status()
+                            );
+                            continue;
+                        }
                         println!(
                             "{:<14} {:<6} {:<44} FAILED\n{e}",
                             k.name(),
@@ -79,11 +112,8 @@ pub fn report(
         println!("\n=== SASS of {label} ===\n{}", listing.text.trim_end());
         println!("opcodes: {}", listing.summary());
     }
-    Ok(if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!("compile: {tally}");
+    Ok(tally)
 }
 
 /// The SASS of one cubin, or `None` after printing why there is none.

@@ -3,6 +3,7 @@
 mod autotune;
 mod check;
 mod compile;
+mod outcome;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -61,6 +62,9 @@ pub enum Command {
         /// One config instead of the whole space.
         #[arg(long)]
         config: Option<String>,
+        /// Each kernel's default config only (a quick pass, e.g. under compute-sanitizer).
+        #[arg(long, conflicts_with = "config")]
+        defaults: bool,
     },
     /// Run every kernel on the GPU and on the interpreter, compare, then time the
     /// tensor-core GEMMs against cuBLAS and the FP8 kernels against the DRAM peak; write a
@@ -81,6 +85,18 @@ pub enum Command {
         /// JSON from scripts/gpu-check-torch.py to merge (PyTorch's per-tensor FP8 cast).
         #[arg(long)]
         torch_json: Option<std::path::PathBuf>,
+        /// JSON from scripts/gpu-check-triton.py to merge (Triton's matmul and FP8 quantizer).
+        #[arg(long)]
+        triton_json: Option<std::path::PathBuf>,
+        /// JSON of the run's context (clocks, driver, commit) to merge as `meta`.
+        #[arg(long)]
+        meta_json: Option<std::path::PathBuf>,
+        /// Configs per kernel checked besides the default, spread over its space.
+        #[arg(long, default_value_t = 3)]
+        sample_configs: usize,
+        /// Seconds for the sampled configs of all kernels together (defaults always run).
+        #[arg(long, default_value_t = 120)]
+        sample_budget: u64,
     },
     /// The main job on a built-in default: with a GPU, check the whole library on it;
     /// without one, check it on the CPU interpreter and print the compile report.
@@ -137,10 +153,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             all,
             backend,
             config,
+            defaults,
         } => {
             let kernels = select(kernel.as_deref(), all)?;
             let device = open_device(backend)?;
-            check::run(&device, &kernels, config.as_deref())
+            let scope = if defaults {
+                check::Scope::Defaults
+            } else {
+                check::Scope::from(config.as_deref())
+            };
+            check::run(&device, &kernels, scope)
         }
         Command::GpuCheck {
             json,
@@ -148,43 +170,45 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             quick,
             tune_cache,
             torch_json,
+            triton_json,
+            meta_json,
+            sample_configs,
+            sample_budget,
         } => {
             let gpu = open_device(BackendChoice::Cuda)?;
             let perf = (!no_perf).then_some(crate::perf::PerfOptions {
                 quick,
                 tune_cache,
                 torch_json,
+                triton_json,
             });
-            check::gpu_check(&gpu, &library(), &json, perf.as_ref())
+            let sampling = check::Sampling {
+                configs: sample_configs,
+                budget: std::time::Duration::from_secs(sample_budget),
+            };
+            let extras = check::Extras { meta_json };
+            check::gpu_check(&gpu, &library(), &json, sampling, &extras, perf.as_ref())
         }
         Command::Verify { backend } => verify(backend),
         Command::Autotune(args) => autotune::run(args),
     }
 }
 
+/// `check` over the library, and without a GPU the compile report; exits 0 when every
+/// check and compile that could run passed (arch-gated ones are skipped).
 fn verify(backend: BackendChoice) -> Result<ExitCode> {
     let device = open_device(backend)?;
     let kernels = library();
-    let checked = check::run(&device, &kernels, None)?;
-    let compiled = if device.arch().is_none() {
+    let mut tally = check::run_tally(&device, &kernels, check::Scope::Space)?;
+    if device.arch().is_none() {
         println!();
-        compile::report(
-            &kernels,
-            &[Arch::SM80, Arch::SM89, Arch::SM90],
-            None,
-            false,
-            false,
-        )?
-    } else {
-        ExitCode::SUCCESS
-    };
-    Ok(
-        if checked == ExitCode::SUCCESS && compiled == ExitCode::SUCCESS {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+        let archs = [Arch::SM80, Arch::SM89, Arch::SM90];
+        tally.merge(&compile::report_tally(
+            &kernels, &archs, None, false, false,
+        )?);
+    }
+    println!("verify: {tally}");
+    Ok(tally.exit_code())
 }
 
 fn list_kernels() {

@@ -228,7 +228,7 @@ pub fn run(device: &Device, options: &PerfOptions) -> Value {
         arch,
     };
     let cublas_note = match &cx.cublas {
-        Ok(_) => Value::from("available"),
+        Ok(c) => Value::from(format!("available ({})", c.path.display())),
         Err(e) => Value::from(format!("skipped: {e}")),
     };
     println!("  cuBLAS: {cublas_note}; tune cache: {tune_note}");

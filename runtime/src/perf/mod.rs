@@ -28,6 +28,8 @@ pub struct PerfOptions {
     pub tune_cache: Option<PathBuf>,
     /// JSON written by `scripts/gpu-check-torch.py`, merged into the report.
     pub torch_json: Option<PathBuf>,
+    /// JSON written by `scripts/gpu-check-triton.py`, merged into the report as `triton`.
+    pub triton_json: Option<PathBuf>,
 }
 
 /// Why a measurement could not be made (recorded in the report; the run goes on).
@@ -144,11 +146,14 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     println!("perf: FP8 quantize bandwidth");
     let fp8 = fp8::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
+    let triton = torch_section(options.triton_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
-    serde_json::json!({ "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "torch": torch })
+    serde_json::json!({
+        "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "torch": torch, "triton": triton,
+    })
 }
 
-/// The torch script's JSON, or why there is none.
+/// A peer script's JSON (torch, Triton, the run's meta), or why there is none.
 pub fn torch_section(path: Option<&std::path::Path>) -> serde_json::Value {
     let Some(path) = path else {
         return "not available (no --torch-json given)".into();

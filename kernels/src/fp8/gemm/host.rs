@@ -108,6 +108,13 @@ pub fn launch<O: Float + Element>(
         .unwrap_or_else(|| panic!("no FP8 GEMM writing {}: C is f32 or bf16", O::SCALAR));
     let ld = padded(k as usize) as u32;
     let (blocked, a_ld, b_ld) = scale_args(scaling, k);
+    check_operands(
+        def,
+        (a.len(), b.len(), c.len()),
+        (m, n, k),
+        ld,
+        O::SCALAR.size_bytes(),
+    )?;
     let mut args = [
         Arg::slice(a),
         Arg::slice(b),
@@ -125,6 +132,31 @@ pub fn launch<O: Float + Element>(
         Arg::value(b_ld),
     ];
     device.launch(def, config, dims(config, m, n), &mut args)
+}
+
+/// A and B hold `m` and `n` rows of the padded K, C `m` rows of `n`: checked before either
+/// backend sees the launch (a short buffer is an illegal address on a GPU).
+fn check_operands(
+    def: &KernelDef,
+    (a_len, b_len, c_len): (usize, usize, usize),
+    (m, n, k): (u32, u32, u32),
+    ld: u32,
+    o_bytes: usize,
+) -> Result<(), warpforge_dsl::backend::DeviceError> {
+    use crate::operand::Operand;
+    let (m, n, k, ld) = (m as usize, n as usize, k as usize, ld as usize);
+    let operand = |param, rows, cols, ld, elem_bytes, len| Operand {
+        kernel: def.name.as_str(),
+        param,
+        rows,
+        cols,
+        ld,
+        elem_bytes,
+        len,
+    };
+    operand("lda", m, k, ld, 1, a_len).check(Some(16))?;
+    operand("ldb", n, k, ld, 1, b_len).check(Some(16))?;
+    operand("ldc", m, n, n, o_bytes, c_len).check(None)
 }
 
 /// Runs the instance for `O` on `device`; returns C (`m×n`, dense).
