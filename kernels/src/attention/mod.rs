@@ -65,11 +65,20 @@
 //!
 //! # Use
 //!
-//! ```ignore
-//! let shape = AttnShape { heads, kv_heads, head_dim: 128, causal: true, q_lens, k_lens };
+//! ```
+//! use half::bf16;
+//! use warpforge_dsl::Device;
+//! use warpforge_kernels::attention::{default_config, inputs, launch, AttnBuffers, AttnShape};
+//!
+//! let device = Device::cpu(); // or Device::cuda(0)
+//! // Two sequences of 5 and 3 tokens, 2 query heads sharing 1 KV head, causal.
+//! let shape = AttnShape::square(2, 1, 64, true, &[5, 3]);
+//! let (q, k, v) = inputs::<bf16>(&shape); // your Q/K/V in the packed layouts
 //! let mut bufs = AttnBuffers::upload(&device, &shape, &q, &k, &v)?; // or your own buffers
-//! launch::<bf16>(&device, &default_config(128), &shape, &mut bufs, shape.default_scale())?;
+//! launch::<bf16>(&device, &default_config(64), &shape, &mut bufs, shape.default_scale())?;
 //! let (o, lse) = (device.download(&bufs.o)?, device.download(&bufs.lse)?);
+//! assert_eq!((o.len(), lse.len()), (8 * 2 * 64, 2 * 8));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod family;
