@@ -81,8 +81,10 @@ impl TuneKernel {
         Ok(hash_source(&codegen::cuda_source(&typed)))
     }
 
-    /// The cache key of a problem of shape `dims`.
+    /// The cache key of a problem of shape `dims` (bucketed by the dims the kernel's
+    /// description keys it by).
     pub fn entry_key(&self, dims: &[usize]) -> Result<EntryKey, TuneError> {
+        let dims = &self.lib.tune_dims(&Problem::new("", dims.to_vec()));
         let bucket = Bucket::of(dims).ok_or_else(|| TuneError::Shape {
             kernel: self.name().to_string(),
             message: format!(

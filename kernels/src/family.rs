@@ -171,6 +171,12 @@ pub trait LibraryKernel: Send + Sync {
         None
     }
 
+    /// The dims the tuning cache buckets a problem by (at most 6; the problem's own dims
+    /// unless they encode a variable-length list, as attention's varlen batches do).
+    fn tune_dims(&self, problem: &Problem) -> Vec<usize> {
+        problem.dims.clone()
+    }
+
     /// The problems a model implies at each batch size in `tokens` (none: the kernel keeps
     /// its default config unless given shapes).
     fn model_problems(&self, _model: &ModelShape, _tokens: &[usize]) -> Vec<Problem> {

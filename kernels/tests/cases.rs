@@ -89,6 +89,8 @@ fn model_problems_have_the_kernels_rank_and_check_problems_too() {
         for p in k.model_problems(&model, &[1, 4096]) {
             k.validate(&p)
                 .unwrap_or_else(|e| panic!("{} {}: {e}", k.name(), p.name));
+            // The tuning cache keys a problem by at most 6 dims.
+            assert!(k.tune_dims(&p).len() <= 6, "{} {}", k.name(), p.name);
         }
         with_model += usize::from(!k.model_problems(&model, &[1]).is_empty());
     }

@@ -99,6 +99,22 @@ impl<T: Float + Element> LibraryKernel for FlashAttn<T> {
         Tolerance { rel: t, abs: t }
     }
 
+    /// Heads, KV heads, head dim, causal, and the batch's total query rows and keys (a
+    /// varlen batch's length list does not fit a cache key).
+    fn tune_dims(&self, problem: &Problem) -> Vec<usize> {
+        match AttnShape::from_problem(problem) {
+            Ok(s) => vec![
+                s.heads,
+                s.kv_heads,
+                s.head_dim,
+                s.causal as usize,
+                s.total_q(),
+                s.total_k(),
+            ],
+            Err(_) => problem.dims.clone(),
+        }
+    }
+
     fn admits(&self, config: &Config, problem: &Problem) -> bool {
         problem.dims.get(2).map(|&d| d as i64) == config.get("HEAD_DIM")
     }
