@@ -12,6 +12,7 @@ pub mod family;
 pub mod fp8;
 pub mod gemm;
 pub mod gemm_tc;
+pub mod int4;
 pub mod norm;
 pub mod operand;
 pub mod reduce;
