@@ -88,6 +88,9 @@ pub enum Command {
         /// JSON from scripts/gpu-check-triton.py to merge (Triton's matmul and FP8 quantizer).
         #[arg(long)]
         triton_json: Option<std::path::PathBuf>,
+        /// JSON from scripts/gpu-check-attention.py to merge (PyTorch's flash SDPA).
+        #[arg(long)]
+        attention_json: Option<std::path::PathBuf>,
         /// JSON of the run's context (clocks, driver, commit) to merge as `meta`.
         #[arg(long)]
         meta_json: Option<std::path::PathBuf>,
@@ -171,6 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             tune_cache,
             torch_json,
             triton_json,
+            attention_json,
             meta_json,
             sample_configs,
             sample_budget,
@@ -181,6 +185,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 tune_cache,
                 torch_json,
                 triton_json,
+                attention_json,
             });
             let sampling = check::Sampling {
                 configs: sample_configs,
