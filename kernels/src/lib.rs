@@ -6,6 +6,7 @@
 //! device, launch, output, reference, tolerance, the shapes a model implies); [`library`]
 //! lists them for the CLI, the tests, the autotuner, gpu-check and the benches.
 
+pub mod act;
 pub mod attention;
 pub mod check;
 pub mod family;
@@ -39,6 +40,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     fp8::coat::kernels,
     norm::kernels,
     attention::kernels,
+    act::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
