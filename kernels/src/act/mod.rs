@@ -79,6 +79,13 @@ pub fn swiglu_dup<T: Float>(g: f32, dy: f32) -> f32 {
     dy * round_to::<T>(g / (1.0 + (-g).exp()))
 }
 
+/// Where output `Vec4` `v` (of rows `quads` wide) finds its gate values in `gate_up`
+/// (rows `2·quads` wide, gate half first); its up values are `quads` further.
+#[device]
+pub fn gate_index(v: u32, quads: u32) -> u32 {
+    v / quads * (2 * quads) + v % quads
+}
+
 #[kernel(block = (BLOCK), tune(BLOCK = [128, 256, 512], VECS = [1, 2, 4]),
          default(BLOCK = 256, VECS = 2), types(T = [f32, f16, bf16]))]
 pub fn swiglu<T: Float, const BLOCK: u32, const VECS: u32>(
@@ -94,7 +101,7 @@ pub fn swiglu<T: Float, const BLOCK: u32, const VECS: u32>(
     for j in 0..VECS {
         let v = first + j * BLOCK;
         if v < total {
-            let at = v / quads * (2 * quads) + v % quads;
+            let at = gate_index(v, quads);
             let g = widen4::<T>(gate_up[at]);
             let u = widen4::<T>(gate_up[at + quads]);
             y[v] = swiglu4::<T>(g, u);
@@ -118,7 +125,7 @@ pub fn swiglu_bwd<T: Float, const BLOCK: u32, const VECS: u32>(
     for j in 0..VECS {
         let v = first + j * BLOCK;
         if v < total {
-            let at = v / quads * (2 * quads) + v % quads;
+            let at = gate_index(v, quads);
             let g = widen4::<T>(gate_up[at]);
             let u = widen4::<T>(gate_up[at + quads]);
             let d = widen4::<T>(dy[v]);
