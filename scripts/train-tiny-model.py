@@ -5,13 +5,13 @@ The corpus is self-made: short children's stories drawn from a small hand-writte
 (below, seeded, so the same file every run), written to models/tiny-llama/corpus.txt and
 committed beside the model. A byte-level BPE tokenizer (tokenizers' Python package, 512
 tokens, `<s>` added in front by its post-processor, as Llama's does) is trained on it; then a
-Llama (4 layers, hidden 128, 4 query / 2 KV heads, SwiGLU 384, tied embeddings, ~0.85M
-parameters) is trained with PyTorch on the CPU for a few minutes, each story as
+Llama (3 layers, hidden 96, 4 query / 2 KV heads, SwiGLU 256, tied embeddings, ~0.35M
+parameters) is trained with PyTorch on the CPU for 6 minutes (16 × 64-token windows a step), each story as
 `<s> story </s>`. Weights are saved in bf16 with config.json, tokenizer.json, prompts.jsonl
-and train-log.json (steps, seconds, loss curve), and greedy completions of the prompts
-(transformers, from the saved bf16 weights) are printed.
+and train-log.json (steps, seconds, loss curve); completions.json holds transformers' greedy
+completions of the prompts from the saved files (`--completions-only` recomputes just those).
 
-Run: .venv-fixtures/bin/python scripts/train-tiny-model.py [--seconds 240]
+Run: .venv-fixtures/bin/python scripts/train-tiny-model.py [--seconds 360]
 """
 
 import argparse
@@ -28,6 +28,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 OUT = os.path.join(ROOT, "models", "tiny-llama")
+BATCH, SEQ = 16, 64
 
 NAMES = ["Pip", "Mia", "Tom", "Luna", "Ben", "Ada", "Sam", "Rosa", "Leo", "Ivy", "Max", "Nell"]
 ANIMALS = ["fox", "rabbit", "cat", "dog", "bird", "bear", "duck", "mouse", "owl", "frog"]
@@ -120,9 +121,13 @@ def batches(tokens, batch, seq, gen):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=240.0, help="training time budget")
+    parser.add_argument("--seconds", type=float, default=360.0, help="training time budget")
     parser.add_argument("--stories", type=int, default=1500)
+    parser.add_argument("--completions-only", action="store_true",
+                        help="only recompute completions.json from the saved model")
     args = parser.parse_args()
+    if args.completions_only:
+        return write_completions()
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -136,9 +141,9 @@ def main():
 
     config = transformers.LlamaConfig(
         vocab_size=512,
-        hidden_size=128,
-        intermediate_size=384,
-        num_hidden_layers=4,
+        hidden_size=96,
+        intermediate_size=256,
+        num_hidden_layers=3,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
@@ -150,11 +155,11 @@ def main():
     )
     model = transformers.LlamaForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
-    steps_max, warmup, lr = 2000, 30, 3e-3
+    steps_max, warmup, lr = 5000, 30, 5e-3
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(1)
     start, log, step = time.time(), [], 0
-    for batch in batches(tokens, 32, 128, gen):
+    for batch in batches(tokens, BATCH, SEQ, gen):
         elapsed = time.time() - start
         if step >= steps_max or elapsed > args.seconds:
             break
@@ -167,7 +172,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 25 == 0:
+        if step % 50 == 0:
             log.append({"step": step, "seconds": round(elapsed, 1), "loss": round(loss.item(), 4)})
             print(log[-1], flush=True)
         step += 1
@@ -195,16 +200,34 @@ def main():
             f.write(json.dumps(p) + "\n")
     with open(os.path.join(OUT, "train-log.json"), "w") as f:
         json.dump({"parameters": params, "steps": step, "seconds": round(time.time() - start, 1),
-                   "batch": [32, 128], "final_loss_bf16_weights": round(final, 4),
+                   "batch": [BATCH, SEQ], "final_loss_bf16_weights": round(final, 4),
                    "torch": torch.__version__, "transformers": transformers.__version__,
                    "log": log}, f, indent=1)
         f.write("\n")
     print(f"{params} parameters, {step} steps, loss (bf16 weights, last 4K tokens) {final:.3f}")
+    write_completions()
+
+
+def write_completions(new_tokens=24):
+    """Greedy completions of the shipped prompts by transformers from the saved files (bf16
+    weights, f32 compute), to completions.json: what `generate` must print."""
+    tok = Tokenizer.from_file(os.path.join(OUT, "tokenizer.json"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(OUT, dtype=torch.float32)
+    model.eval()
     model.generation_config.pad_token_id = 0
-    for p in prompts[:4]:
-        ids_in = torch.tensor([tok.encode(p["prompt"]).ids])
-        out = model.generate(ids_in, max_new_tokens=40, do_sample=False)[0, ids_in.shape[1]:]
-        print(repr(p["prompt"]), "->", repr(tok.decode(out.tolist())))
+    records = []
+    with open(os.path.join(OUT, "prompts.jsonl")) as f:
+        prompts = [json.loads(line) for line in f]
+    for p in prompts:
+        ids_in = p.get("prompt_ids") or tok.encode(p["prompt"]).ids
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids_in]), max_new_tokens=new_tokens, do_sample=False)
+        ids_out = out[0, len(ids_in):].tolist()
+        records.append({"id": p["id"], "prompt_ids": ids_in, "token_ids": ids_out,
+                        "text": tok.decode(ids_out)})
+        print(repr(p.get("prompt", p["id"])), "->", repr(records[-1]["text"]))
+    with open(os.path.join(OUT, "completions.json"), "w") as f:
+        f.write("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
 
 
 if __name__ == "__main__":

@@ -371,3 +371,28 @@ fn add(x: &mut [f32], y: &[f32]) {
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, -1.0]), 1);
+        assert_eq!(argmax(&[5.0]), 0);
+    }
+
+    #[test]
+    fn linear_applies_rows_and_bias() {
+        // W = [[1, 2], [3, 4], [5, 6]], x = [[1, 1], [0, 2]]
+        let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let y = linear(&[1.0, 1.0, 0.0, 2.0], &w, Some(&[0.5, 0.0, -1.0]), 2, 3);
+        assert_eq!(y, vec![3.5, 7.0, 10.0, 4.5, 8.0, 11.0]);
+    }
+
+    #[test]
+    fn silu_matches_its_definition() {
+        assert_eq!(silu(0.0), 0.0);
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+    }
+}

@@ -399,3 +399,51 @@ fn read_entries(
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(dtype: DType, bytes: &[u8]) -> TensorView<'_> {
+        TensorView {
+            name: "t",
+            dtype,
+            shape: &[2],
+            bytes,
+            file: Path::new("x.safetensors"),
+        }
+    }
+
+    #[test]
+    fn conversions_widen_exactly_and_round_to_nearest_even() {
+        let f32s: Vec<u8> = [1.5f32, -0.1]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let v = view(DType::F32, &f32s);
+        assert_eq!(v.to_f32(), vec![1.5, -0.1]);
+        assert_eq!(v.to_bf16(), vec![bf16::from_f32(1.5), bf16::from_f32(-0.1)]);
+        assert_eq!(v.to_f16(), vec![f16::from_f32(1.5), f16::from_f32(-0.1)]);
+        let bf: Vec<u8> = [bf16::from_f32(3.0), bf16::from_f32(-0.25)]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let v = view(DType::BF16, &bf);
+        assert_eq!(v.to_f32(), vec![3.0, -0.25]);
+        assert_eq!(v.to_bf16()[1].to_f32(), -0.25);
+        let h: Vec<u8> = [f16::from_f32(0.5), f16::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let v = view(DType::F16, &h);
+        assert_eq!(v.to_f32(), vec![0.5, 65504.0]);
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn int4_tensor_names() {
+        assert!(is_int4_tensor("model.layers.0.mlp.up_proj.qweight"));
+        assert!(is_int4_tensor("model.layers.0.mlp.up_proj.qzeros"));
+        assert!(!is_int4_tensor("model.layers.0.mlp.up_proj.weight"));
+    }
+}
