@@ -168,6 +168,7 @@ fn mistral_and_qwen2_specifics() {
     let m = parse(&mistral).unwrap();
     assert_eq!(m.model_type, ModelType::Mistral);
     assert_eq!(m.layer_windows, vec![Some(4096), Some(4096)]);
+    assert_eq!(m.sliding_window_limit(), Some(4096));
     mistral["sliding_window"] = Value::Null;
     assert_eq!(parse(&mistral).unwrap().layer_windows, vec![None, None]);
 
@@ -181,6 +182,7 @@ fn mistral_and_qwen2_specifics() {
     let q = parse(&qwen).unwrap();
     assert!(q.qkv_bias && !q.o_bias && q.tie_word_embeddings);
     assert_eq!(q.layer_windows, vec![None; 4]);
+    assert_eq!(q.sliding_window_limit(), None);
     qwen["use_sliding_window"] = json!(true);
     assert_eq!(
         parse(&qwen).unwrap().layer_windows,

@@ -239,6 +239,14 @@ impl ModelConfig {
         self.num_key_value_heads * self.head_dim
     }
 
+    /// The smallest sliding window of any layer, `None` when every layer attends to the
+    /// whole context. An engine without sliding-window attention can run the model exactly
+    /// only on sequences no longer than this (a query then sees every earlier key anyway):
+    /// it should refuse longer maximum lengths at load.
+    pub fn sliding_window_limit(&self) -> Option<usize> {
+        self.layer_windows.iter().flatten().copied().min()
+    }
+
     /// The RoPE inverse frequencies (`head_dim / 2` of them), see [`rope_inv_freq`].
     pub fn rope_inv_freq(&self) -> Vec<f64> {
         rope_inv_freq(&self.rope, self.head_dim)
