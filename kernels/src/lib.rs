@@ -15,7 +15,9 @@ pub mod gemm_tc;
 pub mod int4;
 pub mod norm;
 pub mod operand;
+pub mod prepack;
 pub mod reduce;
+pub mod rope;
 pub mod softmax;
 pub mod tile;
 pub mod vector_add;
@@ -39,6 +41,8 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     fp8::coat::kernels,
     norm::kernels,
     attention::kernels,
+    rope::kernels,
+    prepack::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
