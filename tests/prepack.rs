@@ -87,7 +87,7 @@ fn embedding_gather_for_each_element_type() {
 
 /// One packed chunked prefill of `T`: sequences with cached prefixes `cached` and new tokens
 /// `new` (one new chunk empty), causal GQA attention at head dim 64, pages of `page_size`.
-fn paged_prefill_matches_contiguous<T: RopeFloat>(page_size: usize) {
+fn paged_prefill_matches_contiguous<T: RopeFloat + PartialEq>(page_size: usize) {
     let device = Device::cpu();
     let (heads, kv_heads, d) = (4, 2, 64);
     let cached = [0usize, 6, 17, 3];
@@ -120,7 +120,7 @@ fn paged_prefill_matches_contiguous<T: RopeFloat>(page_size: usize) {
         rotary_dim: d,
         table_rows,
     };
-    let config = Config::new();
+    let config = (T::ROPE)().space.default_config();
     let kp = device.upload(&k_pos).unwrap();
     launch_rope(
         &device,
@@ -213,9 +213,10 @@ fn paged_prefill_matches_contiguous<T: RopeFloat>(page_size: usize) {
             device.upload(&k_chunk).unwrap(),
             device.upload(&v_chunk).unwrap(),
         );
+        let writer = (T::KV_PAGE_WRITE)().space.default_config();
         launch_kv_page_write(
             &device,
-            &config,
+            &writer,
             (&kb, &vb),
             (&mut kc, &mut vc),
             &meta,

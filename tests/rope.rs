@@ -111,7 +111,7 @@ fn frequencies_of_each_scaling() {
     let (mut kept, mut divided, mut blended) = (0, 0, 0);
     for (i, (&f, &p)) in llama.iter().zip(&plain).enumerate() {
         // Each default frequency is within 1 f32 ulp of the f64 formula.
-        let exact = 500000f64.powf(-(2 * i) as f64 / 128.0);
+        let exact = 500000f64.powf(-((2 * i) as f64) / 128.0);
         assert!(
             (p as f64 - exact).abs() <= exact * 1.2e-7,
             "{i}: {p} vs {exact}"
@@ -282,4 +282,58 @@ fn problem_validation() {
     assert!(k
         .validate(&Problem::new("ok", vec![1, 1, 64, 64, 2, 0, 2, 3, 0]))
         .is_ok());
+}
+
+/// The exact check can fail: the kernel's output at shifted positions, or the f16 rounding
+/// order replaced by one rounding at the end, differs from the reference.
+#[test]
+fn a_wrong_position_or_rounding_order_is_caught() {
+    let device = Device::cpu();
+    let rope = Rope::llama3_1(64);
+    let x: Vec<f16> = (0..4 * 64)
+        .map(|i| f16::from_f32(((i * 37) % 29) as f32 / 7.0 - 2.0))
+        .collect();
+    let wide: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
+    let positions = [0u32, 1, 2, 3];
+    let want = reference::<f16>(&wide, (1, 64, 64), &positions, &rope.inv_freq(), 5);
+    let mut q = device.upload(&x).unwrap();
+    let mut k = device.upload(&[f16::ZERO; 8]).unwrap();
+    let shifted = device.upload(&[1u32, 2, 3, 4]).unwrap();
+    let table = device.upload(&rope.table(5)).unwrap();
+    let shape = RopeShape {
+        tokens: 4,
+        q_heads: 1,
+        k_heads: 0,
+        head_dim: 64,
+        rotary_dim: 64,
+        table_rows: 5,
+    };
+    let config = Config::parse("BLOCK=64,UNITS=1").unwrap();
+    launch_rope(
+        &device,
+        &config,
+        (&mut q, &mut k),
+        (&shifted, &table),
+        shape,
+    )
+    .unwrap();
+    let got: Vec<f32> = device
+        .download(&q)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_f32())
+        .collect();
+    assert!(got.iter().zip(&want).filter(|(g, w)| g != w).count() > 100);
+    // One rounding at the end (f32 arithmetic) instead of HF's per-op f16 roundings.
+    let once = reference::<f32>(&wide, (1, 64, 64), &positions, &rope.inv_freq(), 5);
+    let once: Vec<f32> = once.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+    let differ = once.iter().zip(&want).filter(|(a, b)| a != b).count();
+    assert!(
+        differ > 0,
+        "the rounding order is not visible on these inputs"
+    );
+    println!(
+        "{differ} of {} values differ between HF's order and one rounding",
+        want.len()
+    );
 }

@@ -35,10 +35,11 @@
 //!   `[kv_heads, head_dim]` contiguous, so the copy is row to row. **RoPE on K is fused**
 //!   (`rotary_dim > 0`): K is rotated on its way into the cache by `positions[t]`, bit for
 //!   bit as [`crate::rope`]'s kernel rotates it, so K is read once and written once
-//!   instead of twice each (Llama-3 8B: 8 KiB per token saved of 24 KiB for K rotation plus
-//!   page write; Q is rotated by `rope_{T}` with `k_heads = 0`). Bytes per token: 4 ·
-//!   kv_heads · head_dim · sizeof(T) (K and V, read and written) + 4·rotary_dim (table row,
-//!   from L2) + 4. Memory-bound. Grid: (work-item tiles of the longest sequence,
+//!   instead of twice each (Llama-3 8B, bf16: 8 KiB per token instead of 12 KiB for a
+//!   separate in-place K rotation plus the copy, and one launch fewer; Q is rotated by
+//!   `rope_{T}` with `k_heads = 0`). Bytes per token: 4 · kv_heads · head_dim · sizeof(T)
+//!   (K and V, read and written) + 4·rotary_dim (table row, from L2) + 4. Pages written in
+//!   one launch must be distinct across sequences (shared prefix pages are only read). Memory-bound. Grid: (work-item tiles of the longest sequence,
 //!   sequences); blocks past a short sequence's end exit at once. Pages past `pages` or
 //!   positions past `pages_per_seq · page_size` are skipped rather than written out of
 //!   bounds; the launcher checks both on the host.
