@@ -35,7 +35,7 @@
 //! ([`Rope::inv_freq`]): `1 / base^(f32(2i)/r)` and the linear / Llama-3 adjustments in f32,
 //! the power evaluated in f64 and rounded once (torch's f32 `pow` is within 1 ulp of that).
 //! The table is the layout vLLM's `cos_sin_cache` uses; the runtime builds it once per
-//! model for the positions it serves (4·r bytes per position: 256 MiB for 131072 positions
+//! model for the positions it serves (4·r bytes per position: 64 MiB for 131072 positions
 //! at r = 128 — build it for the context length actually served). A position at or past
 //! the table's `rows` writes NaN into that head's rotated dims rather than read out of
 //! bounds, so a short table shows up in the output.
