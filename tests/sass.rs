@@ -286,3 +286,33 @@ fn attention_merge_uses_no_local_memory() {
         }
     }
 }
+
+/// RoPE and the prepacking kernels: the default configs move their rows as 128-bit words
+/// (`LDG.E.128` / `STG.E.128` through the `Vec4<u32>` bit views, 16-bit element types
+/// included) and use no local memory (the 8-element unit arrays stay in registers).
+#[test]
+fn rope_and_prepack_defaults_use_128_bit_accesses_and_no_local_memory() {
+    use warpforge::kernels::find;
+    if !tools_present() {
+        return;
+    }
+    for name in [
+        "rope_f32",
+        "rope_bf16",
+        "gather_rows",
+        "kv_page_write_f32",
+        "kv_page_write_f16",
+        "kv_page_write_bf16",
+    ] {
+        let def = find(name).expect("registered").def();
+        for arch in ARCHS {
+            let listing = assert_sass(
+                def,
+                &def.space.default_config(),
+                arch,
+                &["LDG.E.128", "STG.E.128"],
+            );
+            println!("{name} {arch}: {}", listing.summary());
+        }
+    }
+}

@@ -16,7 +16,9 @@ pub mod gemm_tc;
 pub mod int4;
 pub mod norm;
 pub mod operand;
+pub mod prepack;
 pub mod reduce;
+pub mod rope;
 pub mod softmax;
 pub mod tile;
 pub mod vector_add;
@@ -41,6 +43,8 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     norm::kernels,
     attention::kernels,
     act::kernels,
+    rope::kernels,
+    prepack::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
