@@ -30,7 +30,8 @@
 //! the range read as zeros without touching memory, so stale cache rows are never read).
 //! Each of the `WARPS` warps takes `BLOCK_N / WARPS` keys of every tile: S = QKᵀ and
 //! O += PV on `mma.sync` (`ldmatrix.x4`, `.trans` for V, P from the S accumulators as in
-//! the forward), online softmax in the exp2 domain per warp. At the end the warps' (max,
+//! the forward; Q's fragments by `ldmatrix` from its shared rows), online softmax in the
+//! exp2 domain per warp. At the end the warps' (max,
 //! sum, O) merge through shared memory in f32 (one barrier per warp, in warp order:
 //! deterministic), and the block writes O (rounded once to T) and LSE when `splits = 1`,
 //! else the f32 partial O and its LSE; [`flash_attn_decode_combine`] then merges the
@@ -59,9 +60,11 @@
 //! `HEAD_DIM` ∈ {64, 80, 96, 128, 256} (fixed by the problem); `BLOCK_N` ∈ {32, 64, 128}
 //! keys per tile; `WARPS` ∈ {1, 2, 4, 8} (each takes `BLOCK_N / WARPS` ≥ 16 keys of a
 //! tile); `STAGES` ∈ {2, 3, 4}. Constraints: the 16-byte K/V chunks divide evenly over the
-//! threads; registers for Q fragments, S and O (`d/2 + d/4 + BLOCK_N/WARPS/2` words) ≤ 208;
-//! shared memory `2·STAGES·BLOCK_N·(d + 8)·2 + 16·d·4 + 2·16·WARPS·4 + 16·4` bytes ≤ 99
-//! KiB. The split count is a launch argument (the grid's x), not a tunable.
+//! threads; accumulator registers for O and S (`d/2 + BLOCK_N/WARPS/2` words) ≤ 160 (Q's
+//! fragments are re-read from shared memory each tile, so d = 256 fits without spilling);
+//! shared memory `(2·STAGES·BLOCK_N + 16)·(d + 8)·2 + 16·d·4 + 2·16·WARPS·4 + 16·4` bytes
+//! ≤ 99 KiB (Q, the K/V ring, the cross-warp merge). The split count is a launch argument
+//! (the grid's x), not a tunable.
 
 use warpforge_dsl::prelude::*;
 use warpforge_macros::{device, kernel};
@@ -81,8 +84,9 @@ use super::merge::{part_weight, warp_max, warp_sum};
     types(T = [f16, bf16]),
     constraint = BLOCK_N % (16 * WARPS) == 0,
     constraint = (BLOCK_N * HEAD_DIM / 8) % (32 * WARPS) == 0,
-    constraint = HEAD_DIM / 2 + HEAD_DIM / 4 + BLOCK_N / WARPS / 2 <= 208,
-    constraint = 2 * STAGES * BLOCK_N * (HEAD_DIM + 8) * 2 + 16 * HEAD_DIM * 4 + 128 * WARPS + 64
+    constraint = HEAD_DIM / 2 + BLOCK_N / WARPS / 2 <= 160,
+    constraint = (2 * STAGES * BLOCK_N + 16) * (HEAD_DIM + 8) * 2 + 16 * HEAD_DIM * 4 + 128 * WARPS
+        + 64
         <= 101376
 )]
 #[allow(clippy::too_many_arguments)]
@@ -110,7 +114,10 @@ pub fn flash_attn_decode<
     pages_per_seq: u32,
     page_size: u32,
 ) {
-    // K/V ring (rows of HEAD_DIM + 8: conflict-free ldmatrix); stage 0 of K stages Q first.
+    // Q's 16 packed rows and the K/V ring (rows of HEAD_DIM + 8: conflict-free ldmatrix).
+    // Q fragments are re-read from shared memory per tile rather than held: at d = 256 the
+    // 64 registers they would take make the O accumulators spill.
+    let mut q_tile = shared_array::<T>(16 * (HEAD_DIM + 8));
     let mut k_tile = shared_array::<T>(STAGES * BLOCK_N * (HEAD_DIM + 8));
     let mut v_tile = shared_array::<T>(STAGES * BLOCK_N * (HEAD_DIM + 8));
     // The cross-warp merge: O in f32, each warp's row max and sum, each row's 1/sum.
@@ -118,7 +125,6 @@ pub fn flash_attn_decode<
     let mut red_max = shared_array::<f32>(16 * WARPS);
     let mut red_sum = shared_array::<f32>(16 * WARPS);
     let mut row_inv = shared_array::<f32>(16);
-    let mut q_frag = local_array::<Vec4<u32>>(HEAD_DIM / 16);
     let mut s_acc = local_array::<Vec4<f32>>(BLOCK_N / WARPS / 8);
     let mut o_acc = local_array::<Vec4<f32>>(HEAD_DIM / 8);
 
@@ -145,17 +151,10 @@ pub fn flash_attn_decode<
     let key_begin = first_tile * BLOCK_N;
     let key_end = ((first_tile + n_tiles) * BLOCK_N).min(k_len);
 
-    load_q_rows::<T, HEAD_DIM, WARPS>(&mut k_tile, q, start_q, r0, rows, group, heads, kv_head);
-    cp_async_commit();
-    cp_async_wait(0);
-    sync_threads();
+    // Q joins the first K/V tiles' cp.async group (the loop's first wait covers it).
+    load_q_rows::<T, HEAD_DIM, WARPS>(&mut q_tile, q, start_q, r0, rows, group, heads, kv_head);
     let lane = lane_id();
     let warp = thread_idx_x() / 32;
-    #[unroll]
-    for kk in 0..HEAD_DIM / 16 {
-        let at = lane % 16 * (HEAD_DIM + 8) + kk * 16 + lane / 16 * 8;
-        q_frag[kk] = ldmatrix_x4(&k_tile, at);
-    }
     #[unroll]
     for d in 0..HEAD_DIM / 8 {
         o_acc[d] = Vec4::new(0.0, 0.0, 0.0, 0.0);
@@ -168,8 +167,6 @@ pub fn flash_attn_decode<
     let mut sum_hi = 0.0f32;
     // The first token of the block's rows sees the fewest keys (for the diagonal test).
     let first_token = r0 / group;
-    // Every warp has its Q fragments before K copies overwrite the staging rows.
-    sync_threads();
 
     for step in 0..n_tiles + STAGES - 1 {
         if step >= STAGES - 1 {
@@ -223,12 +220,15 @@ pub fn flash_attn_decode<
             // S = Q·Kᵀ (K rows are keys, K-major: the column-major B of the GEMM).
             #[unroll]
             for kk in 0..HEAD_DIM / 16 {
+                let qf = ldmatrix_x4(
+                    &q_tile,
+                    lane % 16 * (HEAD_DIM + 8) + kk * 16 + lane / 16 * 8,
+                );
                 #[unroll]
                 for j in 0..BLOCK_N / WARPS / 16 {
                     let row = krow0 + j * 16 + lane / 16 * 8 + lane % 8;
                     let col = kk * 16 + lane / 8 % 2 * 8;
                     let r = ldmatrix_x4(&k_tile, row * (HEAD_DIM + 8) + col);
-                    let qf = q_frag[kk];
                     s_acc[2 * j] =
                         crate::gemm_tc::mma_f32::<T>(qf, Vec2::new(r.x, r.y), s_acc[2 * j]);
                     s_acc[2 * j + 1] =
