@@ -8,6 +8,7 @@
 //! problem is larger than the L2 or flushed, so the numbers are cold-cache, as between the
 //! layers of a model. Perf targets are informational: gpu-check never fails on them.
 
+pub mod attention_decode;
 pub mod cublas;
 pub mod fp8;
 pub mod fp8_gemm;
@@ -30,6 +31,9 @@ pub struct PerfOptions {
     pub torch_json: Option<PathBuf>,
     /// JSON written by `scripts/gpu-check-triton.py`, merged into the report as `triton`.
     pub triton_json: Option<PathBuf>,
+    /// JSON written by `scripts/gpu-check-attention-decode.py` (PyTorch decode attention),
+    /// merged into the `attention_decode` section.
+    pub torch_decode_json: Option<PathBuf>,
 }
 
 /// Why a measurement could not be made (recorded in the report; the run goes on).
@@ -145,11 +149,14 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     let fp8_gemm = fp8_gemm::run(device, options, &gemm);
     println!("perf: FP8 quantize bandwidth");
     let fp8 = fp8::run(device, options);
+    println!("perf: decode attention (paged, split-KV) and Hydragen shared-prefix decode");
+    let attention_decode = attention_decode::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
     let triton = torch_section(options.triton_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
     serde_json::json!({
         "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "torch": torch, "triton": triton,
+        "attention_decode": attention_decode,
     })
 }
 
