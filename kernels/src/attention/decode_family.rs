@@ -201,8 +201,9 @@ impl<T: Float + Element> LibraryKernel for Decode<T> {
     }
 
     /// The bf16 instance: one decode step of each batch size (sequences of one query token
-    /// over 4096 cached keys in pages of 16), split as [`decode_splits`] chooses for an
-    /// H100 (132 SMs).
+    /// over 4096 cached keys in pages of 16, fewer past batch 256 so the cache stays
+    /// within 2^20 keys, u32-indexable), split as [`decode_splits`] chooses for an H100
+    /// (132 SMs).
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
         if T::SCALAR != half::bf16::SCALAR || !HEAD_DIMS.contains(&model.head_dim) {
             return Vec::new();
@@ -213,13 +214,14 @@ impl<T: Float + Element> LibraryKernel for Decode<T> {
         tokens
             .iter()
             .map(|&batch| {
+                let context = ((1usize << 20) / batch.max(1)).clamp(16, 4096);
                 let shape = AttnShape {
                     heads: model.heads,
                     kv_heads: model.kv_heads,
                     head_dim: model.head_dim,
                     causal: true,
                     q_lens: vec![1; batch],
-                    k_lens: vec![4096; batch],
+                    k_lens: vec![context; batch],
                 };
                 let rt = row_tiles(&shape);
                 let splits = decode_splits(&shape.k_lens, model.kv_heads, rt, 132, block_n);

@@ -42,8 +42,9 @@ pub fn combine_def_of(t: ScalarType) -> Option<&'static KernelDef> {
 
 /// The default config for a head dimension: 32-key tiles over 2 warps (16 keys each),
 /// 4 stages — three tiles (48 KiB of K/V at d = 128) in flight per block while one is
-/// consumed, 78 KiB of shared memory at d = 128 so two blocks share an SM on sm_80..sm_90.
-/// Decode is bound by bytes in flight, not by the tile's math; at d ≥ 256 two stages.
+/// consumed; 81 KiB of shared memory at d = 128, so two blocks share an SM on sm_80 and
+/// sm_90 (one on sm_86/89, whose SMs have 100 KiB). Decode is bound by bytes in flight,
+/// not by the tile's math; at d = 256 two stages fit.
 pub fn decode_default_config(head_dim: usize) -> Config {
     let space = &flash_attn_decode_f16::def().space;
     let make = |(bn, warps, stages): (i64, i64, i64)| {
