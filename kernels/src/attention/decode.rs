@@ -31,8 +31,8 @@
 //! Each of the `WARPS` warps takes `BLOCK_N / WARPS` keys of every tile: S = QKᵀ and
 //! O += PV on `mma.sync` (`ldmatrix.x4`, `.trans` for V, P from the S accumulators as in
 //! the forward; Q's fragments by `ldmatrix` from its shared rows), online softmax in the
-//! exp2 domain per warp. At the end the warps' (max,
-//! sum, O) merge through shared memory in f32 (one barrier per warp, in warp order:
+//! exp2 domain per warp. At the end the warps' (max, sum, O) merge through shared memory
+//! in f32 (one barrier per warp, in warp order:
 //! deterministic), and the block writes O (rounded once to T) and LSE when `splits = 1`,
 //! else the f32 partial O and its LSE; [`flash_attn_decode_combine`] then merges the
 //! splits by their LSEs (−∞-safe: an empty split weighs 0) and rounds once to T.
@@ -40,8 +40,8 @@
 //! # Cost and roofline
 //!
 //! Per sequence and KV head: FLOPs 4·q_len·group·k_len·d (2 for QKᵀ, 2 for PV; the
-//! tensor cores run 16 rows, so 16/(q_len·group) of that is padding), bytes 4·k_len·d (K and
-//! V once, 2-byte elements) plus Q and O. Arithmetic intensity q_len·group FLOPs per byte
+//! tensor cores compute all 16 rows of a tile, 16/(q_len·group) times that), bytes
+//! 4·k_len·d (K and V once, 2-byte elements) plus Q and O. Arithmetic intensity q_len·group FLOPs per byte
 //! (16 with the padding): memory-bound on every target (an H100 needs ~200 FLOPs per DRAM
 //! byte to be compute-bound), so the bound is reading the cache,
 //! 4·Σ k_len·kv_heads·d bytes at DRAM bandwidth. Why mma and not FMA: the FMA path would do
