@@ -35,12 +35,26 @@ impl DecodeProblem {
             0 => "contiguous".to_string(),
             p => format!("page{p}"),
         };
+        let s = &self.shape;
+        let uniform = |v: &[usize]| v.windows(2).all(|w| w[0] == w[1]);
+        // A batch of equal sequences (model shapes: thousands) is named by its size.
+        let name = if s.sequences() > 4 && uniform(&s.q_lens) && uniform(&s.k_lens) {
+            format!(
+                "h{}/{}-d{}{}-{}x(q{}-k{})",
+                s.heads,
+                s.kv_heads,
+                s.head_dim,
+                if s.causal { "-causal" } else { "" },
+                s.sequences(),
+                s.q_lens[0],
+                s.k_lens[0]
+            )
+        } else {
+            inner.name
+        };
         let mut dims = vec![self.splits, self.page_size];
         dims.extend(inner.dims);
-        Problem::new(
-            format!("{}-{layout}-split{}", inner.name, self.splits),
-            dims,
-        )
+        Problem::new(format!("{name}-{layout}-split{}", self.splits), dims)
     }
 
     pub fn from_problem(p: &Problem) -> Result<DecodeProblem, AttnError> {
@@ -201,8 +215,8 @@ impl<T: Float + Element> LibraryKernel for Decode<T> {
     }
 
     /// The bf16 instance: one decode step of each batch size (sequences of one query token
-    /// over 4096 cached keys in pages of 16, fewer past batch 256 so the cache stays
-    /// within 2^20 keys, u32-indexable), split as [`decode_splits`] chooses for an H100
+    /// over 4096 cached keys in pages of 16, fewer past batch 128 so the batch holds at
+    /// most 2^19 keys: `AttnShape::validate` keeps keys × heads × d u32-indexable), split as [`decode_splits`] chooses for an H100
     /// (132 SMs).
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
         if T::SCALAR != half::bf16::SCALAR || !HEAD_DIMS.contains(&model.head_dim) {
@@ -214,7 +228,7 @@ impl<T: Float + Element> LibraryKernel for Decode<T> {
         tokens
             .iter()
             .map(|&batch| {
-                let context = ((1usize << 20) / batch.max(1)).clamp(16, 4096);
+                let context = ((1usize << 19) / batch.max(1)).clamp(16, 4096);
                 let shape = AttnShape {
                     heads: model.heads,
                     kv_heads: model.kv_heads,
