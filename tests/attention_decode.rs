@@ -97,7 +97,7 @@ fn family_problems_pass() {
 fn whole_space_at_head_dim_64() {
     let s = shape(3, 1, 64, &[1, 2, 1], &[1, 75, 40]);
     let configs = configs_with_head_dim(64);
-    assert!(configs.len() >= 15, "{} configs", configs.len());
+    assert!(configs.len() >= 12, "{} configs", configs.len());
     for config in &configs {
         check::<f16>(config, &s, 7, 2);
         check::<bf16>(config, &s, 0, 1);

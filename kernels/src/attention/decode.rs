@@ -58,9 +58,9 @@
 //! # Tunables
 //!
 //! `HEAD_DIM` ∈ {64, 80, 96, 128, 256} (fixed by the problem); `BLOCK_N` ∈ {32, 64, 128}
-//! keys per tile; `WARPS` ∈ {1, 2, 4, 8} (each takes `BLOCK_N / WARPS` ≥ 16 keys of a
-//! tile); `STAGES` ∈ {2, 3, 4}. Constraints: the 16-byte K/V chunks divide evenly over the
-//! threads; accumulator registers for O and S (`d/2 + BLOCK_N/WARPS/2` words) ≤ 160 (Q's
+//! keys per tile; `WARPS` ∈ {1, 2, 4, 8} (each takes 16 or 32 keys of a tile: more keys
+//! per warp unrolls into spills); `STAGES` ∈ {2, 3, 4}. Constraints: the 16-byte K/V chunks divide evenly over the
+//! threads; accumulator registers for O and S (`d/2 + BLOCK_N/WARPS/2` words) ≤ 140 (Q's
 //! fragments are re-read from shared memory each tile, so d = 256 fits without spilling);
 //! shared memory `(2·STAGES·BLOCK_N + 16)·(d + 8)·2 + 16·d·4 + 2·16·WARPS·4 + 16·4` bytes
 //! ≤ 99 KiB (Q, the K/V ring, the cross-warp merge). The split count is a launch argument
@@ -82,9 +82,9 @@ use super::merge::{part_weight, warp_max, warp_sum};
     ),
     default(HEAD_DIM = 128, BLOCK_N = 32, WARPS = 2, STAGES = 4),
     types(T = [f16, bf16]),
-    constraint = BLOCK_N % (16 * WARPS) == 0,
+    constraint = BLOCK_N % (16 * WARPS) == 0 && BLOCK_N / WARPS <= 32,
     constraint = (BLOCK_N * HEAD_DIM / 8) % (32 * WARPS) == 0,
-    constraint = HEAD_DIM / 2 + BLOCK_N / WARPS / 2 <= 160,
+    constraint = HEAD_DIM / 2 + BLOCK_N / WARPS / 2 <= 140,
     constraint = (2 * STAGES * BLOCK_N + 16) * (HEAD_DIM + 8) * 2 + 16 * HEAD_DIM * 4 + 128 * WARPS
         + 64
         <= 101376
