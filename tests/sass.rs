@@ -313,6 +313,37 @@ fn rope_and_prepack_defaults_use_128_bit_accesses_and_no_local_memory() {
                 &["LDG.E.128", "STG.E.128"],
             );
             println!("{name} {arch}: {}", listing.summary());
+/// The decode kernel's default configs (head dims 64, 128 and 256, f16 and bf16) on sm_80,
+/// sm_89 and sm_90: cp.async (LDGSTS), ldmatrix (LDSM), mma (HMMA), no local memory; and
+/// its split combine without local memory.
+#[test]
+fn decode_attention_default_configs_use_the_tensor_core_pipeline() {
+    use warpforge::kernels::attention::{combine_def_of, decode_def_of, decode_default_config};
+    if !tools_present() {
+        return;
+    }
+    for t in [ScalarType::F16, ScalarType::BF16] {
+        let def = decode_def_of(t).expect("an f16/bf16 instance");
+        for d in [64, 128, 256] {
+            for arch in [Arch::SM80, Arch::SM89, Arch::SM90] {
+                let listing = assert_sass(
+                    def,
+                    &decode_default_config(d),
+                    arch,
+                    &["HMMA", "LDGSTS", "LDSM"],
+                );
+                println!("{} d={d} {}", def.name, listing.summary());
+            }
+        }
+        let combine = combine_def_of(t).expect("an f16/bf16 combine");
+        for arch in ARCHS {
+            let listing = assert_sass(
+                combine,
+                &combine.space.default_config(),
+                arch,
+                &["SHFL.BFLY"],
+            );
+            println!("{} {}", combine.name, listing.summary());
         }
     }
 }

@@ -27,12 +27,14 @@ pub fn kernels() -> Vec<Kernel> {
         register(Merge::<f32>(PhantomData)),
         register(Merge::<f16>(PhantomData)),
         register(Merge::<bf16>(PhantomData)),
+        register(super::decode_family::Decode::<f16>(PhantomData)),
+        register(super::decode_family::Decode::<bf16>(PhantomData)),
     ]
 }
 
 /// An attention error in the launch error type (a shape the kernel cannot run is an
 /// argument mismatch naming the kernel).
-fn launch_error(def: &KernelDef, e: AttnError) -> Error {
+pub(super) fn launch_error(def: &KernelDef, e: AttnError) -> Error {
     match e {
         AttnError::Kernel(e) => *e,
         AttnError::Device(e) => Error::Device(*e),

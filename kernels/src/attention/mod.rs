@@ -85,12 +85,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod decode;
+mod decode_family;
+pub mod decode_host;
 mod family;
 mod fwd;
 pub mod host;
 pub mod merge;
 pub mod reference;
 
+pub use decode::*;
+pub use decode_family::{decode_problems, DecodeProblem};
+pub use decode_host::{
+    combine_def_of, decode_def_of, decode_default_config, decode_dims, decode_launch, decode_run,
+    decode_splits, row_tiles, validate_decode, DecodeWorkspace, DECODE_MAX_Q,
+};
 pub use family::kernels;
 pub use fwd::*;
 pub use host::{

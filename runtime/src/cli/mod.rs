@@ -99,6 +99,9 @@ pub enum Command {
         /// JSON of the run's context (clocks, driver, commit) to merge as `meta`.
         #[arg(long)]
         meta_json: Option<std::path::PathBuf>,
+        /// JSON from scripts/gpu-check-attention-decode.py to merge (PyTorch decode attention).
+        #[arg(long)]
+        torch_decode_json: Option<std::path::PathBuf>,
         /// Configs per kernel checked besides the default, spread over its space.
         #[arg(long, default_value_t = 3)]
         sample_configs: usize,
@@ -187,6 +190,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             meta_json,
             sample_configs,
             sample_budget,
+            torch_decode_json,
         } => {
             let gpu = open_device(BackendChoice::Cuda)?;
             let perf = (!no_perf).then_some(crate::perf::PerfOptions {
@@ -195,6 +199,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 torch_json,
                 triton_json,
                 attention_json,
+                torch_decode_json,
             });
             let sampling = check::Sampling {
                 configs: sample_configs,

@@ -10,6 +10,7 @@
 //! layers of a model. Perf targets are informational: gpu-check never fails on them.
 
 pub mod attention;
+pub mod attention_decode;
 pub mod cublas;
 pub mod fp8;
 pub mod fp8_gemm;
@@ -35,6 +36,9 @@ pub struct PerfOptions {
     /// JSON written by `scripts/gpu-check-attention.py` (PyTorch's flash SDPA), matched
     /// per shape in the attention section.
     pub attention_json: Option<PathBuf>,
+    /// JSON written by `scripts/gpu-check-attention-decode.py` (PyTorch decode attention),
+    /// merged into the `attention_decode` section.
+    pub torch_decode_json: Option<PathBuf>,
 }
 
 /// Why a measurement could not be made (recorded in the report; the run goes on).
@@ -152,12 +156,14 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     let fp8 = fp8::run(device, options);
     println!("perf: flash attention vs PyTorch SDPA (flash backend)");
     let attention = attention::run(device, options);
+    println!("perf: decode attention (paged, split-KV) and Hydragen shared-prefix decode");
+    let attention_decode = attention_decode::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
     let triton = torch_section(options.triton_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
     serde_json::json!({
         "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "attention": attention,
-        "torch": torch, "triton": triton,
+        "attention_decode": attention_decode, "torch": torch, "triton": triton,
     })
 }
 
