@@ -8,3 +8,4 @@
 pub mod weight;
 
 pub use weight::{GroupDim, Int4Error, Int4Weight};
+pub mod layout;
