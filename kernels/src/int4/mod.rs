@@ -8,4 +8,8 @@
 pub mod weight;
 
 pub use weight::{GroupDim, Int4Error, Int4Weight};
+pub mod gemm;
+pub mod host;
 pub mod layout;
+#[cfg(test)]
+mod tests;
