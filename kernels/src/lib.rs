@@ -39,6 +39,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     fp8::coat::kernels,
     norm::kernels,
     attention::kernels,
+    int4::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
