@@ -247,7 +247,7 @@ pub fn load_param_stage<
     k_pad: u32,
     n0: u32,
     n_pad: u32,
-    stride: u32,
+    stride_log2: u32,
 ) {
     #[unroll]
     for l in 0..((BK * BN / 128) + 32 * WN * WK - 1) / (32 * WN * WK) {
@@ -262,7 +262,7 @@ pub fn load_param_stage<
                 let row = k0 + 16 * s;
                 let col = n0 + 8 * c;
                 ok = row < k_pad && col < n_pad;
-                at = (row / stride * n_pad + col) / 4;
+                at = ((row >> stride_log2) * n_pad + col) / 4;
                 dst = s * (BN / 4) + 2 * c;
             } else {
                 let j = e / (BK / 8);
@@ -270,7 +270,7 @@ pub fn load_param_stage<
                 let col = n0 + 16 * j;
                 let kk = k0 + 8 * c;
                 ok = col < n_pad && kk < k_pad;
-                at = (col / stride * k_pad + kk) / 4;
+                at = ((col >> stride_log2) * k_pad + kk) / 4;
                 dst = j * (BK / 4) + 2 * c;
             }
             let bytes = if ok { 16 } else { 0 };
@@ -306,7 +306,7 @@ pub fn int4_gemm_body<
     lda: u32,
     n_pad: u32,
     k_pad: u32,
-    stride: u32,
+    stride_log2: u32,
     asym: u32,
     tiles_per_split: u32,
 ) {
@@ -352,7 +352,7 @@ pub fn int4_gemm_body<
                 k_pad,
                 n0,
                 n_pad,
-                stride,
+                stride_log2,
             );
             if asym != 0 {
                 load_param_stage::<IC, BN, BK, WN, WK>(
@@ -363,7 +363,7 @@ pub fn int4_gemm_body<
                     k_pad,
                     n0,
                     n_pad,
-                    stride,
+                    stride_log2,
                 );
             }
         }
@@ -561,7 +561,7 @@ pub fn int4_gemm_oc<
     lda: u32,
     n_pad: u32,
     k_pad: u32,
-    stride: u32,
+    stride_log2: u32,
     asym: u32,
     tiles_per_split: u32,
 ) {
@@ -578,7 +578,7 @@ pub fn int4_gemm_oc<
         lda,
         n_pad,
         k_pad,
-        stride,
+        stride_log2,
         asym,
         tiles_per_split,
     );
@@ -626,7 +626,7 @@ pub fn int4_gemm_ic<
     lda: u32,
     n_pad: u32,
     k_pad: u32,
-    stride: u32,
+    stride_log2: u32,
     asym: u32,
     tiles_per_split: u32,
 ) {
@@ -643,7 +643,7 @@ pub fn int4_gemm_ic<
         lda,
         n_pad,
         k_pad,
-        stride,
+        stride_log2,
         asym,
         tiles_per_split,
     );

@@ -198,7 +198,7 @@ pub fn launch<T: Int4Float>(
         Arg::value(lda),
         Arg::value(n_pad),
         Arg::value(k_pad),
-        Arg::value(p.group_stride as u32),
+        Arg::value(p.group_stride.trailing_zeros()),
         Arg::value(p.zeros.is_some() as u32),
         Arg::value(per),
     ];

@@ -6,8 +6,9 @@
 //! `k` is padded to `k_pad = ⌈k/16⌉·16` and `n` to `n_pad = ⌈n/64⌉·64`: padded codes are
 //! 0 and padded scales 0, so they contribute exact zeros (the kernel also zero-fills A past
 //! `k` and stores nothing past `n`). Any `k`, `n` ≥ 1 is accepted. A group must cover whole
-//! 16-row tiles: `group % 16 == 0`, or one group spanning the whole grouped dimension
-//! (per-channel); anything else is [`Int4Error::Shape`] naming the group.
+//! 16-row tiles and be found by a shift: a power of two ≥ 16 (GPTQ's 32, 64, 128), or one
+//! group spanning the whole grouped dimension (per-channel); anything else is
+//! [`Int4Error::Shape`] naming the group.
 //!
 //! # Weights: `[k_pad/16][n_pad/64][32 lanes][4 words]` u32
 //!
@@ -98,8 +99,9 @@ pub struct PackedInt4 {
     pub dim: GroupDim,
     /// The logical group size ([`Int4Weight::group`]).
     pub group: usize,
-    /// The kernel's: k rows per scale row (`Oc`) or columns per scale row (`Ic`); `group`,
-    /// or the padded dimension for one group per channel.
+    /// The kernel's: k rows per scale row (`Oc`) or columns per scale row (`Ic`), a power
+    /// of two: `group`, or the padded dimension's next power of two for one group per
+    /// channel.
     pub group_stride: usize,
     /// The element type of scales and zeros (f16 or bf16: the activations').
     pub dtype: ScalarType,
@@ -191,13 +193,14 @@ fn group_stride(w: &Int4Weight, k_pad: usize, n_pad: usize) -> Result<usize, Int
         GroupDim::Ic => (w.n, n_pad),
     };
     if w.group >= whole {
-        Ok(pad)
-    } else if w.group.is_multiple_of(16) {
+        // One group: any power of two ≥ the padded dimension maps every row to group 0.
+        Ok(pad.next_power_of_two())
+    } else if w.group.is_power_of_two() && w.group >= 16 {
         Ok(w.group)
     } else {
         Err(Int4Error::Shape(format!(
-            "group size {} along {:?}: the packed layout needs a multiple of 16 (whole \
-             16-row tiles per group) or one group per channel ({whole})",
+            "group size {} along {:?}: the packed layout needs a power of two ≥ 16 (whole \
+             16-row tiles per group, found by a shift) or one group per channel ({whole})",
             w.group, w.dim
         )))
     }

@@ -12,6 +12,7 @@ pub mod cublas;
 pub mod fp8;
 pub mod fp8_gemm;
 pub mod gemm;
+pub mod int4;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,11 +146,12 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     let fp8_gemm = fp8_gemm::run(device, options, &gemm);
     println!("perf: FP8 quantize bandwidth");
     let fp8 = fp8::run(device, options);
+    let int4 = int4::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
     let triton = torch_section(options.triton_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
     serde_json::json!({
-        "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "torch": torch, "triton": triton,
+        "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "int4": int4, "torch": torch, "triton": triton,
     })
 }
 

@@ -65,7 +65,13 @@ fn round_trip<T: Int4Float>(w: &Int4Weight) {
 #[test]
 fn pack_unpack_round_trips_exactly() {
     for dim in [GroupDim::Oc, GroupDim::Ic] {
-        for (k, n, group) in [(16, 64, 16), (64, 128, 32), (100, 70, 32), (256, 192, 128)] {
+        for (k, n, group) in [
+            (16, 64, 16),
+            (64, 128, 32),
+            (100, 70, 32),
+            (256, 192, 128),
+            (256, 256, 64),
+        ] {
             for symmetric in [true, false] {
                 let w = random_weight(dim, k, n, group, symmetric);
                 round_trip::<f16>(&w);
