@@ -1,7 +1,7 @@
 //! Performance section of `warpforge gpu-check`: the tensor-core GEMMs against cuBLAS
 //! ([`gemm`]), the FP8 GEMM against our f16 one ([`fp8_gemm`]), the FP8 (de)quantize
-//! kernels against the DRAM peak ([`fp8`]), and PyTorch's per-tensor FP8 cast when
-//! `scripts/gpu-check-torch.py` measured it.
+//! kernels against the DRAM peak ([`fp8`]), the int4 GEMM against cuBLAS f16 ([`int4`]),
+//! and PyTorch's per-tensor FP8 cast when `scripts/gpu-check-torch.py` measured it.
 //!
 //! Every figure is a median of CUDA-event samples taken with the autotuner's [`CudaTimer`]
 //! under a [`SamplePolicy`]: the L2 cache is flushed before each timed launch, and each
