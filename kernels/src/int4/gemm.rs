@@ -197,7 +197,8 @@ pub fn load_a_stage<T: Float, const BM: u32, const BK: u32, const WN: u32, const
 }
 
 /// The packed weights of `BK` rows × `BN` columns at (`k0`, `n0`) into stage `stage`: 16
-/// rows × `BN` columns are `BN / 2` contiguous 16-byte vectors. Every thread calls it.
+/// rows × `BN` columns are `BN / 2` contiguous 16-byte vectors, copied under an L2
+/// evict-first policy (read once: they must not push A out of L2). Every thread calls it.
 #[device]
 #[allow(clippy::too_many_arguments)]
 pub fn load_b_stage<const BN: u32, const BK: u32, const WN: u32, const WK: u32>(
@@ -222,7 +223,7 @@ pub fn load_b_stage<const BN: u32, const BK: u32, const WN: u32, const WK: u32>(
                 0
             };
             let bytes = if ok { 16 } else { 0 };
-            cp_async_16_zfill(tile, stage * (BK * BN / 32) + e, w, at, bytes);
+            cp_async_16_zfill_evict_first(tile, stage * (BK * BN / 32) + e, w, at, bytes);
         }
     }
 }
