@@ -8,8 +8,8 @@
 use warpforge::dsl::{Element, LaunchDims};
 use warpforge::kernel;
 use warpforge::kernels::family::Lcg;
+use warpforge::kernels::int4::dequant::{dequant_word_bf16, dequant_word_f16};
 use warpforge::kernels::int4::family::{random_weight, Shape};
-use warpforge::kernels::int4::gemm::{dequant_word_bf16, dequant_word_f16};
 use warpforge::kernels::int4::host::{def_of, default_config, launch, reference, run, DeviceInt4};
 use warpforge::kernels::int4::layout::{pack, Int4Float};
 use warpforge::kernels::int4::{GroupDim, Int4Weight};

@@ -14,7 +14,7 @@ use crate::check::{Problem, Tolerance};
 use crate::family::{download_f32, register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
 use std::marker::PhantomData;
 use warpforge_dsl::prelude::{bf16, f16};
-use warpforge_dsl::{Buffer, Config, Device, Error, KernelDef};
+use warpforge_dsl::{Buffer, Config, Device, Element, Error, KernelDef};
 
 /// Every instance: Oc first (its whole space is what the library tests cover), then Ic.
 pub fn kernels() -> Vec<Kernel> {
@@ -324,8 +324,6 @@ fn ulp<T: Int4Float>() -> f64 {
     let next = T::from_bits(one.to_bits() + 1);
     (next.to_f32() - 1.0) as f64
 }
-
-use warpforge_dsl::Element;
 
 struct Operands<T: Int4Float> {
     shape: Shape,

@@ -251,8 +251,8 @@ pub fn pack<T: Int4Float>(w: &Int4Weight) -> Result<PackedInt4, Int4Error> {
         perm,
     };
     let symmetric = w.zeros.iter().all(|&z| z == 8);
-    let scales = param_table::<T>(w, &packed, |p| T::bits_of(w.scales[p]), 0);
-    let zeros = param_table::<T>(
+    let scales = param_table(w, &packed, |p| T::bits_of(w.scales[p]), 0);
+    let zeros = param_table(
         w,
         &packed,
         |p| T::bits_of(T::magic() + w.zeros[p] as f32),
@@ -265,7 +265,7 @@ pub fn pack<T: Int4Float>(w: &Int4Weight) -> Result<PackedInt4, Int4Error> {
 
 /// A scale-shaped table of `T` bits: `value(param index)` at each position with a
 /// parameter, `pad` elsewhere; two per word, low first.
-fn param_table<T: Int4Float>(
+fn param_table(
     w: &Int4Weight,
     packed: &PackedInt4,
     value: impl Fn(usize) -> u16,

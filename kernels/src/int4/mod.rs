@@ -8,6 +8,7 @@
 pub mod weight;
 
 pub use weight::{GroupDim, Int4Error, Int4Weight};
+pub mod dequant;
 pub mod family;
 pub mod gemm;
 pub mod host;
