@@ -71,6 +71,22 @@ def main():
         print(f"  {'triton fp8 row quantize (1x128)':<40} {num(tq.get('gb_per_s'), '{:.0f}'):>7}")
     elif triton:
         print(f"  triton: {triton.get('reason', triton)}")
+    int4 = perf.get("int4", {})
+    if isinstance(int4, dict) and int4.get("shapes"):
+        print(f"int4 GEMM ({int4.get('weights')}) vs cuBLAS f16, ms (cuBLAS: {int4.get('cublas')})")
+        for s in int4["shapes"]:
+            if s.get("error"):
+                print(f"  k={s.get('k')} n={s.get('n')}: ERROR {str(s['error'])[:120]}")
+                continue
+            extra = ""
+            if isinstance(s.get("dram_fraction"), (int, float)):
+                extra += f"  DRAM {s['dram_fraction'] * 100:.0f}% of peak"
+            if "correct" in s:
+                extra += f"  err {num(s.get('marlin_error'), '{:.1e}')}"
+            print(f"  k={s.get('k'):<5} n={s.get('n'):<6} m={s.get('m'):<4} "
+                  f"{num((s.get('ours') or {}).get('ms'), '{:.4f}'):>8} "
+                  f"{num((s.get('cublas_f16') or {}).get('ms'), '{:.4f}'):>8} "
+                  f"{num(s.get('speedup'), '{:.2f}'):>6}x (target {num(s.get('target_speedup'), '{:.1f}')}){extra}")
     if len(sys.argv) > 2:
         try:
             lines = open(sys.argv[2]).read().splitlines()

@@ -345,5 +345,32 @@ fn decode_attention_default_configs_use_the_tensor_core_pipeline() {
             );
             println!("{} {}", combine.name, listing.summary());
         }
+/// The int4 GEMMs' default configs on sm_80, sm_89 and sm_90: tensor cores (HMMA), the
+/// cp.async pipeline (LDGSTS), the lop3 magic-number dequant (LOP3), no local memory, and
+/// no int→float conversion anywhere in the kernel (I2F; so none in the main loop — the
+/// group of a k row is a shift, not a division, which would bring I2F + MUFU.RCP).
+#[test]
+fn int4_gemm_default_configs_dequantize_with_lop3_into_hmma() {
+    use warpforge::kernels::int4::host::def_of;
+    use warpforge::kernels::int4::GroupDim;
+    if !tools_present() {
+        return;
+    }
+    for dim in [GroupDim::Oc, GroupDim::Ic] {
+        for t in [ScalarType::F16, ScalarType::BF16] {
+            let def = def_of(dim, t).expect("an int4 GEMM instance");
+            let config = def.space.default_config();
+            for arch in [Arch::SM80, Arch::SM89, Arch::SM90] {
+                let listing = assert_sass(def, &config, arch, &["HMMA", "LDGSTS", "LOP3"]);
+                println!("{} {arch} {}", def.name, listing.summary());
+                assert_eq!(
+                    listing.count("I2F"),
+                    0,
+                    "{} {arch}: I2F in the SASS:\n{}",
+                    def.name,
+                    listing.text
+                );
+            }
+        }
     }
 }

@@ -62,6 +62,7 @@
 //!   matrices from shared memory: [`ldmatrix_x1`], [`ldmatrix_x2`], [`ldmatrix_x4`] and their
 //!   `_trans` forms; asynchronous global → shared copies: [`cp_async_4`], [`cp_async_8`],
 //!   [`cp_async_16`] and their zero-filling `_zfill` forms (predicated loads),
+//!   [`cp_async_16_zfill_evict_first`] (with an L2 evict-first cache policy),
 //!   [`cp_async_commit`], [`cp_async_wait`];
 //! - PTX bit and math instructions: [`lop3`], [`prmt`], [`ex2_approx`].
 //!

@@ -230,6 +230,9 @@ pub enum ExprKind {
     /// thread only after the `cp_async_wait(n)` that completes its group. `ty` is bool
     /// (no value). With `src_bytes` (the `_zfill` forms, PTX's `src-size` operand) only the
     /// first `src_bytes` bytes are read and the rest of the `bytes` are zero-filled.
+    /// `evict_first` (`cp_async_16_zfill_evict_first`) adds an L2 cache policy of
+    /// `evict_first` (PTX `createpolicy` + `.L2::cache_hint`): a hint only, the copy's
+    /// result is the same.
     CopyAsync {
         dst: MemRef,
         dst_index: Box<Expr>,
@@ -237,6 +240,7 @@ pub enum ExprKind {
         src_index: Box<Expr>,
         bytes: u8,
         src_bytes: Option<Box<Expr>>,
+        evict_first: bool,
     },
     /// A call of a device function.
     Call {

@@ -45,6 +45,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     act::kernels,
     rope::kernels,
     prepack::kernels,
+    int4::kernels,
 ];
 
 /// Every kernel of the library, in registration order.

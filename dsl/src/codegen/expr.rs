@@ -78,10 +78,14 @@ impl FnGen<'_> {
                 src_index,
                 bytes,
                 src_bytes,
+                evict_first,
             } => {
                 let to = self.element(*dst, dst_index);
                 let from = self.element(*src, src_index);
-                let h = Helper::CpAsync(*bytes, src_bytes.is_some());
+                let h = match evict_first {
+                    true => Helper::CpAsyncEvictFirst,
+                    false => Helper::CpAsync(*bytes, src_bytes.is_some()),
+                };
                 self.needs.helper(h);
                 let addr = |c: C| C::new(format!("&{}", c.text), prec::UNARY);
                 let mut args = vec![addr(to), addr(from)];

@@ -80,6 +80,8 @@ pub(crate) enum Helper {
     /// `cp.async` of 4, 8 or 16 bytes, global to shared.
     /// With a source size (`_zfill`) when the flag is set.
     CpAsync(u8, bool),
+    /// `cp.async` of 16 bytes with a source size and an L2 evict-first cache policy.
+    CpAsyncEvictFirst,
     CpAsyncCommit,
     CpAsyncWait,
     Lop3,
@@ -110,6 +112,7 @@ impl Helper {
             Helper::Half2(op, s) => half2::half2_name(op, s),
             Helper::PairShfl(kind) => format!("{}_x2", kind.vector_helper()),
             Helper::CpAsync(bytes, zfill) => format!("wf_{}", copy_async_name(bytes, zfill)),
+            Helper::CpAsyncEvictFirst => "wf_cp_async_16_zfill_evict_first".to_string(),
             Helper::CpAsyncCommit => "wf_cp_async_commit".to_string(),
             Helper::Lop3 => "wf_lop3".to_string(),
             Helper::Prmt => "wf_prmt".to_string(),
@@ -242,6 +245,7 @@ fn helper_text(h: Helper) -> String {
         Helper::PairShfl(kind) => half2::pair_shfl_text(kind),
         Helper::LdMatrix(n, trans) => ldmatrix_text(n, trans),
         Helper::CpAsync(bytes, zfill) => cp_async_text(bytes, zfill),
+        Helper::CpAsyncEvictFirst => cp_async_evict_first_text(),
         Helper::Lop3 => format!(
             r#"// Bit i of the result is bit 4*a_i + 2*b_i + c_i of LUT.
 template <int LUT>
@@ -339,6 +343,25 @@ fn cp_async_text(bytes: u8, zfill: bool) -> String {
         ),
     );
     format!("{FORCEINLINE} void {name}(void* dst, const void* src) {{\n{body}}}\n")
+}
+
+/// `cp.async.cg` of 16 bytes with a source size (as `_zfill`) under an L2 cache policy of
+/// `evict_first` (PTX ISA "createpolicy" and cp.async's `.L2::cache_hint`, sm_80, PTX 7.4):
+/// data read once (streamed weights) leaves L2 first. The host harness copies as `_zfill`.
+fn cp_async_evict_first_text() -> String {
+    let name = Helper::CpAsyncEvictFirst.name();
+    let body = host_or_asm(
+        "    wf_host::ptx::cp_async(dst, src, 16, n);\n",
+        r#"    unsigned int d = (unsigned int)__cvta_generic_to_shared(dst);
+    asm volatile("{\n"
+                 "  .reg .b64 policy;\n"
+                 "  createpolicy.fractional.L2::evict_first.b64 policy, 1.0;\n"
+                 "  cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, policy;\n"
+                 "}\n"
+                 :: "r"(d), "l"(__cvta_generic_to_global(src)), "r"(n) : "memory");
+"#,
+    );
+    format!("{FORCEINLINE} void {name}(void* dst, const void* src, unsigned int n) {{\n{body}}}\n")
 }
 
 /// `ldmatrix` as inline PTX, from a generic pointer to the lane's row in shared memory

@@ -158,6 +158,9 @@ fn requirement(e: &Expr) -> Worst {
             Some((Arch::SM80, name))
         }
         ExprKind::CopyAsync {
+            evict_first: true, ..
+        } => Some((Arch::SM80, "cp_async_16_zfill_evict_first")),
+        ExprKind::CopyAsync {
             bytes, src_bytes, ..
         } => Some((Arch::SM80, copy_async_name(*bytes, src_bytes.is_some()))),
         _ => None,

@@ -267,6 +267,20 @@ cp_async_zfill! {
     fn cp_async_16_zfill(16);
 }
 
+/// `cp.async.cg...16, src_bytes` under an L2 `evict_first` cache policy (`createpolicy` +
+/// `.L2::cache_hint`): as [`cp_async_16_zfill`] — the same copy, the same result — with a
+/// hint that the source is read once (streamed weights), so it leaves L2 before data that
+/// is reused. sm_80.
+pub fn cp_async_16_zfill_evict_first<T: KernelValue>(
+    dst: &mut Slice<T>,
+    dst_index: u32,
+    src: &Slice<T>,
+    src_index: u32,
+    src_bytes: u32,
+) {
+    cp_async_16_zfill(dst, dst_index, src, src_index, src_bytes)
+}
+
 /// `cp.async.commit_group`: closes the group of this thread's `cp_async_*` copies issued
 /// since the last commit. sm_80.
 pub fn cp_async_commit() {}

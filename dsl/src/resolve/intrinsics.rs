@@ -69,7 +69,7 @@ impl FnBuilder<'_, '_> {
             "mma_m16n8k16_f16_f32" | "mma_m16n8k16_bf16_f32" | "mma_m16n8k16_f16_f16" | "mma_m16n8k32_e4m3_f32" | "mma_m16n8k32_e5m2_f32" => self.mma(func, args, span),
             "add_f16x2" | "sub_f16x2" | "mul_f16x2" | "fma_f16x2" | "max_f16x2" | "min_f16x2" | "add_bf16x2" | "sub_bf16x2" | "mul_bf16x2" | "fma_bf16x2" | "max_bf16x2" | "min_bf16x2" => self.half2(func, args, span),
             "pack_f16x2" | "pack_bf16x2" | "unpack_f16x2" | "unpack_bf16x2" => self.pack(func, args, span),
-            "cp_async_4" | "cp_async_8" | "cp_async_16" | "cp_async_4_zfill" | "cp_async_8_zfill" | "cp_async_16_zfill" => self.copy_async(func, args, span),
+            "cp_async_4" | "cp_async_8" | "cp_async_16" | "cp_async_4_zfill" | "cp_async_8_zfill" | "cp_async_16_zfill" | "cp_async_16_zfill_evict_first" => self.copy_async(func, args, span),
             "lop3" => {
                 self.arity(func, args, 4, span)?;
                 let operands = args[..3].iter().map(|a| self.arg_of(a, U32)).collect::<R<Vec<_>>>()?;

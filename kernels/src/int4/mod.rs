@@ -8,3 +8,11 @@
 pub mod weight;
 
 pub use weight::{GroupDim, Int4Error, Int4Weight};
+pub mod dequant;
+pub mod family;
+pub mod gemm;
+pub mod host;
+pub use family::kernels;
+pub mod layout;
+#[cfg(test)]
+mod tests;

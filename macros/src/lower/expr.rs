@@ -73,6 +73,7 @@ pub const INTRINSICS: &[&str] = &[
     "cp_async_4_zfill",
     "cp_async_8_zfill",
     "cp_async_16_zfill",
+    "cp_async_16_zfill_evict_first",
     "cp_async_commit",
     "cp_async_wait",
     "lop3",

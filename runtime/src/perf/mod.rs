@@ -1,8 +1,9 @@
 //! Performance section of `warpforge gpu-check`: the tensor-core GEMMs against cuBLAS
 //! ([`gemm`]), the FP8 GEMM against our f16 one ([`fp8_gemm`]), the FP8 (de)quantize
 //! kernels against the DRAM peak ([`fp8`]), flash attention against PyTorch's SDPA
-//! ([`attention`]), and PyTorch's per-tensor FP8 cast when `scripts/gpu-check-torch.py`
-//! measured it.
+//! ([`attention`]), decode and Hydragen attention ([`attention_decode`]), the int4 GEMM
+//! against cuBLAS f16 ([`int4`]), and PyTorch's per-tensor FP8 cast when
+//! `scripts/gpu-check-torch.py` measured it.
 //!
 //! Every figure is a median of CUDA-event samples taken with the autotuner's [`CudaTimer`]
 //! under a [`SamplePolicy`]: the L2 cache is flushed before each timed launch, and each
@@ -15,6 +16,7 @@ pub mod cublas;
 pub mod fp8;
 pub mod fp8_gemm;
 pub mod gemm;
+pub mod int4;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -158,12 +160,13 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     let attention = attention::run(device, options);
     println!("perf: decode attention (paged, split-KV) and Hydragen shared-prefix decode");
     let attention_decode = attention_decode::run(device, options);
+    let int4 = int4::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
     let triton = torch_section(options.triton_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
     serde_json::json!({
         "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "attention": attention,
-        "attention_decode": attention_decode, "torch": torch, "triton": triton,
+        "attention_decode": attention_decode, "int4": int4, "torch": torch, "triton": triton,
     })
 }
 

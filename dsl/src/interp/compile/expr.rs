@@ -187,6 +187,8 @@ impl<'k> Compiler<'k> {
                 src_index,
                 bytes,
                 src_bytes,
+                // A cache hint: the copy's result is the same.
+                evict_first: _,
             } => {
                 let dst = self.writable_mem(f, *dst)?;
                 let src = self.mem(f, *src)?;

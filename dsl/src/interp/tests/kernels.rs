@@ -474,6 +474,7 @@ fn cp_async_into_global_memory_is_reported() {
         src_index: Box::new(u32(0)),
         bytes: 16,
         src_bytes: None,
+        evict_first: false,
     };
     let copy = Expr {
         kind: copy,

@@ -84,9 +84,13 @@ impl FnBuilder<'_, '_> {
     /// array of the same element type, `bytes` a whole number of elements. The `_zfill`
     /// forms take a fifth argument, the number of source bytes to read (the rest is zeroed).
     pub(super) fn copy_async(&mut self, func: &str, args: &[ir::Expr], span: Span) -> R<Call> {
-        let zfill = func.ends_with("_zfill");
+        let evict_first = func.ends_with("_evict_first");
+        let zfill = func.trim_end_matches("_evict_first").ends_with("_zfill");
         self.arity(func, args, if zfill { 5 } else { 4 }, span)?;
-        let bytes: u8 = match func.trim_end_matches("_zfill") {
+        let bytes: u8 = match func
+            .trim_end_matches("_evict_first")
+            .trim_end_matches("_zfill")
+        {
             "cp_async_4" => 4,
             "cp_async_8" => 8,
             _ => 16,
@@ -129,6 +133,7 @@ impl FnBuilder<'_, '_> {
             src_index: Box::new(src_index),
             bytes,
             src_bytes,
+            evict_first,
         };
         Ok((Expr { kind, ty: BOOL }, None))
     }
