@@ -313,6 +313,10 @@ fn rope_and_prepack_defaults_use_128_bit_accesses_and_no_local_memory() {
                 &["LDG.E.128", "STG.E.128"],
             );
             println!("{name} {arch}: {}", listing.summary());
+        }
+    }
+}
+
 /// The decode kernel's default configs (head dims 64, 128 and 256, f16 and bf16) on sm_80,
 /// sm_89 and sm_90: cp.async (LDGSTS), ldmatrix (LDSM), mma (HMMA), no local memory; and
 /// its split combine without local memory.
@@ -345,6 +349,9 @@ fn decode_attention_default_configs_use_the_tensor_core_pipeline() {
             );
             println!("{} {}", combine.name, listing.summary());
         }
+    }
+}
+
 /// The int4 GEMMs' default configs on sm_80, sm_89 and sm_90: tensor cores (HMMA), the
 /// cp.async pipeline (LDGSTS), the lop3 magic-number dequant (LOP3), no local memory, and
 /// no int→float conversion anywhere in the kernel (I2F; so none in the main loop — the
