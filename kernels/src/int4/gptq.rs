@@ -221,6 +221,11 @@ pub fn quantize_gptq_with_progress(
     drop(h);
 
     let mut q = empty_weight(n, k, &cfg.quant);
+    if let Some(sp) = &static_params {
+        sp.iter()
+            .enumerate()
+            .for_each(|(p, &params)| q.set_params(p, params));
+    }
     if cfg.quant.dim == GroupDim::Oc && cfg.act_order && static_params.is_none() {
         q.g_idx = Some(vec![0; k]);
     }

@@ -471,7 +471,7 @@ fn import_gptq(
     }
     let format = detect_gptq_format(cfg, &stored);
     let zeros = match format {
-        CheckpointFormat::GptqV1 => v1_zeros(layer, &stored)?,
+        CheckpointFormat::GptqV1 => v1_zeros(layer, &stored, n)?,
         _ => stored,
     };
     let g_idx = gptq_g_idx(layer, k, group, groups)?;
@@ -503,14 +503,17 @@ fn detect_gptq_format(cfg: &QuantizationConfig, stored: &[u8]) -> CheckpointForm
 fn v1_zeros(
     layer: &Layer<impl TensorSource + ?Sized>,
     stored: &[u8],
+    n: usize,
 ) -> Result<Vec<u8>, ImportError> {
     if let Some(p) = stored.iter().position(|&z| z == 15) {
         return Err(ImportError::Value {
             tensor: layer.name("qzeros"),
             message: format!(
-                "zero {p} stores 15: a GPTQ v1 file stores zero − 1, so this is a true zero of 16 \
+                "zero at index {p} (group {}, output {}) stores 15: a GPTQ v1 file stores zero − 1, so this is a true zero of 16 \
                  (the v1 packer's overflow of a true zero 0), which 4 bits cannot hold; \
-                 use a gptq_v2 checkpoint (set checkpoint_format if the file already is one)"
+                 use a gptq_v2 checkpoint (set checkpoint_format if the file already is one)",
+                p / n,
+                p % n
             ),
         });
     }
