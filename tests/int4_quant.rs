@@ -100,6 +100,54 @@ fn rtn_groups_along_each_dimension() {
     assert_eq!(ic.scales.len(), 4);
 }
 
+/// An independent Python reference (`tests/fixtures/int4/rtn_reference.py`: f32 steps
+/// emulated, scale rounded to f16, round-half-even) on a weight with ragged groups: codes,
+/// scales and zeros must be identical.
+#[test]
+fn rtn_matches_the_python_reference() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/int4/rtn.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dim_of = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+    let (n, k) = (dim_of(&fixture["n"]), dim_of(&fixture["k"]));
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let bytes = |v: &serde_json::Value| -> Vec<u8> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u8)
+            .collect()
+    };
+    let w = floats(&fixture["weight"]);
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 8);
+    for case in cases {
+        let dim = if case["dim"] == "oc" {
+            GroupDim::Oc
+        } else {
+            GroupDim::Ic
+        };
+        let (group, sym) = (dim_of(&case["group"]), case["sym"].as_bool().unwrap());
+        let full = if dim == GroupDim::Oc { k } else { n };
+        let size = if group == full {
+            GroupSize::PerChannel
+        } else {
+            GroupSize::Size(group)
+        };
+        let q = quantize_rtn(&w, n, k, &cfg(size, dim, sym)).unwrap();
+        let what = format!("{dim:?} group {group} sym {sym}");
+        assert_eq!(q.scales, floats(&case["scales"]), "{what}: scales");
+        assert_eq!(q.zeros, bytes(&case["zeros"]), "{what}: zeros");
+        assert_eq!(q.codes, bytes(&case["codes"]), "{what}: codes");
+    }
+}
+
 /// Every element of `w` (`[n, k]`) against its dequantized value: within half a step
 /// inside the group's range (extended by half a step), else clamped to the range's end.
 fn assert_rtn_bound(w: &[f32], n: usize, k: usize, q: &Int4Weight) {
@@ -350,14 +398,20 @@ fn gptq_time_4096() {
         act_order: true,
         ..GptqConfig::new(quant)
     };
-    let (q, _) = quantize_gptq(&w, n, k, &hessian, &gptq_cfg).unwrap();
+    // The first block's report comes right after the factorization of H.
+    let mut first_block = None;
+    let (q, _) = quantize_gptq_with_progress(&w, n, k, &hessian, &gptq_cfg, |_, _| {
+        first_block.get_or_insert(start.elapsed());
+    })
+    .unwrap();
     let t_all = start.elapsed();
     let rtn = quantize_rtn(&w, n, k, &quant).unwrap();
     let ratio = output_mse(&x, tokens, &w, &q).unwrap() / output_mse(&x, tokens, &w, &rtn).unwrap();
     println!(
-        "GPTQ 4096×4096, {tokens} tokens, {} threads: Hessian {:.1} s, total {:.1} s; GPTQ/RTN output MSE {ratio:.3}",
+        "GPTQ 4096×4096, {tokens} tokens, {} threads: Hessian {:.1} s, + factor and first block {:.1} s, total {:.1} s; GPTQ/RTN output MSE {ratio:.3}",
         std::thread::available_parallelism().map_or(1, |p| p.get()),
         t_h.as_secs_f64(),
+        (first_block.unwrap() - t_h).as_secs_f64(),
         t_all.as_secs_f64()
     );
 }
