@@ -32,10 +32,15 @@ use super::weight::{GroupDim, Int4Error, Int4Weight};
 use half::{bf16, f16};
 pub use safetensors::Dtype;
 use safetensors::SafeTensors;
-use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use thiserror::Error;
+
+mod checkpoint;
+mod config;
+
+pub use checkpoint::Checkpoint;
+pub use config::{CheckpointFormat, QuantMethod, QuantizationConfig};
 
 #[derive(Debug, Error)]
 pub enum ImportError {
@@ -105,155 +110,6 @@ impl TensorSource for HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
             data,
         })
     }
-}
-
-/// The quantization method a checkpoint declares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QuantMethod {
-    Gptq,
-    Awq,
-}
-
-/// How zero points are stored (module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckpointFormat {
-    /// GPTQ v1: stored zero − 1.
-    GptqV1,
-    /// GPTQ v2: the true zero.
-    GptqV2,
-    /// AWQ GEMM: true zeros, AWQ's nibble order.
-    Awq,
-}
-
-/// The parts of a checkpoint's quantization config the import needs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QuantizationConfig {
-    pub method: QuantMethod,
-    pub bits: u32,
-    /// `None`: one group per output channel (`group_size: -1`).
-    pub group_size: Option<usize>,
-    pub desc_act: bool,
-    pub sym: bool,
-    /// As declared; GPTQ's import may read a declared v1 file as v2 (module docs).
-    pub format: CheckpointFormat,
-}
-
-impl QuantizationConfig {
-    /// Parses a `quantization_config` object (or a `quantize_config.json` /
-    /// `quant_config.json` file's). Keys: `quant_method` ("gptq" or "awq"; absent: AutoAWQ's
-    /// `w_bit` key means AWQ, else GPTQ as in old AutoGPTQ files), `bits` (or `w_bit`),
-    /// `group_size` (or `q_group_size`; −1 = per channel), `desc_act`, `sym` (GPTQ,
-    /// default true), `zero_point` (AWQ, default true: asymmetric), `checkpoint_format`
-    /// ("gptq" default, "gptq_v2"), AWQ's `version` ("gemm" only).
-    pub fn from_json(v: &Value) -> Result<QuantizationConfig, ImportError> {
-        let bad = |m: String| Err(ImportError::Config(m));
-        if !v.is_object() {
-            return bad(format!("expected a JSON object, found {v}"));
-        }
-        let method = match v.get("quant_method").map(|m| m.as_str().map(str::to_ascii_lowercase)) {
-            Some(Some(m)) if m == "gptq" => QuantMethod::Gptq,
-            Some(Some(m)) if m == "awq" => QuantMethod::Awq,
-            Some(m) => {
-                return bad(format!(
-                    "quant_method {} is not supported: int4 import reads \"gptq\" and \"awq\" checkpoints",
-                    m.map_or_else(|| v["quant_method"].to_string(), |m| format!("\"{m}\""))
-                ))
-            }
-            None if v.get("w_bit").is_some() => QuantMethod::Awq,
-            None => QuantMethod::Gptq,
-        };
-        let int = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| v.get(*k))
-                .map(|x| x.as_i64().ok_or(x))
-        };
-        let bits = match int(&["bits", "w_bit"]) {
-            Some(Ok(4)) => 4,
-            Some(Ok(b)) => return bad(format!("bits = {b}: only 4-bit checkpoints are supported")),
-            Some(Err(x)) => return bad(format!("bits = {x} is not an integer")),
-            None => return bad("`bits` is missing".into()),
-        };
-        let group_size = match int(&["group_size", "q_group_size"]) {
-            Some(Ok(-1)) => None,
-            Some(Ok(g)) if g > 0 => Some(g as usize),
-            Some(Ok(g)) => {
-                return bad(format!(
-                    "group_size = {g}: expected a positive size or -1 (per channel)"
-                ))
-            }
-            Some(Err(x)) => return bad(format!("group_size = {x} is not an integer")),
-            None => return bad("`group_size` is missing".into()),
-        };
-        let flag = |key: &str, default: bool| match v.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(x) => Err(ImportError::Config(format!("{key} = {x} is not a boolean"))),
-        };
-        let desc_act = flag("desc_act", false)?;
-        let text = |key: &str| {
-            v.get(key)
-                .and_then(Value::as_str)
-                .map(str::to_ascii_lowercase)
-        };
-        if flag("is_marlin_format", false)? {
-            return bad("is_marlin_format: checkpoints already repacked for MARLIN are not supported; use the GPTQ original".into());
-        }
-        let (sym, format) = match method {
-            QuantMethod::Gptq => {
-                let format = match text("checkpoint_format").as_deref() {
-                    None | Some("gptq") => CheckpointFormat::GptqV1,
-                    Some("gptq_v2") => CheckpointFormat::GptqV2,
-                    Some(f) => return bad(format!("checkpoint_format \"{f}\" is not supported (expected \"gptq\" or \"gptq_v2\")")),
-                };
-                (flag("sym", true)?, format)
-            }
-            QuantMethod::Awq => {
-                if let Some(version) = text("version").filter(|v| v != "gemm") {
-                    return bad(format!(
-                        "AWQ version \"{version}\" is not supported: only the GEMM packing is"
-                    ));
-                }
-                (!flag("zero_point", true)?, CheckpointFormat::Awq)
-            }
-        };
-        Ok(QuantizationConfig {
-            method,
-            bits,
-            group_size,
-            desc_act,
-            sym,
-            format,
-        })
-    }
-
-    /// The config of a model directory (module docs: which file).
-    pub fn from_dir(dir: &Path) -> Result<QuantizationConfig, ImportError> {
-        let config = dir.join("config.json");
-        if config.exists() {
-            if let Some(q) = read_json(&config)?.get("quantization_config") {
-                return QuantizationConfig::from_json(q);
-            }
-        }
-        for name in ["quantize_config.json", "quant_config.json"] {
-            let path = dir.join(name);
-            if path.exists() {
-                return QuantizationConfig::from_json(&read_json(&path)?);
-            }
-        }
-        Err(ImportError::File {
-            path: dir.to_path_buf(),
-            message: "no quantization config: expected config.json with \"quantization_config\", quantize_config.json or quant_config.json".into(),
-        })
-    }
-}
-
-fn read_json(path: &Path) -> Result<Value, ImportError> {
-    let file = |message: String| ImportError::File {
-        path: path.to_path_buf(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| file(format!("not valid JSON: {e}")))
 }
 
 /// A layer imported from a checkpoint.
@@ -431,7 +287,7 @@ fn floats(raw: &RawTensor) -> Vec<f32> {
     }
 }
 
-/// The packed dimension must hold whole words of eight nibbles.
+/// Packed tensors must have no empty dimension.
 fn packed_dim(
     layer: &Layer<impl TensorSource + ?Sized>,
     suffix: &str,
@@ -586,109 +442,46 @@ fn import_awq(
     })
 }
 
-/// A model directory's safetensors: `model.safetensors.index.json`'s shards, else
-/// `model.safetensors`, else its only `*.safetensors` file. Files are read into memory
-/// (the runtime, which mmaps, passes its own [`TensorSource`]).
-pub struct Checkpoint {
-    dir: PathBuf,
-    files: Vec<Vec<u8>>,
-    /// Tensor name → (file, dtype, shape, byte range).
-    index: HashMap<String, (usize, Dtype, Vec<usize>, std::ops::Range<usize>)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Checkpoint {
-    pub fn open(dir: impl AsRef<Path>) -> Result<Checkpoint, ImportError> {
-        let dir = dir.as_ref().to_path_buf();
-        let mut ck = Checkpoint {
-            dir: dir.clone(),
-            files: Vec::new(),
-            index: HashMap::new(),
-        };
-        for path in shard_paths(&dir)? {
-            let file = |message: String| ImportError::File {
-                path: path.clone(),
-                message,
-            };
-            let bytes = std::fs::read(&path).map_err(|e| file(e.to_string()))?;
-            let st = SafeTensors::deserialize(&bytes)
-                .map_err(|e| file(format!("not a valid safetensors file: {e}")))?;
-            let base = bytes.as_ptr() as usize;
-            let entries: Vec<_> = st
-                .iter()
-                .map(|(name, view)| {
-                    let start = view.data().as_ptr() as usize - base;
-                    let range = start..start + view.data().len();
-                    (
-                        name.to_string(),
-                        (ck.files.len(), view.dtype(), view.shape().to_vec(), range),
-                    )
-                })
-                .collect();
-            ck.index.extend(entries);
-            ck.files.push(bytes);
-        }
-        Ok(ck)
-    }
-
-    /// The directory's quantization config ([`QuantizationConfig::from_dir`]).
-    pub fn quantization_config(&self) -> Result<QuantizationConfig, ImportError> {
-        QuantizationConfig::from_dir(&self.dir)
-    }
-
-    /// Imports layer `prefix` with the directory's config.
-    pub fn import(&self, prefix: &str) -> Result<ImportedLayer, ImportError> {
-        import_layer(self, prefix, &self.quantization_config()?)
-    }
-}
-
-impl TensorSource for Checkpoint {
-    fn tensor(&self, name: &str) -> Option<RawTensor<'_>> {
-        let (file, dtype, shape, range) = self.index.get(name)?;
-        Some(RawTensor {
-            dtype: *dtype,
-            shape: shape.clone(),
-            data: &self.files[*file][range.clone()],
-        })
-    }
-}
-
-fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let json = read_json(&index)?;
-        let map = json
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| ImportError::File {
-                path: index.clone(),
-                message: "expected an object \"weight_map\": {tensor: file}".into(),
-            })?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(Value::as_str)
-            .map(|f| dir.join(f))
+    /// Shards parsed by the caller (as the runtime passes mmapped files) import like the
+    /// directory they came from.
+    #[test]
+    fn shards_as_a_slice_import_like_the_directory() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/int4/awq");
+        let ck = Checkpoint::open(dir).unwrap();
+        let cfg = ck.quantization_config().unwrap();
+        let files: Vec<Vec<u8>> = ["model-00001-of-00002", "model-00002-of-00002"]
+            .iter()
+            .map(|f| std::fs::read(format!("{dir}/{f}.safetensors")).unwrap())
             .collect();
-        files.sort();
-        files.dedup();
-        return Ok(files);
+        let shards: Vec<SafeTensors> = files
+            .iter()
+            .map(|b| SafeTensors::deserialize(b).unwrap())
+            .collect();
+        for prefix in [
+            "model.layers.0.self_attn.q_proj",
+            "model.layers.0.mlp.up_proj",
+        ] {
+            let from_slice = import_layer(&shards[..], prefix, &cfg).unwrap();
+            assert_eq!(from_slice, ck.import(prefix).unwrap());
+        }
+        let err = import_layer(&shards[..], "model.layers.1.mlp.up_proj", &cfg).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("`model.layers.1.mlp.up_proj.qweight` is missing"));
     }
-    let single = dir.join("model.safetensors");
-    if single.exists() {
-        return Ok(vec![single]);
-    }
-    let found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| ImportError::File {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    match found.len() {
-        1 => Ok(found),
-        count => Err(ImportError::File {
-            path: dir.to_path_buf(),
-            message: format!("{count} *.safetensors files and no model.safetensors.index.json: expected one file or an index"),
-        }),
+
+    #[test]
+    fn nibble_orders() {
+        // AWQ: word 0x76543210 holds outputs [0, 2, 4, 6, 1, 3, 5, 7] in nibbles 0..8.
+        let word = 0x7654_3210u32;
+        let mut cols = [0u8; 8];
+        for (j, &col) in AWQ_ORDER.iter().enumerate() {
+            cols[col] = nibble(word, j);
+        }
+        assert_eq!(cols, [0, 4, 1, 5, 2, 6, 3, 7]);
     }
 }

@@ -286,18 +286,20 @@ pub fn output_mse(x: &[f32], tokens: usize, w: &[f32], q: &Int4Weight) -> Result
     Ok(per_token.iter().sum::<f64>() / (tokens * n) as f64)
 }
 
-/// A dot product with four running sums (so it vectorizes).
+/// A dot product with 16 running sums: enough independent chains to hide the add latency
+/// once vectorized (the sums are combined in a fixed order, so the result is deterministic).
 pub(crate) fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    const LANES: usize = 16;
+    let mut acc = [0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for l in 0..4 {
+        for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
     }
     let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    acc.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]
