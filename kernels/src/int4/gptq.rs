@@ -206,19 +206,18 @@ pub fn quantize_gptq_with_progress(
     let dead = zero_dead_channels(&mut h, &mut wt, k, n);
     damp(&mut h, k, cfg.percdamp);
     let perm = order(&h, k, cfg.act_order);
-    let h = permute_sym(&h, &perm, k);
+    let h = permute_sym(h, &perm, k);
     let static_params = static_group_params(&wt, n, k, cfg)?;
     let mut wp: Vec<f32> = perm
         .iter()
         .flat_map(|&c| wt[c * n..(c + 1) * n].to_vec())
         .collect();
     drop(wt);
-    let u = linalg::inverse_cholesky_upper(&h, k).map_err(|row| {
+    let u = linalg::inverse_cholesky_upper(h, k).map_err(|row| {
         QuantError::Shape(format!(
             "the damped Hessian is not positive definite (pivot {row}): raise percdamp or add calibration tokens"
         ))
     })?;
-    drop(h);
 
     let mut q = empty_weight(n, k, &cfg.quant);
     if let Some(sp) = &static_params {
@@ -423,7 +422,10 @@ fn order(h: &[f64], k: usize, act_order: bool) -> Vec<usize> {
     perm
 }
 
-fn permute_sym(h: &[f64], perm: &[usize], k: usize) -> Vec<f64> {
+fn permute_sym(h: Vec<f64>, perm: &[usize], k: usize) -> Vec<f64> {
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return h;
+    }
     let mut out = vec![0f64; k * k];
     for (i, &pi) in perm.iter().enumerate() {
         for (j, &pj) in perm.iter().enumerate() {

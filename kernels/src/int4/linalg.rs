@@ -111,23 +111,16 @@ fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
 /// (what GPTQ calls "the Cholesky of H⁻¹, upper"), without forming `a⁻¹`: with `J` the
 /// reversal permutation, `J·a·J = L·Lᵀ` gives `a = V·Vᵀ` for the upper `V = J·L·J`, and
 /// `a⁻¹ = V⁻ᵀ·V⁻¹`, so `U = V⁻¹ = J·L⁻¹·J`. One factorization and one triangular inverse
-/// (`2k³/3` flops) instead of factor, inverse, factor again (`4k³/3`).
-pub fn inverse_cholesky_upper(a: &[f64], k: usize) -> Result<Vec<f64>, usize> {
-    let rev = |i: usize| k - 1 - i;
-    let mut jaj = vec![0f64; k * k];
-    for i in 0..k {
-        for j in 0..k {
-            jaj[i * k + j] = a[rev(i) * k + rev(j)];
-        }
-    }
-    cholesky_lower(&mut jaj, k).map_err(rev)?;
-    let linv = invert_lower(&jaj, k);
-    let mut u = vec![0f64; k * k];
-    for i in 0..k {
-        for j in i..k {
-            u[i * k + j] = linv[rev(i) * k + rev(j)];
-        }
-    }
+/// (`2k³/3` flops) instead of factor, inverse, factor again (`4k³/3`), and `a`'s buffer
+/// is reused (two `k × k` matrices at the peak).
+pub fn inverse_cholesky_upper(mut a: Vec<f64>, k: usize) -> Result<Vec<f64>, usize> {
+    assert_eq!(a.len(), k * k);
+    // (J·a·J)[i][j] = a[k−1−i][k−1−j]: the row-major buffer reversed, in place.
+    a.reverse();
+    cholesky_lower(&mut a, k).map_err(|row| k - 1 - row)?;
+    let mut u = invert_lower(&a, k);
+    drop(a);
+    u.reverse();
     Ok(u)
 }
 
@@ -195,7 +188,7 @@ mod tests {
     fn inverse_cholesky_upper_factors_the_inverse() {
         for k in [3, 33, 70] {
             let a = spd(k);
-            let u = inverse_cholesky_upper(&a, k).unwrap();
+            let u = inverse_cholesky_upper(a.clone(), k).unwrap();
             for i in 0..k {
                 for j in 0..i {
                     assert_eq!(u[i * k + j], 0.0);
