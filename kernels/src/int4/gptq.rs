@@ -251,14 +251,8 @@ pub fn quantize_gptq_with_progress(
                 cfg,
             )?;
             let e = &mut err[(j - start) * n..(j - start + 1) * n];
-            let row = &wp[j * n..(j + 1) * n];
-            for o in 0..n {
-                let code = col_params[o].code(row[o]);
-                q.codes[perm[j] * n + o] = code;
-                let diff = row[o] - col_params[o].value(code);
-                loss += (diff as f64 / d).powi(2) / 2.0;
-                e[o] = (diff as f64 / d) as f32;
-            }
+            let codes = &mut q.codes[perm[j] * n..(perm[j] + 1) * n];
+            loss += quantize_column(&wp[j * n..(j + 1) * n], &col_params, d, codes, e);
             // In-block correction of the later columns of this block.
             let tail = &mut wp[(j + 1) * n..];
             for c in j + 1..end {
@@ -279,6 +273,25 @@ pub fn quantize_gptq_with_progress(
     }
     q.validate()?;
     Ok((q, GptqStats { loss, dead }))
+}
+
+/// Codes one column (`row`, one value per output channel) with `params`, writing its
+/// scaled errors `(w − ŵ) / d` to `e`; returns its share of GPTQ's loss.
+fn quantize_column(
+    row: &[f32],
+    params: &[GroupParams],
+    d: f64,
+    codes: &mut [u8],
+    e: &mut [f32],
+) -> f64 {
+    let mut loss = 0f64;
+    for o in 0..row.len() {
+        codes[o] = params[o].code(row[o]);
+        let scaled = (row[o] - params[o].value(codes[o])) as f64 / d;
+        loss += scaled * scaled / 2.0;
+        e[o] = scaled as f32;
+    }
+    loss
 }
 
 /// Sets `col_params` (one per output channel) for the column at processing position `j`
