@@ -56,6 +56,16 @@ def main():
         for k in fp8.get("kernels", []):
             print(f"  {k.get('kernel', ''):<40} {num(k.get('gb_per_s'), '{:.0f}'):>7}"
                   f"  {num(k.get('fraction_of_peak'), '{:.2f}')} of peak")
+    attn = perf.get("attention")
+    if isinstance(attn, dict):
+        print(f"flash attention f16, d=128, 16 heads, TFLOP/s (default {attn.get('default_config')})")
+        print(f"  {'shape':<24} {'ours':>7} {'best':>7} {'torch':>7} {'ratio':>6}")
+        for s in attn.get("shapes", []):
+            bad = [w for w in ("ours", "best_of_sweep") if (s.get(w) or {}).get("error")]
+            print(f"  {s.get('shape', ''):<24} {num((s.get('ours') or {}).get('tflops'), '{:.1f}'):>7} "
+                  f"{num((s.get('best_of_sweep') or {}).get('tflops'), '{:.1f}'):>7} "
+                  f"{num((s.get('torch') or {}).get('tflops') if isinstance(s.get('torch'), dict) else None, '{:.1f}'):>7} "
+                  f"{num(s.get('ratio'), '{:.2f}'):>6}" + (f"  ERROR in {bad}" if bad else ""))
     tq = triton.get("fp8_quantize") if isinstance(triton, dict) else None
     if isinstance(tq, dict):
         print(f"  {'triton fp8 row quantize (1x128)':<40} {num(tq.get('gb_per_s'), '{:.0f}'):>7}")

@@ -229,9 +229,11 @@ fn fp8_gemm_uses_qmma_on_sm89_and_is_emulated_on_sm90() {
     );
 }
 
-/// The flash-attention forward kernel's default configs (head dims 64-128, f16 and bf16): cp.async (LDGSTS), ldmatrix (LDSM, `.trans` for V), mma (HMMA) and `ex2.approx`
-/// (MUFU.EX2), with no local memory. Per K tile a warp issues MT·(BLOCK_N/8)·(d/16) MMAs for
-/// QKᵀ and as many for P·V, so the unrolled loop body has at least twice that.
+/// The flash-attention forward kernel's default configs (every head dim, f16 and bf16):
+/// cp.async (LDGSTS), ldmatrix (LDSM, `.trans` for V), mma (HMMA) and `ex2.approx`
+/// (MUFU.EX2), with no local memory (d = 256 included: its Q stays in shared memory). Per K
+/// tile a warp issues MT·(BLOCK_N/8)·(d/16) MMAs for QKᵀ and as many for P·V, so the
+/// unrolled loop body has at least twice that.
 #[test]
 fn flash_attention_default_configs_use_the_tensor_core_pipeline() {
     use warpforge::kernels::attention::{def_of, default_config, HEAD_DIMS};
@@ -240,19 +242,7 @@ fn flash_attention_default_configs_use_the_tensor_core_pipeline() {
     }
     for t in [ScalarType::F16, ScalarType::BF16] {
         let def = def_of(t).expect("an f16/bf16 instance");
-        // d = 256 keeps Q fragments (64 registers) beside 128 accumulator registers and
-        // spills a few words on sm_90 (2 LDL/STL with NVRTC 12.9): a known gap, printed
-        // here rather than asserted.
-        let def256 = def_of(t).unwrap();
-        for arch in ARCHS {
-            let typed = resolve::specialize(def256, &default_config(256)).unwrap();
-            let compiled =
-                nvrtc::compile_cached(&codegen::cuda_source(&typed), arch, &Default::default())
-                    .unwrap();
-            let listing = sass::disassemble(&compiled.cubin, arch).unwrap();
-            println!("{} d=256 (not asserted) {}", def256.name, listing.summary());
-        }
-        for d in HEAD_DIMS.into_iter().filter(|&d| d <= 128) {
+        for d in HEAD_DIMS {
             let config = default_config(d);
             let get = |p: &str| config.get(p).unwrap();
             let mt = get("BLOCK_M") / get("WARPS") / 16;
@@ -293,6 +283,36 @@ fn attention_merge_uses_no_local_memory() {
                 &["SHFL.BFLY", "MUFU.EX2"],
             );
             println!("{} {}", def.name, listing.summary());
+        }
+    }
+}
+
+/// RoPE and the prepacking kernels: the default configs move their rows as 128-bit words
+/// (`LDG.E.128` / `STG.E.128` through the `Vec4<u32>` bit views, 16-bit element types
+/// included) and use no local memory (the 8-element unit arrays stay in registers).
+#[test]
+fn rope_and_prepack_defaults_use_128_bit_accesses_and_no_local_memory() {
+    use warpforge::kernels::find;
+    if !tools_present() {
+        return;
+    }
+    for name in [
+        "rope_f32",
+        "rope_bf16",
+        "gather_rows",
+        "kv_page_write_f32",
+        "kv_page_write_f16",
+        "kv_page_write_bf16",
+    ] {
+        let def = find(name).expect("registered").def();
+        for arch in ARCHS {
+            let listing = assert_sass(
+                def,
+                &def.space.default_config(),
+                arch,
+                &["LDG.E.128", "STG.E.128"],
+            );
+            println!("{name} {arch}: {}", listing.summary());
         }
     }
 }

@@ -9,6 +9,10 @@
 //! used, and is replaced when the problem is tuned again. A file made under another
 //! driver, NVRTC or warpforge version is rebuilt. Writes go to a temporary file renamed
 //! into place; an unreadable (corrupt) file gives a warning and is rebuilt.
+//!
+//! Several processes may tune one device at once: [`TuneCache::save`] holds an exclusive
+//! lock on `.<device>.json.lock` while it re-reads the file, merges what other runs saved
+//! since this one loaded it, and writes the union, so no run's results are lost.
 
 use crate::key::{Bucket, DeviceKey, EntryKey};
 use serde::{Deserialize, Serialize};
@@ -235,15 +239,47 @@ impl TuneCache {
         results.push(result);
     }
 
-    /// Writes the file: to a temporary file in the same directory, then renamed over the
-    /// old one, so a reader (or a crash) never sees half a file.
-    pub fn save(&self) -> Result<(), CacheError> {
+    /// Writes the file: under an exclusive lock, the results other processes saved since
+    /// this cache was loaded are merged in (this run's win where both timed a config), then
+    /// the union goes to a temporary file in the same directory, renamed over the old one,
+    /// so a reader (or a crash) never sees half a file.
+    pub fn save(&mut self) -> Result<(), CacheError> {
         let write_err = |source| CacheError::Write {
             path: self.path.clone(),
             source,
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(write_err)?;
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(write_err)?;
+        let name = self
+            .path
+            .file_name()
+            .map_or("cache".into(), |n| n.to_string_lossy());
+        let lock_path = dir.join(format!(".{name}.lock"));
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(write_err)?;
+        let result = self.merge_and_write(&dir);
+        drop(lock); // unlocks
+        result
+    }
+
+    /// Merges the file on disk into this cache, then writes this cache (the lock held).
+    fn merge_and_write(&mut self, dir: &Path) -> Result<(), CacheError> {
+        let write_err = |source| CacheError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if let Ok(text) = std::fs::read_to_string(&self.path) {
+            if let Ok(on_disk) = serde_json::from_str::<CacheFile>(&text) {
+                if on_disk.format == FORMAT && on_disk.device == self.file.device {
+                    merge_entries(&mut self.file.entries, on_disk.entries);
+                }
+            }
+        }
         let text = serde_json::to_string_pretty(&self.file)
             .map_err(|e| write_err(std::io::Error::other(e)))?;
         let tmp = dir.join(format!(
@@ -263,5 +299,28 @@ impl TuneCache {
             return Err(write_err(e));
         }
         Ok(())
+    }
+}
+
+/// Adds to `ours` what `theirs` (the file another process saved) has and `ours` lacks:
+/// results of configs `ours` did not time for the same problem and code, and whole
+/// entries for other problems. An entry of theirs for a problem that `ours` has under
+/// other code is dropped when ours is newer by construction (it is what this process
+/// runs), as [`TuneCache::record`] replaces old code's entries.
+fn merge_entries(ours: &mut Vec<Entry>, theirs: Vec<Entry>) {
+    let same_problem =
+        |a: &Entry, b: &Entry| a.kernel == b.kernel && a.dtypes == b.dtypes && a.bucket == b.bucket;
+    for entry in theirs {
+        match ours.iter_mut().find(|e| same_problem(e, &entry)) {
+            Some(mine) if mine.ir_hash == entry.ir_hash => {
+                for r in entry.results {
+                    if !mine.results.iter().any(|m| m.config == r.config) {
+                        mine.results.push(r);
+                    }
+                }
+            }
+            Some(_) => {} // their entry is for other code of a kernel we have tuned
+            None => ours.push(entry),
+        }
     }
 }

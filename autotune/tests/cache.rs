@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use std::fs;
-use warpforge_autotune::cache::{cache_dir, config_text, Outcome, FORMAT};
+use warpforge_autotune::cache::{cache_dir, config_text, Outcome, ResultRecord, FORMAT};
+use warpforge_autotune::key::{Bucket, EntryKey};
 use warpforge_autotune::{FakeBench, TuneCache};
 
 #[test]
@@ -19,6 +20,7 @@ fn results_round_trip_through_a_readable_file_written_atomically() {
     let files: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".nvidia-test-gpu-sm_90-132sm.json.lock")
         .collect();
     assert_eq!(
         files,
@@ -205,4 +207,58 @@ fn cache_dir_prefers_the_flag_then_the_environment() {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Two runs tuning one device at once, each saving after every problem: the file ends with
+/// every result of both (a save merges what the other saved, under a lock), where a plain
+/// rename would keep only the last writer's.
+#[test]
+fn concurrent_runs_lose_no_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = |kernel: &str, n: usize| EntryKey {
+        kernel: kernel.into(),
+        ir_hash: "h".into(),
+        dtypes: vec!["f32".into()],
+        bucket: Bucket::of(&[1 << n]).unwrap(),
+    };
+    let result = |config: &str| ResultRecord {
+        config: config.into(),
+        config_hash: "c".into(),
+        outcome: Outcome::Measured {
+            median_ns: 1000.0,
+            spread: 0.01,
+            samples: 10,
+        },
+    };
+    // Both load the (empty) file before either saves, so neither starts with the other's.
+    let run = |kernel: &'static str| {
+        let mut cache = TuneCache::open(dir.path(), &device()).unwrap();
+        move || {
+            for n in 0..12 {
+                // Both runs time problem 0 with their own config, and 1..12 alone.
+                cache.record(&key(kernel, n), &[1 << n], result(&format!("BLOCK={n}")));
+                cache.record(
+                    &key("shared", 0),
+                    &[1],
+                    result(&format!("BLOCK={kernel}{n}")),
+                );
+                cache.save().unwrap();
+            }
+        }
+    };
+    let (a, b) = (std::thread::spawn(run("a")), std::thread::spawn(run("b")));
+    a.join().unwrap();
+    b.join().unwrap();
+    let cache = TuneCache::open(dir.path(), &device()).unwrap();
+    for kernel in ["a", "b"] {
+        for n in 0..12 {
+            assert!(cache.entry(&key(kernel, n)).is_some(), "{kernel} {n} lost");
+        }
+    }
+    let shared = cache.entry(&key("shared", 0)).unwrap();
+    assert_eq!(
+        shared.results.len(),
+        24,
+        "every config of the shared problem kept"
+    );
 }

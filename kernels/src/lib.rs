@@ -6,6 +6,7 @@
 //! device, launch, output, reference, tolerance, the shapes a model implies); [`library`]
 //! lists them for the CLI, the tests, the autotuner, gpu-check and the benches.
 
+pub mod act;
 pub mod attention;
 pub mod check;
 pub mod family;
@@ -15,7 +16,9 @@ pub mod gemm_tc;
 pub mod int4;
 pub mod norm;
 pub mod operand;
+pub mod prepack;
 pub mod reduce;
+pub mod rope;
 pub mod softmax;
 pub mod tile;
 pub mod vector_add;
@@ -39,6 +42,9 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     fp8::coat::kernels,
     norm::kernels,
     attention::kernels,
+    act::kernels,
+    rope::kernels,
+    prepack::kernels,
 ];
 
 /// Every kernel of the library, in registration order.

@@ -2,4 +2,5 @@
 //! (Llama-family inference and training) builds on this crate in later issues.
 
 pub mod cli;
+pub mod model;
 pub mod perf;

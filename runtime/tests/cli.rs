@@ -206,3 +206,57 @@ fn compile_skips_an_arch_gated_kernel_and_exits_zero() {
     assert!(text.contains("0 passed, 0 failed, 1 skipped"), "{text}");
     assert!(text.contains("nvrtc: "), "{text}");
 }
+
+/// A reader that stops early (`warpforge kernels | head -1`) ends the process quietly: no
+/// panic message on stderr. The read end is closed before the listing is written, so every
+/// write meets a closed pipe (Rust ignores SIGPIPE by default, and `println!` panics on
+/// the EPIPE error unless the binary restores the default disposition).
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warpforge"))
+        .arg("kernels")
+        .env("WARPFORGE_CACHE_DIR", env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run warpforge");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "exit code of a panic");
+}
+
+#[test]
+fn an_unknown_kernel_gets_close_names() {
+    let o = warpforge(&["emit", "rmsnrom_bf16"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("did you mean `rmsnorm_bf16`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = warpforge(&["emit", "zzzzzz"]);
+    assert!(!stderr(&o).contains("did you mean"), "{}", stderr(&o));
+}
+
+#[test]
+fn kernels_json_describes_each_space() {
+    let o = warpforge(&["kernels", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let kernels = v["kernels"].as_array().unwrap();
+    let add = kernels.iter().find(|k| k["name"] == "vector_add").unwrap();
+    assert_eq!(add["params"][0]["name"], "BLOCK");
+    assert_eq!(
+        add["params"][0]["values"],
+        serde_json::json!([128, 256, 512])
+    );
+    assert!(add["configs"].as_u64().unwrap() > 1);
+    let attn = kernels
+        .iter()
+        .find(|k| k["name"] == "flash_attn_fwd_bf16")
+        .unwrap();
+    assert!(!attn["constraints"].as_array().unwrap().is_empty());
+}

@@ -89,14 +89,23 @@ impl RawBuffer {
     /// The buffer's length in elements of `elem`, when it can be passed for a `&[elem]`
     /// parameter: the same element type, or the scalar lanes of a vector element type (a
     /// `Buffer<f32>` of 4·n floats is a `&[Vec4<f32>]` of n vectors; the launchers of
-    /// vector-slice kernels take the scalar buffer).
+    /// vector-slice kernels take the scalar buffer), or a *bit view*: a `&[Vec2<u32>]` /
+    /// `&[Vec4<u32>]` over a buffer of any scalar of at most 4 bytes whose bytes are a whole
+    /// number of vectors (a `Buffer<f16>` of 8·n halves is n 128-bit words, as CUDA code
+    /// `reinterpret_cast`s to `uint4` for 16-byte loads of 16-bit data).
     pub fn len_as(&self, elem: Type) -> Option<usize> {
         if self.elem == elem {
             return Some(self.len);
         }
         let lanes = elem.lanes() as usize;
-        let reinterpretable = lanes > 1 && self.elem == Type::Scalar(elem.elem());
-        (reinterpretable && self.len % lanes == 0).then(|| self.len / lanes)
+        if lanes > 1 && self.elem == Type::Scalar(elem.elem()) {
+            return (self.len % lanes == 0).then(|| self.len / lanes);
+        }
+        let bit_view = lanes > 1
+            && elem.elem() == ScalarType::U32
+            && matches!(self.elem, Type::Scalar(s) if s.size_bytes() <= 4);
+        let bytes = self.len * self.elem.size_bytes();
+        (bit_view && bytes % elem.size_bytes() == 0).then(|| bytes / elem.size_bytes())
     }
 
     /// Host bytes, when the buffer is on the host.
@@ -171,5 +180,36 @@ impl<'a> Arg<'a> {
             Arg::SliceMut(b) => format!("&mut [{}] of length {}", b.elem, b.len),
             Arg::Value(v) => format!("{} value", v.ty),
         }
+    }
+}
+
+#[cfg(test)]
+mod bit_view_tests {
+    use super::*;
+
+    fn raw(elem: ScalarType, len: usize) -> RawBuffer {
+        RawBuffer {
+            elem: Type::Scalar(elem),
+            len,
+            storage: Storage::Host(vec![0; len * elem.size_bytes()]),
+        }
+    }
+
+    #[test]
+    fn narrow_scalars_are_seen_as_u32_vectors_by_their_bytes() {
+        let v4 = Type::Vector(ScalarType::U32, 4);
+        let v2 = Type::Vector(ScalarType::U32, 2);
+        assert_eq!(raw(ScalarType::F16, 16).len_as(v4), Some(2));
+        assert_eq!(raw(ScalarType::BF16, 12).len_as(v2), Some(3));
+        assert_eq!(raw(ScalarType::F32, 8).len_as(v4), Some(2));
+        assert_eq!(raw(ScalarType::U32, 8).len_as(v4), Some(2));
+        // Not a whole number of vectors, wider scalars, and non-u32 views are refused.
+        assert_eq!(raw(ScalarType::F16, 12).len_as(v4), None);
+        assert_eq!(raw(ScalarType::U64, 4).len_as(v4), None);
+        assert_eq!(
+            raw(ScalarType::F16, 16).len_as(Type::Vector(ScalarType::F32, 4)),
+            None
+        );
+        assert_eq!(raw(ScalarType::F16, 16).len_as(Type::U32), None);
     }
 }

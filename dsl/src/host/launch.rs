@@ -125,7 +125,7 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
     }
     let mut out = Vec::new();
     for (param, arg) in kernel.body.params.iter().zip(args.iter_mut()) {
-        let (raw_len, elem_bytes, ptr, bytes, mutable) = match arg {
+        let (raw_len, ptr, bytes, mutable) = match arg {
             Arg::Value(v) => {
                 let size = v.ty.size_bytes();
                 out.push(CParam::Value(v.bits.to_le_bytes()[..size].to_vec()));
@@ -138,17 +138,17 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
                         param.name
                     )));
                 };
-                (raw.len, raw.elem, b.as_ptr() as *mut u8, b.len(), false)
+                (raw.len, b.as_ptr() as *mut u8, b.len(), false)
             }
             Arg::SliceMut(raw) => {
-                let (len, elem) = (raw.len, raw.elem);
+                let len = raw.len;
                 let Storage::Host(b) = &mut raw.storage else {
                     return Err(bad(format!(
                         "parameter `{}`: not a host buffer",
                         param.name
                     )));
                 };
-                (len, elem, b.as_mut_ptr(), b.len(), true)
+                (len, b.as_mut_ptr(), b.len(), true)
             }
         };
         let elems = match param.kind {
@@ -161,11 +161,14 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
                         param.name
                     )));
                 }
-                if elem_bytes == elem {
-                    raw_len
-                } else {
-                    raw_len / lanes
-                }
+                // The backend's own view rule (vector lanes, bit views); the launch check
+                // has already refused a buffer it does not accept.
+                let view = match arg {
+                    Arg::Slice(raw) => raw.len_as(elem),
+                    Arg::SliceMut(raw) => raw.len_as(elem),
+                    Arg::Value(_) => None,
+                };
+                view.unwrap_or(raw_len / lanes)
             }
             ParamKind::Value { .. } => raw_len,
         };

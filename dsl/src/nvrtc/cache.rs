@@ -12,6 +12,11 @@
 //! writing one key at once. A corrupt entry is ignored (one warning) and overwritten; a
 //! directory that cannot be created or written turns the disk cache off for this process
 //! (one warning), leaving the memory cache.
+//!
+//! Size: the directory is capped (default 2 GiB; `WARPFORGE_CACHE_MAX_MB` sets the cap in
+//! MiB, 0 for none). A hit refreshes its entry's modification time, and after this
+//! process's first write and every 64 MiB written after it, the least recently used
+//! entries are removed until the directory is back under 80% of the cap.
 
 use super::api::Nvrtc;
 use super::{command_line, compile, Arch, CompileOptions, Compiled, FunctionResources};
@@ -21,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 const KIND: FileKind = FileKind {
     magic: *b"WFCUBIN\n",
@@ -41,7 +47,18 @@ pub struct CompileCache {
     disk_usable: AtomicBool,
     /// Warnings given so far (for tests: each problem warns once).
     warnings: AtomicU32,
+    /// The size cap of the directory in bytes (0: none).
+    max_bytes: u64,
+    /// Bytes written since the last trim, and whether one ran in this process.
+    written: AtomicU64,
+    trimmed_once: AtomicBool,
 }
+
+/// The default size cap of the disk cache.
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
+/// Bytes written between two trims of the directory.
+const TRIM_EVERY: u64 = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -68,7 +85,16 @@ impl CompileCache {
             memory: Mutex::new(HashMap::new()),
             disk_usable: AtomicBool::new(true),
             warnings: AtomicU32::new(0),
+            max_bytes: max_bytes_from_env(),
+            written: AtomicU64::new(0),
+            trimmed_once: AtomicBool::new(false),
         }
+    }
+
+    /// This cache with a size cap of `max_bytes` (0: none) instead of the environment's.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> CompileCache {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// `WARPFORGE_CACHE_DIR`, else `<user cache dir>/warpforge/nvrtc`.
@@ -145,7 +171,10 @@ impl CompileCache {
         let reason = match cache_file::read_checked(&path, KIND) {
             Read::Missing => return None,
             Read::Valid(payload) => match decode_payload(&payload) {
-                Ok(compiled) => return Some(compiled),
+                Ok(compiled) => {
+                    touch(&path);
+                    return Some(compiled);
+                }
                 Err(reason) => reason,
             },
             Read::Corrupt(reason) => reason,
@@ -168,7 +197,9 @@ impl CompileCache {
         let Some(path) = self.entry_path(key) else {
             return;
         };
-        if let Err(e) = cache_file::write_checked(&path, KIND, &encode_payload(compiled)) {
+        let payload = encode_payload(compiled);
+        let written = payload.len() as u64;
+        if let Err(e) = cache_file::write_checked(&path, KIND, &payload) {
             // Only the first failure warns; later writes are not attempted.
             if self.disk_usable.swap(false, Ordering::Relaxed) {
                 self.warn(format!(
@@ -177,8 +208,85 @@ impl CompileCache {
                     path.display()
                 ));
             }
+            return;
+        }
+        let since = self.written.fetch_add(written, Ordering::Relaxed) + written;
+        let first = !self.trimmed_once.swap(true, Ordering::Relaxed);
+        if first || since >= TRIM_EVERY {
+            self.written.store(0, Ordering::Relaxed);
+            if let Some(dir) = self.dir() {
+                trim(dir, self.max_bytes);
+            }
         }
     }
+}
+
+/// `WARPFORGE_CACHE_MAX_MB` in bytes, else [`DEFAULT_MAX_BYTES`] (a value that is not a
+/// number warns once and keeps the default).
+fn max_bytes_from_env() -> u64 {
+    match std::env::var("WARPFORGE_CACHE_MAX_MB") {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(mb) => mb.saturating_mul(1 << 20),
+            Err(_) => {
+                tracing::warn!(
+                    "WARPFORGE_CACHE_MAX_MB={text:?} is not a whole number of MiB; using the \
+                     default cap of {} MiB",
+                    DEFAULT_MAX_BYTES >> 20
+                );
+                DEFAULT_MAX_BYTES
+            }
+        },
+        Err(_) => DEFAULT_MAX_BYTES,
+    }
+}
+
+/// Marks an entry as just used (its modification time orders eviction). Best effort.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Removes the least recently used entries of `dir` until their total is at most 80% of
+/// `max_bytes`, when it exceeds `max_bytes` (0: no cap). Entries another process removes
+/// meanwhile are skipped; other files are never touched. Returns the bytes removed.
+pub fn trim(dir: &Path, max_bytes: u64) -> u64 {
+    if max_bytes == 0 {
+        return 0;
+    }
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut entries: Vec<(SystemTime, u64, PathBuf)> = listing
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == EXTENSION))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = entries.iter().map(|e| e.1).sum();
+    if total <= max_bytes {
+        return 0;
+    }
+    entries.sort();
+    let goal = max_bytes - max_bytes / 5;
+    let mut removed = 0;
+    for (_, len, path) in entries {
+        if total <= goal {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            removed += len;
+        }
+        total = total.saturating_sub(len);
+    }
+    tracing::info!(
+        "NVRTC disk cache over its cap of {} MiB: removed {} MiB of least recently used entries",
+        max_bytes >> 20,
+        removed >> 20
+    );
+    removed
 }
 
 fn cache_key(source: &str, arch: Arch, options: &CompileOptions, nvrtc: (i32, i32)) -> Key {
@@ -363,6 +471,57 @@ mod tests {
             cache.dir().is_some(),
             "corruption does not turn the disk off"
         );
+    }
+
+    /// Over the cap, the least recently used entries go first (a hit counts as a use), down
+    /// to 80% of the cap; files that are not entries stay.
+    #[test]
+    fn the_directory_is_trimmed_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry_len = encode(&sample()).len() as u64;
+        let cache = CompileCache::at(dir.path()).with_max_bytes(0);
+        let day = std::time::Duration::from_secs(86_400);
+        for k in 0..10u8 {
+            cache.disk_put(&[k; 32], &sample());
+            // Entry k last used k days after the first.
+            let at = SystemTime::UNIX_EPOCH + day * (1000 + k as u32);
+            let file = std::fs::File::options()
+                .write(true)
+                .open(cache.entry_path(&[k; 32]).unwrap())
+                .unwrap();
+            file.set_modified(at).unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), vec![0u8; 4096]).unwrap();
+        // Entry 0 is read now: the most recent.
+        assert!(cache.disk_get(&[0; 32]).is_some());
+        assert_eq!(
+            trim(dir.path(), 20 * entry_len),
+            0,
+            "under the cap: nothing to do"
+        );
+        // A cap of 5 entries keeps 4 (80%): the one just read and the 3 newest.
+        let removed = trim(dir.path(), 5 * entry_len);
+        assert_eq!(removed, 6 * entry_len);
+        let kept: Vec<u8> = (0..10u8)
+            .filter(|&k| cache.entry_path(&[k; 32]).unwrap().exists())
+            .collect();
+        assert_eq!(kept, [0, 7, 8, 9]);
+        assert!(dir.path().join("notes.txt").exists());
+    }
+
+    /// A cache with a cap trims on its first write.
+    #[test]
+    fn the_first_write_trims_an_oversized_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry_len = encode(&sample()).len() as u64;
+        let uncapped = CompileCache::at(dir.path()).with_max_bytes(0);
+        for k in 0..8u8 {
+            uncapped.disk_put(&[k; 32], &sample());
+        }
+        let capped = CompileCache::at(dir.path()).with_max_bytes(4 * entry_len);
+        capped.disk_put(&[100; 32], &sample());
+        let left = std::fs::read_dir(dir.path()).unwrap().count() as u64;
+        assert!(left * entry_len <= 4 * entry_len, "{left} entries left");
     }
 
     #[test]

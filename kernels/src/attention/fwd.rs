@@ -18,9 +18,13 @@ use warpforge_macros::{device, kernel};
     constraint = BLOCK_M % (16 * WARPS) == 0 && BLOCK_M / WARPS <= 32,
     constraint = (BLOCK_N * HEAD_DIM / 8) % (32 * WARPS) == 0,
     constraint = (BLOCK_M * HEAD_DIM / 8) % (32 * WARPS) == 0,
-    constraint = BLOCK_M <= STAGES * BLOCK_N,
-    constraint = (BLOCK_M / WARPS / 16) * (HEAD_DIM / 2 + BLOCK_N / 2 + HEAD_DIM / 4) <= 208,
-    constraint = 2 * STAGES * BLOCK_N * (HEAD_DIM + 8) * 2 <= 101376
+    constraint = HEAD_DIM >= 256 || BLOCK_M <= STAGES * BLOCK_N,
+    constraint = (BLOCK_M / WARPS / 16)
+        * (HEAD_DIM / 2 + BLOCK_N / 2 + HEAD_DIM / 4 * (1 - HEAD_DIM / 256))
+        <= 208,
+    constraint = 2 * STAGES * BLOCK_N * (HEAD_DIM + 8) * 2
+        + HEAD_DIM / 256 * BLOCK_M * (HEAD_DIM + 8) * 2
+        <= 101376
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn flash_attn_fwd<
@@ -47,12 +51,19 @@ pub fn flash_attn_fwd<
     page_size: u32,
 ) {
     // Shared rows of HEAD_DIM + 8 elements (16 bytes of padding: conflict-free ldmatrix).
-    // The K ring also stages the Q tile once, before the loop (BLOCK_M <= STAGES·BLOCK_N).
+    // Below d = 256 the K ring also stages the Q tile once, before the loop (BLOCK_M <=
+    // STAGES·BLOCK_N), and Q's fragments live in registers. At d = 256 they would not fit
+    // beside the O accumulators (ptxas spills on sm_90), so Q keeps its own shared tile
+    // and each k-step reloads its fragment by ldmatrix (`HEAD_DIM / 256` is that switch).
     let mut k_tile = shared_array::<T>(STAGES * BLOCK_N * (HEAD_DIM + 8));
     let mut v_tile = shared_array::<T>(STAGES * BLOCK_N * (HEAD_DIM + 8));
-    // Per warp: MT m16 row tiles. Q fragments, S (scores, then probabilities) and the
-    // unnormalized O accumulators stay in registers.
-    let mut q_frag = local_array::<Vec4<u32>>((BLOCK_M / WARPS / 16) * (HEAD_DIM / 16));
+    let mut q_tile =
+        shared_array::<T>(HEAD_DIM / 256 * BLOCK_M * (HEAD_DIM + 8) + (1 - HEAD_DIM / 256) * 8);
+    // Per warp: MT m16 row tiles. Q fragments (below d = 256), S (scores, then
+    // probabilities) and the unnormalized O accumulators stay in registers.
+    let mut q_frag = local_array::<Vec4<u32>>(
+        (1 - HEAD_DIM / 256) * (BLOCK_M / WARPS / 16) * (HEAD_DIM / 16) + HEAD_DIM / 256,
+    );
     let mut s_acc = local_array::<Vec4<f32>>((BLOCK_M / WARPS / 16) * (BLOCK_N / 8));
     let mut o_acc = local_array::<Vec4<f32>>((BLOCK_M / WARPS / 16) * (HEAD_DIM / 8));
     // Running max (raw score units) and thread-partial sums, rows lane/4 and lane/4 + 8.
@@ -76,27 +87,41 @@ pub fn flash_attn_fwd<
     let offset = k_len as i32 - q_len as i32;
     let n_tiles = visible_tiles::<BLOCK_M, BLOCK_N>(m0, q_len, k_len, causal, offset);
 
-    // Q: one tile through the K ring into registers.
-    crate::gemm_tc::load_slice::<T, BLOCK_M, HEAD_DIM, 8, 8, WARPS, 1>(
-        &mut k_tile,
-        q,
-        0,
-        start_q + m0,
-        start_q + q_len,
-        head * HEAD_DIM,
-        head * HEAD_DIM + HEAD_DIM,
-        heads * HEAD_DIM,
-    );
+    // Q: one tile through the K ring into registers (d = 256: into its own tile).
+    if HEAD_DIM >= 256 {
+        crate::gemm_tc::load_slice::<T, BLOCK_M, HEAD_DIM, 8, 8, WARPS, 1>(
+            &mut q_tile,
+            q,
+            0,
+            start_q + m0,
+            start_q + q_len,
+            head * HEAD_DIM,
+            head * HEAD_DIM + HEAD_DIM,
+            heads * HEAD_DIM,
+        );
+    } else {
+        crate::gemm_tc::load_slice::<T, BLOCK_M, HEAD_DIM, 8, 8, WARPS, 1>(
+            &mut k_tile,
+            q,
+            0,
+            start_q + m0,
+            start_q + q_len,
+            head * HEAD_DIM,
+            head * HEAD_DIM + HEAD_DIM,
+            heads * HEAD_DIM,
+        );
+    }
     cp_async_commit();
     cp_async_wait(0);
     sync_threads();
     #[unroll]
     for i in 0..BLOCK_M / WARPS / 16 {
-        #[unroll]
-        for kk in 0..HEAD_DIM / 16 {
-            let row = warp_row + i * 16 + lane % 16;
-            let at = row * (HEAD_DIM + 8) + kk * 16 + lane / 16 * 8;
-            q_frag[i * (HEAD_DIM / 16) + kk] = ldmatrix_x4(&k_tile, at);
+        if HEAD_DIM < 256 {
+            #[unroll]
+            for kk in 0..HEAD_DIM / 16 {
+                q_frag[i * (HEAD_DIM / 16) + kk] =
+                    ldmatrix_x4(&k_tile, q_frag_at::<HEAD_DIM>(warp_row + i * 16, kk, lane));
+            }
         }
         row_max[2 * i] = f32::NEG_INFINITY;
         row_max[2 * i + 1] = f32::NEG_INFINITY;
@@ -169,7 +194,11 @@ pub fn flash_attn_fwd<
                     let r = ldmatrix_x4(&k_tile, row * (HEAD_DIM + 8) + col);
                     #[unroll]
                     for i in 0..BLOCK_M / WARPS / 16 {
-                        let qf = q_frag[i * (HEAD_DIM / 16) + kk];
+                        let qf = if HEAD_DIM >= 256 {
+                            ldmatrix_x4(&q_tile, q_frag_at::<HEAD_DIM>(warp_row + i * 16, kk, lane))
+                        } else {
+                            q_frag[(1 - HEAD_DIM / 256) * (i * (HEAD_DIM / 16) + kk)]
+                        };
                         let t = i * (BLOCK_N / 8) + 2 * j;
                         s_acc[t] = crate::gemm_tc::mma_f32::<T>(qf, Vec2::new(r.x, r.y), s_acc[t]);
                         s_acc[t + 1] =
@@ -441,4 +470,12 @@ pub fn pack_pair_f16(lo: f32, hi: f32) -> u32 {
 #[device]
 pub fn pack_pair_bf16(lo: f32, hi: f32) -> u32 {
     pack_bf16x2(bf16::from_f32(lo), bf16::from_f32(hi))
+}
+
+/// Where lane `lane` reads its part of the Q fragment (m16 rows from `row0`, k-step `kk`)
+/// from a shared Q tile with rows of `HEAD_DIM + 8` elements (`ldmatrix.x4`: lanes 0-15
+/// address rows 0-15 of the left 8 columns, lanes 16-31 the right 8).
+#[device]
+pub fn q_frag_at<const HEAD_DIM: u32>(row0: u32, kk: u32, lane: u32) -> u32 {
+    (row0 + lane % 16) * (HEAD_DIM + 8) + kk * 16 + lane / 16 * 8
 }

@@ -22,7 +22,7 @@ pub fn def_of(t: ScalarType) -> Option<&'static KernelDef> {
 /// one of 128 query rows over 8 warps (one m16 tile per warp) with 64-key tiles
 /// double-buffered — 68 KiB of shared memory and about 128 accumulator/fragment registers
 /// per thread at d = 128 — then 64 rows over 4 warps (d = 80, whose 16-byte chunks do not
-/// divide over 256 threads), then 64×32 (d = 256, within registers and 99 KiB).
+/// divide over 256 threads), then 64×32 over 4 warps (d = 256, Q in shared memory: exactly 99 KiB, no spills).
 pub fn default_config(head_dim: usize) -> Config {
     let space = &flash_attn_fwd_f16::def().space;
     let make = |(bm, bn, warps): (i64, i64, i64)| {

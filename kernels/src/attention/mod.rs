@@ -59,9 +59,13 @@
 //! `BLOCK_M` ∈ {32, 64, 128} query rows, `BLOCK_N` ∈ {32, 64, 128} keys per tile, `WARPS`
 //! ∈ {2, 4, 8}, `STAGES` ∈ {2, 3}. Constraints: each warp owns 16 or 32 rows; the cp.async
 //! chunks divide evenly over the threads; the Q tile fits the K ring (`BLOCK_M ≤
-//! STAGES·BLOCK_N`); registers for Q fragments, S and O (`MT·(d/2 + BLOCK_N/2 + d/4)` ≤ 208
-//! words); shared memory `2·STAGES·BLOCK_N·(d + 8)·2` bytes ≤ 99 KiB (above 48 KiB it is
-//! dynamic shared memory). [`host::default_config`] gives the default per head dim.
+//! STAGES·BLOCK_N`); registers for O, S and Q fragments (`MT·(d/2 + BLOCK_N/2 + d/4)` ≤
+//! 208 words); shared memory `2·STAGES·BLOCK_N·(d + 8)·2` bytes ≤ 99 KiB (above 48 KiB it
+//! is dynamic shared memory). At d = 256 Q's fragments do not fit the registers beside O
+//! (ptxas spilled on sm_90), so Q gets its own shared tile (`BLOCK_M·(d + 8)·2` bytes more,
+//! no longer staged through the K ring) and each k-step reloads its fragment by
+//! `ldmatrix`; the register count drops the `d/4`. [`host::default_config`] gives the
+//! default per head dim.
 //!
 //! # Use
 //!

@@ -3,6 +3,13 @@ use std::process::ExitCode;
 use warpforge_runtime::cli::{self, Cli};
 
 fn main() -> ExitCode {
+    // A closed pipe (`warpforge kernels | head -1`) ends the process quietly, as it does
+    // for other Unix tools, instead of panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARPFORGE_LOG")

@@ -89,11 +89,10 @@ pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
-            println!(
-                "warpforge autotune: no GPU ({e}); `--dry-run` lists the spaces and their \
-                 pruning without one"
-            );
-            return Ok(ExitCode::FAILURE);
+            return Err(anyhow::anyhow!(
+                "no GPU for autotune ({e}); `--dry-run` lists the spaces and their pruning \
+                 without one"
+            ))
         }
     };
     tune(&args, &device, &kernels, &shapes)
@@ -344,27 +343,37 @@ fn summarize_failures(reports: &[ProblemReport]) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `90s`, `10m`, `1h`, `500ms`, or plain seconds.
+/// `90s`, `10m`, `1h`, `500ms`, plain seconds, or a sum of such terms: `1h30m`, `2m 30s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 90s, 10m or 1h"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
-            ))
-        }
-    };
+    let bad = || format!("`{text}` is not a duration like 90s, 10m, 1h or 1h30m");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut seconds = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = rest[number_len..].trim_start();
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "" | "s" => 1.0,
+            "ms" => 1e-3,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+                ))
+            }
+        };
+        seconds += value * scale;
+        rest = rest[unit_len..].trim_start();
+    }
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
@@ -378,6 +387,14 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2m 30s"), Ok(Duration::from_secs(150)));
+        assert_eq!(parse_duration("1m500ms"), Ok(Duration::from_millis(60_500)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1h30x")
+            .unwrap_err()
+            .contains("unknown unit `x`"));
+        assert!(parse_duration("h").is_err());
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert!(parse_duration("ten minutes").is_err());
@@ -447,8 +464,8 @@ mod cli_tests {
             eprintln!("skipping: a GPU is present, so autotune would really tune");
             return;
         }
-        let code = super::run(args(&["--kernels", "vector_add"])).unwrap();
-        assert_eq!(code, ExitCode::FAILURE);
+        let e = super::run(args(&["--kernels", "vector_add"])).unwrap_err();
+        assert!(e.to_string().contains("no GPU for autotune"), "{e}");
         if let Err(e) = warpforge_dsl::nvrtc::supported_archs() {
             eprintln!("skipping the --dry-run half: no NVRTC ({e})");
             return;

@@ -26,7 +26,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the library's kernels with their tunable spaces.
-    Kernels,
+    Kernels {
+        /// One JSON document (name, summary, space, constraints, default, source) instead
+        /// of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the CUDA C of one specialization.
     Emit {
         kernel: String,
@@ -88,6 +93,9 @@ pub enum Command {
         /// JSON from scripts/gpu-check-triton.py to merge (Triton's matmul and FP8 quantizer).
         #[arg(long)]
         triton_json: Option<std::path::PathBuf>,
+        /// JSON from scripts/gpu-check-attention.py to merge (PyTorch's flash SDPA).
+        #[arg(long)]
+        attention_json: Option<std::path::PathBuf>,
         /// JSON of the run's context (clocks, driver, commit) to merge as `meta`.
         #[arg(long)]
         meta_json: Option<std::path::PathBuf>,
@@ -125,8 +133,12 @@ pub enum BackendChoice {
 /// Runs a command; the exit code says whether every check passed.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Kernels => {
-            list_kernels();
+        Command::Kernels { json } => {
+            if json {
+                println!("{:#}", kernels_json());
+            } else {
+                list_kernels();
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Emit { kernel, config } => {
@@ -171,6 +183,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             tune_cache,
             torch_json,
             triton_json,
+            attention_json,
             meta_json,
             sample_configs,
             sample_budget,
@@ -181,6 +194,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 tune_cache,
                 torch_json,
                 triton_json,
+                attention_json,
             });
             let sampling = check::Sampling {
                 configs: sample_configs,
@@ -225,14 +239,89 @@ fn list_kernels() {
     }
 }
 
+/// The library as JSON: per kernel its name, summary, tunables with their values and
+/// default, constraints, number of valid configs, default config and source location.
+fn kernels_json() -> serde_json::Value {
+    let kernels: Vec<serde_json::Value> = library()
+        .iter()
+        .map(|k| {
+            let def = k.def();
+            let params: Vec<serde_json::Value> = def
+                .space
+                .params
+                .iter()
+                .map(|p| serde_json::json!({ "name": p.name, "values": p.values, "default": p.default }))
+                .collect();
+            let constraints: Vec<String> =
+                def.space.constraints.iter().map(|c| c.text.clone()).collect();
+            serde_json::json!({
+                "name": k.name(),
+                "summary": k.summary(),
+                "params": params,
+                "constraints": constraints,
+                "configs": k.configs().len(),
+                "default": k.default_config().to_string(),
+                "source": format!("{}:{}", def.file, def.line),
+            })
+        })
+        .collect();
+    serde_json::json!({ "kernels": kernels })
+}
+
 pub(crate) fn find_kernel(name: &str) -> Result<Kernel> {
     warpforge_kernels::find(name).ok_or_else(|| {
-        let names: Vec<_> = library().iter().map(|k| k.name()).collect();
-        anyhow!(
-            "unknown kernel `{name}`; the library has: {}",
-            names.join(", ")
-        )
+        let names: Vec<&str> = library().iter().map(|k| k.name()).collect();
+        match suggestions(name, &names).as_slice() {
+            [] => anyhow!("unknown kernel `{name}`; `warpforge kernels` lists the library"),
+            close => anyhow!(
+                "unknown kernel `{name}`; did you mean {}? (`warpforge kernels` lists the library)",
+                close
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
     })
+}
+
+/// Up to five names close to `query`: those containing it, then those within an edit
+/// distance of a third of its length (at least 2), nearest first.
+fn suggestions<'a>(query: &str, names: &[&'a str]) -> Vec<&'a str> {
+    let q = query.to_ascii_lowercase();
+    let limit = (q.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, &str)> = names
+        .iter()
+        .filter_map(|&n| {
+            let lower = n.to_ascii_lowercase();
+            if lower.contains(&q) {
+                Some((0, n))
+            } else {
+                let d = edit_distance(&q, &lower);
+                (d <= limit).then_some((d, n))
+            }
+        })
+        .collect();
+    scored.sort_by_key(|&(d, n)| (d, n.len()));
+    scored.into_iter().take(5).map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn select(kernel: Option<&str>, all: bool) -> Result<Vec<Kernel>> {
@@ -297,5 +386,35 @@ fn open_device(choice: BackendChoice) -> Result<Device> {
                 Ok(Device::cpu())
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{edit_distance, suggestions};
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn close_names_are_suggested_nearest_first() {
+        let names = [
+            "rmsnorm_f16",
+            "rmsnorm_bf16",
+            "layernorm_f16",
+            "gemm",
+            "softmax",
+        ];
+        assert_eq!(
+            suggestions("rmsnorm", &names),
+            ["rmsnorm_f16", "rmsnorm_bf16"]
+        );
+        assert_eq!(suggestions("rmsnrom_f16", &names)[0], "rmsnorm_f16");
+        assert_eq!(suggestions("softmx", &names), ["softmax"]);
+        assert!(suggestions("flash_attention_v9", &names).is_empty());
     }
 }

@@ -1,13 +1,15 @@
 //! Performance section of `warpforge gpu-check`: the tensor-core GEMMs against cuBLAS
 //! ([`gemm`]), the FP8 GEMM against our f16 one ([`fp8_gemm`]), the FP8 (de)quantize
-//! kernels against the DRAM peak ([`fp8`]), and PyTorch's per-tensor FP8 cast when
-//! `scripts/gpu-check-torch.py` measured it.
+//! kernels against the DRAM peak ([`fp8`]), flash attention against PyTorch's SDPA
+//! ([`attention`]), and PyTorch's per-tensor FP8 cast when `scripts/gpu-check-torch.py`
+//! measured it.
 //!
 //! Every figure is a median of CUDA-event samples taken with the autotuner's [`CudaTimer`]
 //! under a [`SamplePolicy`]: the L2 cache is flushed before each timed launch, and each
 //! problem is larger than the L2 or flushed, so the numbers are cold-cache, as between the
 //! layers of a model. Perf targets are informational: gpu-check never fails on them.
 
+pub mod attention;
 pub mod cublas;
 pub mod fp8;
 pub mod fp8_gemm;
@@ -30,6 +32,9 @@ pub struct PerfOptions {
     pub torch_json: Option<PathBuf>,
     /// JSON written by `scripts/gpu-check-triton.py`, merged into the report as `triton`.
     pub triton_json: Option<PathBuf>,
+    /// JSON written by `scripts/gpu-check-attention.py` (PyTorch's flash SDPA), matched
+    /// per shape in the attention section.
+    pub attention_json: Option<PathBuf>,
 }
 
 /// Why a measurement could not be made (recorded in the report; the run goes on).
@@ -145,11 +150,14 @@ pub fn run(device: &Device, options: &PerfOptions) -> serde_json::Value {
     let fp8_gemm = fp8_gemm::run(device, options, &gemm);
     println!("perf: FP8 quantize bandwidth");
     let fp8 = fp8::run(device, options);
+    println!("perf: flash attention vs PyTorch SDPA (flash backend)");
+    let attention = attention::run(device, options);
     let torch = torch_section(options.torch_json.as_deref());
     let triton = torch_section(options.triton_json.as_deref());
     println!("perf: done in {:.1?}", started.elapsed());
     serde_json::json!({
-        "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "torch": torch, "triton": triton,
+        "gemm": gemm, "fp8_gemm": fp8_gemm, "fp8": fp8, "attention": attention,
+        "torch": torch, "triton": triton,
     })
 }
 
