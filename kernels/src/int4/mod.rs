@@ -5,6 +5,11 @@
 //! importers produce it, the packer turns it into the kernel's layout, and
 //! [`Int4Weight::dequantize`] is the reference the kernels are checked against.
 
+pub mod adadim;
+pub mod gptq;
+pub mod import;
+mod linalg;
+pub mod quant;
 pub mod weight;
 
 pub use weight::{GroupDim, Int4Error, Int4Weight};
