@@ -59,11 +59,17 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     // q 64·64, k and v 64·32 each, o 64·64, gate/up/down 64·172 each.
     let layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 172;
     assert_eq!(dims_of(&shapes, "coat_adamw_step", layer), [&[layer][..]]);
+    // The element-wise layers: SwiGLU (and its backward) over the MLP's width, the residual
+    // add over the hidden state.
+    assert_eq!(dims_of(&shapes, "swiglu_bf16", 16), [&[16, 172][..]]);
+    assert_eq!(dims_of(&shapes, "add_bf16", 16 * 64), [&[16 * 64][..]]);
     // 4 token counts × (5 gemm + 5 gemm_tc_nt + 5 fp8_gemm_e4m3_bf16 + 2 gemm_tc_nn + softmax +
     // vector_add + sum_partials + 2 widths × 11 bf16 FP8 activation kernels + RMSNorm and
-    // LayerNorm + the split-KV attention merge; flash attention has no head dim 16), then 2
-    // FP8 weight tilings (bf16, both formats) and 3 COAT kernels.
-    assert_eq!(shapes.len(), 4 * (20 + 2 * 11 + 3) + 2 + 3);
+    // LayerNorm + the split-KV attention merge; flash attention has no head dim 16 — plus
+    // 2 × 5 int4 GEMMs (per-OC and per-IC groups) and 6 layers around them: SwiGLU forward
+    // and backward, add, RoPE, the embedding gather and the K/V page write), then 2 FP8
+    // weight tilings (bf16, both formats) and 3 COAT kernels.
+    assert_eq!(shapes.len(), 4 * (20 + 2 * 11 + 3 + 10 + 6) + 2 + 3);
     assert!(dims_of(&shapes, "flash_attn_fwd_bf16", 4).is_empty());
     assert!(shapes.iter().all(|s| check_shape(s).is_ok()));
     let names: Vec<&str> = shapes.iter().map(|s| s.name.as_str()).collect();
