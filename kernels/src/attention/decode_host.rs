@@ -1,7 +1,7 @@
 //! Host side of decode attention: instances, default configs, the split heuristic, the
 //! partial-result workspace, and the launch (decode kernel, plus the combine when split).
 
-use super::host::{config_for, AttnBuffers, KvLayout};
+use super::host::{config_for, AttnArgs, AttnBuffers};
 use super::reference::{AttnError, AttnShape};
 use super::{
     flash_attn_decode_bf16, flash_attn_decode_combine_bf16, flash_attn_decode_combine_f16,
@@ -185,15 +185,23 @@ pub fn decode_launch<T: Float + Element>(
     ws: &mut DecodeWorkspace,
     scale: f32,
 ) -> Result<(), AttnError> {
+    decode_launch_with(device, config, shape, bufs.args(), ws, scale)
+}
+
+/// [`decode_launch`] on borrowed operands.
+pub fn decode_launch_with<T: Float + Element>(
+    device: &Device,
+    config: &Config,
+    shape: &AttnShape,
+    bufs: AttnArgs<'_, T>,
+    ws: &mut DecodeWorkspace,
+    scale: f32,
+) -> Result<(), AttnError> {
     validate_decode(shape, ws.splits)?;
     let no_instance = || AttnError::Shape(format!("decode takes f16 or bf16, not {}", T::SCALAR));
     let def = decode_def_of(T::SCALAR).ok_or_else(no_instance)?;
     let combine = combine_def_of(T::SCALAR).ok_or_else(no_instance)?;
-    if !(scale > 0.0 && scale.is_finite()) {
-        return Err(AttnError::Shape(format!(
-            "softmax scale {scale} must be positive and finite"
-        )));
-    }
+    super::host::check_scale(scale)?;
     let needed = if ws.splits > 1 { shape.total_q() } else { 0 };
     if ws.o_part.len() < ws.splits * needed * shape.heads * shape.head_dim {
         return Err(AttnError::Shape(
@@ -201,28 +209,22 @@ pub fn decode_launch<T: Float + Element>(
         ));
     }
     let config = config_for(config, shape);
-    let (page_size, pages_per_seq) = match bufs.kv_layout {
-        KvLayout::Contiguous => (0, 0),
-        KvLayout::Paged {
-            page_size,
-            pages_per_seq,
-        } => (page_size, pages_per_seq),
-    };
+    let (page_size, pages_per_seq) = bufs.kv_layout.page_args();
     let mut args = [
-        Arg::slice(&bufs.q),
-        Arg::slice(&bufs.k),
-        Arg::slice(&bufs.v),
-        Arg::slice_mut(&mut bufs.o),
-        Arg::slice_mut(&mut bufs.lse),
+        Arg::slice(bufs.q),
+        Arg::slice(bufs.k),
+        Arg::slice(bufs.v),
+        Arg::slice_mut(bufs.o),
+        Arg::slice_mut(bufs.lse),
         Arg::slice_mut(&mut ws.o_part),
         Arg::slice_mut(&mut ws.lse_part),
-        Arg::slice(&bufs.cu_seqlens_q),
-        Arg::slice(&bufs.cu_seqlens_k),
+        Arg::slice(bufs.cu_seqlens_q),
+        Arg::slice(bufs.cu_seqlens_k),
         Arg::value(shape.heads as u32),
         Arg::value(shape.kv_heads as u32),
         Arg::value(scale * std::f32::consts::LOG2_E),
         Arg::value(shape.causal as u32),
-        Arg::slice(&bufs.block_table),
+        Arg::slice(bufs.block_table),
         Arg::value(pages_per_seq),
         Arg::value(page_size),
     ];
@@ -242,8 +244,8 @@ pub fn decode_launch<T: Float + Element>(
     let mut args = [
         Arg::slice(&ws.o_part),
         Arg::slice(&ws.lse_part),
-        Arg::slice_mut(&mut bufs.o),
-        Arg::slice_mut(&mut bufs.lse),
+        Arg::slice_mut(bufs.o),
+        Arg::slice_mut(bufs.lse),
         Arg::value(ws.splits as u32),
         Arg::value(shape.total_q() as u32),
         Arg::value(shape.heads as u32),

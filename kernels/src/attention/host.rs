@@ -240,6 +240,63 @@ pub fn paginate<T: Float>(
     (kc, vc, table, per_seq)
 }
 
+/// Borrowed attention operands: what [`launch_with`] and
+/// [`decode_launch_with`](super::decode_launch_with) read and write, so a caller that owns
+/// its buffers elsewhere (a runtime's KV cache per layer, a step's Q and O) launches without
+/// moving them into an [`AttnBuffers`]. Q/O may hold more rows than the shape covers: the
+/// kernels touch only the rows `cu_seqlens_q` names.
+pub struct AttnArgs<'a, T: Element> {
+    pub q: &'a Buffer<T>,
+    pub k: &'a Buffer<T>,
+    pub v: &'a Buffer<T>,
+    pub o: &'a mut Buffer<T>,
+    pub lse: &'a mut Buffer<f32>,
+    pub cu_seqlens_q: &'a Buffer<u32>,
+    pub cu_seqlens_k: &'a Buffer<u32>,
+    pub block_table: &'a Buffer<u32>,
+    pub kv_layout: KvLayout,
+}
+
+impl<T: Element> AttnBuffers<T> {
+    /// The buffers as launch operands.
+    pub fn args(&mut self) -> AttnArgs<'_, T> {
+        AttnArgs {
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            o: &mut self.o,
+            lse: &mut self.lse,
+            cu_seqlens_q: &self.cu_seqlens_q,
+            cu_seqlens_k: &self.cu_seqlens_k,
+            block_table: &self.block_table,
+            kv_layout: self.kv_layout,
+        }
+    }
+}
+
+impl KvLayout {
+    /// `(page_size, pages_per_seq)` as the kernels take them (0, 0 when contiguous).
+    pub fn page_args(self) -> (u32, u32) {
+        match self {
+            KvLayout::Contiguous => (0, 0),
+            KvLayout::Paged {
+                page_size,
+                pages_per_seq,
+            } => (page_size, pages_per_seq),
+        }
+    }
+}
+
+/// Checks the softmax scale both attention launches take.
+pub(crate) fn check_scale(scale: f32) -> Result<(), AttnError> {
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Err(AttnError::Shape(format!(
+            "softmax scale {scale} must be positive and finite"
+        )));
+    }
+    Ok(())
+}
+
 /// Launches `flash_attn_fwd_{T}` on buffers already on `device` (`config`'s HEAD_DIM is
 /// replaced by the shape's). `scale` is the softmax scale (usually 1/√d); it is folded with
 /// log2(e) into the exp2 argument.
@@ -250,6 +307,17 @@ pub fn launch<T: Float + Element>(
     bufs: &mut AttnBuffers<T>,
     scale: f32,
 ) -> Result<(), AttnError> {
+    launch_with(device, config, shape, bufs.args(), scale)
+}
+
+/// [`launch`] on borrowed operands.
+pub fn launch_with<T: Float + Element>(
+    device: &Device,
+    config: &Config,
+    shape: &AttnShape,
+    bufs: AttnArgs<'_, T>,
+    scale: f32,
+) -> Result<(), AttnError> {
     shape.validate()?;
     let def = def_of(T::SCALAR).ok_or_else(|| {
         AttnError::Shape(format!(
@@ -257,32 +325,22 @@ pub fn launch<T: Float + Element>(
             T::SCALAR
         ))
     })?;
-    if !(scale > 0.0 && scale.is_finite()) {
-        return Err(AttnError::Shape(format!(
-            "softmax scale {scale} must be positive and finite"
-        )));
-    }
+    check_scale(scale)?;
     let config = config_for(config, shape);
-    let (page_size, pages_per_seq) = match bufs.kv_layout {
-        KvLayout::Contiguous => (0, 0),
-        KvLayout::Paged {
-            page_size,
-            pages_per_seq,
-        } => (page_size, pages_per_seq),
-    };
+    let (page_size, pages_per_seq) = bufs.kv_layout.page_args();
     let mut args = [
-        Arg::slice(&bufs.q),
-        Arg::slice(&bufs.k),
-        Arg::slice(&bufs.v),
-        Arg::slice_mut(&mut bufs.o),
-        Arg::slice_mut(&mut bufs.lse),
-        Arg::slice(&bufs.cu_seqlens_q),
-        Arg::slice(&bufs.cu_seqlens_k),
+        Arg::slice(bufs.q),
+        Arg::slice(bufs.k),
+        Arg::slice(bufs.v),
+        Arg::slice_mut(bufs.o),
+        Arg::slice_mut(bufs.lse),
+        Arg::slice(bufs.cu_seqlens_q),
+        Arg::slice(bufs.cu_seqlens_k),
         Arg::value(shape.heads as u32),
         Arg::value(shape.kv_heads as u32),
         Arg::value(scale * std::f32::consts::LOG2_E),
         Arg::value(shape.causal as u32),
-        Arg::slice(&bufs.block_table),
+        Arg::slice(bufs.block_table),
         Arg::value(pages_per_seq),
         Arg::value(page_size),
     ];

@@ -97,14 +97,16 @@ pub mod reference;
 pub use decode::*;
 pub use decode_family::{decode_problems, DecodeProblem};
 pub use decode_host::{
-    combine_def_of, decode_def_of, decode_default_config, decode_dims, decode_launch, decode_run,
-    decode_splits, row_tiles, validate_decode, DecodeWorkspace, DECODE_MAX_Q,
+    combine_def_of, decode_def_of, decode_default_config, decode_dims, decode_launch,
+    decode_launch_with, decode_run, decode_splits, row_tiles, validate_decode, DecodeWorkspace,
+    DECODE_MAX_Q,
 };
 pub use family::kernels;
 pub use fwd::*;
 pub use host::{
     compare, compare_within, config_for, def_of, default_config, dims, expected, inputs, launch,
-    output, paginate, problems, run, tolerance_o, AttnBuffers, KvLayout, TOLERANCE_LSE,
+    launch_with, output, paginate, problems, run, tolerance_o, AttnArgs, AttnBuffers, KvLayout,
+    TOLERANCE_LSE,
 };
 pub use merge::{
     attn_merge_bf16, attn_merge_f16, attn_merge_f32, merge_def_of, merge_launch, merge_run,
