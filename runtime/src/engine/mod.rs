@@ -4,4 +4,5 @@
 pub mod layout;
 pub mod model;
 pub mod plan;
+pub mod runner;
 pub mod weights;
