@@ -237,8 +237,8 @@ pub fn flash_attn_decode<
             }
             // Masks only where this warp's keys cross the range end or the diagonal.
             let ragged = n0 + BLOCK_N / WARPS > key_end;
-            let diagonal =
-                causal != 0 && (n0 + BLOCK_N / WARPS - 1) as i32 > first_token as i32 + offset;
+            let diagonal = causal > 1
+                || causal != 0 && (n0 + BLOCK_N / WARPS - 1) as i32 > first_token as i32 + offset;
             if ragged || diagonal {
                 let t_lo = (r0 + lane / 4) / group;
                 let t_hi = (r0 + lane / 4 + 8) / group;

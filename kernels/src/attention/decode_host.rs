@@ -210,6 +210,7 @@ pub fn decode_launch_with<T: Float + Element>(
     }
     let config = config_for(config, shape);
     let (page_size, pages_per_seq) = bufs.kv_layout.page_args();
+    let mask = bufs.mask_code(shape.causal)?;
     let mut args = [
         Arg::slice(bufs.q),
         Arg::slice(bufs.k),
@@ -223,7 +224,7 @@ pub fn decode_launch_with<T: Float + Element>(
         Arg::value(shape.heads as u32),
         Arg::value(shape.kv_heads as u32),
         Arg::value(scale * std::f32::consts::LOG2_E),
-        Arg::value(shape.causal as u32),
+        Arg::value(mask),
         Arg::slice(bufs.block_table),
         Arg::value(pages_per_seq),
         Arg::value(page_size),

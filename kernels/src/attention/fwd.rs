@@ -209,7 +209,9 @@ pub fn flash_attn_fwd<
             // Element masks only on tiles that cross the key end or the causal diagonal
             // (block-uniform test; m0 is the block's first row, which sees the fewest keys).
             let ragged = n0 + BLOCK_N > k_len;
-            let diagonal = causal != 0 && (n0 + BLOCK_N - 1) as i32 > m0 as i32 + offset;
+            // A sliding window (causal > 1) masks every tile: cheap next to the exp2s.
+            let diagonal =
+                causal > 1 || causal != 0 && (n0 + BLOCK_N - 1) as i32 > m0 as i32 + offset;
             if ragged || diagonal {
                 #[unroll]
                 for i in 0..BLOCK_M / WARPS / 16 {
@@ -412,12 +414,15 @@ pub fn load_kv<T: Float, const BLOCK_N: u32, const HEAD_DIM: u32, const WARPS: u
     }
 }
 
-/// `s` where query row `row` sees key `key`, else -inf.
+/// `s` where query row `row` sees key `key`, else -inf. `causal`: 0 sees every key, 1 the
+/// keys up to the row's diagonal (bottom-right: `key ≤ row + offset`), `1 + w` only the
+/// last `w` of those (a sliding window: `row + offset − key < w`, transformers' convention).
 #[device]
 pub fn masked(s: f32, key: u32, row: u32, k_len: u32, causal: u32, offset: i32) -> f32 {
     let past_end = key >= k_len;
     let above_diagonal = causal != 0 && key as i32 > row as i32 + offset;
-    if past_end || above_diagonal {
+    let before_window = causal > 1 && row as i32 + offset - key as i32 >= (causal - 1) as i32;
+    if past_end || above_diagonal || before_window {
         f32::NEG_INFINITY
     } else {
         s

@@ -255,6 +255,23 @@ pub struct AttnArgs<'a, T: Element> {
     pub cu_seqlens_k: &'a Buffer<u32>,
     pub block_table: &'a Buffer<u32>,
     pub kv_layout: KvLayout,
+    /// A causal shape's sliding window: each row sees only its last `w` keys (Mistral,
+    /// Qwen2); `None` sees all of them. Ignored when the shape is not causal.
+    pub window: Option<u32>,
+}
+
+impl<T: Element> AttnArgs<'_, T> {
+    /// The kernels' `causal` argument: 0, 1, or 1 + the window (see `masked`).
+    pub fn mask_code(&self, causal: bool) -> Result<u32, AttnError> {
+        match (causal, self.window) {
+            (false, _) => Ok(0),
+            (true, None) => Ok(1),
+            (true, Some(w)) if w > 0 && w < u32::MAX => Ok(1 + w),
+            (true, Some(w)) => Err(AttnError::Shape(format!(
+                "sliding window {w} must be positive"
+            ))),
+        }
+    }
 }
 
 impl<T: Element> AttnBuffers<T> {
@@ -270,6 +287,7 @@ impl<T: Element> AttnBuffers<T> {
             cu_seqlens_k: &self.cu_seqlens_k,
             block_table: &self.block_table,
             kv_layout: self.kv_layout,
+            window: None,
         }
     }
 }
@@ -328,6 +346,7 @@ pub fn launch_with<T: Float + Element>(
     check_scale(scale)?;
     let config = config_for(config, shape);
     let (page_size, pages_per_seq) = bufs.kv_layout.page_args();
+    let mask = bufs.mask_code(shape.causal)?;
     let mut args = [
         Arg::slice(bufs.q),
         Arg::slice(bufs.k),
@@ -339,7 +358,7 @@ pub fn launch_with<T: Float + Element>(
         Arg::value(shape.heads as u32),
         Arg::value(shape.kv_heads as u32),
         Arg::value(scale * std::f32::consts::LOG2_E),
-        Arg::value(shape.causal as u32),
+        Arg::value(mask),
         Arg::slice(bufs.block_table),
         Arg::value(pages_per_seq),
         Arg::value(page_size),

@@ -426,7 +426,8 @@ impl<T: ModelFloat> DeviceModel<T> {
         let mut lse = self.device.zeros::<f32>(meta.rows * heads)?;
         let scale = 1.0 / (head.dim as f32).sqrt();
         let (k, v) = (&self.cache.k[l], &self.cache.v[l]);
-        let kv = (k, v, self.cache.page_size);
+        let window = self.config.layer_windows[l].map(|w| w as u32);
+        let kv = (k, v, self.cache.page_size, window);
         if let Some(part) = &meta.prefill {
             let config = attention::default_config(head.padded);
             attention::launch_with(
@@ -523,7 +524,7 @@ impl<T: ModelFloat> DeviceModel<T> {
 /// The operands of one attention launch over the paged cache.
 fn attn_args<'a, T: Element>(
     q: &'a Buffer<T>,
-    (k, v, page_size): (&'a Buffer<T>, &'a Buffer<T>, usize),
+    (k, v, page_size, window): (&'a Buffer<T>, &'a Buffer<T>, usize, Option<u32>),
     part: &'a AttnPart,
     o: &'a mut Buffer<T>,
     lse: &'a mut Buffer<f32>,
@@ -541,6 +542,7 @@ fn attn_args<'a, T: Element>(
             page_size: page_size as u32,
             pages_per_seq: part.pages_per_seq as u32,
         },
+        window,
     }
 }
 
