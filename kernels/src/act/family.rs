@@ -4,8 +4,8 @@
 //! wide), add problems `[len]`; widths are multiples of 4 (see [`super`]).
 
 use super::host::{
-    add_reference, launch_add, launch_swiglu, launch_swiglu_bwd, quads, swiglu_bwd_reference,
-    swiglu_reference, ActFloat,
+    add_reference, bias_add_reference, launch_add, launch_bias_add, launch_swiglu,
+    launch_swiglu_bwd, quads, swiglu_bwd_reference, swiglu_reference, ActFloat,
 };
 use crate::check::{Problem, Tolerance};
 use crate::family::{download_f32, register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
@@ -16,7 +16,7 @@ use warpforge_dsl::{Buffer, Config, Device, Error, KernelDef};
 /// Every instance: SwiGLU, its backward and the add, each for f32, f16 and bf16.
 pub fn kernels() -> Vec<Kernel> {
     let mut out = Vec::new();
-    for kind in [Kind::Swiglu, Kind::SwigluBwd, Kind::Add] {
+    for kind in [Kind::Swiglu, Kind::SwigluBwd, Kind::Add, Kind::BiasAdd] {
         out.push(instance::<f32>(kind));
         out.push(instance::<f16>(kind));
         out.push(instance::<bf16>(kind));
@@ -29,6 +29,7 @@ fn instance<T: ActFloat>(kind: Kind) -> Kernel {
         Kind::Swiglu => "SwiGLU forward: T(T(silu(gate)) · up) from the fused gate/up projection",
         Kind::SwigluBwd => "SwiGLU backward: d(gate, up) from dy, recomputing silu",
         Kind::Add => "residual add in place: acc = T(acc + x)",
+        Kind::BiasAdd => "bias add after an f32 GEMM: y = T(x + b), one rounding",
     };
     let summary = format!("{what}, {}, Vec4 accesses", T::SCALAR);
     register(Act::<T> {
@@ -43,6 +44,7 @@ enum Kind {
     Swiglu,
     SwigluBwd,
     Add,
+    BiasAdd,
 }
 
 struct Act<T> {
@@ -52,7 +54,8 @@ struct Act<T> {
 }
 
 /// A case's inputs as `T` values widened to f32: gate in [−8, 8) (the saturating tails of
-/// silu), up in [−2, 2), dy in [−1, 1); the add's two operands in [−4, 4).
+/// silu), up in [−2, 2), dy in [−1, 1); the add's two operands in [−4, 4); the bias add's
+/// x unrounded f32s in [−4, 4) (so the single rounding shows) and its bias `[cols]`.
 struct Inputs {
     first: Vec<f32>,
     second: Vec<f32>,
@@ -68,6 +71,15 @@ fn inputs<T: ActFloat>(kind: Kind, dims: &[usize]) -> Inputs {
             first: gen(dims[0], 4.0),
             second: gen(dims[0], 4.0),
         },
+        Kind::BiasAdd => {
+            let first = (0..dims[0] * dims[1]).map(|_| rng.float(4.0)).collect();
+            Inputs {
+                first,
+                second: (0..dims[1])
+                    .map(|_| T::from_f32(rng.float(2.0)).to_f32())
+                    .collect(),
+            }
+        }
         Kind::Swiglu | Kind::SwigluBwd => {
             let (rows, cols) = (dims[0], dims[1]);
             let mut gate_up = Vec::with_capacity(2 * rows * cols);
@@ -98,6 +110,7 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
             Kind::Swiglu => (T::SWIGLU)(),
             Kind::SwigluBwd => (T::SWIGLU_BWD)(),
             Kind::Add => (T::ADD)(),
+            Kind::BiasAdd => (T::BIAS_ADD)(),
         }
     }
 
@@ -153,13 +166,18 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
         let Inputs { first, second } = inputs::<T>(self.kind, &problem.dims);
         let out_len = match self.kind {
             Kind::Swiglu => first.len() / 2,
-            Kind::SwigluBwd => first.len(),
+            Kind::SwigluBwd | Kind::BiasAdd => first.len(),
             Kind::Add => 0,
         };
         let initial = to_t::<T>(&first);
+        let wide = match self.kind {
+            Kind::BiasAdd => first.clone(),
+            _ => vec![0.0; 4],
+        };
         Ok(Box::new(ActCase::<T> {
             kind: self.kind,
             dims: problem.dims.clone(),
+            wide: device.upload(&wide)?,
             first: device.upload(&initial)?,
             second: device.upload(&to_t::<T>(&second))?,
             out: device.zeros(out_len.max(1))?,
@@ -173,6 +191,7 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
             Kind::Swiglu => swiglu_reference::<T>(&first, problem.dims[1]),
             Kind::SwigluBwd => swiglu_bwd_reference::<T>(&first, &second, problem.dims[1]),
             Kind::Add => add_reference::<T>(&first, &second),
+            Kind::BiasAdd => bias_add_reference::<T>(&first, &second, problem.dims[1]),
         }
     }
 
@@ -186,6 +205,7 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
         let u = f64::from(f32::EPSILON) / 2.0;
         match self.kind {
             Kind::Add => T::ULP,
+            Kind::BiasAdd => 0.0,
             _ => 2.0 * T::ULP + 32.0 * u,
         }
     }
@@ -198,11 +218,12 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
     /// Each input read once, each output written once (see [`super`]).
     fn bytes(&self, problem: &Problem) -> Option<u64> {
         let n = problem.dims.iter().product::<usize>() as u64;
-        let per = match self.kind {
-            Kind::Swiglu | Kind::Add => 3,
-            Kind::SwigluBwd => 5,
-        };
-        Some(per * n * T::SCALAR.size_bytes() as u64)
+        let t = T::SCALAR.size_bytes() as u64;
+        Some(match self.kind {
+            Kind::Swiglu | Kind::Add => 3 * n * t,
+            Kind::SwigluBwd => 5 * n * t,
+            Kind::BiasAdd => n * (4 + t),
+        })
     }
 
     /// The bf16 instances at a Llama layer's shapes: SwiGLU over `[tokens, intermediate]`,
@@ -213,9 +234,11 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
         }
         tokens
             .iter()
-            .map(|&m| match self.kind {
-                Kind::Add => Problem::new("residual", vec![m * model.hidden]),
-                _ => Problem::new("mlp", vec![m, model.intermediate]),
+            .filter_map(|&m| match self.kind {
+                Kind::Add => Some(Problem::new("residual", vec![m * model.hidden])),
+                // Only Qwen2-style models have biases; ModelShape does not say.
+                Kind::BiasAdd => None,
+                _ => Some(Problem::new("mlp", vec![m, model.intermediate])),
             })
             .collect()
     }
@@ -227,6 +250,8 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
 struct ActCase<T: ActFloat> {
     kind: Kind,
     dims: Vec<usize>,
+    /// The bias add's f32 input (a placeholder otherwise).
+    wide: Buffer<f32>,
     first: Buffer<T>,
     second: Buffer<T>,
     out: Buffer<T>,
@@ -251,6 +276,13 @@ impl<T: ActFloat> Case for ActCase<T> {
                 (self.dims[0], self.dims[1]),
             ),
             Kind::Add => launch_add(device, config, &mut self.first, &self.second, self.dims[0]),
+            Kind::BiasAdd => launch_bias_add(
+                device,
+                config,
+                (&self.wide, &self.second),
+                &mut self.out,
+                (self.dims[0], self.dims[1]),
+            ),
         }
     }
 

@@ -10,6 +10,7 @@ pub trait ActFloat: Float + Element {
     const SWIGLU: fn() -> &'static KernelDef;
     const SWIGLU_BWD: fn() -> &'static KernelDef;
     const ADD: fn() -> &'static KernelDef;
+    const BIAS_ADD: fn() -> &'static KernelDef;
     /// The largest relative spacing of the format's normal values: 2^-23, 2^-10, 2^-7.
     const ULP: f64;
 }
@@ -18,6 +19,7 @@ impl ActFloat for f32 {
     const SWIGLU: fn() -> &'static KernelDef = swiglu_f32::def;
     const SWIGLU_BWD: fn() -> &'static KernelDef = swiglu_bwd_f32::def;
     const ADD: fn() -> &'static KernelDef = add_f32::def;
+    const BIAS_ADD: fn() -> &'static KernelDef = bias_add_f32::def;
     const ULP: f64 = 1.0 / (1u32 << 23) as f64;
 }
 
@@ -25,6 +27,7 @@ impl ActFloat for f16 {
     const SWIGLU: fn() -> &'static KernelDef = swiglu_f16::def;
     const SWIGLU_BWD: fn() -> &'static KernelDef = swiglu_bwd_f16::def;
     const ADD: fn() -> &'static KernelDef = add_f16::def;
+    const BIAS_ADD: fn() -> &'static KernelDef = bias_add_f16::def;
     const ULP: f64 = 1.0 / (1u32 << 10) as f64;
 }
 
@@ -32,6 +35,7 @@ impl ActFloat for bf16 {
     const SWIGLU: fn() -> &'static KernelDef = swiglu_bf16::def;
     const SWIGLU_BWD: fn() -> &'static KernelDef = swiglu_bwd_bf16::def;
     const ADD: fn() -> &'static KernelDef = add_bf16::def;
+    const BIAS_ADD: fn() -> &'static KernelDef = bias_add_bf16::def;
     const ULP: f64 = 1.0 / (1u32 << 7) as f64;
 }
 
@@ -152,6 +156,35 @@ pub fn launch_add<T: ActFloat>(
     let q = quads("len", len).map_err(|e| shape_error(def, e))?;
     let mut args = [Arg::slice_mut(acc), Arg::slice(x), Arg::value(q)];
     device.launch(def, config, dims(config, q as u64), &mut args)
+}
+
+/// Launches `bias_add_{T}`: `y[rows, cols] = T(x + bias)`, `x` f32, `bias` `[cols]`.
+pub fn launch_bias_add<T: ActFloat>(
+    device: &Device,
+    config: &Config,
+    (x, bias): (&Buffer<f32>, &Buffer<T>),
+    y: &mut Buffer<T>,
+    (rows, cols): (usize, usize),
+) -> Result<(), warpforge_dsl::Error> {
+    let def = (T::BIAS_ADD)();
+    let (r, c) = rows_cols(def, rows, cols)?;
+    let quads = r as u64 * c as u64 / 4;
+    let mut args = [
+        Arg::slice(x),
+        Arg::slice(bias),
+        Arg::slice_mut(y),
+        Arg::value(quads as u32),
+        Arg::value(c / 4),
+    ];
+    device.launch(def, config, dims(config, quads), &mut args)
+}
+
+/// `T(x + b)` per row (`b` of `cols` values), the f32 sum rounded once.
+pub fn bias_add_reference<T: Float>(x: &[f32], bias: &[f32], cols: usize) -> Vec<f32> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| T::from_f32(v + bias[i % cols]).to_f32())
+        .collect()
 }
 
 /// `v` rounded to `T`, as f64.

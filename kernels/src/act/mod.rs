@@ -12,6 +12,9 @@
 //!   `dg = T(da · s · (1 + g · (1 − s)))` with `s = 1 / (1 + exp(−g))` (ATen's
 //!   `silu_backward`).
 //! - `add`: `acc = T(acc + x)`, the residual connection (`residual + hidden_states`).
+//! - `bias_add`: `y = T(x + b)` per row, `x` the f32 output of a GEMM and `b` a `T` bias
+//!   (`[cols]`): one rounding, as cuBLAS's epilogue adds the bias to the f32 accumulator
+//!   (Qwen2's q/k/v projections, `nn.Linear` with a bias).
 //!
 //! # Layout
 //!
@@ -28,8 +31,8 @@
 //! A thread handles `VECS` `Vec4`s, `BLOCK` apart (so each of its loads is part of a
 //! contiguous warp-wide access). Memory-bound, with a few FLOPs and one `exp` per element:
 //! per output element `swiglu` moves 3·sizeof(T) bytes (gate, up, y), `swiglu_bwd`
-//! 5·sizeof(T) (gate, up, dy in; dgate, dup out) and `add` 3·sizeof(T) (acc read and
-//! written, x read). Tunables: `BLOCK` ∈ {128, 256, 512} threads, `VECS` ∈ {1, 2, 4};
+//! 5·sizeof(T) (gate, up, dy in; dgate, dup out), `add` 3·sizeof(T) (acc read and
+//! written, x read) and `bias_add` 4 + sizeof(T) (the bias row stays in L1/L2). Tunables: `BLOCK` ∈ {128, 256, 512} threads, `VECS` ∈ {1, 2, 4};
 //! default 256 × 2.
 
 mod family;
@@ -160,6 +163,27 @@ pub fn add<T: Float, const BLOCK: u32, const VECS: u32>(
             let a = widen4::<T>(acc[v]);
             let b = widen4::<T>(x[v]);
             acc[v] = narrow4::<T>(Vec4::new(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w));
+        }
+    }
+}
+
+#[kernel(block = (BLOCK), tune(BLOCK = [128, 256, 512], VECS = [1, 2, 4]),
+         default(BLOCK = 256, VECS = 2), types(T = [f32, f16, bf16]))]
+pub fn bias_add<T: Float, const BLOCK: u32, const VECS: u32>(
+    x: &[Vec4<f32>],
+    bias: &[Vec4<T>],
+    y: &mut [Vec4<T>],
+    quads: u32,
+    row_quads: u32,
+) {
+    let first = block_idx_x() * (BLOCK * VECS) + thread_idx_x();
+    #[unroll]
+    for j in 0..VECS {
+        let v = first + j * BLOCK;
+        if v < quads {
+            let a = x[v];
+            let b = widen4::<T>(bias[v % row_quads]);
+            y[v] = narrow4::<T>(Vec4::new(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w));
         }
     }
 }

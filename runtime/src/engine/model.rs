@@ -345,27 +345,38 @@ impl<T: ModelFloat> DeviceModel<T> {
         Ok(y)
     }
 
-    /// `x·Wᵀ (+ b)` on the tensor cores.
+    /// `x·Wᵀ` on the tensor cores; with a bias, the GEMM writes f32 and the bias add rounds
+    /// once (as cuBLAS's epilogue does for `nn.Linear`).
     fn linear(&self, x: &Buffer<T>, w: &Linear<T>, rows: usize) -> Result<Buffer<T>, StepError> {
         let mut y = self.device.zeros::<T>(rows * w.out)?;
         let config = gemm_config(rows);
         let (m, n, k) = (rows as u32, w.out as u32, w.inp as u32);
-        gemm_tc::launch::<T, T>(
+        let Some(bias) = &w.bias else {
+            gemm_tc::launch::<T, T>(
+                &self.device,
+                &config,
+                Layout::Nt,
+                x,
+                &w.w,
+                &mut y,
+                (m, n, k),
+                (k, k, n),
+            )?;
+            return Ok(y);
+        };
+        let mut wide = self.device.zeros::<f32>(rows * w.out)?;
+        gemm_tc::launch::<T, f32>(
             &self.device,
             &config,
             Layout::Nt,
             x,
             &w.w,
-            &mut y,
+            &mut wide,
             (m, n, k),
             (k, k, n),
         )?;
-        if w.bias.is_some() {
-            return Err(StepError::Plan(
-                "biases on linear layers (Qwen2's q/k/v) are not wired into the device model yet"
-                    .into(),
-            ));
-        }
+        let add = (T::BIAS_ADD)().space.default_config();
+        act::launch_bias_add(&self.device, &add, (&wide, bias), &mut y, (rows, w.out))?;
         Ok(y)
     }
 
