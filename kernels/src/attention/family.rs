@@ -8,7 +8,7 @@
 //! heads, head_dim]`.
 
 use super::host::{self, config_for, def_of, inputs, launch, problems, tolerance_o, AttnBuffers};
-use super::merge::{merge_def_of, merge_launch, MergeShape};
+use super::merge::{merge_def_of, merge_launch, merge_pair_def_of, merge_pair_launch, MergeShape};
 use super::reference::{merge_reference, AttnError, AttnOutput, AttnShape};
 use super::HEAD_DIMS;
 use crate::check::{Problem, Tolerance};
@@ -24,9 +24,12 @@ pub fn kernels() -> Vec<Kernel> {
     vec![
         register(FlashAttn::<f16>(PhantomData)),
         register(FlashAttn::<bf16>(PhantomData)),
-        register(Merge::<f32>(PhantomData)),
-        register(Merge::<f16>(PhantomData)),
-        register(Merge::<bf16>(PhantomData)),
+        register(Merge::<f32>::stacked()),
+        register(Merge::<f16>::stacked()),
+        register(Merge::<bf16>::stacked()),
+        register(Merge::<f32>::pair()),
+        register(Merge::<f16>::pair()),
+        register(Merge::<bf16>::pair()),
         register(super::decode_family::Decode::<f16>(PhantomData)),
         register(super::decode_family::Decode::<bf16>(PhantomData)),
     ]
@@ -160,8 +163,28 @@ impl<T: Float + Element> Case for ForwardCase<T> {
     }
 }
 
-/// `attn_merge_{T}`.
-struct Merge<T>(PhantomData<fn() -> T>);
+/// `attn_merge_{T}` (stacked parts) or `attn_merge_pair_{T}` (two parts in their own
+/// buffers; its problems have 2 parts).
+struct Merge<T> {
+    pair: bool,
+    types: PhantomData<fn() -> T>,
+}
+
+impl<T> Merge<T> {
+    fn stacked() -> Self {
+        Merge {
+            pair: false,
+            types: PhantomData,
+        }
+    }
+
+    fn pair() -> Self {
+        Merge {
+            pair: true,
+            types: PhantomData,
+        }
+    }
+}
 
 fn merge_shape(problem: &Problem) -> MergeShape {
     MergeShape {
@@ -195,19 +218,48 @@ fn merge_inputs<T: Float>(s: MergeShape) -> (Vec<T>, Vec<f32>) {
 
 impl<T: Float + Element> LibraryKernel for Merge<T> {
     fn def(&self) -> &'static KernelDef {
-        merge_def_of(T::SCALAR).expect("registered for f32, f16 and bf16 only")
+        let def = if self.pair {
+            merge_pair_def_of(T::SCALAR)
+        } else {
+            merge_def_of(T::SCALAR)
+        };
+        def.expect("registered for f32, f16 and bf16 only")
     }
 
     fn summary(&self) -> &'static str {
-        "exact N-way merge of partial attention results by their LSEs (split-KV, shared prefixes)"
+        if self.pair {
+            "exact merge of two partial attention results in separate buffers (Hydragen)"
+        } else {
+            "exact N-way merge of partial attention results by their LSEs (split-KV, shared prefixes)"
+        }
     }
 
-    /// One part, two parts, several parts with ragged rows, at two head dims.
+    /// One part, two parts, several parts with ragged rows, at two head dims (two parts
+    /// only for the pair merge).
     fn problems(&self) -> Vec<Problem> {
-        [(1, 3, 2, 64), (2, 5, 3, 64), (4, 7, 2, 128), (3, 33, 4, 80)]
-            .iter()
-            .map(|&(p, r, h, d)| Problem::new(format!("{p} parts {r}x{h}x{d}"), vec![p, r, h, d]))
-            .collect()
+        [
+            (1, 3, 2, 64),
+            (2, 5, 3, 64),
+            (4, 7, 2, 128),
+            (3, 33, 4, 80),
+            (2, 33, 4, 80),
+        ]
+        .iter()
+        .filter(|&&(p, ..)| !self.pair || p == 2)
+        .map(|&(p, r, h, d)| Problem::new(format!("{p} parts {r}x{h}x{d}"), vec![p, r, h, d]))
+        .collect()
+    }
+
+    fn validate(&self, problem: &Problem) -> Result<(), String> {
+        if problem.dims.len() != 4 || (self.pair && problem.dims[0] != 2) {
+            return Err(format!(
+                "{} takes [parts, rows, heads, head_dim]{}, got {:?}",
+                self.def().name,
+                if self.pair { " with 2 parts" } else { "" },
+                problem.dims
+            ));
+        }
+        Ok(())
     }
 
     fn rank(&self) -> usize {
@@ -219,6 +271,7 @@ impl<T: Float + Element> LibraryKernel for Merge<T> {
         let (o, lse) = merge_inputs::<T>(s);
         Ok(Box::new(MergeCase {
             def: self.def(),
+            pair: self.pair,
             shape: s,
             o_parts: device.upload(&o)?,
             lse_parts: device.upload(&lse)?,
@@ -257,9 +310,13 @@ impl<T: Float + Element> LibraryKernel for Merge<T> {
         if T::SCALAR != bf16::SCALAR || model.head_dim % 4 != 0 {
             return Vec::new();
         }
+        let (parts, what) = match self.pair {
+            true => (2, "shared-prefix decode"),
+            false => (4, "split-KV decode"),
+        };
         tokens
             .iter()
-            .map(|&m| Problem::new("split-KV decode", vec![4, m, model.heads, model.head_dim]))
+            .map(|&m| Problem::new(what, vec![parts, m, model.heads, model.head_dim]))
             .collect()
     }
 
@@ -274,6 +331,7 @@ impl<T: Float + Element> LibraryKernel for Merge<T> {
 
 struct MergeCase<T: Element> {
     def: &'static KernelDef,
+    pair: bool,
     shape: MergeShape,
     o_parts: Buffer<T>,
     lse_parts: Buffer<f32>,
@@ -283,6 +341,9 @@ struct MergeCase<T: Element> {
 
 impl<T: Float + Element> Case for MergeCase<T> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
+        if self.pair {
+            return self.launch_pair(device, config);
+        }
         let parts = (&self.o_parts, &self.lse_parts);
         merge_launch(
             device,
@@ -298,5 +359,28 @@ impl<T: Float + Element> Case for MergeCase<T> {
         let mut out = download_f32(device, &self.o)?;
         out.extend(device.download(&self.lse)?);
         Ok(out)
+    }
+}
+
+impl<T: Float + Element> MergeCase<T> {
+    /// The stacked parts copied into two buffers each, then the pair merge.
+    fn launch_pair(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
+        let s = self.shape;
+        let (n, h) = (s.rows * s.heads * s.head_dim, s.rows * s.heads);
+        let (o, lse) = (
+            device.download(&self.o_parts)?,
+            device.download(&self.lse_parts)?,
+        );
+        let a = (device.upload(&o[..n])?, device.upload(&lse[..h])?);
+        let b = (device.upload(&o[n..])?, device.upload(&lse[h..])?);
+        merge_pair_launch(
+            device,
+            config,
+            (s.rows, s.heads, s.head_dim),
+            (&a.0, &a.1),
+            (&b.0, &b.1),
+            (&mut self.o, &mut self.lse),
+        )
+        .map_err(|e| launch_error(self.def, e))
     }
 }

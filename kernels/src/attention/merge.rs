@@ -76,13 +76,7 @@ pub fn attn_merge<T: Float, const WARPS: u32>(
         for p in 0..parts {
             let w = part_weight(lse_parts[p * part_stride + at], max) * inv;
             if w > 0.0 {
-                let x = o_parts[(p * rows * heads + pair) * vecs + c];
-                acc = Vec4::new(
-                    x.x.to_f32().mul_add(w, acc.x),
-                    x.y.to_f32().mul_add(w, acc.y),
-                    x.z.to_f32().mul_add(w, acc.z),
-                    x.w.to_f32().mul_add(w, acc.w),
-                );
+                acc = weighted_add::<T>(o_parts[(p * rows * heads + pair) * vecs + c], w, acc);
             }
         }
         o[pair * vecs + c] = Vec4::new(
@@ -93,6 +87,79 @@ pub fn attn_merge<T: Float, const WARPS: u32>(
         );
         c += 32;
     }
+}
+
+/// [`attn_merge`] of two parts held in separate buffers (Hydragen: the shared prefix's
+/// forward and the suffix's decode write their own O and LSE, `[≥ rows, heads, d]` and
+/// `[heads, rows]`): the same arithmetic, without stacking them first.
+#[kernel(
+    block = (32 * WARPS),
+    tune(WARPS = [2, 4, 8]),
+    default(WARPS = 4),
+    types(T = [f32, f16, bf16])
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn attn_merge_pair<T: Float, const WARPS: u32>(
+    o_a: &[Vec4<T>],
+    lse_a: &[f32],
+    o_b: &[Vec4<T>],
+    lse_b: &[f32],
+    o: &mut [Vec4<T>],
+    lse: &mut [f32],
+    rows: u32,
+    heads: u32,
+    head_dim: u32,
+) {
+    let pair = block_idx_x() * WARPS + thread_idx_x() / 32;
+    if pair >= rows * heads {
+        return;
+    }
+    let at = pair % heads * rows + pair / heads;
+    let la = lse_a[at];
+    let lb = lse_b[at];
+    let max = la.max(lb);
+    let raw_a = part_weight(la, max);
+    let raw_b = part_weight(lb, max);
+    let total = raw_a + raw_b;
+    let inv = if total > 0.0 { 1.0 / total } else { 0.0 };
+    if lane_id() == 0 {
+        lse[at] = if total > 0.0 {
+            max + total.ln()
+        } else {
+            f32::NEG_INFINITY
+        };
+    }
+    let wa = raw_a * inv;
+    let wb = raw_b * inv;
+    let vecs = head_dim / 4;
+    let mut c = lane_id();
+    while c < vecs {
+        let mut acc = Vec4::new(0.0f32, 0.0, 0.0, 0.0);
+        if wa > 0.0 {
+            acc = weighted_add::<T>(o_a[pair * vecs + c], wa, acc);
+        }
+        if wb > 0.0 {
+            acc = weighted_add::<T>(o_b[pair * vecs + c], wb, acc);
+        }
+        o[pair * vecs + c] = Vec4::new(
+            T::from_f32(acc.x),
+            T::from_f32(acc.y),
+            T::from_f32(acc.z),
+            T::from_f32(acc.w),
+        );
+        c += 32;
+    }
+}
+
+/// `acc + w·x`, lane by lane, with one rounding each (as [`attn_merge`] accumulates).
+#[device(types(T = [f32, f16, bf16]))]
+pub fn weighted_add<T: Float>(x: Vec4<T>, w: f32, acc: Vec4<f32>) -> Vec4<f32> {
+    Vec4::new(
+        x.x.to_f32().mul_add(w, acc.x),
+        x.y.to_f32().mul_add(w, acc.y),
+        x.z.to_f32().mul_add(w, acc.z),
+        x.w.to_f32().mul_add(w, acc.w),
+    )
 }
 
 /// exp(lse − max), 0 for an empty part (lse = −∞, also when max is −∞).
@@ -136,6 +203,58 @@ pub fn merge_def_of(t: warpforge_dsl::ScalarType) -> Option<&'static warpforge_d
         BF16 => Some(attn_merge_bf16::def()),
         _ => None,
     }
+}
+
+/// The pair-merge instance for element type `t` (f32, f16 or bf16).
+pub fn merge_pair_def_of(
+    t: warpforge_dsl::ScalarType,
+) -> Option<&'static warpforge_dsl::KernelDef> {
+    use warpforge_dsl::ScalarType::{BF16, F16, F32};
+    match t {
+        F32 => Some(attn_merge_pair_f32::def()),
+        F16 => Some(attn_merge_pair_f16::def()),
+        BF16 => Some(attn_merge_pair_bf16::def()),
+        _ => None,
+    }
+}
+
+/// Launches `attn_merge_pair_{T}`: parts A and B (O `[≥ rows, heads, d]`, LSE `[heads,
+/// rows]`) into `o` (its first `rows` rows) and `lse`.
+pub fn merge_pair_launch<T: Float + warpforge_dsl::Element>(
+    device: &Device,
+    config: &Config,
+    (rows, heads, head_dim): (usize, usize, usize),
+    a: (&Buffer<T>, &Buffer<f32>),
+    b: (&Buffer<T>, &Buffer<f32>),
+    (o, lse): (&mut Buffer<T>, &mut Buffer<f32>),
+) -> Result<(), super::AttnError> {
+    use warpforge_dsl::Arg;
+    let (n, h) = (rows * heads * head_dim, rows * heads);
+    let short = [a.0.len(), b.0.len(), o.len()].iter().any(|&l| l < n)
+        || [a.1.len(), b.1.len(), lse.len()].iter().any(|&l| l != h);
+    if !head_dim.is_multiple_of(4) || short {
+        return Err(super::AttnError::Shape(format!(
+            "pair merge of {rows} rows × {heads} heads × {head_dim}: O buffers need ≥ {n} \
+             elements and LSEs exactly {h}, head_dim % 4 == 0"
+        )));
+    }
+    let def = merge_pair_def_of(T::SCALAR)
+        .ok_or_else(|| super::AttnError::Shape(format!("no merge for {}", T::SCALAR)))?;
+    let warps = config.get("WARPS").unwrap_or(4) as u32;
+    let dims = LaunchDims::linear((h as u32).div_ceil(warps).max(1), 32 * warps);
+    let mut args = [
+        Arg::slice(a.0),
+        Arg::slice(a.1),
+        Arg::slice(b.0),
+        Arg::slice(b.1),
+        Arg::slice_mut(o),
+        Arg::slice_mut(lse),
+        Arg::value(rows as u32),
+        Arg::value(heads as u32),
+        Arg::value(head_dim as u32),
+    ];
+    device.launch(def, config, dims, &mut args)?;
+    Ok(())
 }
 
 /// The shape of a merge: `parts` partial results of `rows` query rows × `heads` heads ×

@@ -109,8 +109,9 @@ pub use host::{
     TOLERANCE_LSE,
 };
 pub use merge::{
-    attn_merge_bf16, attn_merge_f16, attn_merge_f32, merge_def_of, merge_launch, merge_run,
-    MergeShape,
+    attn_merge_bf16, attn_merge_f16, attn_merge_f32, attn_merge_pair_bf16, attn_merge_pair_f16,
+    attn_merge_pair_f32, merge_def_of, merge_launch, merge_pair_def_of, merge_pair_launch,
+    merge_run, MergeShape,
 };
 pub use reference::{
     merge_reference, reference, reference_masked, AttnError, AttnOutput, AttnShape,
