@@ -77,36 +77,55 @@ pub enum SamplingError {
 }
 
 impl SamplingParams {
-    /// Checks every field's range; the error names the field, its value and the range.
+    /// Checks every field's range; the error names the first bad field, its value and the
+    /// range.
     pub fn validate(&self) -> Result<(), SamplingError> {
-        let bad = |field, value: &dyn std::fmt::Display, expected| {
-            Err(SamplingError::OutOfRange {
-                field,
-                value: value.to_string(),
-                expected,
-            })
+        match self.out_of_range().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every out-of-range field (for reporting them all at once).
+    pub fn out_of_range(&self) -> Vec<SamplingError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, field, value: &dyn std::fmt::Display, expected| {
+            if !ok {
+                errors.push(SamplingError::OutOfRange {
+                    field,
+                    value: value.to_string(),
+                    expected,
+                });
+            }
         };
-        if self.max_tokens == 0 {
-            return bad("max_tokens", &0, "must be at least 1");
-        }
-        if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return bad(
-                "temperature",
-                &self.temperature,
-                "must be finite and >= 0 (0 = greedy)",
-            );
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad("top_p", &self.top_p, "must be in (0, 1] (1 = off)");
-        }
-        if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
-            return bad(
-                "repetition_penalty",
-                &self.repetition_penalty,
-                "must be finite and > 0 (1 = off)",
-            );
-        }
-        Ok(())
+        check(
+            self.max_tokens > 0,
+            "max_tokens",
+            &self.max_tokens,
+            "must be at least 1",
+        );
+        let t = self.temperature;
+        check(
+            t.is_finite() && t >= 0.0,
+            "temperature",
+            &t,
+            "must be finite and >= 0 (0 = greedy)",
+        );
+        let p = self.top_p;
+        check(
+            p > 0.0 && p <= 1.0,
+            "top_p",
+            &p,
+            "must be in (0, 1] (1 = off)",
+        );
+        let r = self.repetition_penalty;
+        check(
+            r.is_finite() && r > 0.0,
+            "repetition_penalty",
+            &r,
+            "must be finite and > 0 (1 = off)",
+        );
+        errors
     }
 
     /// Whether the request stops after generating `token`.
