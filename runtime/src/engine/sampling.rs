@@ -214,69 +214,103 @@ impl Sampler {
     }
 
     /// Temperature, top-k, top-p and the draw over `scaled`; `None` when nothing is
-    /// selectable.
+    /// selectable. One `exp` per vocabulary entry; the candidate list is built (and sorted)
+    /// only when a filter is on.
     fn sample_softmax(&mut self) -> Option<u32> {
-        let inv_t = 1.0 / f64::from(self.params.temperature);
-        let scaled = &mut self.scaled;
-        scaled.iter_mut().for_each(|l| *l *= inv_t);
-        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let max = self
+            .scaled
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         if max == f64::NEG_INFINITY {
             return None;
         }
-        // Weights exp(l - max); with +inf logits the limit gives the +inf tokens all the mass.
-        let weight = |l: f64| {
-            if max == f64::INFINITY {
-                if l == f64::INFINITY {
-                    1.0
-                } else {
-                    0.0
-                }
-            } else {
-                (l - max).exp()
-            }
-        };
+        // In place: logits -> unnormalised probabilities exp((l - max) / T). With +inf
+        // logits, the limit of the softmax gives the +inf tokens all the mass.
+        let inv_t = 1.0 / f64::from(self.params.temperature);
+        for l in self.scaled.iter_mut() {
+            *l = match max == f64::INFINITY {
+                true => f64::from(u8::from(*l == f64::INFINITY)),
+                false => ((*l - max) * inv_t).exp(),
+            };
+        }
+        let weights = &self.scaled;
+        let vocab = weights.len();
+        let (k, top_p) = (self.params.top_k, f64::from(self.params.top_p));
+        if (k == 0 || k >= vocab) && top_p >= 1.0 {
+            let u = self.rng.next_f64();
+            return draw(u, (0..vocab as u32).map(|i| (i, weights[i as usize])));
+        }
         let cands = &mut self.candidates;
         cands.clear();
-        cands.extend((0..scaled.len() as u32).filter(|&i| weight(scaled[i as usize]) > 0.0));
+        cands.extend((0..vocab as u32).filter(|&i| weights[i as usize] > 0.0));
         // Most likely first, the lowest index first among equals.
         let order = |a: &u32, b: &u32| -> Ordering {
-            let (la, lb) = (scaled[*a as usize], scaled[*b as usize]);
-            lb.partial_cmp(&la)
-                .unwrap_or(Ordering::Equal)
-                .then(a.cmp(b))
+            let (wa, wb) = (weights[*a as usize], weights[*b as usize]);
+            wb.total_cmp(&wa).then(a.cmp(b))
         };
-        let k = self.params.top_k;
         if k > 0 && k < cands.len() {
             cands.select_nth_unstable_by(k - 1, order);
             cands.truncate(k);
         }
-        let top_p = f64::from(self.params.top_p);
         if top_p < 1.0 {
+            let total: f64 = cands.iter().map(|&i| weights[i as usize]).sum();
+            prefilter_top_p(cands, weights, top_p * total);
             cands.sort_unstable_by(order);
-            let total: f64 = cands.iter().map(|&i| weight(scaled[i as usize])).sum();
             let mut cumulative = 0.0;
-            let mut keep = cands.len();
-            for (n, &i) in cands.iter().enumerate() {
-                cumulative += weight(scaled[i as usize]);
-                if cumulative >= top_p * total {
-                    keep = n + 1;
-                    break;
-                }
-            }
-            cands.truncate(keep);
+            let keep = cands.iter().position(|&i| {
+                cumulative += weights[i as usize];
+                cumulative >= top_p * total
+            });
+            cands.truncate(keep.map_or(cands.len(), |n| n + 1));
         }
-        let total: f64 = cands.iter().map(|&i| weight(scaled[i as usize])).sum();
-        let target = self.rng.next_f64() * total;
-        let mut cumulative = 0.0;
-        for &i in cands.iter() {
-            cumulative += weight(scaled[i as usize]);
-            if target < cumulative {
-                return Some(i);
-            }
-        }
-        // Rounding can leave `target` just above the last cumulative sum.
-        cands.last().copied()
+        let u = self.rng.next_f64();
+        draw(u, cands.iter().map(|&i| (i, weights[i as usize])))
     }
+}
+
+/// Drops candidates that cannot be in the top-p set, so only a few need sorting: with
+/// candidates bucketed by the binary exponent of their weight, the buckets from the top down
+/// to the first one where the mass reaches `mass` hold every token of the smallest
+/// most-likely set whose mass reaches it. The result of the sort and cut is unchanged.
+fn prefilter_top_p(cands: &mut Vec<u32>, weights: &[f64], mass: f64) {
+    let exponent = |w: f64| ((w.to_bits() >> 52) & 0x7ff) as usize;
+    let mut bucket_mass = [0.0f64; 2048];
+    for &i in cands.iter() {
+        let w = weights[i as usize];
+        bucket_mass[exponent(w)] += w;
+    }
+    let mut cumulative = 0.0;
+    let mut lowest = 0;
+    for e in (0..2048).rev() {
+        cumulative += bucket_mass[e];
+        if cumulative >= mass {
+            lowest = e;
+            break;
+        }
+    }
+    cands.retain(|&i| exponent(weights[i as usize]) >= lowest);
+}
+
+/// Inverse-CDF draw: the first token whose cumulative weight exceeds `u` × the total
+/// (`u` in [0, 1)); `None` when no weight is positive.
+fn draw(u: f64, weights: impl Iterator<Item = (u32, f64)> + Clone) -> Option<u32> {
+    let total: f64 = weights.clone().map(|(_, w)| w).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let target = u * total;
+    let mut cumulative = 0.0;
+    let mut last = None;
+    for (i, w) in weights.filter(|&(_, w)| w > 0.0) {
+        cumulative += w;
+        if target < cumulative {
+            return Some(i);
+        }
+        last = Some(i);
+    }
+    // Rounding can leave `target` just above the final cumulative sum.
+    last
 }
 
 /// The index of the largest value, the lowest index on ties; `None` when every value is −∞.
