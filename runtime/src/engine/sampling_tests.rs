@@ -357,3 +357,40 @@ fn generator_matches_the_reference_streams() {
         .map(|_| y.next_f64())
         .all(|u| (0.0..1.0).contains(&u)));
 }
+
+/// The top-p prefilter keeps every token of the exact top-p set (full sort and cut) on rows
+/// whose weights span many binary exponents, and drops some tokens on peaked rows.
+#[test]
+fn the_top_p_prefilter_keeps_the_exact_set() {
+    let mut dropped = 0;
+    for row in 0..200u64 {
+        let weights: Vec<f64> = logits_row(row, 1000)
+            .iter()
+            .map(|&l| (f64::from(l) * (1.0 + (row % 7) as f64) - 40.0).exp())
+            .collect();
+        let top_p = [0.1, 0.5, 0.9, 0.99, 0.999999][row as usize % 5];
+        let total: f64 = weights.iter().sum();
+        let mut sorted: Vec<u32> = (0..1000).collect();
+        sorted.sort_by(|&a, &b| weights[b as usize].total_cmp(&weights[a as usize]));
+        let mut cumulative = 0.0;
+        let exact: Vec<u32> = sorted
+            .iter()
+            .copied()
+            .take_while(|&i| {
+                let before = cumulative;
+                cumulative += weights[i as usize];
+                before < top_p * total
+            })
+            .collect();
+        let mut cands: Vec<u32> = (0..1000).collect();
+        prefilter_top_p(&mut cands, &weights, top_p * total);
+        dropped += 1000 - cands.len();
+        for t in &exact {
+            assert!(
+                cands.contains(t),
+                "row {row}: token {t} of the top-p set was dropped"
+            );
+        }
+    }
+    assert!(dropped > 0, "the prefilter never dropped anything");
+}
