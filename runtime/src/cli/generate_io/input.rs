@@ -209,6 +209,7 @@ pub fn parse_input(
     Ok(input)
 }
 
+/// The known fields: the request's own three, then the sampling fields.
 const FIELDS: [&str; 10] = [
     "id",
     "prompt",
@@ -303,8 +304,8 @@ fn parse_id(
             return None;
         }
     };
-    if let Some(first) = ids.insert(id.to_string(), line) {
-        ids.insert(id.to_string(), first);
+    let first = *ids.entry(id.to_string()).or_insert(line);
+    if first != line {
         let msg = format!("{id} is already the id of line {first}; ids must be unique");
         problems.push(problem(Some("id"), msg));
     }
@@ -409,33 +410,20 @@ fn parse_params(
     let before = problems.len();
     let mut p = opts.defaults.clone();
     p.seed = opts.defaults.seed.wrapping_add(index as u64);
-    let mut bad = |name: &str, msg: String| problems.push(problem(Some(name), msg));
-    let uint = |name: &str, v: &Value| {
-        v.as_u64()
-            .ok_or_else(|| format!("must be an integer >= 0, got {v}"))
-            .map_err(|m| (name.to_string(), m))
-    };
-    let number = |name: &str, v: &Value| {
-        v.as_f64()
-            .map(|x| x as f32)
-            .ok_or_else(|| format!("must be a number, got {v}"))
-            .map_err(|m| (name.to_string(), m))
-    };
-    for (name, v) in obj.iter().filter(|(_, v)| !v.is_null()) {
-        let result = match name.as_str() {
-            "max_tokens" => uint(name, v).map(|x| p.max_tokens = x as usize),
-            "top_k" => uint(name, v).map(|x| p.top_k = x as usize),
-            "seed" => uint(name, v).map(|x| p.seed = x),
-            "temperature" => number(name, v).map(|x| p.temperature = x),
-            "top_p" => number(name, v).map(|x| p.top_p = x),
-            "repetition_penalty" => number(name, v).map(|x| p.repetition_penalty = x),
-            "stop_token_ids" => token_ids(v, opts.vocab)
-                .map(|ids| p.stop_token_ids = ids)
-                .map_err(|m| (name.clone(), m)),
-            _ => Ok(()),
+    for &name in &FIELDS[3..] {
+        let Some(v) = field(obj, name) else { continue };
+        let set = match name {
+            "max_tokens" => uint(v).map(|x| p.max_tokens = x as usize),
+            "top_k" => uint(v).map(|x| p.top_k = x as usize),
+            "seed" => uint(v).map(|x| p.seed = x),
+            "temperature" => number(v).map(|x| p.temperature = x),
+            "top_p" => number(v).map(|x| p.top_p = x),
+            "repetition_penalty" => number(v).map(|x| p.repetition_penalty = x),
+            "stop_token_ids" => token_ids(v, opts.vocab).map(|ids| p.stop_token_ids = ids),
+            _ => unreachable!("FIELDS[3..] are the sampling fields"),
         };
-        if let Err((name, msg)) = result {
-            bad(&name, msg);
+        if let Err(msg) = set {
+            problems.push(problem(Some(name), msg));
         }
     }
     for e in p.out_of_range() {
@@ -445,8 +433,19 @@ fn parse_params(
             expected,
         } = e
         {
-            bad(field, format!("{value} {expected}"));
+            problems.push(problem(Some(field), format!("{value} {expected}")));
         }
     }
     (problems.len() == before).then_some(p)
+}
+
+fn uint(v: &Value) -> Result<u64, String> {
+    v.as_u64()
+        .ok_or_else(|| format!("must be an integer >= 0, got {v}"))
+}
+
+fn number(v: &Value) -> Result<f32, String> {
+    v.as_f64()
+        .map(|x| x as f32)
+        .ok_or_else(|| format!("must be a number, got {v}"))
 }
