@@ -292,7 +292,7 @@ fn records_given_in_any_order_are_written_in_input_order() {
     let lines = std::fs::read_to_string(&path).unwrap();
     let expected = [
         r#"{"id":"a","text":"c","token_ids":[2],"finish_reason":"length"}"#.to_string(),
-        format!(r#"{{"id":"b","error":"line 1: field `prompt`: the prompt is empty"}}"#),
+        r#"{"id":"b","error":"line 1: field `prompt`: the prompt is empty"}"#.to_string(),
         r#"{"id":2.5,"text":"","token_ids":[],"finish_reason":"length"}"#.to_string(),
         r#"{"id":3,"text":"ab","token_ids":[0,1],"finish_reason":"stop"}"#.to_string(),
     ];
@@ -427,7 +427,7 @@ fn dumped_logits_round_trip_bit_exactly() {
     let first = text.lines().next().unwrap();
     let numbers = first.split("\"logits\":").nth(1).unwrap();
     let direct: Vec<f32> = numbers
-        .split(|c| c == '[' || c == ']' || c == ',' || c == '}')
+        .split(['[', ']', ',', '}'])
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
         .collect();

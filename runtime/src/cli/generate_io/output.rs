@@ -305,7 +305,7 @@ impl LogitsWriter {
 
     /// Writes one request's prompt logits: `logits` holds `rows × vocab` floats, row-major.
     pub fn write(&mut self, id: &Value, logits: &[f32], vocab: usize) -> Result<(), OutputError> {
-        if vocab == 0 || logits.len() % vocab != 0 {
+        if vocab == 0 || !logits.len().is_multiple_of(vocab) {
             let path = self.sink.path.clone();
             let len = logits.len();
             return Err(OutputError::Ragged { path, len, vocab });
