@@ -3,6 +3,7 @@
 mod autotune;
 mod check;
 mod compile;
+pub mod generate_io;
 mod outcome;
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -5,4 +5,5 @@ pub mod layout;
 pub mod model;
 pub mod plan;
 pub mod runner;
+pub mod sampling;
 pub mod weights;
