@@ -248,3 +248,75 @@ fn greedy_continuations_match_transformers_under_every_schedule() {
         }
     }
 }
+
+/// Hydragen: prompts 3 and 4 share their first 36 tokens, so two full pages of 16. Prompt
+/// 4 reuses prompt 3's two prefix pages (its prefill starts at token 32) and, decoding, the
+/// two attend to them through one shared-prefix launch, beside prompt 2 outside any group;
+/// the greedy tokens are transformers' (and the same as without sharing, above).
+#[test]
+fn shared_prefix_pages_and_hydragen_decode_match_transformers() {
+    use warpforge_runtime::engine::plan::SharedPrefix;
+    for name in ["tiny-llama"] {
+        let (prompts, want) = fixture(name);
+        let model = ModelDir::open(&fixtures().join(name)).unwrap();
+        let mut dev = <DeviceModel<bf16> as FloatModel>::load(&model);
+        let (p2, p3, p4) = (&prompts[2], &prompts[3], &prompts[4]);
+        assert_eq!(p3[..36], p4[..36]);
+        let tables = [vec![10u32, 11, 12], vec![0, 1, 2, 3], vec![0, 1, 5, 6]];
+        let chunk = |seq: usize, tokens: &[u32], start: usize| Chunk {
+            seq,
+            tokens: tokens.to_vec(),
+            start,
+            pages: tables[seq].clone(),
+            logits: LogitRows::Last,
+        };
+        // Step 1: prompts 2 and 3 whole.
+        let first = FloatModel::step(
+            &mut dev,
+            &StepPlan {
+                chunks: vec![chunk(0, p2, 0), chunk(1, p3, 0)],
+                shared_prefixes: vec![],
+            },
+        );
+        let mut out = vec![vec![argmax(&first[0])], vec![argmax(&first[1])], vec![]];
+        // Step 2: decodes of 2 and 3, then prompt 4 after the shared 32 tokens.
+        let second = FloatModel::step(
+            &mut dev,
+            &StepPlan {
+                chunks: vec![
+                    chunk(0, &out[0], p2.len()),
+                    chunk(1, &out[1], p3.len()),
+                    chunk(2, &p4[32..], 32),
+                ],
+                shared_prefixes: vec![],
+            },
+        );
+        for (i, l) in second.iter().enumerate() {
+            out[i].push(argmax(l));
+        }
+        // Then decodes: 3 and 4 in one shared-prefix group of 2 pages.
+        let lens = [p2.len(), p3.len(), p4.len()];
+        while out[2].len() < want[4].len() {
+            let chunks = (0..3)
+                .map(|i| chunk(i, &out[i][out[i].len() - 1..], lens[i] + out[i].len() - 1))
+                .collect();
+            let plan = StepPlan {
+                chunks,
+                shared_prefixes: vec![SharedPrefix {
+                    chunks: 1..3,
+                    pages: 2,
+                }],
+            };
+            for (i, l) in FloatModel::step(&mut dev, &plan).iter().enumerate() {
+                out[i].push(argmax(l));
+            }
+        }
+        assert_eq!(out[2], want[4], "{name}: prompt 4 through the shared pages");
+        assert_eq!(out[1][..want[3].len()], want[3], "{name}: prompt 3");
+        assert_eq!(
+            out[0][..want[2].len()],
+            want[2],
+            "{name}: prompt 2 beside the group"
+        );
+    }
+}

@@ -67,6 +67,10 @@ struct StepMeta {
     page_shape: PageWriteShape,
     decode: Option<AttnPart>,
     prefill: Option<AttnPart>,
+    /// Hydragen for the plan's shared-prefix groups: the prefix part (every decode row, a
+    /// group's rows over its shared pages, the others over no key) and the suffix part
+    /// (each decode row over the pages after its group's prefix).
+    shared: Option<(AttnPart, AttnPart)>,
 }
 
 /// The index arrays of one attention launch.
@@ -227,7 +231,8 @@ impl<T: ModelFloat> DeviceModel<T> {
             self.config.num_key_value_heads,
             self.weights.head.padded,
         );
-        let part = |q_lens: Vec<usize>,
+        let part = |causal: bool,
+                    q_lens: Vec<usize>,
                     k_lens: Vec<usize>,
                     rows: Vec<u32>|
          -> Result<AttnPart, StepError> {
@@ -235,7 +240,7 @@ impl<T: ModelFloat> DeviceModel<T> {
                 heads,
                 kv_heads,
                 head_dim: d,
-                causal: true,
+                causal,
                 q_lens,
                 k_lens,
             };
@@ -251,6 +256,7 @@ impl<T: ModelFloat> DeviceModel<T> {
         let decode = match decodes {
             0 => None,
             n => Some(part(
+                true,
                 lens[..n].to_vec(),
                 (0..n).map(k_len).collect(),
                 table[..n * pages_per_seq].to_vec(),
@@ -270,8 +276,20 @@ impl<T: ModelFloat> DeviceModel<T> {
                     k_lens.insert(0, 0);
                     rows.splice(0..0, std::iter::repeat_n(0, pages_per_seq));
                 }
-                Some(part(q_lens, k_lens, rows)?)
+                Some(part(true, q_lens, k_lens, rows)?)
             }
+        };
+        let shared = match shared_prefix_split(plan, decodes, page_size, pages_per_seq)? {
+            None => None,
+            Some(split) => Some((
+                part(false, split.prefix_q, split.prefix_k, split.prefix_table)?,
+                part(
+                    true,
+                    lens[..decodes].to_vec(),
+                    split.suffix_k,
+                    split.suffix_table,
+                )?,
+            )),
         };
         let page_shape = PageWriteShape {
             kv_heads,
@@ -295,6 +313,7 @@ impl<T: ModelFloat> DeviceModel<T> {
             page_shape,
             decode,
             prefill,
+            shared,
         })
     }
 
@@ -437,8 +456,8 @@ impl<T: ModelFloat> DeviceModel<T> {
         let mut lse = self.device.zeros::<f32>(meta.rows * heads)?;
         let scale = 1.0 / (head.dim as f32).sqrt();
         let (k, v) = (&self.cache.k[l], &self.cache.v[l]);
-        let window = self.config.layer_windows[l].map(|w| w as u32);
-        let kv = (k, v, self.cache.page_size, window);
+        let window = self.config.layer_windows[l];
+        let kv = (k, v, self.cache.page_size, window.map(|w| w as u32));
         if let Some(part) = &meta.prefill {
             let config = attention::default_config(head.padded);
             attention::launch_with(
@@ -449,7 +468,9 @@ impl<T: ModelFloat> DeviceModel<T> {
                 scale,
             )?;
         }
-        if let Some(part) = &meta.decode {
+        if let (Some((prefix, suffix)), None) = (&meta.shared, window) {
+            self.shared_prefix_attention(l, q, (prefix, suffix), &mut o)?;
+        } else if let Some(part) = &meta.decode {
             let config = decode_default_config(head.padded);
             let splits = self.decode_splits(&config, &part.shape);
             let mut ws = DecodeWorkspace::new(&self.device, &part.shape, splits)?;
@@ -464,6 +485,58 @@ impl<T: ModelFloat> DeviceModel<T> {
         }
         debug_assert!(meta.decodes == meta.decode.as_ref().map_or(0, |p| p.shape.sequences()));
         Ok(o)
+    }
+
+    /// Hydragen over the decode rows `[0, D)`: one non-causal forward launch of every
+    /// group's queries against its shared prefix pages (a matrix-matrix product where plain
+    /// decode reads the prefix once per sequence), the decode kernel over each row's own
+    /// pages after the prefix, and the exact LSE merge of the two into O.
+    fn shared_prefix_attention(
+        &self,
+        l: usize,
+        q: &Buffer<T>,
+        (prefix, suffix): (&AttnPart, &AttnPart),
+        o: &mut Buffer<T>,
+    ) -> Result<(), StepError> {
+        let head = self.weights.head;
+        let heads = self.config.num_attention_heads;
+        let rows = suffix.shape.total_q();
+        let scale = 1.0 / (head.dim as f32).sqrt();
+        let kv = (
+            &self.cache.k[l],
+            &self.cache.v[l],
+            self.cache.page_size,
+            None,
+        );
+        let part_buffers = || -> Result<(Buffer<T>, Buffer<f32>), StepError> {
+            Ok((
+                self.device.zeros::<T>(rows * heads * head.padded)?,
+                self.device.zeros::<f32>(rows * heads)?,
+            ))
+        };
+        let (mut o_pre, mut lse_pre) = part_buffers()?;
+        let config = attention::default_config(head.padded);
+        let args = attn_args(q, kv, prefix, &mut o_pre, &mut lse_pre);
+        attention::launch_with(&self.device, &config, &prefix.shape, args, scale)?;
+        let (mut o_suf, mut lse_suf) = part_buffers()?;
+        let config = decode_default_config(head.padded);
+        let splits = self.decode_splits(&config, &suffix.shape);
+        let mut ws = DecodeWorkspace::new(&self.device, &suffix.shape, splits)?;
+        let args = attn_args(q, kv, suffix, &mut o_suf, &mut lse_suf);
+        attention::decode_launch_with(&self.device, &config, &suffix.shape, args, &mut ws, scale)?;
+        let mut lse = self.device.zeros::<f32>(rows * heads)?;
+        let merge = attention::merge_pair_def_of(T::SCALAR)
+            .map(|d| d.space.default_config())
+            .unwrap_or_default();
+        attention::merge_pair_launch(
+            &self.device,
+            &merge,
+            (rows, heads, head.padded),
+            (&o_pre, &lse_pre),
+            (&o_suf, &lse_suf),
+            (o, &mut lse),
+        )?;
+        Ok(())
     }
 
     /// Split-KV only where a GPU has SMs to fill (the interpreter gains nothing from it).
@@ -530,6 +603,95 @@ impl<T: ModelFloat> DeviceModel<T> {
             })
             .collect())
     }
+}
+
+/// Hydragen's host side: the shapes and block tables of the prefix and suffix parts.
+struct SharedSplit {
+    prefix_q: Vec<usize>,
+    prefix_k: Vec<usize>,
+    prefix_table: Vec<u32>,
+    suffix_k: Vec<usize>,
+    suffix_table: Vec<u32>,
+}
+
+/// Splits the decode rows by the plan's shared prefixes (`None` without groups): the prefix
+/// part's sequences alternate gaps (rows outside any group, no keys: O 0, LSE −∞, weight 0
+/// in the merge) and groups (their rows over the shared pages, non-causal: every prefix key
+/// precedes every decode token); the suffix part is each decode row over its pages after
+/// its group's prefix.
+fn shared_prefix_split(
+    plan: &StepPlan,
+    decodes: usize,
+    page_size: usize,
+    pages_per_seq: usize,
+) -> Result<Option<SharedSplit>, StepError> {
+    let mut groups: Vec<_> = plan
+        .shared_prefixes
+        .iter()
+        .filter(|g| g.pages > 0)
+        .collect();
+    if groups.is_empty() || decodes == 0 {
+        return Ok(None);
+    }
+    groups.sort_by_key(|g| g.chunks.start);
+    let chunks = &plan.chunks[..decodes];
+    let padded = |pages: &[u32]| {
+        let mut row = pages.to_vec();
+        row.resize(pages_per_seq, 0);
+        row
+    };
+    let mut split = SharedSplit {
+        prefix_q: Vec::new(),
+        prefix_k: Vec::new(),
+        prefix_table: Vec::new(),
+        suffix_k: Vec::new(),
+        suffix_table: Vec::new(),
+    };
+    let mut shared_pages = vec![0usize; decodes];
+    let mut next = 0;
+    for g in groups {
+        let r = g.chunks.clone();
+        if r.start < next || r.end > decodes || r.is_empty() {
+            return Err(StepError::Plan(format!(
+                "shared prefix over chunks {r:?}: groups must be disjoint ranges of the {decodes} \
+                 leading decode chunks"
+            )));
+        }
+        let lead = &chunks[r.start].pages;
+        for (i, c) in chunks[r.clone()].iter().enumerate() {
+            let whole = c.start >= g.pages * page_size;
+            if c.pages.len() < g.pages || c.pages[..g.pages] != lead[..g.pages] || !whole {
+                return Err(StepError::Plan(format!(
+                    "chunk {}: its block table does not begin with its group's {} shared \
+                     full pages",
+                    r.start + i,
+                    g.pages
+                )));
+            }
+            shared_pages[r.start + i] = g.pages;
+        }
+        let rows_before: usize = chunks[next..r.start].iter().map(|c| c.tokens.len()).sum();
+        split.prefix_q.push(rows_before);
+        split.prefix_k.push(0);
+        split.prefix_table.extend(padded(&[]));
+        split
+            .prefix_q
+            .push(chunks[r.clone()].iter().map(|c| c.tokens.len()).sum());
+        split.prefix_k.push(g.pages * page_size);
+        split.prefix_table.extend(padded(&lead[..g.pages]));
+        next = r.end;
+    }
+    let rows_after: usize = chunks[next..].iter().map(|c| c.tokens.len()).sum();
+    split.prefix_q.push(rows_after);
+    split.prefix_k.push(0);
+    split.prefix_table.extend(padded(&[]));
+    for (c, &p) in chunks.iter().zip(&shared_pages) {
+        split
+            .suffix_k
+            .push(c.start + c.tokens.len() - p * page_size);
+        split.suffix_table.extend(padded(&c.pages[p..]));
+    }
+    Ok(Some(split))
 }
 
 /// The operands of one attention launch over the paged cache.
