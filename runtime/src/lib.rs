@@ -2,5 +2,6 @@
 //! (Llama-family inference and training) builds on this crate in later issues.
 
 pub mod cli;
+pub mod engine;
 pub mod model;
 pub mod perf;
