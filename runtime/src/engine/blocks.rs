@@ -170,7 +170,7 @@ mod tests {
             .unwrap();
         assert!(!blocks.grow(&mut b, 64), "only 4 pages");
         assert_eq!(b.len(), 3, "a failed grow changes nothing");
-        assert_eq!(blocks.peak_used(), 3);
+        assert_eq!(blocks.peak_used(), 4);
 
         assert_eq!(
             (a.clone(), b.clone()),
@@ -183,6 +183,10 @@ mod tests {
         assert_eq!(blocks.release(&mut b), vec![0, 2, 3]);
         assert_eq!(blocks.free_pages(), 4);
         blocks.check_invariants([]).unwrap();
+        // A freed page keeps its content until reused: sharing it takes it off the free list.
+        let c = blocks.share(&[2]);
+        assert_eq!((blocks.refs(2), blocks.free_pages()), (1, 3));
+        blocks.check_invariants([c.as_slice()]).unwrap();
     }
 
     #[test]

@@ -387,3 +387,144 @@ fn group_shared_prefixes(decodes: &mut [Chunk]) -> Vec<SharedPrefix> {
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sampling::SamplingParams;
+
+    fn config(token_budget: usize) -> SchedulerConfig {
+        SchedulerConfig {
+            token_budget,
+            max_seqs: 0,
+            share_prefixes: true,
+            chunk_prefill: true,
+            dump_logits: false,
+        }
+    }
+
+    fn requests(prompts: &[Vec<u32>], max_tokens: usize) -> Vec<Request> {
+        let params = SamplingParams {
+            max_tokens,
+            ..Default::default()
+        };
+        prompts
+            .iter()
+            .map(|p| Request {
+                prompt: p.clone(),
+                params: params.clone(),
+            })
+            .collect()
+    }
+
+    /// Runs a plan as if every sampled token were `token`.
+    fn finish_step(sched: &mut Scheduler, plan: &StepPlan, token: u32) {
+        for chunk in &plan.chunks {
+            if sched.complete(chunk) {
+                sched.append(chunk.seq, token);
+            }
+        }
+        sched.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_decode_out_of_pages_preempts_the_newest_keeping_its_tokens() {
+        let reqs = requests(&[vec![1; 4], vec![2; 4]], 8);
+        let mut sched = Scheduler::new(config(16), &reqs, 3, 4);
+        let plan = sched.schedule();
+        assert_eq!(
+            plan.chunks
+                .iter()
+                .map(|c| (c.seq, c.tokens.len()))
+                .collect::<Vec<_>>(),
+            [(0, 4), (1, 4)]
+        );
+        finish_step(&mut sched, &plan, 9);
+        // Both need a second page; one is free: request 1 (the newest) yields to request 0.
+        let plan = sched.schedule();
+        assert_eq!(plan.chunks.len(), 1);
+        assert_eq!(
+            (
+                plan.chunks[0].seq,
+                plan.chunks[0].start,
+                plan.chunks[0].pages.len()
+            ),
+            (0, 4, 2)
+        );
+        assert_eq!(sched.preemptions(), 1);
+        let preempted = sched.seq(1);
+        assert_eq!((preempted.status, preempted.computed), (Status::Waiting, 0));
+        assert_eq!(preempted.generated(), [9], "generated tokens are kept");
+        finish_step(&mut sched, &plan, 9);
+    }
+
+    #[test]
+    fn sharers_wait_for_the_prefix_then_start_after_it() {
+        let prefix: Vec<u32> = (0..8).collect();
+        let prompts: Vec<Vec<u32>> = (0..3)
+            .map(|i| [prefix.clone(), vec![100 + i]].concat())
+            .collect();
+        let mut sched = Scheduler::new(config(64), &requests(&prompts, 4), 16, 4);
+        let plan = sched.schedule();
+        assert_eq!(
+            plan.chunks.len(),
+            1,
+            "the others wait while the prefix is computed"
+        );
+        let provider = plan.chunks[0].clone();
+        finish_step(&mut sched, &plan, 7);
+        let plan = sched.schedule();
+        let starts: Vec<(usize, usize)> = plan
+            .chunks
+            .iter()
+            .map(|c| (c.start, c.tokens.len()))
+            .collect();
+        assert_eq!(
+            starts,
+            [(9, 1), (8, 1), (8, 1)],
+            "one decode, then two prompts after the prefix"
+        );
+        for chunk in &plan.chunks[1..] {
+            assert_eq!(chunk.pages[..2], provider.pages[..2]);
+        }
+        assert_eq!(sched.tokens_saved(), 16);
+        assert_eq!(sched.blocks().refs(provider.pages[0]), 3);
+    }
+
+    #[test]
+    fn decodes_sharing_pages_form_contiguous_groups() {
+        let chunk = |pages: &[u32]| Chunk {
+            seq: 0,
+            tokens: vec![0],
+            start: 0,
+            pages: pages.to_vec(),
+            logits: LogitRows::Last,
+        };
+        let mut decodes = vec![
+            chunk(&[1, 2, 5]),
+            chunk(&[3, 4]),
+            chunk(&[1, 2, 6]),
+            chunk(&[1, 7]),
+            chunk(&[3, 8]),
+        ];
+        let groups = group_shared_prefixes(&mut decodes);
+        let order: Vec<&[u32]> = decodes.iter().map(|c| c.pages.as_slice()).collect();
+        assert_eq!(
+            order,
+            [&[1, 2, 5][..], &[1, 2, 6], &[1, 7], &[3, 4], &[3, 8]]
+        );
+        assert_eq!(
+            groups,
+            [
+                SharedPrefix {
+                    chunks: 0..3,
+                    pages: 1
+                },
+                SharedPrefix {
+                    chunks: 3..5,
+                    pages: 1
+                }
+            ]
+        );
+    }
+}
