@@ -447,3 +447,17 @@ fn runner_errors_and_bad_logits_are_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn max_seqs_hint_caps_the_running_sequences() {
+    let requests = workload(11, 20);
+    let reference: Vec<Completion> = requests.iter().map(|r| solo(r, 8)).collect();
+    let cfg = EngineConfig {
+        max_seqs_hint: 3,
+        ..config(4096, 256)
+    };
+    let (completions, engine) = run_checked(&requests, 8, cfg);
+    assert_eq!(completions, reference);
+    assert!(engine.runner().plans.iter().all(|p| p.chunks.len() <= 3));
+    assert!(engine.runner().plans.iter().any(|p| p.chunks.len() == 3));
+}

@@ -198,6 +198,9 @@ impl<R: StepRunner> Engine<R> {
     /// generated tokens, not prompt logits).
     fn store_prompt_logits(&mut self, s: SeqId, first: usize, rows: &[f32], vocab: usize) {
         let prompt_len = self.scheduler.seq(s).prompt_len;
+        if first >= prompt_len {
+            return;
+        }
         let dst = &mut self.prompt_logits[s];
         dst.resize(prompt_len * vocab, 0.0);
         let end = (first * vocab + rows.len()).min(dst.len());

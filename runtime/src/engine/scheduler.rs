@@ -175,11 +175,11 @@ impl Scheduler {
 
     fn admit(&mut self, chunks: &mut Vec<Chunk>, budget: &mut usize) {
         let ps = self.blocks.page_size();
+        let cap = match self.config.max_seqs {
+            0 => self.config.token_budget,
+            m => m.min(self.config.token_budget),
+        };
         while let Some(&s) = self.waiting.front() {
-            let cap = match self.config.max_seqs {
-                0 => self.config.token_budget,
-                m => m.min(self.config.token_budget),
-            };
             if *budget == 0 || self.running.len() >= cap {
                 return;
             }
@@ -290,8 +290,9 @@ impl Scheduler {
         seq.computed += chunk.tokens.len();
         if self.config.share_prefixes {
             let path = self.tree.path(chunk.seq);
-            for d in before / ps..(seq.computed / ps).min(path.len()) {
-                self.cache.register(path[d], seq.pages[d], chunk.seq);
+            let full = seq.computed / ps;
+            for (d, &node) in path.iter().enumerate().take(full).skip(before / ps) {
+                self.cache.register(node, seq.pages[d], chunk.seq);
             }
         }
         seq.computed == seq.tokens.len()
