@@ -151,23 +151,29 @@ impl<R: StepRunner> Engine<R> {
         }
         let logits = self.runner.run(&plan)?;
         check_shapes(&plan, &logits)?;
+        self.copy_borrowed_logits(logits.vocab);
         let mut report = StepReport {
-            step: self.stats.steps,
             chunks: plan.chunks.len(),
             ..Default::default()
         };
-        self.copy_borrowed_logits(logits.vocab);
         for (chunk, rows) in plan.chunks.iter().zip(&logits.rows) {
             self.postprocess(chunk, rows, logits.vocab, &mut report);
         }
-        self.stats.steps += 1;
-        self.stats.peak_pages = self.scheduler.blocks().peak_used();
-        self.stats.preemptions = self.scheduler.preemptions();
-        self.stats.tokens_saved = self.scheduler.tokens_saved();
+        Ok(self.end_step(report))
+    }
+
+    /// Updates the run's counters and completes the step's report.
+    fn end_step(&mut self, mut report: StepReport) -> StepReport {
+        let blocks = self.scheduler.blocks();
+        report.step = self.stats.steps;
         report.done = self.completions.iter().filter(|c| c.is_some()).count();
         report.requests = self.completions.len();
-        report.pages_used = self.scheduler.blocks().used_pages();
-        Ok(report)
+        report.pages_used = blocks.used_pages();
+        self.stats.steps += 1;
+        self.stats.peak_pages = blocks.peak_used();
+        self.stats.preemptions = self.scheduler.preemptions();
+        self.stats.tokens_saved = self.scheduler.tokens_saved();
+        report
     }
 
     fn postprocess(&mut self, chunk: &Chunk, rows: &[f32], vocab: usize, report: &mut StepReport) {
