@@ -98,7 +98,7 @@ impl StepRunner for Runner {
             Runner::Bf16(m) => m.step(plan),
             Runner::F16(m) => m.step(plan),
         }
-        .map_err(|e| EngineError::Runner(e.to_string()))?;
+        .map_err(|e| EngineError::runner(e.to_string()))?;
         Ok(StepLogits {
             rows,
             vocab: self.vocab(),
