@@ -3,6 +3,7 @@
 mod autotune;
 mod check;
 mod compile;
+mod generate;
 pub mod generate_io;
 mod outcome;
 
@@ -116,6 +117,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
     },
+    /// Generate completions for a JSONL file of prompts with a Hugging Face model directory
+    /// (the engine: paged KV, packed and chunked prefill, shared prefixes, sampling).
+    Generate(generate::GenerateArgs),
     /// Tune the kernels on this GPU for a model's shapes and cache the best configs
     /// (`--dry-run`: list each space and its pruning per arch, no GPU needed).
     Autotune(autotune::AutotuneArgs),
@@ -211,6 +215,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify { backend } => verify(backend),
         Command::Autotune(args) => autotune::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }
 

@@ -67,6 +67,8 @@ pub struct StepReport {
     pub prefill_tokens: usize,
     pub chunks: usize,
     pub finished: usize,
+    /// Tokens sampled this step (one per decode and per completed prompt).
+    pub sampled: usize,
     /// Requests finished so far, of `requests`.
     pub done: usize,
     pub requests: usize,
@@ -197,6 +199,7 @@ impl<R: StepRunner> Engine<R> {
         }
         let seq = self.scheduler.seq(s);
         let token = self.samplers[s].sample(&rows[rows.len() - vocab..], &seq.tokens);
+        report.sampled += 1;
         if let Some(finish) = self.scheduler.append(s, token) {
             let tokens = self.scheduler.seq(s).generated().to_vec();
             self.completions[s] = Some(Completion { tokens, finish });
