@@ -4,6 +4,7 @@ mod autotune;
 mod check;
 mod compile;
 mod outcome;
+pub mod quantize;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -118,6 +119,9 @@ pub enum Command {
     /// Tune the kernels on this GPU for a model's shapes and cache the best configs
     /// (`--dry-run`: list each space and its pruning per arch, no GPU needed).
     Autotune(autotune::AutotuneArgs),
+    /// Quantize a float model directory's linear layers to int4 (RTN or GPTQ, AdaDim's
+    /// per-layer group dimension) into a warpforge int4 directory.
+    Quantize(quantize::QuantizeArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -210,6 +214,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify { backend } => verify(backend),
         Command::Autotune(args) => autotune::run(args),
+        Command::Quantize(args) => quantize::run(args),
     }
 }
 
