@@ -39,9 +39,9 @@ fn args(out: &Path, method: MethodArg, dim: DimArg, group: usize) -> QuantizeArg
     }
 }
 
-fn run(out: &Path, method: MethodArg, dim: DimArg) -> Summary {
+fn run(out: &Path, method: MethodArg, dim: DimArg, group: usize) -> Summary {
     let mut lines = Vec::new();
-    let summary = quantize(&args(out, method, dim, 32), &mut |l| {
+    let summary = quantize(&args(out, method, dim, group), &mut |l| {
         lines.push(l.to_string())
     })
     .unwrap_or_else(|e| panic!("{method:?}/{dim:?}: {e:#}"));
@@ -58,7 +58,15 @@ fn prompts(model: &ModelDir) -> Vec<Vec<u32>> {
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            tok.encode(v["prompt"].as_str().unwrap(), true).unwrap()
+            match v["prompt"].as_str() {
+                Some(text) => tok.encode(text, true).unwrap(),
+                None => v["prompt_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect(),
+            }
         })
         .collect()
 }
@@ -89,19 +97,20 @@ fn rtn_and_gptq_models_load_back_close_to_the_float_model() {
     let float = HostModel::from_weights(&float_dir.config, &float_dir.weights).unwrap();
     let prompts = prompts(&float_dir);
     let mut reports = Vec::new();
-    for (method, dim) in [
-        (MethodArg::Rtn, DimArg::Oc),
-        (MethodArg::Gptq, DimArg::Oc),
-        (MethodArg::Rtn, DimArg::Ic),
-        (MethodArg::Gptq, DimArg::Auto),
+    // k/v_proj have 48 outputs: groups along output channels (ic, auto) need 16.
+    for (method, dim, group) in [
+        (MethodArg::Rtn, DimArg::Oc, 32),
+        (MethodArg::Gptq, DimArg::Oc, 32),
+        (MethodArg::Rtn, DimArg::Ic, 16),
+        (MethodArg::Gptq, DimArg::Auto, 16),
     ] {
         let out = tmp.path().join(format!("{method:?}-{dim:?}"));
-        let summary = run(&out, method, dim);
+        let summary = run(&out, method, dim, group);
         let model = ModelDir::open(&out).unwrap();
         let Some(Int4Config::Warpforge(q)) = &model.quant else {
             panic!("{out:?} is not read as warpforge int4: {:?}", model.quant)
         };
-        assert_eq!(q.group, 32);
+        assert_eq!(q.group, group);
         assert!(model.tokenizer.is_some(), "tokenizer.json copied");
         // Every decoder linear is int4 with the dim the report names; the head is not.
         for layer in &summary.layers {
@@ -169,7 +178,7 @@ fn bad_arguments_are_clear_errors() {
     assert!(
         msg.contains("--group 64 does not divide")
             && msg.contains("= 96")
-            && msg.contains("fit this model: 16, 32"),
+            && msg.contains("with this --dim: 16, 32"),
         "{msg}"
     );
     let msg = err(args(&out, MethodArg::Rtn, DimArg::Oc, 24));

@@ -403,33 +403,38 @@ fn check_args(args: &QuantizeArgs) -> Result<()> {
 
 /// Every grouped dimension must be a multiple of the group (whole groups only).
 fn check_group(config: &crate::model::ModelConfig, group: usize, dim: DimChoice) -> Result<()> {
-    for proj in DECODER_LINEARS {
-        let (out, in_) = linear_shape(config, proj).expect("a decoder linear");
-        let grouped: &[(&str, usize)] = match dim {
-            DimChoice::Fixed(GroupDim::Oc) => &[("in_features", in_)],
-            DimChoice::Fixed(GroupDim::Ic) => &[("out_features", out)],
-            DimChoice::Auto => &[("in_features", in_), ("out_features", out)],
-        };
-        for &(what, len) in grouped {
-            if len % group != 0 {
-                let fits: Vec<String> = [16, 32, 64, 128]
-                    .iter()
-                    .filter(|&&g| {
-                        DECODER_LINEARS.iter().all(|p| {
-                            let (o, i) = linear_shape(config, p).expect("a decoder linear");
-                            i % g == 0 && (dim == DimChoice::Fixed(GroupDim::Oc) || o % g == 0)
-                        })
-                    })
-                    .map(|g| g.to_string())
-                    .collect();
-                bail!(
-                    "--group {group} does not divide {proj}'s {what} = {len}; groups that fit this model: {}",
-                    if fits.is_empty() { "none of 16/32/64/128".into() } else { fits.join(", ") }
-                );
-            }
+    // The first (linear, dimension, length) that `g` does not divide.
+    let misfit = |g: usize| {
+        DECODER_LINEARS.iter().find_map(|&proj| {
+            let (out, in_) = linear_shape(config, proj).expect("a decoder linear");
+            let grouped: &[(&str, usize)] = match dim {
+                DimChoice::Fixed(GroupDim::Oc) => &[("in_features", in_)],
+                DimChoice::Fixed(GroupDim::Ic) => &[("out_features", out)],
+                DimChoice::Auto => &[("in_features", in_), ("out_features", out)],
+            };
+            grouped
+                .iter()
+                .find(|(_, len)| len % g != 0)
+                .map(|&(what, len)| (proj, what, len))
+        })
+    };
+    let Some((proj, what, len)) = misfit(group) else {
+        return Ok(());
+    };
+    let fits: Vec<String> = [16, 32, 64, 128]
+        .into_iter()
+        .filter(|&g| misfit(g).is_none())
+        .map(|g| g.to_string())
+        .collect();
+    bail!(
+        "--group {group} does not divide {proj}'s {what} = {len}; groups that fit this model \
+         with this --dim: {}",
+        if fits.is_empty() {
+            "none of 16/32/64/128".into()
+        } else {
+            fits.join(", ")
         }
-    }
-    Ok(())
+    )
 }
 
 /// The calibration samples (module docs); empty when none is given or found and none is
