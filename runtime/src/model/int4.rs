@@ -598,6 +598,7 @@ mod tests {
             err.contains("`l.scales`") && err.contains("[4, 2]") && err.contains("[2, 4]"),
             "{err}"
         );
+        src.get_mut("l.scales").unwrap().1 = vec![2, 4];
         src.remove("l.qzeros");
         let err = read_warpforge(&src, "l", &cfg, 4, 8)
             .unwrap_err()
