@@ -167,12 +167,111 @@ fn rtn_and_gptq_models_load_back_close_to_the_float_model() {
     let dims: Vec<GroupDim> = auto.layers.iter().map(|l| l.dim).collect();
     println!("auto dims: {dims:?}");
 
-    // The tolerance catches a loader error: zero points read one step off.
+    // The same int4 weights repacked as a GPTQ v2 checkpoint load through `ModelDir` and
+    // the importer to the very same model.
     let rtn_dir = tmp.path().join("Rtn-Oc");
+    let gptq_dir = tmp.path().join("as-gptq");
+    write_as_gptq(&rtn_dir, &gptq_dir);
+    let model = ModelDir::open(&gptq_dir).unwrap();
+    assert!(matches!(model.quant, Some(Int4Config::Imported(_))));
+    let (ours, theirs) = (
+        HostModel::load(&rtn_dir).unwrap(),
+        HostModel::load(&gptq_dir).unwrap(),
+    );
+    for p in &prompts {
+        assert_eq!(
+            ours.prompt_logits(p).unwrap(),
+            theirs.prompt_logits(p).unwrap()
+        );
+    }
+
+    // The tolerance catches a loader error: zero points read one step off.
     shift_zeros(&rtn_dir.join("model.safetensors"));
     let (error, _) = compare(&float, &HostModel::load(&rtn_dir).unwrap(), &prompts);
     println!("zeros one step off: logits rel. RMS error {error:.4}");
     assert!(error > 0.15, "a shifted zero point gives {error}");
+}
+
+/// Writes the warpforge int4 (oc, asymmetric) model `from` as a GPTQ v2 checkpoint, packed
+/// as `kernels/src/int4/import.rs` documents the format (written here independently).
+fn write_as_gptq(from: &Path, to: &Path) {
+    let model = ModelDir::open(from).unwrap();
+    let quant = model.quant.as_ref().unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let words = |w: Vec<u32>| -> Vec<u8> { w.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut packed = std::collections::HashSet::new();
+    for l in 0..model.config.num_hidden_layers {
+        for proj in int4::DECODER_LINEARS {
+            let name = format!("model.layers.{l}.{proj}");
+            let (out, in_) = int4::linear_shape(&model.config, proj).unwrap();
+            let LinearWeight::Int4(w) =
+                int4::linear(&model.weights, Some(quant), &name, out, in_).unwrap()
+            else {
+                panic!("{name} is not int4")
+            };
+            assert_eq!(w.dim, GroupDim::Oc);
+            let (k, n, groups) = (w.k, w.n, w.groups());
+            // qweight [k/8, n]: input channel 8r + j of output o in bits 4j of word (r, o).
+            let mut qweight = vec![0u32; k / 8 * n];
+            for i in 0..k {
+                for o in 0..n {
+                    qweight[i / 8 * n + o] |= (w.codes[i * n + o] as u32) << (4 * (i % 8));
+                }
+            }
+            // qzeros [groups, n/8]: output 8c + j in bits 4j of word (g, c); v2 = true zeros.
+            let mut qzeros = vec![0u32; groups * n / 8];
+            for g in 0..groups {
+                for o in 0..n {
+                    qzeros[g * n / 8 + o / 8] |= (w.zeros[g * n + o] as u32) << (4 * (o % 8));
+                }
+            }
+            let scales = w
+                .scales
+                .iter()
+                .flat_map(|&s| half::f16::from_f32(s).to_le_bytes())
+                .collect();
+            use safetensors::Dtype::{F16, I32};
+            tensors.push((
+                format!("{name}.qweight"),
+                I32,
+                vec![k / 8, n],
+                words(qweight),
+            ));
+            tensors.push((
+                format!("{name}.qzeros"),
+                I32,
+                vec![groups, n / 8],
+                words(qzeros),
+            ));
+            tensors.push((format!("{name}.scales"), F16, vec![groups, n], scales));
+            packed.insert(name);
+        }
+    }
+    for name in model.weights.names() {
+        let prefix = name.rsplit_once('.').unwrap().0;
+        if !packed.contains(prefix) {
+            let (dtype, shape, bytes) = model.weights.raw(name).unwrap();
+            tensors.push((name.to_string(), dtype, shape.to_vec(), bytes.to_vec()));
+        }
+    }
+    std::fs::create_dir(to).unwrap();
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.as_str(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &to.join("model.safetensors")).unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(from.join("config.json")).unwrap()).unwrap();
+    config["quantization_config"] = serde_json::json!({
+        "quant_method": "gptq", "bits": 4, "group_size": 32, "sym": false,
+        "desc_act": false, "checkpoint_format": "gptq_v2"
+    });
+    std::fs::write(to.join("config.json"), config.to_string()).unwrap();
 }
 
 /// Rewrites a warpforge int4 file with every zero point one step higher (15 stays).
