@@ -6,6 +6,7 @@ mod compile;
 mod generate;
 pub mod generate_io;
 mod outcome;
+pub mod quantize;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -123,6 +124,9 @@ pub enum Command {
     /// Tune the kernels on this GPU for a model's shapes and cache the best configs
     /// (`--dry-run`: list each space and its pruning per arch, no GPU needed).
     Autotune(autotune::AutotuneArgs),
+    /// Quantize a float model directory's linear layers to int4 (RTN or GPTQ, AdaDim's
+    /// per-layer group dimension) into a warpforge int4 directory.
+    Quantize(quantize::QuantizeArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -216,6 +220,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify { backend } => verify(backend),
         Command::Autotune(args) => autotune::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Quantize(args) => quantize::run(args),
     }
 }
 

@@ -8,6 +8,7 @@
 //! accurate as PyTorch's f32 kernels. Simple loops, no speed tricks: it is a reference.
 
 use super::config::ModelConfig;
+use super::int4::{self, Int4Config};
 use super::weights::{expected_tensors, ModelWeights, WeightsError};
 use super::{ModelDir, ModelError};
 
@@ -104,6 +105,31 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
+/// The input a decoder layer's linears read, as [`HostModel::layer_forward`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearInput {
+    /// The normed hidden state q/k/v read.
+    Attention,
+    /// The attention output o_proj reads.
+    AttentionOutput,
+    /// The normed hidden state gate/up read.
+    Mlp,
+    /// The SwiGLU product down_proj reads.
+    MlpOutput,
+}
+
+impl LinearInput {
+    /// The linears (suffixes after `model.layers.{i}.`) that read this input.
+    pub fn linears(self) -> &'static [&'static str] {
+        match self {
+            LinearInput::Attention => &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            LinearInput::AttentionOutput => &["self_attn.o_proj"],
+            LinearInput::Mlp => &["mlp.gate_proj", "mlp.up_proj"],
+            LinearInput::MlpOutput => &["mlp.down_proj"],
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Layer {
     input_norm: Vec<f32>,
@@ -133,9 +159,13 @@ pub struct HostModel {
 
 impl HostModel {
     /// Loads a model directory (config and weights; the tokenizer is not needed).
+    /// An int4 directory's linears are dequantized ([`HostModel::from_int4`]).
     pub fn load(dir: &std::path::Path) -> Result<Self, ModelError> {
         let model = ModelDir::open(dir)?;
-        Ok(Self::from_weights(&model.config, &model.weights)?)
+        match &model.quant {
+            None => Ok(Self::from_weights(&model.config, &model.weights)?),
+            Some(quant) => Self::from_int4(&model.config, &model.weights, quant),
+        }
     }
 
     /// Widens every tensor the config names to f32 (shapes checked).
@@ -143,15 +173,41 @@ impl HostModel {
         config: &ModelConfig,
         weights: &ModelWeights,
     ) -> Result<Self, WeightsError> {
+        Self::build(config, weights, |name, shape| {
+            Ok(weights.tensor(name, shape)?.to_f32())
+        })
+    }
+
+    /// [`from_weights`](Self::from_weights) for an int4 directory: each linear stored as
+    /// int4 is dequantized exactly ([`int4::linear`]), the oracle for int4 kernels.
+    pub fn from_int4(
+        config: &ModelConfig,
+        weights: &ModelWeights,
+        quant: &Int4Config,
+    ) -> Result<Self, ModelError> {
+        Self::build(config, weights, |name, shape| {
+            let prefix = name.strip_suffix(".weight").unwrap_or(name);
+            Ok(int4::linear(weights, Some(quant), prefix, shape[0], shape[1])?.to_f32())
+        })
+    }
+
+    /// The model from `linear_weight(name, shape)` for linear weights (`[out, in]`) and
+    /// f32-widened tensors for the rest.
+    fn build<E: From<WeightsError>>(
+        config: &ModelConfig,
+        weights: &ModelWeights,
+        linear_weight: impl Fn(&str, &[usize]) -> Result<Vec<f32>, E>,
+    ) -> Result<Self, E> {
         let shapes: std::collections::HashMap<String, Vec<usize>> =
             expected_tensors(config).into_iter().collect();
-        let read = |name: &str| -> Result<Vec<f32>, WeightsError> {
+        let read = |name: &str| -> Result<Vec<f32>, E> {
             Ok(weights.tensor(name, &shapes[name])?.to_f32())
         };
-        let linear = |prefix: &str, bias: bool| -> Result<Linear, WeightsError> {
-            let shape = &shapes[&format!("{prefix}.weight")];
+        let linear = |prefix: &str, bias: bool| -> Result<Linear, E> {
+            let name = format!("{prefix}.weight");
+            let shape = &shapes[&name];
             Ok(Linear {
-                weight: read(&format!("{prefix}.weight"))?,
+                weight: linear_weight(&name, shape)?,
                 bias: bias.then(|| read(&format!("{prefix}.bias"))).transpose()?,
                 outputs: shape[0],
                 inputs: shape[1],
@@ -191,6 +247,43 @@ impl HostModel {
         &self.config
     }
 
+    /// Replaces the weight (`[out, in]`) of linear `proj` (one of [`LinearInput::linears`])
+    /// of decoder layer `layer`, e.g. by its quantized value.
+    ///
+    /// # Panics
+    /// On an unknown layer or linear, or a weight of another size (caller bugs).
+    pub fn set_linear_weight(&mut self, layer: usize, proj: &str, weight: Vec<f32>) {
+        let l = &mut self.layers[layer];
+        let linear = match proj {
+            "self_attn.q_proj" => &mut l.q,
+            "self_attn.k_proj" => &mut l.k,
+            "self_attn.v_proj" => &mut l.v,
+            "self_attn.o_proj" => &mut l.o,
+            "mlp.gate_proj" => &mut l.gate,
+            "mlp.up_proj" => &mut l.up,
+            "mlp.down_proj" => &mut l.down,
+            _ => panic!("no linear {proj:?} in a decoder layer"),
+        };
+        assert_eq!(weight.len(), linear.weight.len(), "{proj} weight size");
+        linear.weight = weight;
+    }
+
+    /// The weight (`[out, in]`) of linear `proj` of decoder layer `layer`.
+    pub fn linear_weight(&self, layer: usize, proj: &str) -> Option<&[f32]> {
+        let l = self.layers.get(layer)?;
+        let linear = match proj {
+            "self_attn.q_proj" => &l.q,
+            "self_attn.k_proj" => &l.k,
+            "self_attn.v_proj" => &l.v,
+            "self_attn.o_proj" => &l.o,
+            "mlp.gate_proj" => &l.gate,
+            "mlp.up_proj" => &l.up,
+            "mlp.down_proj" => &l.down,
+            _ => return None,
+        };
+        Some(&linear.weight)
+    }
+
     /// An empty KV cache for one sequence.
     pub fn new_cache(&self) -> KvCache {
         let layers = self.config.num_hidden_layers;
@@ -205,6 +298,23 @@ impl HostModel {
     /// cache, and returns the logits of each of them.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Logits, ModelError> {
         let c = &self.config;
+        let mut x = self.embed(tokens, cache.len)?;
+        for l in 0..self.layers.len() {
+            self.layer_forward(l, &mut x, cache, &mut |_, _| {});
+        }
+        cache.len += tokens.len();
+        let normed = self.rms_norm(&x, &self.norm);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(Logits {
+            vocab: c.vocab_size,
+            values: linear(&normed, head, None, c.hidden_size, c.vocab_size),
+        })
+    }
+
+    /// The embeddings `[tokens, hidden]` of `tokens` at positions `start..` (the position
+    /// only names an out-of-vocabulary token in the error).
+    pub fn embed(&self, tokens: &[u32], start: usize) -> Result<Vec<f32>, ModelError> {
+        let c = &self.config;
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
@@ -214,37 +324,47 @@ impl HostModel {
             if id as usize >= c.vocab_size {
                 return Err(ModelError::TokenOutOfRange {
                     id,
-                    position: cache.len + i,
+                    position: start + i,
                     vocab: c.vocab_size,
                 });
             }
             x.extend_from_slice(&self.embed[id as usize * h..(id as usize + 1) * h]);
         }
-        let start = cache.len;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let normed = self.rms_norm(&x, &layer.input_norm);
-            let mut q = layer.q.apply(&normed);
-            let mut k = layer.k.apply(&normed);
-            let v = layer.v.apply(&normed);
-            self.rotate(&mut q, c.q_dim(), start);
-            self.rotate(&mut k, c.kv_dim(), start);
-            cache.k[l].extend_from_slice(&k);
-            cache.v[l].extend_from_slice(&v);
-            let attended = self.attention(&q, &cache.k[l], &cache.v[l], start, layer.window);
-            add(&mut x, &layer.o.apply(&attended));
-            let normed = self.rms_norm(&x, &layer.post_norm);
-            let gate = layer.gate.apply(&normed);
-            let up = layer.up.apply(&normed);
-            let act: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
-            add(&mut x, &layer.down.apply(&act));
-        }
-        cache.len += tokens.len();
-        let normed = self.rms_norm(&x, &self.norm);
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        Ok(Logits {
-            vocab: c.vocab_size,
-            values: linear(&normed, head, None, h, c.vocab_size),
-        })
+        Ok(x)
+    }
+
+    /// Decoder layer `l` on the hidden states `x` (`[n, hidden]`, positions `cache.len()..`,
+    /// updated in place), appending to the layer's cache (the caller advances the length
+    /// once all layers ran). `observe` sees each input of the layer's linears (calibration
+    /// for quantization).
+    pub fn layer_forward(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        cache: &mut KvCache,
+        observe: &mut dyn FnMut(LinearInput, &[f32]),
+    ) {
+        let c = &self.config;
+        let (layer, start) = (&self.layers[l], cache.len);
+        let normed = self.rms_norm(x, &layer.input_norm);
+        observe(LinearInput::Attention, &normed);
+        let mut q = layer.q.apply(&normed);
+        let mut k = layer.k.apply(&normed);
+        let v = layer.v.apply(&normed);
+        self.rotate(&mut q, c.q_dim(), start);
+        self.rotate(&mut k, c.kv_dim(), start);
+        cache.k[l].extend_from_slice(&k);
+        cache.v[l].extend_from_slice(&v);
+        let attended = self.attention(&q, &cache.k[l], &cache.v[l], start, layer.window);
+        observe(LinearInput::AttentionOutput, &attended);
+        add(x, &layer.o.apply(&attended));
+        let normed = self.rms_norm(x, &layer.post_norm);
+        observe(LinearInput::Mlp, &normed);
+        let gate = layer.gate.apply(&normed);
+        let up = layer.up.apply(&normed);
+        let act: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
+        observe(LinearInput::MlpOutput, &act);
+        add(x, &layer.down.apply(&act));
     }
 
     /// The logits of every position of `tokens`, from an empty cache.

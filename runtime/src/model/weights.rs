@@ -148,7 +148,10 @@ fn words<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
 #[derive(Debug)]
 struct Entry {
     shard: usize,
-    dtype: DType,
+    /// `None` for the integer tensors of an int4 checkpoint (see [`ModelWeights::raw`]).
+    dtype: Option<DType>,
+    /// The dtype as stored.
+    stored: Dtype,
     shape: Vec<usize>,
     range: std::ops::Range<usize>,
 }
@@ -180,6 +183,16 @@ impl ModelWeights {
     /// Maps `dir/model.safetensors`, or every shard named by `dir/model.safetensors.index.json`.
     /// Int4 checkpoints (GPTQ/AWQ `qweight` tensors) are refused with [`WeightsError::Int4`].
     pub fn open(dir: &Path) -> Result<Self, WeightsError> {
+        Self::open_with(dir, false)
+    }
+
+    /// [`open`](Self::open) for an int4 model directory: integer tensors (GPTQ/AWQ packs,
+    /// warpforge's int4 codes) are kept, readable through [`raw`](Self::raw) only.
+    pub fn open_quantized(dir: &Path) -> Result<Self, WeightsError> {
+        Self::open_with(dir, true)
+    }
+
+    fn open_with(dir: &Path, quantized: bool) -> Result<Self, WeightsError> {
         let index_path = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let files = if index_path.exists() {
@@ -200,8 +213,8 @@ impl ModelWeights {
             let path = dir.join(&file);
             let shard = weights.shards.len();
             let map = map_file(&path)?;
-            for (name, entry) in read_entries(&path, &map, shard)? {
-                if is_int4_tensor(&name) {
+            for (name, entry) in read_entries(&path, &map, shard, quantized)? {
+                if !quantized && is_int4_tensor(&name) {
                     return Err(WeightsError::Int4 {
                         dir: dir.to_path_buf(),
                         tensor: name,
@@ -218,7 +231,7 @@ impl ModelWeights {
     pub fn dtype(&self) -> Option<DType> {
         self.entries
             .get("model.embed_tokens.weight")
-            .map(|e| e.dtype)
+            .and_then(|e| e.dtype)
     }
 
     /// The model directory.
@@ -231,22 +244,37 @@ impl ModelWeights {
         self.entries.keys().map(String::as_str)
     }
 
-    /// A tensor by name, if the files have it.
+    /// A floating-point tensor by name, if the files have it.
     pub fn get(&self, name: &str) -> Option<TensorView<'_>> {
         let (name, entry) = self.entries.get_key_value(name)?;
         let shard = &self.shards[entry.shard];
         Some(TensorView {
             name,
-            dtype: entry.dtype,
+            dtype: entry.dtype?,
             shape: &entry.shape,
             bytes: &shard.map[entry.range.clone()],
             file: &shard.path,
         })
     }
 
+    /// Any tensor by name as stored (dtype, shape, little-endian bytes), integer ones
+    /// included: what the int4 loader reads.
+    pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        let entry = self.entries.get(name)?;
+        let bytes = &self.shards[entry.shard].map[entry.range.clone()];
+        Some((entry.stored, &entry.shape, bytes))
+    }
+
     /// A tensor by name with the shape the caller expects; a missing tensor or another shape
     /// is an error naming it, its file and both shapes.
     pub fn tensor(&self, name: &str, expected: &[usize]) -> Result<TensorView<'_>, WeightsError> {
+        if let Some(entry) = self.entries.get(name).filter(|e| e.dtype.is_none()) {
+            return Err(WeightsError::Dtype {
+                file: self.shards[entry.shard].path.clone(),
+                name: name.to_string(),
+                dtype: format!("{:?}", entry.stored),
+            });
+        }
         let view = self.get(name).ok_or_else(|| WeightsError::Missing {
             name: name.to_string(),
             expected: expected.to_vec(),
@@ -363,6 +391,7 @@ fn read_entries(
     path: &Path,
     map: &[u8],
     shard: usize,
+    quantized: bool,
 ) -> Result<HashMap<String, Entry>, WeightsError> {
     let (header_len, metadata) =
         SafeTensors::read_metadata(map).map_err(|e| WeightsError::Malformed {
@@ -373,11 +402,11 @@ fn read_entries(
     let mut entries = HashMap::new();
     for (name, info) in metadata.tensors() {
         let dtype = match info.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::F16 => DType::F16,
-            Dtype::BF16 => DType::BF16,
+            Dtype::F32 => Some(DType::F32),
+            Dtype::F16 => Some(DType::F16),
+            Dtype::BF16 => Some(DType::BF16),
             // Int4 packs are I32; name them as such rather than as a dtype error.
-            _ if is_int4_tensor(&name) => DType::F32,
+            _ if quantized || is_int4_tensor(&name) => None,
             other => {
                 return Err(WeightsError::Dtype {
                     file: path.to_path_buf(),
@@ -392,6 +421,7 @@ fn read_entries(
             Entry {
                 shard,
                 dtype,
+                stored: info.dtype,
                 shape: info.shape.clone(),
                 range: data_start + start..data_start + end,
             },
