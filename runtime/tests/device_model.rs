@@ -194,7 +194,14 @@ trait FloatModel {
 
 impl FloatModel for DeviceModel<bf16> {
     fn load(model: &ModelDir) -> Self {
-        DeviceModel::load(Device::cpu(), &model.config, &model.weights, (64, 16), 128).unwrap()
+        DeviceModel::load(
+            Device::cpu(),
+            &model.config,
+            (&model.weights, None),
+            (64, 16),
+            128,
+        )
+        .unwrap()
     }
     fn step(&mut self, plan: &StepPlan) -> Vec<Vec<f32>> {
         DeviceModel::step(self, plan).unwrap()
@@ -203,7 +210,14 @@ impl FloatModel for DeviceModel<bf16> {
 
 impl FloatModel for DeviceModel<warpforge_dsl::prelude::f16> {
     fn load(model: &ModelDir) -> Self {
-        DeviceModel::load(Device::cpu(), &model.config, &model.weights, (64, 16), 128).unwrap()
+        DeviceModel::load(
+            Device::cpu(),
+            &model.config,
+            (&model.weights, None),
+            (64, 16),
+            128,
+        )
+        .unwrap()
     }
     fn step(&mut self, plan: &StepPlan) -> Vec<Vec<f32>> {
         DeviceModel::step(self, plan).unwrap()

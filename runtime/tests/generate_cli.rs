@@ -244,3 +244,90 @@ fn bad_lines_are_named_and_nothing_is_written() {
     );
     assert!(!out_path.exists());
 }
+
+/// An int4 model written by `warpforge quantize` runs its MLP on the int4 GEMM; its prompt
+/// logits are the dequantizing host reference's within the bf16 tolerance and its greedy
+/// tokens are the reference's.
+#[test]
+fn quantized_model_matches_its_dequantized_reference() {
+    use warpforge_runtime::model::HostModel;
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("q4");
+    let model = root().join("models/tiny-llama");
+    let out = Command::new(env!("CARGO_BIN_EXE_warpforge"))
+        .args([
+            "quantize",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            q.to_str().unwrap(),
+        ])
+        .args(["--group", "32", "--dim", "oc", "--method", "rtn"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = HostModel::load(&q).unwrap();
+    let prompts: Vec<Vec<u32>> = vec![
+        vec![1, 421, 419, 261, 420, 14, 355],
+        vec![1, 298, 292, 14, 328, 432],
+    ];
+    let input = dir.path().join("in.jsonl");
+    let text: String = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}\n", json!({"id": i, "prompt_ids": p})))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let (out_path, dump) = (
+        dir.path().join("out.jsonl"),
+        dir.path().join("logits.jsonl"),
+    );
+    let out = generate(&[
+        "--model",
+        q.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+        "--max-tokens",
+        "12",
+        "--ignore-eos",
+        "--dump-logits",
+        dump.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("linears on the int4 GEMM"), "{stderr}");
+    for ((p, line), dumped) in prompts.iter().zip(lines(&out_path)).zip(lines(&dump)) {
+        let want = host.prompt_logits(p).unwrap().values;
+        let got: Vec<f32> = dumped["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
+            .collect();
+        let tol = 4.0 / 256.0 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max <= tol, "{max} > {tol}");
+        let greedy: Vec<u64> = host
+            .greedy(p, 12, &[])
+            .unwrap()
+            .iter()
+            .map(|&t| t as u64)
+            .collect();
+        assert_eq!(ids(&line["token_ids"]), greedy);
+    }
+}

@@ -182,6 +182,14 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         args.page_size,
         super::generate_io::human_bytes(kv_page_bytes * pages as u64),
     );
+    match runner.int4_layers() {
+        (0, 0) => {}
+        (on, 0) => eprintln!("int4: {on} linears on the int4 GEMM"),
+        (on, dense) => eprintln!(
+            "int4: {on} linears on the int4 GEMM; {dense} dequantized at load (a padded head \
+             layout, a bias, or gate/up that cannot be fused)"
+        ),
+    }
     let engine_config = EngineConfig {
         kv_pages: pages,
         token_budget: args.token_budget,

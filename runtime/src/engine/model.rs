@@ -11,8 +11,8 @@
 //! multiplied by the LM head with f32 output.
 
 use super::plan::{LogitRows, StepPlan};
-use super::weights::{DeviceWeights, Linear, LoadError, ModelFloat};
-use crate::model::{ModelConfig, ModelWeights};
+use super::weights::{DeviceWeights, Linear, LoadError, ModelFloat, Weight};
+use crate::model::{Int4Config, ModelConfig, ModelWeights};
 use warpforge_dsl::backend::{Backend, DeviceError};
 use warpforge_dsl::{Buffer, Config, Device, Element};
 use warpforge_kernels::act::host as act;
@@ -21,6 +21,7 @@ use warpforge_kernels::attention::{
     DECODE_MAX_Q,
 };
 use warpforge_kernels::gemm_tc::{self, Layout};
+use warpforge_kernels::int4::host as int4;
 use warpforge_kernels::norm::host::{self as norm, Rows};
 use warpforge_kernels::prepack::{self, PageWriteBuffers, PageWriteShape};
 use warpforge_kernels::rope::{self, RopeShape};
@@ -96,7 +97,7 @@ impl<T: ModelFloat> DeviceModel<T> {
     pub fn load(
         device: Device,
         config: &ModelConfig,
-        weights: &ModelWeights,
+        weights: (&ModelWeights, Option<&Int4Config>),
         (pages, page_size): (usize, usize),
         max_positions: usize,
     ) -> Result<Self, LoadError> {
@@ -132,6 +133,11 @@ impl<T: ModelFloat> DeviceModel<T> {
 
     pub fn page_size(&self) -> usize {
         self.cache.page_size
+    }
+
+    /// (linears on the int4 GEMM, int4 linears dequantized at load).
+    pub fn int4_layers(&self) -> (usize, usize) {
+        (self.weights.int4_layers, self.weights.dequantized_layers)
     }
 
     /// Bytes of K and V one token takes in the cache, over all layers.
@@ -368,15 +374,22 @@ impl<T: ModelFloat> DeviceModel<T> {
     /// once (as cuBLAS's epilogue does for `nn.Linear`).
     fn linear(&self, x: &Buffer<T>, w: &Linear<T>, rows: usize) -> Result<Buffer<T>, StepError> {
         let mut y = self.device.zeros::<T>(rows * w.out)?;
-        let config = gemm_config(rows);
         let (m, n, k) = (rows as u32, w.out as u32, w.inp as u32);
+        let dense = match &w.w {
+            Weight::Dense(b) => b,
+            Weight::Int4(q) => {
+                self.int4_linear(x, q, rows, &mut y)?;
+                return Ok(y);
+            }
+        };
+        let config = gemm_config(rows);
         let Some(bias) = &w.bias else {
             gemm_tc::launch::<T, T>(
                 &self.device,
                 &config,
                 Layout::Nt,
                 x,
-                &w.w,
+                dense,
                 &mut y,
                 (m, n, k),
                 (k, k, n),
@@ -389,7 +402,7 @@ impl<T: ModelFloat> DeviceModel<T> {
             &config,
             Layout::Nt,
             x,
-            &w.w,
+            dense,
             &mut wide,
             (m, n, k),
             (k, k, n),
@@ -397,6 +410,42 @@ impl<T: ModelFloat> DeviceModel<T> {
         let add = (T::BIAS_ADD)().space.default_config();
         act::launch_bias_add(&self.device, &add, (&wide, bias), &mut y, (rows, w.out))?;
         Ok(y)
+    }
+
+    /// `x·dequant(W)` on the int4 GEMM (activations permuted first for act-order weights).
+    fn int4_linear(
+        &self,
+        x: &Buffer<T>,
+        w: &int4::DeviceInt4,
+        rows: usize,
+        y: &mut Buffer<T>,
+    ) -> Result<(), StepError> {
+        let p = &w.packed;
+        let def = int4::def_of(p.dim, T::SCALAR)
+            .ok_or_else(|| StepError::Plan(format!("no int4 GEMM for {}", T::SCALAR)))?;
+        let config = int4::default_config(def, rows);
+        let mut ws = self
+            .device
+            .zeros::<f32>(int4::workspace_len(&config, rows, p).max(1))?;
+        let ld = p.k as u32;
+        match &w.perm {
+            None => int4::launch(&self.device, &config, w, x, ld, rows as u32, y, &mut ws)?,
+            Some(perm) => {
+                let mut permuted = self.device.zeros::<T>(rows * p.k)?;
+                int4::permute_activations(&self.device, x, perm, &mut permuted, rows as u32, ld)?;
+                int4::launch(
+                    &self.device,
+                    &config,
+                    w,
+                    &permuted,
+                    ld,
+                    rows as u32,
+                    y,
+                    &mut ws,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn add(&self, acc: &mut Buffer<T>, x: &Buffer<T>, len: usize) -> Result<(), StepError> {
@@ -573,7 +622,12 @@ impl<T: ModelFloat> DeviceModel<T> {
         prepack::launch_gather_rows(&self.device, &gather, (x, &ids), &mut picked, hidden)?;
         let h = self.rms_norm(&picked, &self.weights.norm, wanted.len())?;
         let (head, n) = match &self.weights.lm_head {
-            Some(l) => (&l.w, l.out),
+            Some(Linear {
+                w: Weight::Dense(w),
+                out,
+                ..
+            }) => (w, *out),
+            Some(_) => return Err(StepError::Plan("an int4 LM head is not supported".into())),
             None => (&self.weights.embed, vocab),
         };
         let mut out = self.device.zeros::<f32>(wanted.len() * n)?;

@@ -55,7 +55,11 @@ impl Runner {
         size: CacheSize,
     ) -> Result<Runner, LoadError> {
         let cache = (size.pages, size.page_size);
-        let (c, w, n) = (&dir.config, &dir.weights, size.max_positions);
+        let (c, w, n) = (
+            &dir.config,
+            (&dir.weights, dir.quant.as_ref()),
+            size.max_positions,
+        );
         Ok(match precision {
             Precision::Bf16 => Runner::Bf16(DeviceModel::load(device, c, w, cache, n)?),
             Precision::F16 => Runner::F16(DeviceModel::load(device, c, w, cache, n)?),
@@ -74,6 +78,14 @@ impl Runner {
         match self {
             Runner::Bf16(m) => m.device(),
             Runner::F16(m) => m.device(),
+        }
+    }
+
+    /// (linears on the int4 GEMM, int4 linears dequantized at load).
+    pub fn int4_layers(&self) -> (usize, usize) {
+        match self {
+            Runner::Bf16(m) => m.int4_layers(),
+            Runner::F16(m) => m.int4_layers(),
         }
     }
 

@@ -4,17 +4,26 @@
 //! positions served.
 
 use super::layout::HeadLayout;
-use crate::model::{expected_tensors, ModelConfig, ModelWeights, RopeScaling, WeightsError};
+use crate::model::int4::linear as stored_linear;
+use crate::model::{
+    expected_tensors, Int4Config, Int4LoadError, LinearWeight, ModelConfig, ModelWeights,
+    RopeScaling, WeightsError,
+};
 use std::collections::HashMap;
 use warpforge_dsl::backend::DeviceError;
 use warpforge_dsl::prelude::{bf16, f16, Float};
 use warpforge_dsl::{Buffer, Device, Element};
 use warpforge_kernels::act::host::ActFloat;
+use warpforge_kernels::int4::host::DeviceInt4;
+use warpforge_kernels::int4::layout::{pack, Int4Float};
+use warpforge_kernels::int4::Int4Weight;
 use warpforge_kernels::norm::host::NormFloat;
 use warpforge_kernels::rope::{self, RopeFloat};
 
 /// The element types the model runs in: the attention kernels take f16 and bf16.
-pub trait ModelFloat: Float + Element + ActFloat + NormFloat + RopeFloat + Default {
+pub trait ModelFloat:
+    Float + Element + ActFloat + NormFloat + RopeFloat + Int4Float + Default
+{
     /// A host tensor converted to this type (exactly when it already is one).
     fn convert(view: &crate::model::TensorView) -> Vec<Self>;
 }
@@ -38,13 +47,25 @@ pub enum LoadError {
     Weights(#[from] WeightsError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error(transparent)]
+    Int4(#[from] Int4LoadError),
+    #[error("int4 weight {name}: {message}")]
+    Pack { name: String, message: String },
     #[error("{0}")]
     Unsupported(String),
 }
 
-/// `y = x·Wᵀ (+ b)`: `w` is `[out, inp]` row-major (PyTorch's Linear layout).
+/// A linear layer's weight on the device.
+pub enum Weight<T: Element> {
+    /// `[out, inp]` row-major (PyTorch's Linear layout), for the tensor-core GEMM.
+    Dense(Buffer<T>),
+    /// Packed for the int4 dequant-GEMM (GPTQ, AWQ or warpforge's own int4).
+    Int4(DeviceInt4),
+}
+
+/// `y = x·Wᵀ (+ b)`.
 pub struct Linear<T: Element> {
-    pub w: Buffer<T>,
+    pub w: Weight<T>,
     pub bias: Option<Buffer<T>>,
     pub out: usize,
     pub inp: usize,
@@ -75,6 +96,72 @@ pub struct DeviceWeights<T: Element> {
     /// `[rope_rows, head.padded_rotary]` f32 cos/sin.
     pub rope_table: Buffer<f32>,
     pub rope_rows: usize,
+    /// Linear layers on the int4 GEMM, and int4 layers that run dense (dequantized once at
+    /// load) because the head layout pads their rows or columns, they carry a bias, or
+    /// gate and up could not be fused.
+    pub int4_layers: usize,
+    pub dequantized_layers: usize,
+}
+
+/// A decoder linear as stored: dense `[out, inp]` in T, or int4.
+enum Stored<T> {
+    Dense(Vec<T>),
+    Int4(Int4Weight),
+}
+
+impl<T: ModelFloat> Stored<T> {
+    /// The weight as dense `[out, inp]` T values (int4 dequantized exactly, then rounded).
+    fn dense(self) -> Vec<T> {
+        match self {
+            Stored::Dense(v) => v,
+            Stored::Int4(w) => LinearWeight::Int4(w)
+                .to_f32()
+                .into_iter()
+                .map(T::from_f32)
+                .collect(),
+        }
+    }
+}
+
+/// `[gate; up]` as one int4 weight (output channels concatenated), when their inputs,
+/// grouping and act-order agree.
+fn fuse_outputs(gate: &Int4Weight, up: &Int4Weight) -> Option<Int4Weight> {
+    use warpforge_kernels::int4::GroupDim;
+    let same = gate.k == up.k
+        && gate.group == up.group
+        && gate.dim == up.dim
+        && gate.g_idx == up.g_idx
+        && (gate.dim == GroupDim::Oc || (gate.n % gate.group == 0 && up.n % up.group == 0));
+    if !same {
+        return None;
+    }
+    let interleave = |a: &[u8], b: &[u8], wa: usize, wb: usize| -> Vec<u8> {
+        a.chunks(wa)
+            .zip(b.chunks(wb))
+            .flat_map(|(x, y)| x.iter().chain(y).copied())
+            .collect()
+    };
+    let interleave_f = |a: &[f32], b: &[f32], wa: usize, wb: usize| -> Vec<f32> {
+        a.chunks(wa)
+            .zip(b.chunks(wb))
+            .flat_map(|(x, y)| x.iter().chain(y).copied())
+            .collect()
+    };
+    // Scales and zeros are [k_groups, n] (Oc) or [k, n_groups] (Ic): rows of width sw.
+    let (sa, sb) = match gate.dim {
+        GroupDim::Oc => (gate.n, up.n),
+        GroupDim::Ic => (gate.n / gate.group, up.n / up.group),
+    };
+    Some(Int4Weight {
+        k: gate.k,
+        n: gate.n + up.n,
+        group: gate.group,
+        dim: gate.dim,
+        codes: interleave(&gate.codes, &up.codes, gate.n, up.n),
+        scales: interleave_f(&gate.scales, &up.scales, sa, sb),
+        zeros: interleave(&gate.zeros, &up.zeros, sa, sb),
+        g_idx: gate.g_idx.clone(),
+    })
 }
 
 /// The kernels' RoPE for a config (its scaling converted one to one).
@@ -123,7 +210,7 @@ impl<T: ModelFloat> DeviceWeights<T> {
     pub fn load(
         device: &Device,
         config: &ModelConfig,
-        weights: &ModelWeights,
+        (weights, quant): (&ModelWeights, Option<&Int4Config>),
         rope_rows: usize,
     ) -> Result<Self, LoadError> {
         let head = check_config(config)?;
@@ -132,68 +219,126 @@ impl<T: ModelFloat> DeviceWeights<T> {
             Ok(T::convert(&weights.tensor(name, &shapes[name])?))
         };
         let up = |data: &[T]| device.upload(data).map_err(LoadError::from);
+        let stored = |name: &str, out: usize, inp: usize| -> Result<Stored<T>, LoadError> {
+            Ok(match quant {
+                None => Stored::Dense(host(&format!("{name}.weight"))?),
+                Some(q) => match stored_linear(weights, Some(q), name, out, inp)? {
+                    LinearWeight::Dense(view) => Stored::Dense(T::convert(&view)),
+                    LinearWeight::Int4(w) => Stored::Int4(w),
+                },
+            })
+        };
+        let mut counts = (0usize, 0usize);
+        let mut int4 = |name: &str, w: Int4Weight| -> Result<Weight<T>, LoadError> {
+            let packed = pack::<T>(&w).map_err(|e| LoadError::Pack {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?;
+            counts.0 += 1;
+            Ok(Weight::Int4(DeviceInt4::upload(device, packed).map_err(
+                |e| LoadError::Pack {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                },
+            )?))
+        };
         let (hidden, heads, kv_heads) = (
             config.hidden_size,
             config.num_attention_heads,
             config.num_key_value_heads,
         );
-        // q/k/v: rows per head into the padded layout; o: columns.
-        let projection = |name: &str, heads: usize, bias: bool| -> Result<Linear<T>, LoadError> {
-            let w = head.pad_rows(&host(&format!("{name}.weight"))?, heads, hidden);
-            let bias = match bias {
-                true => Some(up(&head.pad_rows(
-                    &host(&format!("{name}.bias"))?,
-                    heads,
-                    1,
-                ))?),
-                false => None,
-            };
-            Ok(Linear {
-                w: up(&w)?,
-                bias,
-                out: heads * head.padded,
-                inp: hidden,
-            })
-        };
-        let dense = |name: &str, out: usize, inp: usize| -> Result<Linear<T>, LoadError> {
-            Ok(Linear {
-                w: up(&host(&format!("{name}.weight"))?)?,
-                bias: None,
-                out,
-                inp,
-            })
-        };
+        let inter = config.intermediate_size;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        let mut dequantized = 0;
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let attn = |proj: &str| format!("{p}.self_attn.{proj}");
-            let o_w = head.pad_cols(&host(&format!("{}.weight", attn("o_proj")))?, hidden, heads);
+            // q/k/v: rows per head into the padded layout; o: columns. An int4 weight stays
+            // int4 when the layout is the model's and there is no bias.
+            let mut projection =
+                |proj: &str, n_heads: usize, bias: bool| -> Result<Linear<T>, LoadError> {
+                    let name = attn(proj);
+                    let out = n_heads * config.head_dim;
+                    let w = match stored(&name, out, hidden)? {
+                        Stored::Int4(w) if head.is_identity() && !bias => int4(&name, w)?,
+                        s => {
+                            dequantized += matches!(s, Stored::Int4(_)) as usize;
+                            Weight::Dense(up(&head.pad_rows(&s.dense(), n_heads, hidden))?)
+                        }
+                    };
+                    let bias = match bias {
+                        true => Some(up(&head.pad_rows(
+                            &host(&format!("{name}.bias"))?,
+                            n_heads,
+                            1,
+                        ))?),
+                        false => None,
+                    };
+                    Ok(Linear {
+                        w,
+                        bias,
+                        out: n_heads * head.padded,
+                        inp: hidden,
+                    })
+                };
+            let q = projection("q_proj", heads, config.qkv_bias)?;
+            let k = projection("k_proj", kv_heads, config.qkv_bias)?;
+            let v = projection("v_proj", kv_heads, config.qkv_bias)?;
+            let o_name = attn("o_proj");
+            let o_w = match stored(&o_name, hidden, heads * config.head_dim)? {
+                Stored::Int4(w) if head.is_identity() && !config.o_bias => int4(&o_name, w)?,
+                s => {
+                    dequantized += matches!(s, Stored::Int4(_)) as usize;
+                    Weight::Dense(up(&head.pad_cols(&s.dense(), hidden, heads))?)
+                }
+            };
             let o_bias = match config.o_bias {
-                true => Some(up(&host(&format!("{}.bias", attn("o_proj")))?)?),
+                true => Some(up(&host(&format!("{o_name}.bias"))?)?),
                 false => None,
             };
-            let mut gate_up = host(&format!("{p}.mlp.gate_proj.weight"))?;
-            gate_up.extend(host(&format!("{p}.mlp.up_proj.weight"))?);
-            let inter = config.intermediate_size;
+            let gate = stored(&format!("{p}.mlp.gate_proj"), inter, hidden)?;
+            let upw = stored(&format!("{p}.mlp.up_proj"), inter, hidden)?;
+            let gate_up = match (gate, upw) {
+                (Stored::Int4(g), Stored::Int4(u)) if fuse_outputs(&g, &u).is_some() => {
+                    int4(&format!("{p}.mlp.gate_up"), fuse_outputs(&g, &u).unwrap())?
+                }
+                (g, u) => {
+                    dequantized += matches!(g, Stored::Int4(_)) as usize
+                        + matches!(u, Stored::Int4(_)) as usize;
+                    let mut w = g.dense();
+                    w.extend(u.dense());
+                    Weight::Dense(up(&w)?)
+                }
+            };
+            let down_name = format!("{p}.mlp.down_proj");
+            let down = match stored(&down_name, hidden, inter)? {
+                Stored::Int4(w) => int4(&down_name, w)?,
+                s => Weight::Dense(up(&s.dense())?),
+            };
             layers.push(Layer {
                 input_norm: up(&host(&format!("{p}.input_layernorm.weight"))?)?,
-                q: projection(&attn("q_proj"), heads, config.qkv_bias)?,
-                k: projection(&attn("k_proj"), kv_heads, config.qkv_bias)?,
-                v: projection(&attn("v_proj"), kv_heads, config.qkv_bias)?,
+                q,
+                k,
+                v,
                 o: Linear {
-                    w: up(&o_w)?,
+                    w: o_w,
                     bias: o_bias,
                     out: hidden,
                     inp: heads * head.padded,
                 },
                 post_norm: up(&host(&format!("{p}.post_attention_layernorm.weight"))?)?,
                 gate_up: Linear {
-                    w: up(&gate_up)?,
+                    w: gate_up,
                     bias: None,
                     out: 2 * inter,
                     inp: hidden,
                 },
-                down: dense(&format!("{p}.mlp.down_proj"), hidden, inter)?,
+                down: Linear {
+                    w: down,
+                    bias: None,
+                    out: hidden,
+                    inp: inter,
+                },
             });
         }
         let vocab = config.vocab_size;
@@ -208,7 +353,7 @@ impl<T: ModelFloat> DeviceWeights<T> {
                 };
                 w.resize(vocab_padded * hidden, T::default());
                 Some(Linear {
-                    w: up(&w)?,
+                    w: Weight::Dense(up(&w)?),
                     bias: None,
                     out: vocab_padded,
                     inp: hidden,
@@ -225,6 +370,8 @@ impl<T: ModelFloat> DeviceWeights<T> {
             head,
             rope_table: device.upload(&head.pad_table(&table, rope_rows))?,
             rope_rows,
+            int4_layers: counts.0,
+            dequantized_layers: dequantized,
         })
     }
 }
