@@ -72,8 +72,11 @@ fn shipped_model_completes_as_transformers() {
     let want: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(model.join("completions.json")).unwrap())
             .unwrap();
+    // The shipped prompts: transformers' completions for the first ones; the last two share
+    // a long prefix (the summary shows the KV bytes that saved).
     let got = lines(&out_path);
-    assert_eq!(got.len(), want.len());
+    assert!(got.len() >= want.len());
+    assert!(!stderr.contains("KV saved (sharing)        0 B"), "{stderr}");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g["id"], w["id"]);
         assert_eq!(ids(&g["token_ids"]), ids(&w["token_ids"]), "{}", w["id"]);

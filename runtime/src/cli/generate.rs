@@ -85,6 +85,9 @@ pub struct GenerateArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json_summary: bool,
+    /// Also print each prompt and its completion as text on stderr (needs a tokenizer).
+    #[arg(long)]
+    pub show: bool,
 }
 
 pub fn run(args: GenerateArgs) -> Result<ExitCode> {
@@ -233,6 +236,19 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         out.put(r.index, record)?;
     }
     out.finish()?;
+    if let (true, Some(t)) = (args.show, &tokenizer) {
+        use std::io::IsTerminal;
+        let (bold, plain) = match std::io::stderr().is_terminal() {
+            true => ("\x1b[1m", "\x1b[0m"),
+            false => ("", ""),
+        };
+        for (r, c) in requests.iter().zip(&completions) {
+            let prompt = t.decode(&r.prompt, true).unwrap_or_default();
+            let text = t.decode(&c.tokens, true).unwrap_or_default();
+            let id = r.id.as_str().map_or_else(|| r.id.to_string(), str::to_string);
+            eprintln!("[{id}] {prompt}{bold}{text}{plain}\n");
+        }
+    }
     let stats = engine.stats();
     let summary = Summary {
         requests: requests.len(),
