@@ -76,7 +76,10 @@ fn shipped_model_completes_as_transformers() {
     // a long prefix (the summary shows the KV bytes that saved).
     let got = lines(&out_path);
     assert!(got.len() >= want.len());
-    assert!(!stderr.contains("KV saved (sharing)        0 B"), "{stderr}");
+    assert!(
+        !stderr.contains("KV saved (sharing)        0 B"),
+        "{stderr}"
+    );
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g["id"], w["id"]);
         assert_eq!(ids(&g["token_ids"]), ids(&w["token_ids"]), "{}", w["id"]);

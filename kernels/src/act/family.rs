@@ -227,7 +227,7 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
     }
 
     /// The bf16 instances at a Llama layer's shapes: SwiGLU over `[tokens, intermediate]`,
-    /// the residual add over `[tokens · hidden]`.
+    /// the residual add over `[tokens · hidden]`, the bias add over the q projection.
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
         if T::SCALAR != warpforge_dsl::ScalarType::BF16 {
             return Vec::new();
@@ -236,8 +236,12 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
             .iter()
             .filter_map(|&m| match self.kind {
                 Kind::Add => Some(Problem::new("residual", vec![m * model.hidden])),
-                // Only Qwen2-style models have biases; ModelShape does not say.
-                Kind::BiasAdd => None,
+                // Qwen2-style q-projection biases (ModelShape does not say whether the
+                // model has them; the shape is the q projection's output).
+                Kind::BiasAdd => Some(Problem::new(
+                    "q bias",
+                    vec![m, model.heads * model.head_dim],
+                )),
                 _ => Some(Problem::new("mlp", vec![m, model.intermediate])),
             })
             .collect()

@@ -245,7 +245,9 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         for (r, c) in requests.iter().zip(&completions) {
             let prompt = t.decode(&r.prompt, true).unwrap_or_default();
             let text = t.decode(&c.tokens, true).unwrap_or_default();
-            let id = r.id.as_str().map_or_else(|| r.id.to_string(), str::to_string);
+            let id =
+                r.id.as_str()
+                    .map_or_else(|| r.id.to_string(), str::to_string);
             eprintln!("[{id}] {prompt}{bold}{text}{plain}\n");
         }
     }
