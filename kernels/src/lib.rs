@@ -14,6 +14,7 @@ pub mod fp8;
 pub mod gemm;
 pub mod gemm_tc;
 pub mod int4;
+pub mod loss;
 pub mod norm;
 pub mod operand;
 pub mod prepack;
@@ -46,6 +47,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     rope::kernels,
     prepack::kernels,
     int4::kernels,
+    loss::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
