@@ -48,6 +48,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     prepack::kernels,
     int4::kernels,
     loss::kernels,
+    norm::backward_kernels,
 ];
 
 /// Every kernel of the library, in registration order.
