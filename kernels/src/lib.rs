@@ -9,6 +9,7 @@
 pub mod act;
 pub mod attention;
 pub mod check;
+pub mod embed;
 pub mod family;
 pub mod fp8;
 pub mod gemm;
@@ -49,6 +50,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     int4::kernels,
     loss::kernels,
     norm::backward_kernels,
+    embed::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
