@@ -18,6 +18,7 @@ pub mod int4;
 pub mod loss;
 pub mod norm;
 pub mod operand;
+pub mod optim;
 pub mod prepack;
 pub mod reduce;
 pub mod rope;
@@ -51,6 +52,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     loss::kernels,
     norm::backward_kernels,
     embed::kernels,
+    optim::kernels,
 ];
 
 /// Every kernel of the library, in registration order.
