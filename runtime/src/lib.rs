@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod model;
 pub mod perf;
+pub mod train;
