@@ -3,11 +3,12 @@
 //! gradient against central finite differences of the f64 lookup loss, accumulation over
 //! two micro-batches, and NVRTC compiles of the defaults.
 
-use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
-use warpforge::dsl::{codegen, resolve, Buffer, Device};
+mod train_support;
+
+use train_support::{check_whole_space, compile_defaults, kernel};
+use warpforge::dsl::{Buffer, Device};
 use warpforge::kernels::embed::host::{launch_embedding_bwd, DeviceIndex, EmbedError, TokenIndex};
 use warpforge::kernels::family::Lcg;
-use warpforge::kernels::{find, Kernel};
 
 const NAMES: [&str; 3] = [
     "embedding_bwd_f32",
@@ -15,30 +16,14 @@ const NAMES: [&str; 3] = [
     "embedding_bwd_bf16",
 ];
 
-fn kernel(name: &str) -> Kernel {
-    find(name).unwrap_or_else(|| panic!("{name} is not registered"))
-}
-
 #[test]
 fn whole_space_of_every_instance_is_exact() {
-    let device = Device::cpu();
-    let mut runs = 0;
     for name in NAMES {
         let k = kernel(name);
         assert_eq!(k.tolerance(&k.problems()[0]), 0.0);
-        for problem in k.problems() {
-            for config in k.configs() {
-                let report = k.check(&device, &config, &problem).unwrap();
-                assert!(
-                    report.passed(),
-                    "{name} [{config}] {}: {report}",
-                    problem.name
-                );
-                runs += 1;
-            }
-        }
     }
-    println!("{runs} (instance, config, problem) runs exact");
+    let runs = check_whole_space(&NAMES);
+    println!("{runs} (kernel, config, problem) runs exact");
 }
 
 #[test]
@@ -155,34 +140,8 @@ fn accumulates_over_micro_batches_reproducibly() {
     assert_eq!(bits(&first), bits(&run()));
 }
 
-/// The default config of each instance compiles with NVRTC for sm_80 and sm_90 without
-/// spilling (skipped, saying why, without NVRTC).
+/// The default configs compile with NVRTC without spilling (see [`compile_defaults`]).
 #[test]
 fn default_configs_compile_with_nvrtc() {
-    if let Err(e) = nvrtc::version() {
-        assert!(
-            std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_none(),
-            "NVRTC required: {e}"
-        );
-        eprintln!("SKIPPED: NVRTC not found, compile test not run: {e}");
-        return;
-    }
-    for name in NAMES {
-        let k = kernel(name);
-        let typed = resolve::specialize(k.def(), &k.default_config()).unwrap();
-        let source = codegen::cuda_source(&typed);
-        for arch in [Arch::SM80, Arch::SM90] {
-            let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
-            let r = &c.resources;
-            println!(
-                "{name} {arch}: {} registers, {} B shared",
-                r.registers, r.shared_bytes
-            );
-            assert_eq!(
-                (r.spill_stores_bytes, r.spill_loads_bytes),
-                (0, 0),
-                "{name} spills"
-            );
-        }
-    }
+    compile_defaults(&NAMES);
 }

@@ -3,14 +3,15 @@
 //! mean loss's gradient scale and its errors, the gradient against central finite
 //! differences of the f64 loss, a 32000-word vocabulary, and NVRTC compiles of the defaults.
 
-use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
-use warpforge::dsl::{codegen, resolve, Buffer, Config, Device};
+mod train_support;
+
+use train_support::{check_whole_space, compile_defaults, kernel};
+use warpforge::dsl::{Buffer, Config, Device};
 use warpforge::kernels::family::Lcg;
 use warpforge::kernels::loss::host::{
     cross_entropy_reference, launch_cross_entropy, mean_grad_scale, Logits, LossFloat, TargetError,
     IGNORE_INDEX,
 };
-use warpforge::kernels::{find, Kernel};
 use warpforge::prelude::{bf16, f16};
 
 const NAMES: [&str; 3] = [
@@ -18,10 +19,6 @@ const NAMES: [&str; 3] = [
     "cross_entropy_f16",
     "cross_entropy_bf16",
 ];
-
-fn kernel(name: &str) -> Kernel {
-    find(name).unwrap_or_else(|| panic!("{name} is not registered"))
-}
 
 /// Runs the default config on dense logits (`cols` a multiple of 4): (loss, dlogits).
 fn run<T: LossFloat>(
@@ -61,23 +58,8 @@ fn run<T: LossFloat>(
 
 #[test]
 fn whole_space_of_every_instance_matches_the_reference() {
-    let device = Device::cpu();
-    let mut runs = 0;
-    for name in NAMES {
-        let k = kernel(name);
-        for problem in k.problems() {
-            for config in k.configs() {
-                let report = k.check(&device, &config, &problem).unwrap();
-                assert!(
-                    report.passed(),
-                    "{name} [{config}] {}: {report}",
-                    problem.name
-                );
-                runs += 1;
-            }
-        }
-    }
-    println!("{runs} (instance, config, problem) runs within tolerance");
+    let runs = check_whole_space(&NAMES);
+    println!("{runs} (kernel, config, problem) runs within tolerance");
 }
 
 /// Logits (0, ln 3, −∞-ish padding excluded by cols = 2 in a 4-wide row) with target 0:
@@ -225,34 +207,8 @@ fn vocabulary_of_32000_matches_element_wise() {
     check::<f16>();
 }
 
-/// The default config of each instance compiles with NVRTC for sm_80 and sm_90 without
-/// spilling (skipped, saying why, without NVRTC).
+/// The default configs compile with NVRTC without spilling (see [`compile_defaults`]).
 #[test]
 fn default_configs_compile_with_nvrtc() {
-    if let Err(e) = nvrtc::version() {
-        assert!(
-            std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_none(),
-            "NVRTC required: {e}"
-        );
-        eprintln!("SKIPPED: NVRTC not found, compile test not run: {e}");
-        return;
-    }
-    for name in NAMES {
-        let k = kernel(name);
-        let typed = resolve::specialize(k.def(), &k.default_config()).unwrap();
-        let source = codegen::cuda_source(&typed);
-        for arch in [Arch::SM80, Arch::SM90] {
-            let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
-            let r = &c.resources;
-            println!(
-                "{name} {arch}: {} registers, {} B shared",
-                r.registers, r.shared_bytes
-            );
-            assert_eq!(
-                (r.spill_stores_bytes, r.spill_loads_bytes),
-                (0, 0),
-                "{name} spills"
-            );
-        }
-    }
+    compile_defaults(&NAMES);
 }

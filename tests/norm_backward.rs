@@ -4,12 +4,13 @@
 //! the f64 forward, the weight gradient bit-identical run to run, and NVRTC compiles of the
 //! default configs.
 
-use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
-use warpforge::dsl::{codegen, resolve, Buffer, Device};
+mod train_support;
+
+use train_support::{check_whole_space, compile_defaults, kernel};
+use warpforge::dsl::{Buffer, Device};
 use warpforge::kernels::family::Lcg;
 use warpforge::kernels::norm::backward::{chunks, launch_rmsnorm_bwd, launch_rmsnorm_dweight};
 use warpforge::kernels::norm::host::{launch_rmsnorm, Rows};
-use warpforge::kernels::{find, Kernel};
 
 const NAMES: [&str; 7] = [
     "rmsnorm_bwd_f32",
@@ -23,29 +24,10 @@ const NAMES: [&str; 7] = [
 
 const EPS: f32 = 1e-5;
 
-fn kernel(name: &str) -> Kernel {
-    find(name).unwrap_or_else(|| panic!("{name} is not registered"))
-}
-
 #[test]
 fn whole_space_of_every_instance_matches_the_reference() {
-    let device = Device::cpu();
-    let mut runs = 0;
-    for name in NAMES {
-        let k = kernel(name);
-        for problem in k.problems() {
-            for config in k.configs() {
-                let report = k.check(&device, &config, &problem).unwrap();
-                assert!(
-                    report.passed(),
-                    "{name} [{config}] {}: {report}",
-                    problem.name
-                );
-                runs += 1;
-            }
-        }
-    }
-    println!("{runs} (instance, config, problem) runs within tolerance");
+    let runs = check_whole_space(&NAMES);
+    println!("{runs} (kernel, config, problem) runs within tolerance");
 }
 
 /// `L(x, γ) = Σ w ⊙ RMSNorm(x; γ)` in f64 (the f32 instance's roundings are f32 ones, far
@@ -164,34 +146,8 @@ fn weight_gradient_is_bit_reproducible() {
     assert_eq!(bits(&first.0), bits(&second.0));
 }
 
-/// The default config of each instance compiles with NVRTC for sm_80 and sm_90 without
-/// spilling (skipped, saying why, without NVRTC).
+/// The default configs compile with NVRTC without spilling (see [`compile_defaults`]).
 #[test]
 fn default_configs_compile_with_nvrtc() {
-    if let Err(e) = nvrtc::version() {
-        assert!(
-            std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_none(),
-            "NVRTC required: {e}"
-        );
-        eprintln!("SKIPPED: NVRTC not found, compile test not run: {e}");
-        return;
-    }
-    for name in NAMES {
-        let k = kernel(name);
-        let typed = resolve::specialize(k.def(), &k.default_config()).unwrap();
-        let source = codegen::cuda_source(&typed);
-        for arch in [Arch::SM80, Arch::SM90] {
-            let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
-            let r = &c.resources;
-            println!(
-                "{name} {arch}: {} registers, {} B shared",
-                r.registers, r.shared_bytes
-            );
-            assert_eq!(
-                (r.spill_stores_bytes, r.spill_loads_bytes),
-                (0, 0),
-                "{name} spills"
-            );
-        }
-    }
+    compile_defaults(&NAMES);
 }

@@ -4,39 +4,21 @@
 //! zero update, excluded tensors), bias correction at step 1, run-to-run bit equality, and
 //! NVRTC compiles of the defaults.
 
-use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
-use warpforge::dsl::{codegen, resolve, Device};
+mod train_support;
+
+use train_support::{check_whole_space, compile_defaults, kernel};
+use warpforge::dsl::Device;
 use warpforge::kernels::family::Lcg;
 use warpforge::kernels::optim::host::{
     adamw_reference, lamb_reference, launch_adamw, launch_lamb, DeviceTables, HostState, Hyper,
     LambPlan, LambScratch, OptimError, ParamTable, State,
 };
-use warpforge::kernels::{find, Kernel};
 
 const NAMES: [&str; 4] = ["lamb_update", "lamb_trust", "lamb_apply", "adamw_step"];
 
-fn kernel(name: &str) -> Kernel {
-    find(name).unwrap_or_else(|| panic!("{name} is not registered"))
-}
-
 #[test]
 fn whole_space_of_every_kernel_matches_the_reference() {
-    let device = Device::cpu();
-    let mut runs = 0;
-    for name in NAMES {
-        let k = kernel(name);
-        for problem in k.problems() {
-            for config in k.configs() {
-                let report = k.check(&device, &config, &problem).unwrap();
-                assert!(
-                    report.passed(),
-                    "{name} [{config}] {}: {report}",
-                    problem.name
-                );
-                runs += 1;
-            }
-        }
-    }
+    let runs = check_whole_space(&NAMES);
     println!("{runs} (kernel, config, problem) runs within tolerance");
 }
 
@@ -258,34 +240,8 @@ fn layout_pads_tensors_and_refuses_oversized_buffers() {
     );
 }
 
-/// The default config of each kernel compiles with NVRTC for sm_80 and sm_90 without
-/// spilling (skipped, saying why, without NVRTC).
+/// The default configs compile with NVRTC without spilling (see [`compile_defaults`]).
 #[test]
 fn default_configs_compile_with_nvrtc() {
-    if let Err(e) = nvrtc::version() {
-        assert!(
-            std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_none(),
-            "NVRTC required: {e}"
-        );
-        eprintln!("SKIPPED: NVRTC not found, compile test not run: {e}");
-        return;
-    }
-    for name in NAMES {
-        let k = kernel(name);
-        let typed = resolve::specialize(k.def(), &k.default_config()).unwrap();
-        let source = codegen::cuda_source(&typed);
-        for arch in [Arch::SM80, Arch::SM90] {
-            let c = nvrtc::compile_cached(&source, arch, &CompileOptions::default()).unwrap();
-            let r = &c.resources;
-            println!(
-                "{name} {arch}: {} registers, {} B shared",
-                r.registers, r.shared_bytes
-            );
-            assert_eq!(
-                (r.spill_stores_bytes, r.spill_loads_bytes),
-                (0, 0),
-                "{name} spills"
-            );
-        }
-    }
+    compile_defaults(&NAMES);
 }

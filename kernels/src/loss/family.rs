@@ -7,7 +7,7 @@
 use super::host::{cross_entropy_reference, launch_cross_entropy, Logits, LossFloat, IGNORE_INDEX};
 use crate::check::{Problem, Tolerance};
 use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
-use crate::norm::host::padded;
+use crate::norm::host::{padded, padded_rows};
 use std::marker::PhantomData;
 use warpforge_dsl::prelude::{bf16, f16};
 use warpforge_dsl::{Buffer, Config, Device, Element, Error, KernelDef};
@@ -60,18 +60,6 @@ pub fn inputs<T: LossFloat>(rows: usize, cols: usize) -> (Vec<f32>, Vec<i32>) {
         })
         .collect();
     (x, targets)
-}
-
-/// `values` (dense, `cols` wide) as `T` rows `padded(cols)` apart, NaN in the padding.
-pub fn padded_rows<T: LossFloat>(values: &[f32], cols: usize) -> Vec<T> {
-    let ld = padded(cols);
-    let mut out = vec![T::from_f32(f32::NAN); values.len() / cols.max(1) * ld];
-    for (dst, src) in out.chunks_mut(ld).zip(values.chunks(cols.max(1))) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = T::from_f32(s);
-        }
-    }
-    out
 }
 
 fn shape(problem: &Problem) -> (usize, usize) {

@@ -10,7 +10,7 @@ use super::backward::{
     column_sum, launch_column_sum, launch_rmsnorm_bwd, launch_rmsnorm_dweight,
     rmsnorm_bwd_reference, NormBwdFloat,
 };
-use super::host::{padded, Rows};
+use super::host::{padded, padded_rows, Rows};
 use crate::check::{Problem, Tolerance};
 use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
 use std::marker::PhantomData;
@@ -85,18 +85,6 @@ pub fn inputs<T: NormBwdFloat>(rows: usize, cols: usize) -> Inputs {
         dy,
         rstd,
     }
-}
-
-/// `values` (dense rows, `cols` wide) as `T` rows `padded(cols)` apart, NaN in the padding.
-fn padded_rows<T: NormBwdFloat>(values: &[f32], cols: usize) -> Vec<T> {
-    let ld = padded(cols);
-    let mut out = vec![T::from_f32(f32::NAN); values.len() / cols.max(1) * ld];
-    for (dst, src) in out.chunks_mut(ld).zip(values.chunks(cols.max(1))) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = T::from_f32(s);
-        }
-    }
-    out
 }
 
 fn shape(problem: &Problem) -> (usize, usize) {
