@@ -9,13 +9,16 @@
 pub mod act;
 pub mod attention;
 pub mod check;
+pub mod embed;
 pub mod family;
 pub mod fp8;
 pub mod gemm;
 pub mod gemm_tc;
 pub mod int4;
+pub mod loss;
 pub mod norm;
 pub mod operand;
+pub mod optim;
 pub mod prepack;
 pub mod reduce;
 pub mod rope;
@@ -46,6 +49,10 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     rope::kernels,
     prepack::kernels,
     int4::kernels,
+    loss::kernels,
+    norm::backward_kernels,
+    embed::kernels,
+    optim::kernels,
 ];
 
 /// Every kernel of the library, in registration order.

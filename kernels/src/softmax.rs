@@ -15,7 +15,7 @@ use warpforge_macros::{device, kernel};
 
 /// The factor that rescales a sum taken relative to max `m` to one relative to `m_new`.
 #[device]
-fn rescale(m: f32, m_new: f32) -> f32 {
+pub fn rescale(m: f32, m_new: f32) -> f32 {
     if m == m_new {
         1.0
     } else {
@@ -26,7 +26,7 @@ fn rescale(m: f32, m_new: f32) -> f32 {
 /// Merges running (max, sum-relative-to-max) pairs over the 32 lanes of a warp with xor
 /// shuffles; every lane gets the merged pair.
 #[device]
-fn warp_merge(state: Vec2<f32>) -> Vec2<f32> {
+pub fn warp_merge(state: Vec2<f32>) -> Vec2<f32> {
     let mut m = state.x;
     let mut s = state.y;
     #[unroll]

@@ -7,8 +7,8 @@
 //! values of each row, as f32s), then `rstd` per row, then (LayerNorm) `mean` per row.
 
 use super::host::{
-    launch_layernorm, launch_rmsnorm, layernorm_reference, padded, rmsnorm_reference, NormFloat,
-    Rows,
+    launch_layernorm, launch_rmsnorm, layernorm_reference, padded, padded_rows, rmsnorm_reference,
+    NormFloat, Rows,
 };
 use crate::check::{Problem, Tolerance};
 use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
@@ -77,18 +77,6 @@ fn inputs<T: NormFloat>(rows: usize, cols: usize) -> Inputs {
     let weight = (0..cols).map(|_| round(1.0 + rng.float(0.5))).collect();
     let bias = (0..cols).map(|_| round(rng.float(0.5))).collect();
     Inputs { x, weight, bias }
-}
-
-/// `rows` rows of `values` (dense, `cols` wide) as `T`, `ld` apart, NaN in the padding.
-fn padded_rows<T: NormFloat>(values: &[f32], cols: usize) -> Vec<T> {
-    let ld = padded(cols);
-    let mut out = vec![T::from_f32(f32::NAN); values.len() / cols.max(1) * ld];
-    for (dst, src) in out.chunks_mut(ld).zip(values.chunks(cols.max(1))) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = T::from_f32(s);
-        }
-    }
-    out
 }
 
 fn shape(problem: &Problem) -> (usize, usize) {

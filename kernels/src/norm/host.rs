@@ -38,6 +38,19 @@ pub fn padded(cols: usize) -> usize {
     cols.div_ceil(4) * 4
 }
 
+/// Dense rows of `values` (`cols` wide, `T` values widened) as `T` rows `padded(cols)`
+/// apart, NaN in the padding (so a kernel that reads a padding lane fails its check).
+pub fn padded_rows<T: Float + Element>(values: &[f32], cols: usize) -> Vec<T> {
+    let ld = padded(cols);
+    let mut out = vec![T::from_f32(f32::NAN); values.len() / cols.max(1) * ld];
+    for (dst, src) in out.chunks_mut(ld).zip(values.chunks(cols.max(1))) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = T::from_f32(s);
+        }
+    }
+    out
+}
+
 /// The rows of a tensor: `rows` rows of `cols` values, `ld` elements apart (a multiple of 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rows {

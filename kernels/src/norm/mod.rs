@@ -50,9 +50,12 @@
 //! 32 … 512, at most `BLOCK`); default `BLOCK = 128, ROW_THREADS = 128` (one block of four
 //! warps per row: eight `Vec4`s per thread at hidden = 4096).
 
+pub mod backward;
+mod backward_family;
 mod family;
 pub mod host;
 
+pub use backward_family::kernels as backward_kernels;
 pub use family::kernels;
 
 use crate::fp8::{mask4, narrow4_bf16, narrow4_f16, narrow4_f32};
