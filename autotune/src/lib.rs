@@ -5,14 +5,15 @@
 //!
 //! - [`shapes`]: problems from a model's `config.json` or a shapes file;
 //! - [`prune`]: NVRTC in parallel, resource limits, spills;
-//! - [`bench`]: the timing harness (CUDA events, a fake device for tests);
+//! - [`mod@bench`]: the timing harness (CUDA events, a fake device for tests);
 //! - [`strategy`]: exhaustive search, and the trait other strategies implement;
 //! - [`tuner`]: the loop of one problem; [`cache`]: the JSON file; [`lookup`]: launch-time
-//!   choice.
+//!   choice; [`export`]: the chosen configs as JSON for other programs.
 
 pub mod bench;
 pub mod cache;
 mod error;
+pub mod export;
 pub mod kernel;
 pub mod key;
 pub mod lookup;

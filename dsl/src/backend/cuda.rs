@@ -1,6 +1,6 @@
 //! The cuda backend: device discovery that never panics, device memory, launch.
 //!
-//! cudarc panics when it first needs libcuda and cannot load it, so [`CudaDevice::open`]
+//! cudarc panics when it first needs libcuda and cannot load it, so `CudaDevice::open`
 //! asks `is_culib_present()` (a `dlopen` by name, `libcuda.so.1` among them) before
 //! anything else in `cudarc::driver` runs.
 //!
@@ -14,7 +14,7 @@
 //! (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`), and every launch passes it.
 //!
 //! A sticky driver error (an illegal address, a trap, a launch failure) poisons the context:
-//! every later call fails too, but cudarc reports the stored error only once. [`Faults`]
+//! every later call fails too, but cudarc reports the stored error only once. `Faults`
 //! remembers the first one and the kernel launched before it; every later operation on the
 //! device returns [`DeviceError::ContextLost`] before touching the driver, so a caller can
 //! label the rest "not run" instead of failing it under a misleading error.
