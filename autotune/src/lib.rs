@@ -8,7 +8,8 @@
 //! - [`mod@bench`]: the timing harness (CUDA events, a fake device for tests);
 //! - [`strategy`]: exhaustive search, and the trait other strategies implement;
 //! - [`tuner`]: the loop of one problem; [`cache`]: the JSON file; [`lookup`]: launch-time
-//!   choice; [`export`]: the chosen configs as JSON for other programs.
+//!   choice; [`tuned_config`]: the same from the per-device cache with no wiring;
+//!   [`export`]: the chosen configs as JSON for other programs.
 
 pub mod bench;
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod probe;
 pub mod prune;
 pub mod shapes;
 pub mod strategy;
+pub mod tuned;
 pub mod tuner;
 
 pub use bench::{Bench, DeviceBench, FakeBench, Measurement, RunFailure, SamplePolicy};
@@ -32,6 +34,7 @@ pub use lookup::{Choice, KernelHandle, Source, TuneTable};
 pub use prune::{Candidate, Limits, PruneReason, Pruned, Pruning};
 pub use shapes::{ModelConfig, ProblemShape};
 pub use strategy::{Exhaustive, SearchStrategy, Trial};
+pub use tuned::{tuned_config, tuned_config_in};
 pub use tuner::{ProblemReport, Progress, TuneOptions, Tuner};
 pub use warpforge_dsl::space::{Config, TuneSpace};
 
