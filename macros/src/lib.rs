@@ -16,6 +16,24 @@
 //! `types(NAME = [ty, ..], ..)`, `crate = path`. Device attribute: `types(..)`, `crate = path`.
 //! The DSL surface is documented in `warpforge_dsl::prelude`.
 //!
+//! ```
+//! use warpforge_dsl::prelude::*;
+//! use warpforge_macros::kernel;
+//!
+//! #[kernel(block = (BLOCK), tune(BLOCK = [128, 256]), constraint = BLOCK % 32 == 0)]
+//! pub fn negate<const BLOCK: u32>(x: &mut [f32], n: u32) {
+//!     let i = block_idx_x() * BLOCK + thread_idx_x();
+//!     if i < n {
+//!         x[i] = -x[i];
+//!     }
+//! }
+//!
+//! // The surface IR, the declared space and a default config come with it.
+//! assert_eq!(negate::def().name, "negate");
+//! assert_eq!(negate::space().configs().len(), 2);
+//! assert_eq!(negate::default_config().get("BLOCK"), Some(128));
+//! ```
+//!
 //! # Which crate the generated code names
 //!
 //! The generated code reaches the DSL through `::warpforge::dsl` when the calling package
