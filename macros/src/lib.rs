@@ -28,11 +28,16 @@
 //!     }
 //! }
 //!
+//! # fn main() {
 //! // The surface IR, the declared space and a default config come with it.
 //! assert_eq!(negate::def().name, "negate");
 //! assert_eq!(negate::space().configs().len(), 2);
 //! assert_eq!(negate::default_config().get("BLOCK"), Some(128));
+//! # }
 //! ```
+//!
+//! A kernel must be an item of a module, not of a function body (its generated module
+//! refers to it through `super::`).
 //!
 //! # Which crate the generated code names
 //!
