@@ -450,6 +450,25 @@ mod cli_tests {
     }
 
     #[test]
+    fn export_writes_the_chosen_configs_as_json_without_a_gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tuned.json");
+        let cache = dir.path().join("no-cache-yet");
+        let a = args(&[
+            "--export",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        assert!(a.export.is_some() && !a.show);
+        super::run(a).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["devices"], serde_json::json!([]));
+        assert_eq!(json["format"], 1);
+    }
+
+    #[test]
     fn parses_every_flag() {
         let a = args(&[
             "--kernels",
