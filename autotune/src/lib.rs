@@ -5,14 +5,16 @@
 //!
 //! - [`shapes`]: problems from a model's `config.json` or a shapes file;
 //! - [`prune`]: NVRTC in parallel, resource limits, spills;
-//! - [`bench`]: the timing harness (CUDA events, a fake device for tests);
+//! - [`mod@bench`]: the timing harness (CUDA events, a fake device for tests);
 //! - [`strategy`]: exhaustive search, and the trait other strategies implement;
 //! - [`tuner`]: the loop of one problem; [`cache`]: the JSON file; [`lookup`]: launch-time
-//!   choice.
+//!   choice; [`tuned_config`]: the same from the per-device cache with no wiring;
+//!   [`export`]: the chosen configs as JSON for other programs.
 
 pub mod bench;
 pub mod cache;
 mod error;
+pub mod export;
 pub mod kernel;
 pub mod key;
 pub mod lookup;
@@ -20,6 +22,7 @@ pub mod probe;
 pub mod prune;
 pub mod shapes;
 pub mod strategy;
+pub mod tuned;
 pub mod tuner;
 
 pub use bench::{Bench, DeviceBench, FakeBench, Measurement, RunFailure, SamplePolicy};
@@ -31,6 +34,7 @@ pub use lookup::{Choice, KernelHandle, Source, TuneTable};
 pub use prune::{Candidate, Limits, PruneReason, Pruned, Pruning};
 pub use shapes::{ModelConfig, ProblemShape};
 pub use strategy::{Exhaustive, SearchStrategy, Trial};
+pub use tuned::{tuned_config, tuned_config_in};
 pub use tuner::{ProblemReport, Progress, TuneOptions, Tuner};
 pub use warpforge_dsl::space::{Config, TuneSpace};
 

@@ -2,12 +2,24 @@
 
 use crate::key::DeviceKey;
 use crate::TuneError;
-use cudarc::driver::sys::{self, CUdevice_attribute};
-use warpforge_dsl::{nvrtc, Device};
+use warpforge_dsl::Device;
+
+/// The cache key of `device` in a build without the `cuda` feature: no GPU can be opened.
+#[cfg(not(feature = "cuda"))]
+pub fn device_key(device: &Device) -> Result<DeviceKey, TuneError> {
+    Err(TuneError::Device(format!(
+        "{} is not a GPU: tuning needs the cuda backend (the `cuda` feature)",
+        device.name()
+    )))
+}
 
 /// The cache key of `device` (a GPU): name, compute capability, SM count, driver and
 /// NVRTC versions, and this warpforge's version.
+#[cfg(feature = "cuda")]
 pub fn device_key(device: &Device) -> Result<DeviceKey, TuneError> {
+    use cudarc::driver::sys::{self, CUdevice_attribute};
+    use warpforge_dsl::nvrtc;
+
     let (Some(stream), Some(arch)) = (device.cuda_stream(), device.arch()) else {
         return Err(TuneError::Device(format!(
             "{} is not a GPU: tuning needs the cuda backend",

@@ -5,6 +5,37 @@
 //! turns it, for one [`space::Config`], into a [`typed::Kernel`]; [`codegen::cuda_source`]
 //! prints it as CUDA C, which [`nvrtc::compile`] turns into a cubin; or [`interp::run`]
 //! executes it on the CPU. [`backend::Device`] puts both behind one launch call.
+//!
+//! Users depend on the `warpforge` facade, whose `#[kernel]` finds this crate by itself; a
+//! crate that depends on `warpforge-dsl` and `warpforge-macros` directly can name it:
+//!
+//! ```
+//! use warpforge_dsl::prelude::*;
+//! use warpforge_dsl::{codegen, resolve, Device, LaunchDims};
+//! use warpforge_macros::kernel;
+//!
+//! #[kernel(crate = ::warpforge_dsl, block = (BLOCK), tune(BLOCK = [64, 128]))]
+//! pub fn square<const BLOCK: u32>(x: &[f32], y: &mut [f32], n: u32) {
+//!     let i = block_idx_x() * BLOCK + thread_idx_x();
+//!     if i < n {
+//!         y[i] = x[i] * x[i];
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), warpforge_dsl::Error> {
+//! let config = square::default_config();
+//! // The CUDA C that NVRTC would compile...
+//! let cuda_c = codegen::cuda_source(&resolve::specialize(square::def(), &config)?);
+//! assert!(cuda_c.contains("__global__"));
+//! // ...and the same kernel on the interpreter.
+//! let device = Device::cpu();
+//! let x = device.upload(&[1.0f32, 2.0, 3.0])?;
+//! let mut y = device.zeros::<f32>(3)?;
+//! square::launch(&device, &config, LaunchDims::cover(3, 64), &x, &mut y, 3)?;
+//! assert_eq!(device.download(&y)?, [1.0, 4.0, 9.0]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod backend;
 pub mod cache_file;

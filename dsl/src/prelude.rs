@@ -29,7 +29,7 @@
 //! `tune(A = [v, ...], ...)`, `default(A = v)`, `constraint = <bool expr over the consts>`
 //! (repeatable).
 //!
-//! **Types.** `bool`, `i32`, `u32`, `i64`, `u64`, `f32`, [`f16`], [`bf16`], [`F8E4M3`],
+//! **Types.** `bool`, `i32`, `u32`, `i64`, `u64`, `f32`, [`struct@f16`], [`struct@bf16`], [`F8E4M3`],
 //! [`F8E5M2`] (also spelled `f8e4m3`, `f8e5m2`), and [`Vec2<T>`], [`Vec4<T>`] for vectorized
 //! loads and stores. There is no `usize`: kernels index with `u32` (one index type keeps rustc's inference of `x[i].exp()` unambiguous).
 //!

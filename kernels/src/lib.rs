@@ -5,6 +5,19 @@
 //! Each family describes its kernels once ([`family::LibraryKernel`]: problems, inputs on a
 //! device, launch, output, reference, tolerance, the shapes a model implies); [`library`]
 //! lists them for the CLI, the tests, the autotuner, gpu-check and the benches.
+//!
+//! ```
+//! use warpforge_dsl::Device;
+//! use warpforge_kernels::vector_add;
+//!
+//! // Every library kernel is found by name, with its tunable space...
+//! let kernel = warpforge_kernels::find("vector_add").unwrap();
+//! let config = kernel.def().space.default_config();
+//! // ...and its module has a launch helper and a host reference.
+//! let (a, b) = (vec![1.0f32; 1000], (0..1000).map(|i| i as f32).collect::<Vec<_>>());
+//! let sum = vector_add::run(&Device::cpu(), &config, &a, &b).unwrap();
+//! assert_eq!(sum, vector_add::reference(&a, &b));
+//! ```
 
 pub mod act;
 pub mod attention;

@@ -9,8 +9,8 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Token};
 
 const USAGE: &str = "expected `block = (X, Y, Z)`, `tune(NAME = [v, ...], ...)`, \
-                     `default(NAME = v, ...)`, `constraint = <bool expression>` or \
-                     `types(NAME = [ty, ...], ...)`";
+                     `default(NAME = v, ...)`, `constraint = <bool expression>`, \
+                     `types(NAME = [ty, ...], ...)` or `crate = path::to::dsl`";
 
 /// The parsed attribute, before it is checked against the kernel's const generics.
 #[derive(Default)]
@@ -22,6 +22,8 @@ pub struct KernelAttr {
     pub constraints: Vec<Expr>,
     /// `types(..)`: element-type parameters, expanded before everything else.
     pub types: Vec<TypeList>,
+    /// `crate = path`: where the generated code finds the DSL crate (see `crate::path`).
+    pub krate: Option<syn::Path>,
 }
 
 /// `NAME = value` inside `tune(..)` or `default(..)`.
@@ -38,6 +40,7 @@ enum Item {
     Default(Punctuated<Entry<Expr>, Token![,]>),
     Constraint(Expr),
     Types(Vec<TypeList>),
+    Crate(syn::Path),
 }
 
 impl Parse for Entry<Vec<Expr>> {
@@ -67,6 +70,9 @@ impl Parse for Entry<Expr> {
 
 impl Parse for Item {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        if let Some(path) = parse_crate_path(input)? {
+            return Ok(Item::Crate(path));
+        }
         let key: Ident = input
             .parse()
             .map_err(|e| syn::Error::new(e.span(), USAGE))?;
@@ -113,10 +119,22 @@ impl Parse for KernelAttr {
                 Item::Default(entries) => attr.defaults.extend(entries),
                 Item::Constraint(e) => attr.constraints.push(e),
                 Item::Types(lists) => attr.types.extend(lists),
+                Item::Crate(path) => attr.krate = Some(path),
             }
         }
         Ok(attr)
     }
+}
+
+/// `crate = path` (the DSL crate's path for the generated code), when the input starts with
+/// `crate`.
+pub fn parse_crate_path(input: ParseStream) -> syn::Result<Option<syn::Path>> {
+    if !input.peek(Token![crate]) {
+        return Ok(None);
+    }
+    input.parse::<Token![crate]>()?;
+    input.parse::<Token![=]>()?;
+    Ok(Some(input.call(syn::Path::parse_mod_style)?))
 }
 
 /// `(X)`, `X`, `(X, Y)` or `(X, Y, Z)`.

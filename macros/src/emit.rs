@@ -9,11 +9,12 @@ use quote::{format_ident, quote};
 
 /// Imports every generated builder starts with: the lowering emits `__ir::` / `__ty::` paths.
 fn builder_prelude() -> TokenStream {
+    let dsl = crate::path::dsl();
     quote! {
         #[allow(unused_imports)]
-        use ::warpforge_dsl::ir as __ir;
+        use #dsl::ir as __ir;
         #[allow(unused_imports)]
-        use ::warpforge_dsl::types as __ty;
+        use #dsl::types as __ty;
     }
 }
 
@@ -44,6 +45,7 @@ pub fn with_checked_copy(e: syn::Error, func: &syn::ItemFn) -> TokenStream {
 }
 
 fn kernel_parts(attr: &KernelAttr, func: &syn::ItemFn) -> syn::Result<TokenStream> {
+    let dsl = crate::path::dsl();
     let mut lw = Lowerer::new(&func.sig.ident, "kernel");
     let sig = analyze(&func.sig, FnKind::Kernel, &mut lw);
     let tune = lw.check(tune_params(attr, &sig.consts));
@@ -70,7 +72,7 @@ fn kernel_parts(attr: &KernelAttr, func: &syn::ItemFn) -> syn::Result<TokenStrea
 
         #[doc(hidden)]
         #[allow(dead_code, non_snake_case, clippy::all)]
-        fn #builder() -> ::warpforge_dsl::ir::KernelDef {
+        fn #builder() -> #dsl::ir::KernelDef {
             #prelude
             __ir::KernelDef {
                 name: #name_str,
@@ -88,18 +90,18 @@ fn kernel_parts(attr: &KernelAttr, func: &syn::ItemFn) -> syn::Result<TokenStrea
         #[allow(dead_code)]
         #vis mod #name {
             /// The kernel's surface IR, built on first use.
-            pub fn def() -> &'static ::warpforge_dsl::ir::KernelDef {
-                static DEF: ::std::sync::OnceLock<::warpforge_dsl::ir::KernelDef> = ::std::sync::OnceLock::new();
+            pub fn def() -> &'static #dsl::ir::KernelDef {
+                static DEF: ::std::sync::OnceLock<#dsl::ir::KernelDef> = ::std::sync::OnceLock::new();
                 DEF.get_or_init(super::#builder)
             }
 
             /// The declared tunable space (`tune(..)`, `default(..)`, `constraint = ..`).
-            pub fn space() -> &'static ::warpforge_dsl::TuneSpace {
+            pub fn space() -> &'static #dsl::TuneSpace {
                 &def().space
             }
 
             /// Every tunable at its default value.
-            pub fn default_config() -> ::warpforge_dsl::Config {
+            pub fn default_config() -> #dsl::Config {
                 space().default_config()
             }
 
@@ -115,9 +117,10 @@ fn fn_line(func: &syn::ItemFn) -> u32 {
 
 /// `TuneSpace { params, constraints }`, with each constraint compiled to a Rust fn.
 fn space(tune: &[TuneParam], attr: &KernelAttr, sig: &SigInfo) -> TokenStream {
+    let dsl = crate::path::dsl();
     let params = tune.iter().map(|p| {
         let (name, values, default) = (string(&p.name), &p.values, p.default);
-        quote!(::warpforge_dsl::space::TuneParam { name: #name, values: ::std::vec![#(#values),*], default: #default })
+        quote!(#dsl::space::TuneParam { name: #name, values: ::std::vec![#(#values),*], default: #default })
     });
     let bindings: Vec<TokenStream> = sig
         .consts
@@ -133,11 +136,11 @@ fn space(tune: &[TuneParam], attr: &KernelAttr, sig: &SigInfo) -> TokenStream {
         .collect();
     let constraints = attr.constraints.iter().map(|expr| {
         let text = tidy(&quote!(#expr).to_string());
-        quote!(::warpforge_dsl::space::Constraint {
+        quote!(#dsl::space::Constraint {
             text: ::std::string::String::from(#text),
             check: {
                 #[allow(unused_variables, unused_parens, non_snake_case)]
-                fn check(cfg: &::warpforge_dsl::Config) -> bool {
+                fn check(cfg: &#dsl::Config) -> bool {
                     #(#bindings)*
                     #expr
                 }
@@ -145,7 +148,7 @@ fn space(tune: &[TuneParam], attr: &KernelAttr, sig: &SigInfo) -> TokenStream {
             },
         })
     });
-    quote!(::warpforge_dsl::space::TuneSpace {
+    quote!(#dsl::space::TuneSpace {
         params: ::std::vec![#(#params),*],
         constraints: ::std::vec![#(#constraints),*],
     })
@@ -156,6 +159,7 @@ const LAUNCHER_NAMES: [&str; 4] = ["device", "config", "dims", "args"];
 
 /// `pub fn launch(device, config, dims, <typed buffers and values>)`.
 fn launcher(name: &syn::Ident, sig: &SigInfo) -> TokenStream {
+    let dsl = crate::path::dsl();
     let mut inputs = Vec::new();
     let mut args = Vec::new();
     for p in &sig.params {
@@ -170,21 +174,21 @@ fn launcher(name: &syn::Ident, sig: &SigInfo) -> TokenStream {
                 mutable: false,
             } => {
                 let t = elem.elem.host();
-                inputs.push(quote!(#id: &::warpforge_dsl::Buffer<#t>));
-                args.push(quote!(::warpforge_dsl::Arg::slice(#id)));
+                inputs.push(quote!(#id: &#dsl::Buffer<#t>));
+                args.push(quote!(#dsl::Arg::slice(#id)));
             }
             ParamKind::Slice {
                 elem,
                 mutable: true,
             } => {
                 let t = elem.elem.host();
-                inputs.push(quote!(#id: &mut ::warpforge_dsl::Buffer<#t>));
-                args.push(quote!(::warpforge_dsl::Arg::slice_mut(#id)));
+                inputs.push(quote!(#id: &mut #dsl::Buffer<#t>));
+                args.push(quote!(#dsl::Arg::slice_mut(#id)));
             }
             ParamKind::Value(t) => {
                 let t = t.elem.host();
                 inputs.push(quote!(#id: #t));
-                args.push(quote!(::warpforge_dsl::Arg::value(#id)));
+                args.push(quote!(#dsl::Arg::value(#id)));
             }
         }
     }
@@ -198,12 +202,12 @@ fn launcher(name: &syn::Ident, sig: &SigInfo) -> TokenStream {
         #[doc = #doc]
         #[allow(clippy::too_many_arguments)]
         pub fn launch(
-            device: &::warpforge_dsl::Device,
-            config: &::warpforge_dsl::Config,
-            dims: ::warpforge_dsl::LaunchDims,
+            device: &#dsl::Device,
+            config: &#dsl::Config,
+            dims: #dsl::LaunchDims,
             #(#inputs),*
-        ) -> ::std::result::Result<(), ::warpforge_dsl::Error> {
-            let mut args: [::warpforge_dsl::Arg<'_>; #count] = [#(#args),*];
+        ) -> ::std::result::Result<(), #dsl::Error> {
+            let mut args: [#dsl::Arg<'_>; #count] = [#(#args),*];
             device.launch(def(), config, dims, &mut args)
         }
     }
@@ -220,6 +224,7 @@ pub fn device(func: syn::ItemFn) -> TokenStream {
 }
 
 fn device_parts(func: &syn::ItemFn) -> syn::Result<TokenStream> {
+    let dsl = crate::path::dsl();
     let mut lw = Lowerer::new(&func.sig.ident, "#[device] fn");
     let sig = analyze(&func.sig, FnKind::Device, &mut lw);
     let usage = if sig.ret.is_some() {
@@ -246,7 +251,7 @@ fn device_parts(func: &syn::ItemFn) -> syn::Result<TokenStream> {
     Ok(quote! {
         #[doc(hidden)]
         #[allow(dead_code, non_snake_case, clippy::all)]
-        fn #builder() -> ::warpforge_dsl::ir::DeviceFnDef {
+        fn #builder() -> #dsl::ir::DeviceFnDef {
             #prelude
             __ir::DeviceFnDef {
                 name: #name_str,
@@ -263,7 +268,7 @@ fn device_parts(func: &syn::ItemFn) -> syn::Result<TokenStream> {
         #[allow(dead_code)]
         #vis mod #name {
             /// The device function's surface IR.
-            pub fn def() -> ::warpforge_dsl::ir::DeviceFnDef {
+            pub fn def() -> #dsl::ir::DeviceFnDef {
                 super::#builder()
             }
         }

@@ -51,23 +51,31 @@ pub fn parse_lists(keyword: &Ident, input: ParseStream) -> syn::Result<Vec<TypeL
     Ok(lists)
 }
 
-/// The arguments of `#[device(..)]`: only `types(..)`.
+/// The arguments of `#[device(..)]`: `types(..)` and `crate = path`.
 #[derive(Default)]
 pub struct DeviceAttr {
     pub types: Vec<TypeList>,
+    pub krate: Option<syn::Path>,
 }
 
 impl Parse for DeviceAttr {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut attr = DeviceAttr::default();
         while !input.is_empty() {
+            if let Some(path) = crate::attr::parse_crate_path(input)? {
+                attr.krate = Some(path);
+                if !input.is_empty() {
+                    input.parse::<Token![,]>()?;
+                }
+                continue;
+            }
             let key: Ident = input.parse()?;
             if key != "types" {
                 return Err(syn::Error::new(
                     key.span(),
                     format!(
                         "unknown device attribute `{key}`; `#[device]` takes only \
-                         `types(NAME = [ty, ...], ...)`"
+                         `types(NAME = [ty, ...], ...)` and `crate = path::to::dsl`"
                     ),
                 ));
             }

@@ -13,8 +13,39 @@
 //!
 //! Kernel attribute: `block = (X[, Y[, Z]])`, `tune(NAME = [v, ..], ..)`,
 //! `default(NAME = v, ..)`, `constraint = <bool expression over the consts>` (repeatable),
-//! `types(NAME = [ty, ..], ..)`. Device attribute: `types(..)` only.
+//! `types(NAME = [ty, ..], ..)`, `crate = path`. Device attribute: `types(..)`, `crate = path`.
 //! The DSL surface is documented in `warpforge_dsl::prelude`.
+//!
+//! ```
+//! use warpforge_dsl::prelude::*;
+//! use warpforge_macros::kernel;
+//!
+//! #[kernel(block = (BLOCK), tune(BLOCK = [128, 256]), constraint = BLOCK % 32 == 0)]
+//! pub fn negate<const BLOCK: u32>(x: &mut [f32], n: u32) {
+//!     let i = block_idx_x() * BLOCK + thread_idx_x();
+//!     if i < n {
+//!         x[i] = -x[i];
+//!     }
+//! }
+//!
+//! # fn main() {
+//! // The surface IR, the declared space and a default config come with it.
+//! assert_eq!(negate::def().name, "negate");
+//! assert_eq!(negate::space().configs().len(), 2);
+//! assert_eq!(negate::default_config().get("BLOCK"), Some(128));
+//! # }
+//! ```
+//!
+//! A kernel must be an item of a module, not of a function body (its generated module
+//! refers to it through `super::`).
+//!
+//! # Which crate the generated code names
+//!
+//! The generated code reaches the DSL through `::warpforge::dsl` when the calling package
+//! depends on the `warpforge` facade (renamed or not), through `::warpforge_dsl` when it
+//! depends on `warpforge-dsl` only; the calling package's `Cargo.toml` is read to decide.
+//! `crate = path` overrides this: `#[kernel(crate = ::my_engine::warpforge::dsl, block = (128))]`
+//! for a facade re-exported under another path.
 //!
 //! # Element-type parameters
 //!
@@ -55,6 +86,7 @@ mod emit;
 mod feasible;
 mod generic;
 mod lower;
+mod path;
 mod sig;
 mod types;
 
@@ -69,9 +101,13 @@ pub fn kernel(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     match syn::parse::<attr::KernelAttr>(attr) {
         Ok(attr) => {
+            path::set_for_call(attr.krate.as_ref());
             generic::expand(&func, &attr.types, "kernel", |f| emit::kernel(&attr, f)).into()
         }
-        Err(e) => emit::with_checked_copy(e, &func).into(),
+        Err(e) => {
+            path::set_for_call(None);
+            emit::with_checked_copy(e, &func).into()
+        }
     }
 }
 
@@ -83,8 +119,14 @@ pub fn device(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(e) => return with_item(syn::Error::new(e.span(), "`#[device]` goes on a fn"), item),
     };
     match syn::parse::<generic::DeviceAttr>(attr) {
-        Ok(attr) => generic::expand(&func, &attr.types, "device fn", emit::device).into(),
-        Err(e) => emit::with_checked_copy(e, &func).into(),
+        Ok(attr) => {
+            path::set_for_call(attr.krate.as_ref());
+            generic::expand(&func, &attr.types, "device fn", emit::device).into()
+        }
+        Err(e) => {
+            path::set_for_call(None);
+            emit::with_checked_copy(e, &func).into()
+        }
     }
 }
 

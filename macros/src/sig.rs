@@ -251,6 +251,7 @@ pub fn checked_copy(func: &syn::ItemFn) -> TokenStream {
 }
 
 fn rewrite_slice(ty: &mut syn::Type) {
+    let dsl = crate::path::dsl();
     let syn::Type::Reference(r) = ty else { return };
     let syn::Type::Slice(s) = &*r.elem else {
         return;
@@ -258,7 +259,7 @@ fn rewrite_slice(ty: &mut syn::Type) {
     let (elem, mutability) = (&s.elem, &r.mutability);
     let span = r.span();
     let new: syn::Type =
-        syn::parse_quote_spanned!(span=> & #mutability ::warpforge_dsl::prelude::Slice<#elem>);
+        syn::parse_quote_spanned!(span=> & #mutability #dsl::prelude::Slice<#elem>);
     *ty = new;
 }
 

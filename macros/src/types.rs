@@ -93,6 +93,7 @@ impl Scalar {
 
     /// The host Rust type, as a path that resolves anywhere.
     pub fn host(self) -> TokenStream {
+        let dsl = crate::path::dsl();
         match self {
             Scalar::Bool => quote!(bool),
             Scalar::I32 => quote!(i32),
@@ -100,10 +101,10 @@ impl Scalar {
             Scalar::I64 => quote!(i64),
             Scalar::U64 => quote!(u64),
             Scalar::F32 => quote!(f32),
-            Scalar::F16 => quote!(::warpforge_dsl::prelude::f16),
-            Scalar::BF16 => quote!(::warpforge_dsl::prelude::bf16),
-            Scalar::F8E4M3 => quote!(::warpforge_dsl::prelude::F8E4M3),
-            Scalar::F8E5M2 => quote!(::warpforge_dsl::prelude::F8E5M2),
+            Scalar::F16 => quote!(#dsl::prelude::f16),
+            Scalar::BF16 => quote!(#dsl::prelude::bf16),
+            Scalar::F8E4M3 => quote!(#dsl::prelude::F8E4M3),
+            Scalar::F8E5M2 => quote!(#dsl::prelude::F8E5M2),
         }
     }
 }

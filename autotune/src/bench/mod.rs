@@ -5,11 +5,15 @@
 //! (CUDA events on a GPU, wall time on the interpreter); [`FakeBench`] replays scripted
 //! timings, noise and faults for tests.
 
+#[cfg(feature = "cuda")]
+mod cuda_timer;
 mod device;
 mod fake;
 mod stats;
 
-pub use device::{CudaTimer, DeviceBench, Timer, WallTimer};
+#[cfg(feature = "cuda")]
+pub use cuda_timer::CudaTimer;
+pub use device::{DeviceBench, Timer, WallTimer};
 pub use fake::{FakeBench, Fault, Script};
 pub use stats::{quartiles, Measurement};
 

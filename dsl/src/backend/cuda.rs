@@ -1,8 +1,8 @@
 //! The cuda backend: device discovery that never panics, device memory, launch.
 //!
-//! cudarc panics when it first needs libcuda and cannot load it, so [`CudaDevice::open`]
-//! asks `is_culib_present()` (a `dlopen` by name, `libcuda.so.1` among them) before
-//! anything else in `cudarc::driver` runs.
+//! cudarc panics when it first needs libcuda and cannot load it, so `CudaDevice::open`
+//! first tries a `dlopen` of it by name (`libcuda.so.1`, ...) before anything else in
+//! `cudarc::driver` runs.
 //!
 //! A launch compiles the kernel's CUDA C with NVRTC for the device's arch (through the
 //! module cache); for a device newer than this NVRTC knows, it compiles for the newest
@@ -14,7 +14,7 @@
 //! (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`), and every launch passes it.
 //!
 //! A sticky driver error (an illegal address, a trap, a launch failure) poisons the context:
-//! every later call fails too, but cudarc reports the stored error only once. [`Faults`]
+//! every later call fails too, but cudarc reports the stored error only once. `Faults`
 //! remembers the first one and the kernel launched before it; every later operation on the
 //! device returns [`DeviceError::ContextLost`] before touching the driver, so a caller can
 //! label the rest "not run" instead of failing it under a misleading error.
@@ -124,12 +124,28 @@ impl Faults {
 /// The error's name and, when the driver library is loaded, its description (asking for
 /// the description without the library would make cudarc panic).
 fn describe(e: &DriverError) -> String {
-    // SAFETY: only tries to dlopen the driver library by its usual names.
-    if unsafe { cudarc::driver::sys::is_culib_present() } {
+    if driver_library_present() {
         e.to_string()
     } else {
         format!("{:?}", e.0)
     }
+}
+
+/// Whether the CUDA driver library can be loaded: a `dlopen` by its usual names. Ours rather
+/// than cudarc's `is_culib_present`, which exists only when cudarc loads the library at run
+/// time; when the application links cudarc to it instead (`dynamic-linking`,
+/// `static-linking`), the library is already in the process and the `dlopen` finds it.
+fn driver_library_present() -> bool {
+    const NAMES: &[&str] = if cfg!(windows) {
+        &["nvcuda.dll"]
+    } else {
+        &["libcuda.so.1", "libcuda.so"]
+    };
+    NAMES.iter().any(|name| {
+        // SAFETY: loading the driver library runs no initialisation beyond its own
+        // constructors, which cudarc would run on first use anyway.
+        unsafe { libloading::Library::new(name) }.is_ok()
+    })
 }
 
 /// Errors after which the context is unusable (CUDA driver API, `CUresult`: "the context
@@ -161,8 +177,7 @@ fn driver(during: &str) -> impl FnOnce(DriverError) -> DeviceError + '_ {
 
 impl CudaDevice {
     pub(crate) fn open(ordinal: usize) -> Result<CudaDevice, DeviceError> {
-        // SAFETY: only tries to dlopen the driver library by its usual names.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        if !driver_library_present() {
             return Err(DeviceError::NoDriver {
                 detail: "the driver library libcuda.so.1 could not be loaded".into(),
             });

@@ -2,6 +2,7 @@
 
 mod check;
 
+#[cfg(feature = "cuda")]
 pub(crate) use check::check_shared;
 pub use check::DeviceLimits;
 
@@ -244,6 +245,7 @@ impl Device {
 
     /// The CUDA stream this device launches on (`None` on the cpu backend), for callers
     /// that time launches with events recorded on the same stream (the autotuner).
+    #[cfg(feature = "cuda")]
     pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         match &self.target {
             Target::Cpu | Target::Host(_) => None,

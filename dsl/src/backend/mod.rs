@@ -4,6 +4,11 @@
 //! Buffers, launch dimensions and arguments are the same types for both, so a test can run
 //! one kernel on both and compare.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+/// Without the `cuda` feature: the same names, and `Device::cuda` says how to enable it.
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_off.rs"]
 pub mod cuda;
 mod device;
 mod element;

@@ -1,12 +1,12 @@
 //! The CPU interpreter of the typed IR.
 //!
 //! A launch is checked against the kernel's parameters, compiled once into a register
-//! program ([`program`]), and run block by block — in parallel on rayon's threads when
+//! program (`program`), and run block by block — in parallel on rayon's threads when
 //! [`InterpOptions::parallel`] is set. Within a block all threads run in lockstep over an
-//! active mask ([`exec`]), which makes `sync_threads()` and warp collectives natural
+//! active mask (`exec`), which makes `sync_threads()` and warp collectives natural
 //! rendezvous points: one that not every participating thread reaches is an error, never a
 //! hang. Every memory access is bounds-checked, and arithmetic follows the PTX ISA bit for
-//! bit (see [`scalar`] and [`crate::convert`]).
+//! bit (see `scalar` and [`crate::convert`]).
 //!
 //! The sanitizer (module `sanitize`), on by default, reports data races on shared memory and on
 //! global memory between threads of a block, and stops a block that runs past a step

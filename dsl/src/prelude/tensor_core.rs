@@ -31,9 +31,9 @@ pub fn unpack_bf16x2(x: u32) -> Vec2<bf16> {
 /// on the GPU). Needs sm_80.
 ///
 /// Fragments (PTX ISA 9.7.14.5.8, with `g = lane_id() / 4`, `t = lane_id() % 4`):
-/// `a.x` = A[g][2t..2t+2], `a.y` = A[g+8][2t..], `a.z` = A[g][2t+8..], `a.w` = A[g+8][2t+8..];
-/// `b.x` = B[2t..2t+2][g], `b.y` = B[2t+8..2t+10][g];
-/// `c.x, c.y` = C[g][2t], C[g][2t+1]; `c.z, c.w` = C[g+8][2t], C[g+8][2t+1] (D likewise).
+/// `a.x` = `A[g][2t..2t+2]`, `a.y` = `A[g+8][2t..]`, `a.z` = `A[g][2t+8..]`, `a.w` = `A[g+8][2t+8..]`;
+/// `b.x` = `B[2t..2t+2][g]`, `b.y` = `B[2t+8..2t+10][g]`;
+/// `c.x, c.y` = `C[g][2t]`, `C[g][2t+1]`; `c.z, c.w` = `C[g+8][2t]`, `C[g+8][2t+1]` (D likewise).
 pub fn mma_m16n8k16_f16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {
     let _ = (a, b, c);
     unreachable!(
@@ -56,8 +56,8 @@ pub fn mma_m16n8k16_bf16_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f
 ///
 /// Fragments (PTX ISA 9.7.14.5.8, "Matrix Fragments for mma.m16n8k16 with floating point
 /// type", `g = lane_id() / 4`, `t = lane_id() % 4`): `a`, `b` as for
-/// [`mma_m16n8k16_f16_f32`]; `c.x` = {C[g][2t], C[g][2t+1]}, `c.y` = {C[g+8][2t],
-/// C[g+8][2t+1]} (D likewise). The interpreter sums the exact products in f64 in k order,
+/// [`mma_m16n8k16_f16_f32`]; `c.x` = {`C[g][2t]`, `C[g][2t+1]`}, `c.y` = {`C[g+8][2t]`,
+/// `C[g+8][2t+1]`} (D likewise). The interpreter sums the exact products in f64 in k order,
 /// adds C and rounds once to f16 (nearest even); PTX leaves the internal precision open.
 pub fn mma_m16n8k16_f16_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec2<u32>) -> Vec2<u32> {
     let _ = (a, b, c);
@@ -71,9 +71,9 @@ pub fn mma_m16n8k16_f16_f16(a: Vec4<u32>, b: Vec2<u32>, c: Vec2<u32>) -> Vec2<u3
 /// u32 packs four FP8 values, the lowest k in bits 0..8. Needs sm_89.
 ///
 /// Fragments (PTX ISA 9.7.14.5.8, "Matrix Fragments for mma.m16n8k32", `.e4m3`/`.e5m2`,
-/// `g = lane_id() / 4`, `t = lane_id() % 4`): `a.x` = A[g][4t..4t+4], `a.y` =
-/// A[g+8][4t..], `a.z` = A[g][4t+16..], `a.w` = A[g+8][4t+16..]; `b.x` = B[4t..4t+4][g],
-/// `b.y` = B[4t+16..4t+20][g]; `c` as for [`mma_m16n8k16_f16_f32`]. The interpreter decodes
+/// `g = lane_id() / 4`, `t = lane_id() % 4`): `a.x` = `A[g][4t..4t+4]`, `a.y` =
+/// `A[g+8][4t..]`, `a.z` = `A[g][4t+16..]`, `a.w` = `A[g+8][4t+16..]`; `b.x` = `B[4t..4t+4][g]`,
+/// `b.y` = `B[4t+16..4t+20][g]`; `c` as for [`mma_m16n8k16_f16_f32`]. The interpreter decodes
 /// the FP8 values exactly, sums the products in f64 in k order, adds C and rounds once to
 /// f32.
 pub fn mma_m16n8k32_e4m3_f32(a: Vec4<u32>, b: Vec2<u32>, c: Vec4<f32>) -> Vec4<f32> {

@@ -3,7 +3,7 @@
 //!
 //! For one config the resolver folds the const generics into constants, resolves every name
 //! (variables, parameters, arrays, const generics), types every expression (with inference
-//! for untyped literals, see [`infer`]), turns intrinsic calls into IR intrinsics, and
+//! for untyped literals, see `infer`), turns intrinsic calls into IR intrinsics, and
 //! specializes the device functions a kernel calls. Every error names the kernel and points
 //! at the user's line.
 

@@ -74,9 +74,20 @@ pub struct AutotuneArgs {
     /// With --replay: print one JSON array of per-space reports instead of tables.
     #[arg(long, requires = "replay")]
     pub json: bool,
+    /// Print the configs the tuning caches choose, per device of the cache dir, as JSON
+    /// (kernel, dtypes, shape bucket, config, median time, whether this build's launches
+    /// use it), and tune nothing. No GPU needed.
+    #[arg(long)]
+    pub show: bool,
+    /// Write the JSON of `--show` to FILE instead, and tune nothing.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
 }
 
 pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
+    if args.show || args.export.is_some() {
+        return export(&args);
+    }
     if !args.replay.is_empty() {
         return replay(&args);
     }
@@ -96,6 +107,27 @@ pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
         }
     };
     tune(&args, &device, &kernels, &shapes)
+}
+
+/// `--show` / `--export FILE`: the chosen configs of every cached device as JSON.
+fn export(args: &AutotuneArgs) -> Result<ExitCode> {
+    let dir = cache_dir(args.cache_dir.as_deref())?;
+    let chosen = warpforge_autotune::export::export_dir(&dir)?;
+    let json = serde_json::to_string_pretty(&chosen)? + "\n";
+    match &args.export {
+        Some(file) => {
+            std::fs::write(file, json).with_context(|| format!("writing {}", file.display()))?;
+            let configs: usize = chosen.devices.iter().map(|d| d.chosen.len()).sum();
+            eprintln!(
+                "wrote {configs} chosen configs of {} device(s) from {} to {}",
+                chosen.devices.len(),
+                dir.display(),
+                file.display()
+            );
+        }
+        None => print!("{json}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The tunable kernels named (all when none are).
@@ -415,6 +447,25 @@ mod cli_tests {
             Command::Autotune(a) => a,
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn export_writes_the_chosen_configs_as_json_without_a_gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tuned.json");
+        let cache = dir.path().join("no-cache-yet");
+        let a = args(&[
+            "--export",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        assert!(a.export.is_some() && !a.show);
+        super::run(a).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["devices"], serde_json::json!([]));
+        assert_eq!(json["format"], 1);
     }
 
     #[test]
