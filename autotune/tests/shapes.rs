@@ -72,7 +72,10 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     // count (cross-entropy, RMSNorm dx and dγ, the column sum, embedding backward) and one
     // layer's tensors for each of the 4 optimizer kernels. The runtime adds 2 per token
     // count: the pair merge of Hydragen decode and the bias add over the q projection.
-    assert_eq!(shapes.len(), 4 * (20 + 2 * 11 + 3 + 10 + 6 + 5 + 2) + 2 + 3 + 4);
+    assert_eq!(
+        shapes.len(),
+        4 * (20 + 2 * 11 + 3 + 10 + 6 + 5 + 2) + 2 + 3 + 4
+    );
     assert!(dims_of(&shapes, "flash_attn_fwd_bf16", 4).is_empty());
     assert!(shapes.iter().all(|s| check_shape(s).is_ok()));
     let names: Vec<&str> = shapes.iter().map(|s| s.name.as_str()).collect();
