@@ -64,8 +64,11 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 16)]
     pub page_size: usize,
     /// KV-cache memory in MiB (default: what every request needs at once, at most 2048).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kv_pages")]
     pub kv_memory: Option<usize>,
+    /// KV-cache pages, instead of --kv-memory.
+    #[arg(long)]
+    pub kv_pages: Option<usize>,
     /// The most tokens computed per step (decodes plus prefill chunks).
     #[arg(long, default_value_t = 512)]
     pub token_budget: usize,
@@ -273,7 +276,8 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// KV pages: `--kv-memory` MiB, or what every request needs at once (at most 2 GiB).
+/// KV pages: `--kv-pages`, `--kv-memory` MiB, or what every request needs at once (at
+/// most 2 GiB).
 fn kv_pages(args: &GenerateArgs, requests: &[Request], dir: &ModelDir) -> Result<usize> {
     if args.page_size == 0 {
         bail!("--page-size must be at least 1");
@@ -283,6 +287,12 @@ fn kv_pages(args: &GenerateArgs, requests: &[Request], dir: &ModelDir) -> Result
     // K and V, every layer, 2-byte elements (f16 and bf16 alike).
     let bytes_per_token = 2 * c.num_hidden_layers * c.num_key_value_heads * head.padded * 2;
     let page_bytes = bytes_per_token * args.page_size;
+    if let Some(pages) = args.kv_pages {
+        if pages == 0 {
+            bail!("--kv-pages must be at least 1");
+        }
+        return Ok(pages);
+    }
     let budget = match args.kv_memory {
         Some(mib) => mib << 20,
         None => {
