@@ -151,7 +151,7 @@ pub fn run(
     Ok(device.download(&dc)?)
 }
 
-/// The library's description of [`gemm`].
+/// The library's description of [`fn@gemm`].
 pub fn kernels() -> Vec<Kernel> {
     vec![register(Gemm)]
 }

@@ -87,7 +87,7 @@ pub fn run(device: &Device, config: &Config, x: &[f32]) -> Result<f32, warpforge
     }
 }
 
-/// The library's description of [`sum_partials`].
+/// The library's description of [`fn@sum_partials`].
 pub fn kernels() -> Vec<Kernel> {
     vec![register(SumPartials)]
 }

@@ -120,7 +120,7 @@ pub fn run(
     Ok(device.download(&dy)?)
 }
 
-/// The library's description of [`softmax`].
+/// The library's description of [`fn@softmax`].
 pub fn kernels() -> Vec<Kernel> {
     vec![register(Softmax)]
 }

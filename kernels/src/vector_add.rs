@@ -49,7 +49,7 @@ pub fn run(
     Ok(device.download(&dc)?)
 }
 
-/// The library's description of [`vector_add`].
+/// The library's description of [`fn@vector_add`].
 pub fn kernels() -> Vec<Kernel> {
     vec![register(VectorAdd)]
 }

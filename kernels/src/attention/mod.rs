@@ -29,7 +29,7 @@
 //! K/V are shared by the warps, no inter-warp reduction). Q is staged once through shared
 //! memory into registers (`ldmatrix.x4`), then K/V tiles of `BLOCK_N` keys stream through a
 //! `STAGES`-deep ring of shared buffers filled by 16-byte `cp.async` copies
-//! ([`crate::gemm_tc::load_slice`]: keys past the sequence's end read as zeros). Per tile:
+//! ([`load_slice`](fn@crate::tile::load_slice_bf16): keys past the sequence's end read as zeros). Per tile:
 //! S = QKᵀ on `mma.sync.m16n8k16` (K fragments by `ldmatrix.x4`), masking only on tiles that
 //! cross the key end or the causal diagonal, the online softmax in the exp2 domain
 //! (`p = ex2.approx(s·c − m·c)` as one FMA and one `ex2`, `c = scale·log2 e`; running max

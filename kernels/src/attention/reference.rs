@@ -193,7 +193,7 @@ pub fn reference<T: Float>(shape: &AttnShape, q: &[T], k: &[T], v: &[T], scale: 
     reference_masked(shape, q, k, v, scale, |b, i, j| shape.visible(b, i, j))
 }
 
-/// [`reference`] with an explicit mask: `visible(b, i, j)` says whether row `i` of sequence
+/// [`fn@reference`] with an explicit mask: `visible(b, i, j)` says whether row `i` of sequence
 /// `b` sees key `j` (`j < k_lens[b]`); tests use it to prove a wrong mask is caught.
 pub fn reference_masked<T: Float>(
     shape: &AttnShape,

@@ -1,5 +1,5 @@
 //! Running the FP8 kernels from host slices: padding rows to a multiple of 4 (the kernels'
-//! layout), uploading, launching through [`launch`](super::launch), and returning dense
+//! layout), uploading, launching through [`super::launch`], and returning dense
 //! codes and scales comparable with [`reference`].
 //!
 //! The input slices may hold any [`Fp8Float`] (`f32`, `f16`, `bf16`): the instance for that

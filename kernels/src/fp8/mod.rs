@@ -48,7 +48,7 @@
 //! `Q ∈ {E4M3, E5M2}`; the macros expand it into one kernel per combination, named
 //! `fp8_quantize_rows_f16_e4m3` (input type, then format) and `fp8_dequantize_e4m3_bf16`
 //! (format, then output type). An f16/bf16 input is converted exactly to f32 on load
-//! ([`widen4`]): every f16 and bf16 value is an f32 value, so the codes and scales are those
+//! ([`widen4`](fn@widen4_f32)): every f16 and bf16 value is an f32 value, so the codes and scales are those
 //! of the f32 path on the widened tensor. Dequantizing to f16/bf16 is `y = T(f32(q) * s)`:
 //! the f32 product, then one round-to-nearest-even conversion. [`Fp8Float`] and [`Fp8Type`]
 //! find the instances from host code.

@@ -9,9 +9,9 @@ use warpforge_dsl::{Arg, Element, KernelDef, ScalarType};
 /// How B is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// Column-major: `n` rows of `k` (`B^T` row-major, a `Linear` weight), [`gemm_tc_nt`].
+    /// Column-major: `n` rows of `k` (`B^T` row-major, a `Linear` weight), `gemm_tc_nt`.
     Nt,
-    /// Row-major: `k` rows of `n`, [`gemm_tc_nn`].
+    /// Row-major: `k` rows of `n`, `gemm_tc_nn`.
     Nn,
 }
 

@@ -13,7 +13,7 @@
 //!    (`perm`); the weight's rows and `H` are permuted alike, and codes are stored back
 //!    at their original channel.
 //! 4. `U`, the upper Cholesky factor of `H⁻¹` (`H⁻¹ = UᵀU`, see
-//!    [`linalg::inverse_cholesky_upper`]), in f64.
+//!    `linalg::inverse_cholesky_upper`), in f64.
 //! 5. Columns in blocks of `block` (128): column `j` is quantized with its group's
 //!    parameters (below), its error `e = (w − ŵ) / U[j][j]` is subtracted from the block's
 //!    later columns at once (`w_c −= U[j][c]·e`), and after each block from every later

@@ -30,7 +30,7 @@
 //! One block per row. Pass 1 reads the row once, each thread striding over its `Vec4`s by
 //! `BLOCK` (coalesced) and keeping a running `(max, Σ exp(x − max))` (online softmax: one
 //! rescale per `Vec4` whose max raises the running one), merged across the warp with xor
-//! shuffles ([`warp_merge`]) and across warps in shared memory ([`block_merge`]). Pass 2
+//! shuffles ([`fn@warp_merge`]) and across warps in shared memory ([`fn@block_merge`]). Pass 2
 //! re-reads the row (from L2: a 128256-wide bf16 row is 250 KiB, and the rows in flight on
 //! all SMs fit an H100's 50 MiB L2) and writes the gradient, so the probabilities are never
 //! stored. Ignored rows skip pass 1.

@@ -16,7 +16,7 @@
 //! # Work decomposition
 //!
 //! `rmsnorm_bwd` is the forward's shape: `ROW_THREADS` threads per row, `BLOCK / ROW_THREADS`
-//! rows per block, one pass for `Σ dn·x` ([`row_sum`]), a second (from L1/L2) writing `dx`.
+//! rows per block, one pass for `Σ dn·x` ([`fn@row_sum`]), a second (from L1/L2) writing `dx`.
 //! The weight gradient is a cross-row reduction done in two stages instead of atomics:
 //! `rmsnorm_dweight` gives each thread one `Vec4` of columns and a chunk of `CHUNK` rows
 //! (grid: column blocks × row chunks), so a warp reads 32 consecutive `Vec4`s of a row

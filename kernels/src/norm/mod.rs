@@ -35,8 +35,8 @@
 //! threads normalizes `BLOCK / ROW_THREADS` rows: `ROW_THREADS = 32` is one warp per row
 //! (short rows, reductions by shuffles only), `ROW_THREADS = BLOCK` one block per row (long
 //! rows). Each thread strides over the row's `Vec4`s by `ROW_THREADS`, so a warp's accesses
-//! are contiguous. Sums go through [`warp_sum`] (xor shuffles), then across the row's warps
-//! in shared memory ([`row_sum`]). The second (and LayerNorm's third) pass re-reads the row,
+//! are contiguous. Sums go through [`fn@warp_sum`] (xor shuffles), then across the row's warps
+//! in shared memory ([`fn@row_sum`]). The second (and LayerNorm's third) pass re-reads the row,
 //! which the first pass just brought into L1/L2 (a row of a 4096-wide bf16 tensor is 8 KiB).
 //!
 //! # Roofline

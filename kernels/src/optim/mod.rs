@@ -24,7 +24,7 @@
 //! LAMB:   u = r + λ·w;  τ = ‖w‖/‖u‖ per tensor (1 if either is 0, or the tensor is
 //!         excluded);  w = w − lr·τ·u                     (TF-Addons' `lamb.py`, φ = id)
 //! ```
-//! (the AdamW lane is [`adamw_one`], shared with the FP8 AdamW).
+//! (the AdamW lane is [`fn@adamw_one`], shared with the FP8 AdamW).
 //!
 //! # The three LAMB stages (deterministic: no atomics)
 //!

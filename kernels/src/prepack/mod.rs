@@ -19,13 +19,13 @@
 //! `UNITS` (words or units per thread, strided by `BLOCK`: 1, 2, 4); default `BLOCK = 256,
 //! UNITS = 2`.
 //!
-//! - [`gather_rows`]: `out[t] = table[ids[t]]` for rows of `row_words` 16-byte words — the
+//! - [`fn@gather_rows`]: `out[t] = table[ids[t]]` for rows of `row_words` 16-byte words — the
 //!   embedding lookup of a packed prompt stream (f32, f16, bf16 alike: the kernel copies
 //!   bits), or any row gather. An id `≥ rows` writes all-ones bits (NaN in every float
 //!   format) instead of reading out of bounds; [`pack_prompts`]'s caller checks ids on the
 //!   host ([`check_ids`]). Bytes per token: 2 · row bytes + 4 (a Llama-3 8B bf16 row: 8 KiB
 //!   read, 8 KiB written). Memory-bound.
-//! - [`kv_page_write`] (`kv_page_write_{T}`, T ∈ {f32, f16, bf16}): the packed prefill's K
+//! - `kv_page_write` (`kv_page_write_{T}`, T ∈ {f32, f16, bf16}): the packed prefill's K
 //!   and V, `[tokens, kv_heads, head_dim]`, written straight into each sequence's pages,
 //!   caches `[pages, page_size, kv_heads, head_dim]`: token `i` of sequence `b` (packed row
 //!   `cu_seqlens[b] + i`) is cache position `p = cache_lens[b] + i` (after the sequence's

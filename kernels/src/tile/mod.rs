@@ -21,7 +21,7 @@
 //!   row-major B) with `ldmatrix.x4.trans`; 16-bit only (`.trans` moves 16-bit elements, so
 //!   an FP8 B must be K-major). `gemm_tc_nn`.
 //! - `mma_warp_tile` — the MMA step: every (A, B) fragment pair into its accumulator with
-//!   `mma_f32::<T>` ([`mma_f32_f16`], [`mma_f32_bf16`]: m16n8k16; [`mma_f32_e4m3`]:
+//!   `mma_f32::<T>` ([`fn@mma_f32_f16`], [`fn@mma_f32_bf16`]: m16n8k16; [`fn@mma_f32_e4m3`]:
 //!   m16n8k32). `acc[i·NT + j]` (`Vec4<f32>`, `NT = BN/WN/8`) is the C fragment of rows
 //!   `16i..`, columns `8j..`: lane `l` holds rows `l/4` (`.x`, `.y`) and `l/4 + 8` (`.z`,
 //!   `.w`), columns `2(l%4)` and `+1`. All three GEMMs (the FP8 GEMM into its per-group

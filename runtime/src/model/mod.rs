@@ -1,6 +1,6 @@
 //! The Llama model family on the host: `config.json` ([`config`]), safetensors weights
 //! ([`weights`]), `tokenizer.json` ([`tokenizer`]) and the f32 host reference forward with
-//! greedy decoding ([`reference`]), the oracle the kernel engine is checked against.
+//! greedy decoding ([`mod@reference`]), the oracle the kernel engine is checked against.
 //!
 //! [`ModelDir::open`] loads a Hugging Face model directory: it parses the config, maps the
 //! weights, checks every tensor's presence and shape against the config, and loads the

@@ -1,12 +1,12 @@
 //! DRE quantization and dequantization of a flat f32 tensor (see the module doc of
 //! [`super`] for the formulas and the layout).
 //!
-//! - [`coat_dre_quantize`]: one warp per 128-element group: a 128-bit load per lane, the
+//! - [`fn@coat_dre_quantize`]: one warp per 128-element group: a 128-bit load per lane, the
 //!   group's max and non-zero min in registers and shuffles, the codes stored as one 32-bit
 //!   word per lane, the group's `(scale, k, c)` from lane 0. Reads 4 bytes and writes
 //!   1 + 12/128 bytes per element, one pass. Tunable: `BLOCK` (threads per block: groups per
 //!   block × 32).
-//! - [`coat_dre_dequantize`]: element-wise inverse, a quad per thread. Tunables: `BLOCK`,
+//! - [`fn@coat_dre_dequantize`]: element-wise inverse, a quad per thread. Tunables: `BLOCK`,
 //!   `ITEMS` (quads per thread, strided by the block).
 
 use super::super::mask4;

@@ -62,7 +62,7 @@ fn codes_of(q: &[F8E4M3], n: usize) -> Vec<u8> {
     q[..n].iter().map(|c| c.code()).collect()
 }
 
-/// DRE quantization of a flat tensor with [`coat_dre_quantize`].
+/// DRE quantization of a flat tensor with [`fn@coat_dre_quantize`].
 pub fn dre_quantize(device: &Device, config: &Config, x: &[f32]) -> Result<DreTensor, Error> {
     let def = coat_dre_quantize::def();
     let config = &complete(def, config);
@@ -80,7 +80,7 @@ pub fn dre_quantize(device: &Device, config: &Config, x: &[f32]) -> Result<DreTe
     })
 }
 
-/// DRE dequantization with [`coat_dre_dequantize`].
+/// DRE dequantization with [`fn@coat_dre_dequantize`].
 pub fn dre_dequantize(device: &Device, config: &Config, q: &DreTensor) -> Result<Vec<f32>, Error> {
     let def = coat_dre_dequantize::def();
     let config = &complete(def, config);
@@ -98,7 +98,7 @@ pub fn dre_dequantize(device: &Device, config: &Config, q: &DreTensor) -> Result
 }
 
 /// FP8 AdamW state on a device: master weights and DRE-quantized moments, updated in place
-/// by [`coat_adamw_step`].
+/// by [`fn@coat_adamw_step`].
 pub struct Fp8AdamW {
     pub hyper: AdamW,
     n: usize,

@@ -154,7 +154,7 @@ pub fn dre_encode(x: f32, scale: f32, k: f32, c: f32) -> F8E4M3 {
     F8E4M3::from_f32(y)
 }
 
-/// The inverse of [`dre_encode`]: `sign(q)·c·(|q|·scale)^(1/k)`; code ±0 gives exactly 0.
+/// The inverse of [`fn@dre_encode`]: `sign(q)·c·(|q|·scale)^(1/k)`; code ±0 gives exactly 0.
 #[device]
 pub fn dre_decode(code: F8E4M3, scale: f32, k: f32, c: f32) -> f32 {
     let f = code.to_f32();
