@@ -35,6 +35,30 @@ fn lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A `--dump-logits` line's rows equal `want` within the bf16 tolerance: 4 units of 2^-8
+/// times the largest |logit| (see device_model.rs).
+fn assert_within_bf16(dumped: &Value, want: &[f32], what: &str) {
+    let got: Vec<f32> = dumped["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
+        .collect();
+    assert_eq!(got.len(), want.len(), "{what}");
+    let tol = 4.0 / 256.0 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max <= tol, "{what}: {max} > {tol}");
+}
+
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array()
         .unwrap()
@@ -200,26 +224,7 @@ fn dumped_prompt_logits_match_transformers() {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        let got: Vec<f32> = line["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap() as f32)
-            })
-            .collect();
-        assert_eq!(got.len(), want.len(), "prompt {i}");
-        // bf16 activations: 4 units of 2^-8 times the largest |logit| (see device_model.rs).
-        let tol = 4.0 / 256.0 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let max = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(max <= tol, "prompt {i}: {max} > {tol}");
+        assert_within_bf16(line, &want, &format!("prompt {i}"));
     }
 }
 
@@ -310,24 +315,7 @@ fn quantized_model_matches_its_dequantized_reference() {
     assert!(stderr.contains("linears on the int4 GEMM"), "{stderr}");
     for ((p, line), dumped) in prompts.iter().zip(lines(&out_path)).zip(lines(&dump)) {
         let want = host.prompt_logits(p).unwrap().values;
-        let got: Vec<f32> = dumped["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap() as f32)
-            })
-            .collect();
-        let tol = 4.0 / 256.0 * want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let max = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(max <= tol, "{max} > {tol}");
+        assert_within_bf16(&dumped, &want, &format!("prompt {p:?}"));
         let greedy: Vec<u64> = host
             .greedy(p, 12, &[])
             .unwrap()

@@ -123,6 +123,14 @@ impl<T: ModelFloat> Stored<T> {
     }
 }
 
+/// Rows of `a` (width `wa`) and of `b` (width `wb`) side by side: `[rows, wa + wb]`.
+fn interleave<T: Copy>(a: &[T], b: &[T], wa: usize, wb: usize) -> Vec<T> {
+    a.chunks(wa)
+        .zip(b.chunks(wb))
+        .flat_map(|(x, y)| x.iter().chain(y).copied())
+        .collect()
+}
+
 /// `[gate; up]` as one int4 weight (output channels concatenated), when their inputs,
 /// grouping and act-order agree.
 fn fuse_outputs(gate: &Int4Weight, up: &Int4Weight) -> Option<Int4Weight> {
@@ -135,19 +143,7 @@ fn fuse_outputs(gate: &Int4Weight, up: &Int4Weight) -> Option<Int4Weight> {
     if !same {
         return None;
     }
-    let interleave = |a: &[u8], b: &[u8], wa: usize, wb: usize| -> Vec<u8> {
-        a.chunks(wa)
-            .zip(b.chunks(wb))
-            .flat_map(|(x, y)| x.iter().chain(y).copied())
-            .collect()
-    };
-    let interleave_f = |a: &[f32], b: &[f32], wa: usize, wb: usize| -> Vec<f32> {
-        a.chunks(wa)
-            .zip(b.chunks(wb))
-            .flat_map(|(x, y)| x.iter().chain(y).copied())
-            .collect()
-    };
-    // Scales and zeros are [k_groups, n] (Oc) or [k, n_groups] (Ic): rows of width sw.
+    // Scales and zeros are [k_groups, n] (Oc) or [k, n_groups] (Ic): rows of width sa and sb.
     let (sa, sb) = match gate.dim {
         GroupDim::Oc => (gate.n, up.n),
         GroupDim::Ic => (gate.n / gate.group, up.n / up.group),
@@ -158,7 +154,7 @@ fn fuse_outputs(gate: &Int4Weight, up: &Int4Weight) -> Option<Int4Weight> {
         group: gate.group,
         dim: gate.dim,
         codes: interleave(&gate.codes, &up.codes, gate.n, up.n),
-        scales: interleave_f(&gate.scales, &up.scales, sa, sb),
+        scales: interleave(&gate.scales, &up.scales, sa, sb),
         zeros: interleave(&gate.zeros, &up.zeros, sa, sb),
         g_idx: gate.g_idx.clone(),
     })
