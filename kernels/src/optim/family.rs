@@ -15,7 +15,7 @@ use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
 use std::collections::HashMap;
 use warpforge_dsl::{Config, Device, Error, KernelDef};
 
-/// LAMB's three stages, then AdamW.
+/// LAMB's three stages, AdamW, then the clipping kernels.
 pub fn kernels() -> Vec<Kernel> {
     [
         Kind::LambUpdate,
@@ -25,6 +25,7 @@ pub fn kernels() -> Vec<Kernel> {
     ]
     .into_iter()
     .map(|kind| register(Optim { kind }))
+    .chain(super::clip::kernels())
     .collect()
 }
 

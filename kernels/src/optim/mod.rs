@@ -44,6 +44,7 @@
 //! 512}, `VECS` ∈ {1, 2, 4} (`Vec4`s per thread per chunk), default 256 × 2 (2048-element
 //! chunks); `lamb_trust`: `BLOCK` ∈ {32, 128, 256}, default 128.
 
+pub mod clip;
 mod family;
 pub mod host;
 

@@ -7,6 +7,7 @@ mod generate;
 pub mod generate_io;
 mod outcome;
 pub mod quantize;
+pub mod train;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -127,6 +128,10 @@ pub enum Command {
     /// Quantize a float model directory's linear layers to int4 (RTN or GPTQ, AdaDim's
     /// per-layer group dimension) into a warpforge int4 directory.
     Quantize(quantize::QuantizeArgs),
+    /// Train a Llama-family model on a corpus (packed rows, LAMB or AdamW, a learning-rate
+    /// schedule), with atomic checkpoints loadable by `generate` and transformers, and
+    /// `--resume`.
+    Train(train::TrainArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -221,6 +226,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Autotune(args) => autotune::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Train(args) => train::run(args),
     }
 }
 

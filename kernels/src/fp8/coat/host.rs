@@ -13,7 +13,7 @@ use crate::fp8::host::{complete, pad_rows, padded_ld};
 use crate::fp8::Fp8Type;
 use warpforge_dsl::backend::DeviceError;
 use warpforge_dsl::prelude::*;
-use warpforge_dsl::{Element, Error};
+use warpforge_dsl::{Arg, Element, Error};
 
 fn u32_of(n: usize) -> Result<u32, Error> {
     u32::try_from(n).map_err(|_| {
@@ -97,6 +97,93 @@ pub fn dre_dequantize(device: &Device, config: &Config, q: &DreTensor) -> Result
     Ok(y)
 }
 
+/// AdamW's two moments as DRE-expanded E4M3 codes with per-group `(scale, k, c)`, on a
+/// device: 2 bytes per element plus 24 per 128-element group, against 8 in f32.
+pub struct Fp8Moments {
+    pub n: usize,
+    pub m: Buffer<F8E4M3>,
+    pub m_meta: Buffer<f32>,
+    pub v: Buffer<F8E4M3>,
+    pub v_meta: Buffer<f32>,
+}
+
+impl Fp8Moments {
+    /// Uploads `(m, v)` of `n` elements.
+    pub fn upload(device: &Device, (m, v): (&DreTensor, &DreTensor)) -> Result<Self, Error> {
+        let n = m.len();
+        u32_of(n)?;
+        let def = coat_adamw_step::def();
+        check_len(def, "v", v.len(), n)?;
+        Ok(Fp8Moments {
+            n,
+            m: device.upload(&codes_padded(m))?,
+            m_meta: device.upload(&m.meta)?,
+            v: device.upload(&codes_padded(v))?,
+            v_meta: device.upload(&v.meta)?,
+        })
+    }
+
+    /// Zero moments of `n` elements (a fresh optimizer).
+    pub fn zeros(device: &Device, n: usize) -> Result<Self, Error> {
+        let zeros = DreTensor::zeros(n);
+        Fp8Moments::upload(device, (&zeros, &zeros))
+    }
+
+    /// The moments `(m, v)`, as quantized.
+    pub fn download(&self, device: &Device) -> Result<(DreTensor, DreTensor), Error> {
+        let groups = self.n.div_ceil(GROUP);
+        let state = |q: &Buffer<F8E4M3>, meta: &Buffer<f32>| -> Result<DreTensor, Error> {
+            let mut meta = device.download(meta)?;
+            meta.truncate(3 * groups);
+            Ok(DreTensor {
+                codes: codes_of(&device.download(q)?, self.n),
+                meta,
+            })
+        };
+        Ok((state(&self.m, &self.m_meta)?, state(&self.v, &self.v_meta)?))
+    }
+
+    /// Bytes on the device.
+    pub fn bytes(&self) -> usize {
+        self.m.len() + self.v.len() + 4 * (self.m_meta.len() + self.v_meta.len())
+    }
+}
+
+/// One [`fn@coat_adamw_step`] (step `t`, from 1) on master weights `w` and gradient `g`
+/// already on the device (each padded to a multiple of 4), updating `moments` in place.
+pub fn launch_fp8_adamw(
+    device: &Device,
+    config: &Config,
+    (w, g): (&mut Buffer<f32>, &Buffer<f32>),
+    moments: &mut Fp8Moments,
+    hyper: &AdamW,
+    t: u32,
+) -> Result<(), Error> {
+    let def = coat_adamw_step::def();
+    let config = &complete(def, config);
+    let n = moments.n;
+    check_len(def, "w", w.len(), padded_ld(n))?;
+    check_len(def, "grad", g.len(), padded_ld(n))?;
+    let (bc1, bc2) = hyper.bias_corrections(t);
+    let mut args = [
+        Arg::slice_mut(w),
+        Arg::slice(g),
+        Arg::slice_mut(&mut moments.m),
+        Arg::slice_mut(&mut moments.m_meta),
+        Arg::slice_mut(&mut moments.v),
+        Arg::slice_mut(&mut moments.v_meta),
+        Arg::value(u32_of(n)?),
+        Arg::value(hyper.lr),
+        Arg::value(hyper.beta1),
+        Arg::value(hyper.beta2),
+        Arg::value(hyper.eps),
+        Arg::value(hyper.weight_decay),
+        Arg::value(bc1),
+        Arg::value(bc2),
+    ];
+    device.launch(def, config, group_dims(config, n), &mut args)
+}
+
 /// FP8 AdamW state on a device: master weights and DRE-quantized moments, updated in place
 /// by [`fn@coat_adamw_step`].
 pub struct Fp8AdamW {
@@ -104,10 +191,7 @@ pub struct Fp8AdamW {
     n: usize,
     step: u32,
     w: Buffer<f32>,
-    m: Buffer<F8E4M3>,
-    m_meta: Buffer<f32>,
-    v: Buffer<F8E4M3>,
-    v_meta: Buffer<f32>,
+    moments: Fp8Moments,
 }
 
 impl Fp8AdamW {
@@ -126,19 +210,13 @@ impl Fp8AdamW {
         step: u32,
     ) -> Result<Fp8AdamW, Error> {
         let n = w.len();
-        u32_of(n)?;
-        let def = coat_adamw_step::def();
-        check_len(def, "m", m.len(), n)?;
-        check_len(def, "v", v.len(), n)?;
+        check_len(coat_adamw_step::def(), "m", m.len(), n)?;
         Ok(Fp8AdamW {
             hyper,
             n,
             step,
             w: device.upload(&pad(w))?,
-            m: device.upload(&codes_padded(m))?,
-            m_meta: device.upload(&m.meta)?,
-            v: device.upload(&codes_padded(v))?,
-            v_meta: device.upload(&v.meta)?,
+            moments: Fp8Moments::upload(device, (m, v))?,
         })
     }
 
@@ -155,29 +233,16 @@ impl Fp8AdamW {
         config: &Config,
         g: &Buffer<f32>,
     ) -> Result<(), Error> {
-        let def = coat_adamw_step::def();
-        let config = &complete(def, config);
-        check_len(def, "grad", g.len(), padded_ld(self.n))?;
         let t = self.step.saturating_add(1);
-        let (bc1, bc2) = self.hyper.bias_corrections(t);
-        let h = self.hyper;
-        let mut args = [
-            Arg::slice_mut(&mut self.w),
-            Arg::slice(g),
-            Arg::slice_mut(&mut self.m),
-            Arg::slice_mut(&mut self.m_meta),
-            Arg::slice_mut(&mut self.v),
-            Arg::slice_mut(&mut self.v_meta),
-            Arg::value(u32_of(self.n)?),
-            Arg::value(h.lr),
-            Arg::value(h.beta1),
-            Arg::value(h.beta2),
-            Arg::value(h.eps),
-            Arg::value(h.weight_decay),
-            Arg::value(bc1),
-            Arg::value(bc2),
-        ];
-        device.launch(def, config, group_dims(config, self.n), &mut args)?;
+        let hyper = self.hyper;
+        launch_fp8_adamw(
+            device,
+            config,
+            (&mut self.w, g),
+            &mut self.moments,
+            &hyper,
+            t,
+        )?;
         self.step = t;
         Ok(())
     }
@@ -196,15 +261,6 @@ impl Fp8AdamW {
 
     /// The moments `(m, v)`, as quantized.
     pub fn moments(&self, device: &Device) -> Result<(DreTensor, DreTensor), Error> {
-        let groups = self.n.div_ceil(GROUP);
-        let state = |q: &Buffer<F8E4M3>, meta: &Buffer<f32>| -> Result<DreTensor, Error> {
-            let mut meta = device.download(meta)?;
-            meta.truncate(3 * groups);
-            Ok(DreTensor {
-                codes: codes_of(&device.download(q)?, self.n),
-                meta,
-            })
-        };
-        Ok((state(&self.m, &self.m_meta)?, state(&self.v, &self.v_meta)?))
+        self.moments.download(device)
     }
 }

@@ -1,0 +1,664 @@
+//! One training step of a Llama-family model on warpforge kernels, forward then backward,
+//! top to bottom with no autograd (llm.c's shape): every layer's forward saves what its
+//! backward reads, and the backward walks the layers in reverse.
+//!
+//! Forward, per packed batch (`rows` tokens, segments from [`super::data`]):
+//! gather the embeddings → per layer: RMSNorm → q/k/v GEMMs → RoPE on q and k by each
+//! token's position in its segment → causal varlen flash attention (LSE saved) → o GEMM
+//! → residual add → RMSNorm → fused gate/up GEMM → SwiGLU → down GEMM → residual add →
+//! final RMSNorm → LM head GEMM → fused softmax-cross-entropy, which writes the logits'
+//! gradient in the same pass (scaled by 1 / the counted targets of the whole step, so
+//! micro-batches add up to the mean).
+//!
+//! Backward, with `dx` the gradient of the residual stream: head (dhf = dlogits·W, dW =
+//! dlogitsᵀ·hf) → final RMSNorm backward → per layer in reverse: down (dact = dx·W_down,
+//! dW_down = dxᵀ·act) → SwiGLU backward → gate/up → RMSNorm backward added into dx →
+//! o → attention backward (recomputed from the LSE) → RoPE backward → q/k/v (their input
+//! gradients summed) → RMSNorm backward added into dx → embedding backward. Weight
+//! gradients are f32 (tensor-core GEMMs with f32 output, deterministic column sums for the
+//! norms, a deterministic scatter-add for the embedding) and accumulate over micro-batches.
+
+use super::data::Batch;
+use super::params::{Params, Role};
+use super::TrainFloat;
+use crate::model::ModelConfig;
+use warpforge_dsl::backend::DeviceError;
+use warpforge_dsl::{Buffer, Config, Device};
+use warpforge_kernels::act::host as act;
+use warpforge_kernels::attention::{self, AttnArgs, AttnShape, KvLayout};
+use warpforge_kernels::embed::host::{self as embed, DeviceIndex, TokenIndex};
+use warpforge_kernels::gemm_tc::{self, Layout};
+use warpforge_kernels::loss::host::{self as loss, IGNORE_INDEX};
+use warpforge_kernels::norm::backward as norm_bwd;
+use warpforge_kernels::norm::host::{self as norm, Rows};
+use warpforge_kernels::prepack;
+use warpforge_kernels::rope::{self, RopeShape};
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Batch(String),
+    #[error(transparent)]
+    Kernel(#[from] warpforge_dsl::Error),
+    #[error(transparent)]
+    Attention(#[from] attention::AttnError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Embed(#[from] embed::EmbedError),
+}
+
+/// The device-side description of one batch.
+struct BatchMeta {
+    rows: usize,
+    ids: Buffer<u32>,
+    targets: Buffer<i32>,
+    positions: Buffer<u32>,
+    cu_seqlens: Buffer<u32>,
+    no_table: Buffer<u32>,
+    shape: AttnShape,
+    index: DeviceIndex,
+}
+
+/// What one layer's forward saves for its backward.
+struct LayerActs<T: TrainFloat> {
+    x_in: Buffer<T>,
+    rstd_in: Buffer<f32>,
+    h_in: Buffer<T>,
+    q: Buffer<T>,
+    k: Buffer<T>,
+    v: Buffer<T>,
+    o: Buffer<T>,
+    lse: Buffer<f32>,
+    x_mid: Buffer<T>,
+    rstd_post: Buffer<f32>,
+    h_post: Buffer<T>,
+    gate_up: Buffer<T>,
+    act: Buffer<T>,
+}
+
+/// Everything the forward saves, and the loss.
+struct Acts<T: TrainFloat> {
+    layers: Vec<LayerActs<T>>,
+    x_final: Buffer<T>,
+    rstd_final: Buffer<f32>,
+    h_final: Buffer<T>,
+    dlogits: Buffer<T>,
+    /// Per-row losses (0 where the target is ignored).
+    row_loss: Buffer<f32>,
+}
+
+impl<T: TrainFloat> Acts<T> {
+    /// Bytes of every saved buffer, as allocated.
+    fn bytes(&self) -> usize {
+        let t = |b: &Buffer<T>| b.len() * T::SCALAR.size_bytes();
+        let f = |b: &Buffer<f32>| b.len() * 4;
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|a| {
+                [
+                    &a.x_in, &a.h_in, &a.q, &a.k, &a.v, &a.o, &a.x_mid, &a.h_post, &a.gate_up,
+                    &a.act,
+                ]
+                .into_iter()
+                .map(t)
+                .sum::<usize>()
+                    + f(&a.rstd_in)
+                    + f(&a.lse)
+                    + f(&a.rstd_post)
+            })
+            .sum();
+        layers
+            + t(&self.x_final)
+            + f(&self.rstd_final)
+            + t(&self.h_final)
+            + t(&self.dlogits)
+            + f(&self.row_loss)
+    }
+}
+
+/// Sums of one micro-batch's forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossSum {
+    /// Σ of the per-token losses over counted targets.
+    pub sum: f64,
+    pub counted: usize,
+    /// Bytes the forward saved for the backward (activations, LSEs, the logits' gradient).
+    pub saved_bytes: usize,
+}
+
+/// The model's kernels on one device.
+pub struct Model<'a, T: TrainFloat> {
+    pub device: &'a Device,
+    pub config: &'a ModelConfig,
+    rope_table: Buffer<f32>,
+    rope_rows: usize,
+    compute: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'a, T: TrainFloat> Model<'a, T> {
+    /// Checks what the kernels need of `config` and uploads the RoPE table for
+    /// `max_positions` positions.
+    pub fn new(
+        device: &'a Device,
+        config: &'a ModelConfig,
+        max_positions: usize,
+    ) -> Result<Self, StepError> {
+        check_config(config)?;
+        let rope = crate::engine::weights::kernel_rope(config);
+        let rope_table = device.upload(&rope.table(max_positions))?;
+        Ok(Model {
+            device,
+            config,
+            rope_table,
+            rope_rows: max_positions,
+            compute: std::marker::PhantomData,
+        })
+    }
+
+    /// Forward and backward of one micro-batch: the weight gradients are added into each
+    /// parameter's `state.grad`; `grad_scale` is 1 / the counted targets of the whole step.
+    pub fn forward_backward(
+        &self,
+        params: &mut Params<T>,
+        batch: &Batch,
+        grad_scale: f32,
+    ) -> Result<LossSum, StepError> {
+        let meta = self.upload_batch(batch)?;
+        let acts = self.forward(params, &meta, grad_scale)?;
+        let loss = self.loss_sum(&acts, batch)?;
+        self.backward(params, &meta, acts)?;
+        Ok(loss)
+    }
+
+    /// The loss of a batch without gradients (evaluation).
+    pub fn eval_loss(&self, params: &Params<T>, batch: &Batch) -> Result<LossSum, StepError> {
+        let meta = self.upload_batch(batch)?;
+        let acts = self.forward(params, &meta, 0.0)?;
+        self.loss_sum(&acts, batch)
+    }
+
+    fn loss_sum(&self, acts: &Acts<T>, batch: &Batch) -> Result<LossSum, StepError> {
+        let rows = self.device.download(&acts.row_loss)?;
+        Ok(LossSum {
+            sum: rows.iter().map(|&l| l as f64).sum(),
+            counted: batch.counted(),
+            saved_bytes: acts.bytes(),
+        })
+    }
+
+    fn upload_batch(&self, batch: &Batch) -> Result<BatchMeta, StepError> {
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = batch.tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(StepError::Batch(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        if let Some(&p) = batch
+            .positions
+            .iter()
+            .find(|&&p| p as usize >= self.rope_rows)
+        {
+            return Err(StepError::Batch(format!(
+                "position {p} is past the {} positions the RoPE table covers",
+                self.rope_rows
+            )));
+        }
+        let lens = batch.lengths();
+        let c = self.config;
+        let shape = AttnShape {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            causal: true,
+            q_lens: lens.clone(),
+            k_lens: lens,
+        };
+        let d = self.device;
+        let index = TokenIndex::build(&batch.tokens, vocab)?;
+        Ok(BatchMeta {
+            rows: batch.tokens.len(),
+            ids: d.upload(&batch.tokens)?,
+            targets: d.upload(&batch.targets)?,
+            positions: d.upload(&batch.positions)?,
+            cu_seqlens: d.upload(&batch.cu_seqlens)?,
+            no_table: d.upload(&[0u32])?,
+            shape,
+            index: DeviceIndex::upload(d, &index)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        params: &Params<T>,
+        meta: &BatchMeta,
+        grad_scale: f32,
+    ) -> Result<Acts<T>, StepError> {
+        let (rows, hidden) = (meta.rows, self.config.hidden_size);
+        let mut x = self.zeros::<T>(rows * hidden)?;
+        let gather = prepack::gather_rows::def().space.default_config();
+        let embed = params.w(Role::Embed);
+        prepack::launch_gather_rows(self.device, &gather, (embed, &meta.ids), &mut x, hidden)?;
+        let mut layers = Vec::with_capacity(self.config.num_hidden_layers);
+        for l in 0..self.config.num_hidden_layers {
+            let (acts, x_out) = self.layer_forward(params, l, x, meta)?;
+            layers.push(acts);
+            x = x_out;
+        }
+        let (h_final, rstd_final) = self.rms_norm(&x, params.w(Role::FinalNorm), rows)?;
+        let vocab = self.config.vocab_size;
+        let head = params.w(params.head_role());
+        let logits = self.nt::<T>(&h_final, head, (rows, vocab, hidden))?;
+        let mut row_loss = self.zeros::<f32>(rows)?;
+        let mut dlogits = self.zeros::<T>(rows * vocab)?;
+        let shape = loss::Logits {
+            rows: rows as u32,
+            cols: vocab as u32,
+            ld: vocab as u32,
+        };
+        loss::launch_cross_entropy(
+            self.device,
+            &(T::CROSS_ENTROPY)().space.default_config(),
+            (&logits, &meta.targets),
+            (&mut row_loss, &mut dlogits),
+            shape,
+            (IGNORE_INDEX, grad_scale),
+        )?;
+        Ok(Acts {
+            layers,
+            x_final: x,
+            rstd_final,
+            h_final,
+            dlogits,
+            row_loss,
+        })
+    }
+
+    /// One decoder layer: the saved activations and the residual stream after it.
+    fn layer_forward(
+        &self,
+        params: &Params<T>,
+        l: usize,
+        x_in: Buffer<T>,
+        meta: &BatchMeta,
+    ) -> Result<(LayerActs<T>, Buffer<T>), StepError> {
+        let c = self.config;
+        let (rows, h, m) = (meta.rows, c.hidden_size, c.intermediate_size);
+        let (h_in, rstd_in) = self.rms_norm(&x_in, params.w(Role::InputNorm(l)), rows)?;
+        let mut q = self.nt::<T>(&h_in, params.w(Role::Q(l)), (rows, c.q_dim(), h))?;
+        let mut k = self.nt::<T>(&h_in, params.w(Role::K(l)), (rows, c.kv_dim(), h))?;
+        let v = self.nt::<T>(&h_in, params.w(Role::V(l)), (rows, c.kv_dim(), h))?;
+        self.rope(&mut q, &mut k, meta)?;
+        let (o, lse) = self.attention(l, (&q, &k, &v), meta)?;
+        // T(attn + x) = T(x + attn): the residual add in place on the projection's output.
+        let mut x_mid = self.nt::<T>(&o, params.w(Role::O(l)), (rows, h, c.q_dim()))?;
+        self.add(&mut x_mid, &x_in)?;
+        let (h_post, rstd_post) = self.rms_norm(&x_mid, params.w(Role::PostNorm(l)), rows)?;
+        let gate_up = self.nt::<T>(&h_post, params.w(Role::GateUp(l)), (rows, 2 * m, h))?;
+        let mut act = self.zeros::<T>(rows * m)?;
+        let swiglu = (T::SWIGLU)().space.default_config();
+        act::launch_swiglu(self.device, &swiglu, &gate_up, &mut act, (rows, m))?;
+        let mut x_out = self.nt::<T>(&act, params.w(Role::Down(l)), (rows, h, m))?;
+        self.add(&mut x_out, &x_mid)?;
+        let acts = LayerActs {
+            x_in,
+            rstd_in,
+            h_in,
+            q,
+            k,
+            v,
+            o,
+            lse,
+            x_mid,
+            rstd_post,
+            h_post,
+            gate_up,
+            act,
+        };
+        Ok((acts, x_out))
+    }
+
+    fn backward(
+        &self,
+        params: &mut Params<T>,
+        meta: &BatchMeta,
+        acts: Acts<T>,
+    ) -> Result<(), StepError> {
+        let (rows, h, vocab) = (meta.rows, self.config.hidden_size, self.config.vocab_size);
+        let head = params.head_role();
+        let dh_final = self.nn(&acts.dlogits, params.w(head), (rows, h, vocab))?;
+        self.weight_grad(
+            params,
+            head,
+            (&acts.dlogits, &acts.h_final),
+            (vocab, h, rows),
+        )?;
+        let saved = (&acts.x_final, &acts.rstd_final, &dh_final);
+        let mut dx = self.rms_norm_bwd(params, Role::FinalNorm, saved, rows)?;
+        for (l, layer) in acts.layers.into_iter().enumerate().rev() {
+            dx = self.layer_backward(params, l, layer, dx, meta)?;
+        }
+        let mut d_embed = self.zeros::<f32>(vocab * h)?;
+        let config = (T::EMBEDDING_BWD)().space.default_config();
+        let index = (&dx, &meta.index);
+        embed::launch_embedding_bwd(self.device, &config, index, &mut d_embed, h as u32)?;
+        self.accumulate(params, Role::Embed, &d_embed)
+    }
+
+    /// One layer's backward: `dx` is the gradient of the layer's output; returns its
+    /// input's.
+    fn layer_backward(
+        &self,
+        params: &mut Params<T>,
+        l: usize,
+        la: LayerActs<T>,
+        mut dx: Buffer<T>,
+        meta: &BatchMeta,
+    ) -> Result<Buffer<T>, StepError> {
+        let c = self.config;
+        let (rows, h, m) = (meta.rows, c.hidden_size, c.intermediate_size);
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        // MLP: x_out = x_mid + down(swiglu(gate_up(norm(x_mid)))).
+        let d_act = self.nn(&dx, params.w(Role::Down(l)), (rows, m, h))?;
+        self.weight_grad(params, Role::Down(l), (&dx, &la.act), (h, m, rows))?;
+        let mut d_gate_up = self.zeros::<T>(rows * 2 * m)?;
+        let config = (T::SWIGLU_BWD)().space.default_config();
+        let saved = (&la.gate_up, &d_act);
+        act::launch_swiglu_bwd(self.device, &config, saved, &mut d_gate_up, (rows, m))?;
+        let dh_post = self.nn(&d_gate_up, params.w(Role::GateUp(l)), (rows, h, 2 * m))?;
+        let saved = (&d_gate_up, &la.h_post);
+        self.weight_grad(params, Role::GateUp(l), saved, (2 * m, h, rows))?;
+        let saved = (&la.x_mid, &la.rstd_post, &dh_post);
+        let d_norm = self.rms_norm_bwd(params, Role::PostNorm(l), saved, rows)?;
+        self.add(&mut dx, &d_norm)?;
+        // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)).
+        let d_o = self.nn(&dx, params.w(Role::O(l)), (rows, qd, h))?;
+        self.weight_grad(params, Role::O(l), (&dx, &la.o), (h, qd, rows))?;
+        let (mut dq, mut dk, dv) = self.attention_backward(l, &la, &d_o, meta)?;
+        self.rope_backward(&mut dq, &mut dk, meta)?;
+        let mut dh_in = self.nn(&dq, params.w(Role::Q(l)), (rows, h, qd))?;
+        self.add(
+            &mut dh_in,
+            &self.nn(&dk, params.w(Role::K(l)), (rows, h, kvd))?,
+        )?;
+        self.add(
+            &mut dh_in,
+            &self.nn(&dv, params.w(Role::V(l)), (rows, h, kvd))?,
+        )?;
+        self.weight_grad(params, Role::Q(l), (&dq, &la.h_in), (qd, h, rows))?;
+        self.weight_grad(params, Role::K(l), (&dk, &la.h_in), (kvd, h, rows))?;
+        self.weight_grad(params, Role::V(l), (&dv, &la.h_in), (kvd, h, rows))?;
+        let saved = (&la.x_in, &la.rstd_in, &dh_in);
+        let d_norm = self.rms_norm_bwd(params, Role::InputNorm(l), saved, rows)?;
+        self.add(&mut dx, &d_norm)?;
+        Ok(dx)
+    }
+
+    fn zeros<E: warpforge_dsl::Element>(&self, n: usize) -> Result<Buffer<E>, DeviceError> {
+        self.device.zeros(n.max(1))
+    }
+
+    /// `acc = T(acc + x)` over the whole buffer.
+    fn add(&self, acc: &mut Buffer<T>, x: &Buffer<T>) -> Result<(), StepError> {
+        let n = acc.len();
+        act::launch_add(self.device, &add_config::<T>(), acc, x, n)?;
+        Ok(())
+    }
+
+    /// RMSNorm of `rows` rows: `(y, rstd)`.
+    fn rms_norm(
+        &self,
+        x: &Buffer<T>,
+        weight: &Buffer<T>,
+        rows: usize,
+    ) -> Result<(Buffer<T>, Buffer<f32>), StepError> {
+        let cols = self.config.hidden_size;
+        let mut y = self.zeros::<T>(rows * cols)?;
+        let mut rstd = self.zeros::<f32>(rows)?;
+        let eps = self.config.rms_norm_eps as f32;
+        let config = (T::RMSNORM)().space.default_config();
+        let shape = Rows::padded(rows, cols);
+        let io = (&mut y, &mut rstd);
+        norm::launch_rmsnorm(self.device, &config, (x, weight), io, shape, eps)?;
+        Ok((y, rstd))
+    }
+
+    /// RMSNorm backward: the input gradient; the weight gradient goes into `role`'s.
+    fn rms_norm_bwd(
+        &self,
+        params: &mut Params<T>,
+        role: Role,
+        (x, rstd, dy): (&Buffer<T>, &Buffer<f32>, &Buffer<T>),
+        rows: usize,
+    ) -> Result<Buffer<T>, StepError> {
+        let cols = self.config.hidden_size;
+        let shape = Rows::padded(rows, cols);
+        let mut dx = self.zeros::<T>(rows * cols)?;
+        let config = (T::RMSNORM_BWD)().space.default_config();
+        let saved = (x, params.w(role), dy, rstd);
+        norm_bwd::launch_rmsnorm_bwd(self.device, &config, saved, &mut dx, shape)?;
+        let config = (T::RMSNORM_DWEIGHT)().space.default_config();
+        let chunks = norm_bwd::chunks(&config, rows as u32) as usize;
+        let mut partial = self.zeros::<f32>(chunks * shape.ld as usize)?;
+        let mut dweight = self.zeros::<f32>(shape.ld as usize)?;
+        let out = (&mut partial, &mut dweight);
+        norm_bwd::launch_rmsnorm_dweight(self.device, &config, (x, dy, rstd), out, shape)?;
+        self.accumulate(params, role, &dweight)?;
+        Ok(dx)
+    }
+
+    /// `y[m×n] = a[m×k] · w[n×k]ᵀ` (a Linear layer's forward).
+    fn nt<O: TrainFloat>(
+        &self,
+        a: &Buffer<T>,
+        w: &Buffer<T>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<Buffer<O>, StepError> {
+        let mut y = self.zeros::<O>(m * n)?;
+        let dims = (m as u32, n as u32, k as u32);
+        let config = gemm_config(Layout::Nt);
+        let lds = (k as u32, k as u32, n as u32);
+        gemm_tc::launch::<T, O>(self.device, &config, Layout::Nt, a, w, &mut y, dims, lds)?;
+        Ok(y)
+    }
+
+    /// `y[m×n] = a[m×k] · w[k×n]` (a Linear layer's input gradient, `w` as stored).
+    fn nn(
+        &self,
+        a: &Buffer<T>,
+        w: &Buffer<T>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<Buffer<T>, StepError> {
+        let mut y = self.zeros::<T>(m * n)?;
+        let dims = (m as u32, n as u32, k as u32);
+        let config = gemm_config(Layout::Nn);
+        let lds = (k as u32, n as u32, n as u32);
+        gemm_tc::launch::<T, T>(self.device, &config, Layout::Nn, a, w, &mut y, dims, lds)?;
+        Ok(y)
+    }
+
+    /// `dW[m×n] += dyᵀ · x` over `k` rows (`dy` is `k×m`, `x` is `k×n`): the tensor-core
+    /// GEMM with a transposed A accumulating into the f32 gradient.
+    fn weight_grad(
+        &self,
+        params: &mut Params<T>,
+        role: Role,
+        (dy, x): (&Buffer<T>, &Buffer<T>),
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<(), StepError> {
+        let grad = &mut params.get_mut(role).state.grad;
+        let dims = (m as u32, n as u32, k as u32);
+        let config = gemm_config(Layout::Tn);
+        let lds = (m as u32, n as u32, n as u32);
+        gemm_tc::launch_tn_accumulate::<T, f32>(self.device, &config, dy, x, grad, dims, lds)?;
+        Ok(())
+    }
+
+    /// `role`'s gradient `+= g` (f32; `g` may be longer, its tail is padding).
+    fn accumulate(
+        &self,
+        params: &mut Params<T>,
+        role: Role,
+        g: &Buffer<f32>,
+    ) -> Result<(), StepError> {
+        let p = params.get_mut(role);
+        let n = p.len();
+        if g.len() < n {
+            return Err(StepError::Batch(format!(
+                "gradient of {role:?}: {} values for {n}",
+                g.len()
+            )));
+        }
+        act::launch_add::<f32>(self.device, &add_config::<f32>(), &mut p.state.grad, g, n)?;
+        Ok(())
+    }
+
+    fn rope_shape(&self, rows: usize) -> RopeShape {
+        let c = self.config;
+        RopeShape {
+            tokens: rows,
+            q_heads: c.num_attention_heads,
+            k_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            rotary_dim: c.head_dim,
+            table_rows: self.rope_rows,
+        }
+    }
+
+    fn rope(
+        &self,
+        q: &mut Buffer<T>,
+        k: &mut Buffer<T>,
+        meta: &BatchMeta,
+    ) -> Result<(), StepError> {
+        let config = (T::ROPE)().space.default_config();
+        let tables = (&meta.positions, &self.rope_table);
+        let shape = self.rope_shape(meta.rows);
+        rope::launch_rope(self.device, &config, (q, k), tables, shape)?;
+        Ok(())
+    }
+
+    fn rope_backward(
+        &self,
+        dq: &mut Buffer<T>,
+        dk: &mut Buffer<T>,
+        meta: &BatchMeta,
+    ) -> Result<(), StepError> {
+        let config = (T::ROPE)().space.default_config();
+        let tables = (&meta.positions, &self.rope_table);
+        let shape = self.rope_shape(meta.rows);
+        rope::launch_rope_bwd(self.device, &config, (dq, dk), tables, shape)?;
+        Ok(())
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.config.head_dim as f32).sqrt()
+    }
+
+    fn window(&self, l: usize) -> Option<u32> {
+        self.config.layer_windows[l].map(|w| w as u32)
+    }
+
+    /// Causal varlen attention over the batch's segments: `(o, lse)`.
+    fn attention(
+        &self,
+        l: usize,
+        (q, k, v): (&Buffer<T>, &Buffer<T>, &Buffer<T>),
+        meta: &BatchMeta,
+    ) -> Result<(Buffer<T>, Buffer<f32>), StepError> {
+        let c = self.config;
+        let mut o = self.zeros::<T>(meta.rows * c.q_dim())?;
+        let mut lse = self.zeros::<f32>(meta.rows * c.num_attention_heads)?;
+        let args = AttnArgs {
+            q,
+            k,
+            v,
+            o: &mut o,
+            lse: &mut lse,
+            cu_seqlens_q: &meta.cu_seqlens,
+            cu_seqlens_k: &meta.cu_seqlens,
+            block_table: &meta.no_table,
+            kv_layout: KvLayout::Contiguous,
+            window: self.window(l),
+        };
+        let config = attention::default_config(c.head_dim);
+        attention::launch_with(self.device, &config, &meta.shape, args, self.scale())?;
+        Ok((o, lse))
+    }
+
+    /// `(dq, dk, dv)` from the saved forward and `d_o`, recomputed from the LSE.
+    fn attention_backward(
+        &self,
+        l: usize,
+        la: &LayerActs<T>,
+        d_o: &Buffer<T>,
+        meta: &BatchMeta,
+    ) -> Result<(Buffer<T>, Buffer<T>, Buffer<T>), StepError> {
+        let c = self.config;
+        let mut dq = self.zeros::<T>(meta.rows * c.q_dim())?;
+        let mut dk = self.zeros::<T>(meta.rows * c.kv_dim())?;
+        let mut dv = self.zeros::<T>(meta.rows * c.kv_dim())?;
+        let mut scratch = self.zeros::<f32>(attention::backward_scratch_len(&meta.shape))?;
+        let args = attention::AttnBwdArgs {
+            q: &la.q,
+            k: &la.k,
+            v: &la.v,
+            o: &la.o,
+            d_o,
+            lse: &la.lse,
+            cu_seqlens_q: &meta.cu_seqlens,
+            cu_seqlens_k: &meta.cu_seqlens,
+            dq: &mut dq,
+            dk: &mut dk,
+            dv: &mut dv,
+            scratch: &mut scratch,
+            window: self.window(l),
+        };
+        attention::backward_launch_with(self.device, &meta.shape, self.scale(), args)?;
+        Ok((dq, dk, dv))
+    }
+}
+
+fn add_config<E: act::ActFloat>() -> Config {
+    (E::ADD)().space.default_config()
+}
+
+/// The GEMMs' default config for a layout.
+fn gemm_config(layout: Layout) -> Config {
+    let def = gemm_tc::def_of(
+        layout,
+        warpforge_dsl::ScalarType::BF16,
+        warpforge_dsl::ScalarType::F32,
+    )
+    .expect("every layout has a bf16 → f32 instance");
+    def.space.default_config()
+}
+
+/// What the kernels need of a config's dims: every GEMM dimension a multiple of 8 (16-byte
+/// rows), head dims the attention and RoPE kernels take, no biases.
+pub fn check_config(c: &ModelConfig) -> Result<(), StepError> {
+    let bad = |m: String| Err(StepError::Batch(m));
+    for (name, v) in [
+        ("hidden_size", c.hidden_size),
+        ("intermediate_size", c.intermediate_size),
+        ("vocab_size", c.vocab_size),
+    ] {
+        if v == 0 || v % 8 != 0 {
+            return bad(format!(
+                "{name} = {v}: training needs a positive multiple of 8"
+            ));
+        }
+    }
+    if c.head_dim % 16 != 0 {
+        return bad(format!(
+            "head_dim = {}: training needs a multiple of 16 (RoPE's unit pairs)",
+            c.head_dim
+        ));
+    }
+    if c.qkv_bias || c.o_bias {
+        return bad("training models with attention biases is not supported yet".into());
+    }
+    Ok(())
+}
