@@ -54,12 +54,9 @@ pub mod backward;
 mod backward_family;
 mod family;
 pub mod host;
-pub mod layernorm_backward;
-mod layernorm_family;
 
 pub use backward_family::kernels as backward_kernels;
 pub use family::kernels;
-pub use layernorm_family::kernels as layernorm_backward_kernels;
 
 use crate::fp8::{mask4, narrow4_bf16, narrow4_f16, narrow4_f32};
 use crate::fp8::{widen4_bf16, widen4_f16, widen4_f32};
@@ -239,3 +236,8 @@ pub fn layernorm<T: Float, const BLOCK: u32, const ROW_THREADS: u32>(
 
 #[cfg(test)]
 mod tests;
+
+// LayerNorm's backward (declared last: the forward kernels above keep their source lines).
+pub mod layernorm_backward;
+mod layernorm_family;
+pub use layernorm_family::kernels as layernorm_backward_kernels;
