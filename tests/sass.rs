@@ -186,7 +186,11 @@ fn tensor_core_gemm_default_configs_use_the_tensor_core_pipeline() {
     if !tools_present() {
         return;
     }
-    for name in ["gemm_tc_nt_f16_f32", "gemm_tc_nn_bf16_bf16"] {
+    for name in [
+        "gemm_tc_nt_f16_f32",
+        "gemm_tc_nn_bf16_bf16",
+        "gemm_tc_tn_bf16_f32",
+    ] {
         let k = warpforge::kernels::find(name).expect("a library kernel");
         let config = k.default_config();
         let get = |p: &str| config.get(p).unwrap();

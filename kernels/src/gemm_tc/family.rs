@@ -1,7 +1,7 @@
-//! The tensor-core GEMMs as library kernels: one description for all twelve instances
-//! `gemm_tc_{nt,nn}_{T}_{O}`.
+//! The tensor-core GEMMs as library kernels: one description for all eighteen instances
+//! `gemm_tc_{nt,nn,tn}_{T}_{O}`.
 
-use super::host::{def_of, inputs, launch, padded, reference, Layout};
+use super::host::{def_of, inputs, launch, reference, Layout};
 use crate::check::Problem;
 use crate::family::{download_f32, register, Case, Kernel, LibraryKernel, ModelShape};
 use crate::gemm::linear_problems;
@@ -9,10 +9,11 @@ use std::marker::PhantomData;
 use warpforge_dsl::prelude::{bf16, f16, Float};
 use warpforge_dsl::{Buffer, Config, Device, Element, Error, KernelDef};
 
-/// Every instance, in the order of the declared types (B column-major first).
+/// Every instance, in the order of the declared types (B column-major first, A
+/// column-major last).
 pub fn kernels() -> Vec<Kernel> {
     let mut out = Vec::new();
-    for layout in [Layout::Nt, Layout::Nn] {
+    for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
         out.push(instance::<f16, f32>(layout));
         out.push(instance::<f16, f16>(layout));
         out.push(instance::<f16, bf16>(layout));
@@ -25,14 +26,15 @@ pub fn kernels() -> Vec<Kernel> {
 
 fn instance<T: Float + Element, O: Float + Element>(layout: Layout) -> Kernel {
     let b = match layout {
-        Layout::Nt => "column-major",
-        Layout::Nn => "row-major",
+        Layout::Nt => "B column-major",
+        Layout::Nn => "B row-major",
+        Layout::Tn => "A column-major (Aᵀ·B), B row-major",
     };
     register(GemmTc::<T, O> {
         layout,
         summary: Box::leak(
             format!(
-                "tensor-core GEMM (cp.async + ldmatrix + mma.sync), {} in, {} out, B {b}",
+                "tensor-core GEMM (cp.async + ldmatrix + mma.sync), {} in, {} out, {b}",
                 T::SCALAR,
                 O::SCALAR
             )
@@ -85,20 +87,22 @@ impl<T: Float + Element, O: Float + Element> LibraryKernel for GemmTc<T, O> {
     fn expected(&self, problem: &Problem) -> Vec<f32> {
         let (m, n, k) = shape(problem);
         let (a, b) = inputs::<T>(self.layout, (m, n, k));
-        let lds = (padded(k), self.layout.ldb(n, k));
+        let lds = (self.layout.lda(m, k), self.layout.ldb(n, k));
         let c = reference(&a, &b, self.layout, (m, n, k), lds);
         c.into_iter().map(|x| O::from_f32(x).to_f32()).collect()
     }
 
     /// A bf16 model's GEMMs: the linear layers (B is the weight, column-major) for the nt
     /// instance, the MLP's data gradients (`dX = dY·W`, W row-major) for the nn instance.
-    /// The other instances keep their defaults unless given shapes.
+    /// The other instances (and the weight gradients' tn instances, for now) keep their
+    /// defaults unless given shapes.
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
         if T::SCALAR != bf16::SCALAR || O::SCALAR != bf16::SCALAR {
             return Vec::new();
         }
         match self.layout {
             Layout::Nt => linear_problems(model, tokens),
+            Layout::Tn => Vec::new(),
             Layout::Nn => {
                 let (h, inter) = (model.hidden, model.intermediate);
                 tokens
@@ -119,7 +123,8 @@ fn shape(problem: &Problem) -> (usize, usize, usize) {
     (problem.dims[0], problem.dims[1], problem.dims[2])
 }
 
-/// A (`m` rows of `padded(k)`), B (as the layout stores it) and C (`m×n`, dense).
+/// A and B (as the layout stores them, [`Layout::lda`], [`Layout::ldb`]) and C (`m×n`,
+/// dense).
 struct Operands<T: Element, O: Element> {
     layout: Layout,
     shape: (u32, u32, u32),
@@ -130,10 +135,11 @@ struct Operands<T: Element, O: Element> {
 
 impl<T: Float + Element, O: Float + Element> Case for Operands<T, O> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
-        let (_, n, k) = self.shape;
+        let (m, n, k) = self.shape;
+        let (mu, nu, ku) = (m as usize, n as usize, k as usize);
         let lds = (
-            padded(k as usize) as u32,
-            self.layout.ldb(n as usize, k as usize) as u32,
+            self.layout.lda(mu, ku) as u32,
+            self.layout.ldb(nu, ku) as u32,
             n,
         );
         let (a, b) = (&self.a, &self.b);

@@ -236,3 +236,8 @@ pub fn layernorm<T: Float, const BLOCK: u32, const ROW_THREADS: u32>(
 
 #[cfg(test)]
 mod tests;
+
+// LayerNorm's backward (declared last: the forward kernels above keep their source lines).
+pub mod layernorm_backward;
+mod layernorm_family;
+pub use layernorm_family::kernels as layernorm_backward_kernels;

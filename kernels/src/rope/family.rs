@@ -1,12 +1,15 @@
-//! `rope_{f32,f16,bf16}` as library kernels.
+//! `rope_{f32,f16,bf16}` and `rope_bwd_{f32,f16,bf16}` as library kernels (one description,
+//! the direction a field).
 //!
 //! A problem encodes a packed batch: `[q_heads, k_heads, head_dim, rotary_dim, scaling,
 //! start, sequences, lens..]` (`scaling` 0 = default θ = 10000, 1 = linear ×4, 2 = Llama 3
 //! (θ = 500000, factor 8, low 1, high 4, original 8192); sequence `b`'s positions run
 //! `b·start .. b·start + len_b`, so prompts restart, and a nonzero `start` puts later
 //! prompts at long positions). The output compared is Q, then K, rotated, as f32s; the table
-//! covers exactly the positions used.
+//! covers exactly the positions used. The backward rotates the same inputs, read as dQ
+//! and dK, by −θ.
 
+use super::backward::{launch_rope_bwd, reference_bwd};
 use super::host::{launch_rope, reference, RopeFloat, RopeShape};
 use super::scaling::{Rope, RopeScaling};
 use crate::check::Problem;
@@ -15,16 +18,19 @@ use std::marker::PhantomData;
 use warpforge_dsl::prelude::{bf16, f16};
 use warpforge_dsl::{Buffer, Config, Device, Element, Error, KernelDef};
 
-/// `rope_f32`, `rope_f16`, `rope_bf16`.
+/// `rope_f32`, `rope_f16`, `rope_bf16`, then `rope_bwd_{f32,f16,bf16}`.
 pub fn kernels() -> Vec<Kernel> {
-    vec![
-        register(RopeKernel::<f32>(PhantomData)),
-        register(RopeKernel::<f16>(PhantomData)),
-        register(RopeKernel::<bf16>(PhantomData)),
-    ]
+    let mut out = Vec::new();
+    for backward in [false, true] {
+        out.push(register(RopeKernel::<f32>(backward, PhantomData)));
+        out.push(register(RopeKernel::<f16>(backward, PhantomData)));
+        out.push(register(RopeKernel::<bf16>(backward, PhantomData)));
+    }
+    out
 }
 
-struct RopeKernel<T>(PhantomData<fn() -> T>);
+/// The forward (`false`) or backward (`true`) instance for `T`.
+struct RopeKernel<T>(bool, PhantomData<fn() -> T>);
 
 /// A decoded problem.
 pub(crate) struct RopeProblem {
@@ -117,11 +123,19 @@ fn inputs<T: RopeFloat>(problem: &Problem, p: &RopeProblem) -> (Vec<T>, Vec<T>) 
 
 impl<T: RopeFloat> LibraryKernel for RopeKernel<T> {
     fn def(&self) -> &'static KernelDef {
-        (T::ROPE)()
+        if self.0 {
+            (T::ROPE_BWD)()
+        } else {
+            (T::ROPE)()
+        }
     }
 
     fn summary(&self) -> &'static str {
-        "RoPE in place on packed Q and K (HF rotate-half, default/linear/Llama-3 frequencies, partial rotary; 128-bit units)"
+        if self.0 {
+            "RoPE backward in place on packed dQ and dK (rotation by −θ, autograd's T roundings; the forward's table and scalings)"
+        } else {
+            "RoPE in place on packed Q and K (HF rotate-half, default/linear/Llama-3 frequencies, partial rotary; 128-bit units)"
+        }
     }
 
     /// Ragged batches (lengths 1, odd, an empty prompt), GQA, partial rotary, Q only,
@@ -154,6 +168,7 @@ impl<T: RopeFloat> LibraryKernel for RopeKernel<T> {
             k
         };
         Ok(Box::new(RopeCase::<T> {
+            backward: self.0,
             shape: p.shape,
             q0: q.clone(),
             k0: k.clone(),
@@ -172,14 +187,19 @@ impl<T: RopeFloat> LibraryKernel for RopeKernel<T> {
         let s = p.shape;
         let inv = p.rope.inv_freq();
         let widen = |v: &[T]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
-        let mut out = reference::<T>(
+        let rotate = if self.0 {
+            reference_bwd::<T>
+        } else {
+            reference::<T>
+        };
+        let mut out = rotate(
             &widen(&q),
             (s.q_heads, s.head_dim, s.rotary_dim),
             &p.positions,
             &inv,
             s.table_rows,
         );
-        out.extend(reference::<T>(
+        out.extend(rotate(
             &widen(&k),
             (s.k_heads, s.head_dim, s.rotary_dim),
             &p.positions,
@@ -211,9 +231,10 @@ impl<T: RopeFloat> LibraryKernel for RopeKernel<T> {
         }
     }
 
-    /// A Llama-3 model's Q and K at each token count (bf16 instance; Q and K in one launch).
+    /// A Llama-3 model's Q and K at each token count (bf16 forward instance; Q and K in one
+    /// launch). The backward keeps its default (the forward's shapes and roofline).
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
-        if T::SCALAR != bf16::SCALAR {
+        if T::SCALAR != bf16::SCALAR || self.0 {
             return Vec::new();
         }
         let d = model.head_dim;
@@ -225,6 +246,7 @@ impl<T: RopeFloat> LibraryKernel for RopeKernel<T> {
 }
 
 struct RopeCase<T: RopeFloat> {
+    backward: bool,
     shape: RopeShape,
     q0: Vec<T>,
     k0: Vec<T>,
@@ -236,7 +258,12 @@ struct RopeCase<T: RopeFloat> {
 
 impl<T: RopeFloat> Case for RopeCase<T> {
     fn launch(&mut self, device: &Device, config: &Config) -> Result<(), Error> {
-        launch_rope(
+        let launch = if self.backward {
+            launch_rope_bwd::<T>
+        } else {
+            launch_rope::<T>
+        };
+        launch(
             device,
             config,
             (&mut self.q, &mut self.k),

@@ -1,6 +1,7 @@
 //! Host side of RoPE: the instance of each element type, the launch helper on device
 //! buffers, and the f64 host reference.
 
+use super::backward::{rope_bwd_bf16, rope_bwd_f16, rope_bwd_f32};
 use super::scaling::angle;
 use super::{rope_bf16, rope_f16, rope_f32};
 use crate::prepack::{kv_page_write_bf16, kv_page_write_f16, kv_page_write_f32};
@@ -12,22 +13,27 @@ use warpforge_dsl::{Arg, Buffer, Config, Device, Element, Error, KernelDef, Laun
 pub trait RopeFloat: Float + Element {
     /// `rope_{T}`.
     const ROPE: fn() -> &'static KernelDef;
+    /// `rope_bwd_{T}`.
+    const ROPE_BWD: fn() -> &'static KernelDef;
     /// `kv_page_write_{T}`.
     const KV_PAGE_WRITE: fn() -> &'static KernelDef;
 }
 
 impl RopeFloat for f32 {
     const ROPE: fn() -> &'static KernelDef = rope_f32::def;
+    const ROPE_BWD: fn() -> &'static KernelDef = rope_bwd_f32::def;
     const KV_PAGE_WRITE: fn() -> &'static KernelDef = kv_page_write_f32::def;
 }
 
 impl RopeFloat for f16 {
     const ROPE: fn() -> &'static KernelDef = rope_f16::def;
+    const ROPE_BWD: fn() -> &'static KernelDef = rope_bwd_f16::def;
     const KV_PAGE_WRITE: fn() -> &'static KernelDef = kv_page_write_f16::def;
 }
 
 impl RopeFloat for bf16 {
     const ROPE: fn() -> &'static KernelDef = rope_bf16::def;
+    const ROPE_BWD: fn() -> &'static KernelDef = rope_bwd_bf16::def;
     const KV_PAGE_WRITE: fn() -> &'static KernelDef = kv_page_write_bf16::def;
 }
 
@@ -143,10 +149,22 @@ fn round<T: Float>(v: f64) -> f64 {
 /// out-of-table marker).
 pub fn reference<T: Float>(
     x: &[f32],
+    dims: (usize, usize, usize),
+    positions: &[u32],
+    inv_freq: &[f32],
+    table_rows: usize,
+) -> Vec<f32> {
+    rotate_reference::<T>(x, dims, positions, inv_freq, table_rows, 1.0)
+}
+
+/// [`reference`] with `sin θ` times `sign` (−1: the backward, [`super::reference_bwd`]).
+pub(crate) fn rotate_reference<T: Float>(
+    x: &[f32],
     (heads, head_dim, rotary_dim): (usize, usize, usize),
     positions: &[u32],
     inv_freq: &[f32],
     table_rows: usize,
+    sign: f64,
 ) -> Vec<f32> {
     let half = rotary_dim / 2;
     let mut out = x.to_vec();
@@ -160,7 +178,7 @@ pub fn reference<T: Float>(
                 }
                 let theta = angle(p, inv_freq[i]);
                 let c = round::<T>(theta.cos() as f32 as f64);
-                let s = round::<T>(theta.sin() as f32 as f64);
+                let s = sign * round::<T>(theta.sin() as f32 as f64);
                 let (a, b) = (row[i] as f64, row[i + half] as f64);
                 let lo = round::<T>(round::<T>(a * c) - round::<T>(b * s));
                 let hi = round::<T>(round::<T>(b * c) + round::<T>(a * s));

@@ -65,11 +65,13 @@
 //! Passing `k_heads = 0` rotates Q only: [`crate::prepack`]'s page writer rotates K on its
 //! way into the paged cache (one pass over K instead of two).
 
+pub mod backward;
 mod family;
 pub mod host;
 pub mod scaling;
 pub mod units;
 
+pub use backward::{launch_rope_bwd, reference_bwd};
 pub use family::kernels;
 pub use host::{launch_rope, reference, RopeFloat, RopeShape};
 pub use scaling::{Rope, RopeConfig, RopeError, RopeScaling, RopeScalingConfig};
@@ -123,11 +125,46 @@ pub fn rotate8<T: Float>(
     }
 }
 
+/// Rotates eight dims of each half by −θ (the transpose of [`fn@rotate8`]'s rotation, the
+/// backward of RoPE): `sin` negated, the roundings those of the autograd of the forward
+/// (see [`backward`]); NaN everywhere when `valid` is false.
+#[device(types(T = [f32, f16, bf16]))]
+pub fn rotate8_inverse<T: Float>(
+    lo: &mut [f32],
+    hi: &mut [f32],
+    cos_sin: &[Vec4<f32>],
+    at_cos: u32,
+    at_sin: u32,
+    valid: bool,
+) {
+    if valid {
+        let c0 = cos_sin[at_cos];
+        let c1 = cos_sin[at_cos + 1];
+        let s0 = cos_sin[at_sin];
+        let s1 = cos_sin[at_sin + 1];
+        rotate_pair::<T>(lo, hi, 0, c0.x, -s0.x);
+        rotate_pair::<T>(lo, hi, 1, c0.y, -s0.y);
+        rotate_pair::<T>(lo, hi, 2, c0.z, -s0.z);
+        rotate_pair::<T>(lo, hi, 3, c0.w, -s0.w);
+        rotate_pair::<T>(lo, hi, 4, c1.x, -s1.x);
+        rotate_pair::<T>(lo, hi, 5, c1.y, -s1.y);
+        rotate_pair::<T>(lo, hi, 6, c1.z, -s1.z);
+        rotate_pair::<T>(lo, hi, 7, c1.w, -s1.w);
+    } else {
+        #[unroll]
+        for e in 0..8 {
+            lo[e] = f32::NAN;
+            hi[e] = f32::NAN;
+        }
+    }
+}
+
 /// Units `ulo` and `uhi` (a unit of the first rotary half and its partner) of `x` rotated
-/// in place; `lo` and `hi` are the caller's 8-element scratch arrays.
+/// in place, by θ (`INVERSE = 0`) or −θ (`INVERSE = 1`); `lo` and `hi` are the caller's
+/// 8-element scratch arrays.
 #[device(types(T = [f32, f16, bf16]))]
 #[allow(clippy::too_many_arguments)]
-pub fn rope_in_place<T: Float>(
+pub fn rope_in_place<T: Float, const INVERSE: u32>(
     x: &mut [Vec4<u32>],
     ulo: u32,
     uhi: u32,
@@ -140,9 +177,60 @@ pub fn rope_in_place<T: Float>(
 ) {
     load8::<T>(x, ulo, lo);
     load8::<T>(x, uhi, hi);
-    rotate8::<T>(lo, hi, cos_sin, at_cos, at_sin, valid);
+    if INVERSE == 1 {
+        rotate8_inverse::<T>(lo, hi, cos_sin, at_cos, at_sin, valid);
+    } else {
+        rotate8::<T>(lo, hi, cos_sin, at_cos, at_sin, valid);
+    }
     store8::<T>(x, ulo, lo);
     store8::<T>(x, uhi, hi);
+}
+
+/// Work item `item` of a RoPE launch (one unit pair of one token's head, numbered token by
+/// token, Q's heads then K's) rotated in place by θ or −θ (`INVERSE`); items past the
+/// launch do nothing.
+#[device(types(T = [f32, f16, bf16]))]
+#[allow(clippy::too_many_arguments)]
+pub fn rope_item<T: Float, const INVERSE: u32>(
+    q: &mut [Vec4<u32>],
+    k: &mut [Vec4<u32>],
+    positions: &[u32],
+    cos_sin: &[Vec4<f32>],
+    item: u32,
+    tokens: u32,
+    q_heads: u32,
+    k_heads: u32,
+    head_dim: u32,
+    rotary_dim: u32,
+    table_rows: u32,
+    lo: &mut [f32],
+    hi: &mut [f32],
+) {
+    // Unit pairs per head, and per token over Q's heads then K's.
+    let pairs = rotary_dim / 16;
+    let per_token = (q_heads + k_heads) * pairs;
+    if item < tokens * per_token {
+        let t = item / per_token;
+        let head = item % per_token / pairs;
+        let j = item % pairs;
+        let pos = positions[t];
+        let valid = pos < table_rows;
+        // The table row is rotary_dim f32s (rotary_dim / 4 Vec4s): unit j's cos are
+        // Vec4s 2j and 2j + 1, its sin rotary_dim / 8 Vec4s further.
+        let at_cos = if valid {
+            pos * (rotary_dim / 4) + 2 * j
+        } else {
+            0
+        };
+        let at_sin = at_cos + rotary_dim / 8;
+        if head < q_heads {
+            let u = (t * q_heads + head) * (head_dim / 8) + j;
+            rope_in_place::<T, INVERSE>(q, u, u + pairs, lo, hi, cos_sin, at_cos, at_sin, valid);
+        } else {
+            let u = (t * k_heads + head - q_heads) * (head_dim / 8) + j;
+            rope_in_place::<T, INVERSE>(k, u, u + pairs, lo, hi, cos_sin, at_cos, at_sin, valid);
+        }
+    }
 }
 
 #[kernel(block = (BLOCK),
@@ -163,54 +251,23 @@ pub fn rope<T: Float, const BLOCK: u32, const UNITS: u32>(
 ) {
     let mut lo = local_array::<f32>(8);
     let mut hi = local_array::<f32>(8);
-    // Unit pairs per head, and per token over Q's heads then K's.
-    let pairs = rotary_dim / 16;
-    let per_token = (q_heads + k_heads) * pairs;
     let first = block_idx_x() * (BLOCK * UNITS) + thread_idx_x();
     #[unroll]
     for it in 0..UNITS {
-        let item = first + it * BLOCK;
-        if item < tokens * per_token {
-            let t = item / per_token;
-            let head = item % per_token / pairs;
-            let j = item % pairs;
-            let pos = positions[t];
-            let valid = pos < table_rows;
-            // The table row is rotary_dim f32s (rotary_dim / 4 Vec4s): unit j's cos are
-            // Vec4s 2j and 2j + 1, its sin rotary_dim / 8 Vec4s further.
-            let at_cos = if valid {
-                pos * (rotary_dim / 4) + 2 * j
-            } else {
-                0
-            };
-            let at_sin = at_cos + rotary_dim / 8;
-            if head < q_heads {
-                let u = (t * q_heads + head) * (head_dim / 8) + j;
-                rope_in_place::<T>(
-                    q,
-                    u,
-                    u + pairs,
-                    &mut lo,
-                    &mut hi,
-                    cos_sin,
-                    at_cos,
-                    at_sin,
-                    valid,
-                );
-            } else {
-                let u = (t * k_heads + head - q_heads) * (head_dim / 8) + j;
-                rope_in_place::<T>(
-                    k,
-                    u,
-                    u + pairs,
-                    &mut lo,
-                    &mut hi,
-                    cos_sin,
-                    at_cos,
-                    at_sin,
-                    valid,
-                );
-            }
-        }
+        rope_item::<T, 0>(
+            q,
+            k,
+            positions,
+            cos_sin,
+            first + it * BLOCK,
+            tokens,
+            q_heads,
+            k_heads,
+            head_dim,
+            rotary_dim,
+            table_rows,
+            &mut lo,
+            &mut hi,
+        );
     }
 }

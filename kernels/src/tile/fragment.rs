@@ -86,3 +86,25 @@ pub fn load_b_frags_nmajor<T: MatrixElement, const BN: u32, const WN: u32, const
         frag[2 * j + 1] = Vec2::new(x.z, x.w);
     }
 }
+
+/// A fragments of a warp tile of `BM / WM` rows from an M-major `tile` (`k` rows of `m`,
+/// each `BM + PAD` elements: a column-major A, `Aᵀ` row-major): `k_row` is the tile row of
+/// the K step's first k, `row` the warp tile's first m; `frag[i]` as in `load_a_frags`.
+/// Transposed `ldmatrix.x4` of (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15,
+/// m 8-15), which `.trans` turns into the a0..a3 registers. 16-bit elements only. Called by
+/// the whole warp.
+#[warpforge_macros::device(types(T = [f16, bf16]))]
+pub fn load_a_frags_mmajor<T: MatrixElement, const BM: u32, const WM: u32, const PAD: u32>(
+    frag: &mut [Vec4<u32>],
+    tile: &[T],
+    k_row: u32,
+    row: u32,
+) {
+    let lane = lane_id();
+    #[unroll]
+    for i in 0..BM / WM / 16 {
+        let r = k_row + lane / 16 * 8 + lane % 8;
+        let m = row + i * 16 + lane / 8 % 2 * 8;
+        frag[i] = ldmatrix_x4_trans(tile, r * (BM + PAD) + m);
+    }
+}

@@ -19,7 +19,9 @@
 //!   and the FP8 GEMM.
 //! - `load_b_frags_nmajor` — the same fragments from an N-major stage (`k` rows of `n`: a
 //!   row-major B) with `ldmatrix.x4.trans`; 16-bit only (`.trans` moves 16-bit elements, so
-//!   an FP8 B must be K-major). `gemm_tc_nn`.
+//!   an FP8 B must be K-major). `gemm_tc_nn`, `gemm_tc_tn`.
+//! - `load_a_frags_mmajor` — A fragments from an M-major stage (`k` rows of `m`: a
+//!   column-major A) with `ldmatrix.x4.trans`; 16-bit only. `gemm_tc_tn`.
 //! - `mma_warp_tile` — the MMA step: every (A, B) fragment pair into its accumulator with
 //!   `mma_f32::<T>` ([`fn@mma_f32_f16`], [`fn@mma_f32_bf16`]: m16n8k16; [`fn@mma_f32_e4m3`]:
 //!   m16n8k32). `acc[i·NT + j]` (`Vec4<f32>`, `NT = BN/WN/8`) is the C fragment of rows
@@ -28,6 +30,7 @@
 //!   partial sums).
 //! - `store_warp_tile` — the epilogue: each accumulator rounded once into `O` ∈ {f32,
 //!   f16, bf16} and stored, predicated at C's edges (`store_pair`). All three GEMMs.
+//!   `add_warp_tile` (`add_pair`) adds into C instead (`gemm_tc_tn`'s accumulate flag).
 //!
 //! Each generic piece is expanded per element type (`load_a_frags_f16`, `_bf16`, `_e4m3`;
 //! a generic kernel calls `load_a_frags::<T, ..>`). Shapes are const generics (the block

@@ -83,10 +83,14 @@ pub fn column_major_args(
 ) -> ColumnMajorGemm {
     ColumnMajorGemm {
         transa: match layout {
-            Layout::Nn => Trans::N,
+            Layout::Nn | Layout::Tn => Trans::N,
             Layout::Nt => Trans::T,
         },
-        transb: Trans::N,
+        // Column-major A (`k` rows of `m`) reads column-major as A itself (`m×k`): `T`.
+        transb: match layout {
+            Layout::Tn => Trans::T,
+            Layout::Nn | Layout::Nt => Trans::N,
+        },
         m: n,
         n: m,
         k,

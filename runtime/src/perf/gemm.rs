@@ -246,6 +246,7 @@ fn kernel_name(layout: Layout) -> &'static str {
     match layout {
         Layout::Nt => "gemm_tc_nt_f16_f32",
         Layout::Nn => "gemm_tc_nn_f16_f32",
+        Layout::Tn => "gemm_tc_tn_f16_f32",
     }
 }
 
