@@ -66,6 +66,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     norm::backward_kernels,
     embed::kernels,
     optim::kernels,
+    attention::backward_kernels,
 ];
 
 /// Every kernel of the library, in registration order.
