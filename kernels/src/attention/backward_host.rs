@@ -73,8 +73,9 @@ fn first_valid(kernel: BwdKernel, head_dim: usize, names: &[&str], preferred: &[
 }
 
 /// The default configs per head dim (sm_80–sm_90, mma.sync): dkdv 64 keys over 4 warps
-/// (one m16 key tile a warp) with query tiles of 64 rows (d ≤ 64) or 32 (d = 96, 128: the
-/// dK/dV accumulators take d registers a thread), double-buffered; dq 64 query rows over 4
+/// (one m16 key tile a warp) with query tiles of 64 rows at d = 64, else 32 (d ≥ 96: the
+/// dK/dV accumulators take d registers a thread; d = 32: 64 rows spilled a word on sm_80),
+/// double-buffered; dq 64 query rows over 4
 /// warps with key tiles of 64 (d ≤ 64) or 32; the D pass 8 warps (a row each).
 pub fn bwd_default_configs(head_dim: usize) -> BwdConfigs {
     let wide = head_dim > 64;
@@ -82,6 +83,12 @@ pub fn bwd_default_configs(head_dim: usize) -> BwdConfigs {
         &[&[64, 32, 4, 2], &[32, 32, 2, 2]]
     } else {
         &[&[64, 64, 4, 2], &[64, 32, 4, 2]]
+    };
+    // At d = 32 the 64-row query tile made ptxas spill one word on sm_80/89.
+    let dkdv: &[&[i64]] = if head_dim == 32 {
+        &[&[64, 32, 4, 2]]
+    } else {
+        dkdv
     };
     let dq: &[&[i64]] = if wide {
         &[&[64, 32, 4, 2], &[32, 32, 2, 2]]
