@@ -385,3 +385,60 @@ fn int4_gemm_default_configs_dequantize_with_lop3_into_hmma() {
         }
     }
 }
+
+/// The attention backward's default configs (head dims 32, 64, 96, 128; f16 and bf16) on
+/// sm_80, sm_89 and sm_90: dK/dV and dQ use cp.async (LDGSTS), ldmatrix (LDSM, `.trans`
+/// for the row-major B of dV/dK/dQ), mma (HMMA) and `ex2.approx` (MUFU.EX2), no local
+/// memory and no spills; the D pass no local memory. Prints registers and shared bytes.
+#[test]
+fn attention_backward_default_configs_use_the_tensor_core_pipeline() {
+    use warpforge::kernels::attention::{
+        bwd_def_of, bwd_default_configs, BwdKernel, BWD_HEAD_DIMS,
+    };
+    if !tools_present() {
+        return;
+    }
+    // Every (kernel, config, arch) with its resources first, then the SASS checks.
+    let mut jobs = Vec::new();
+    for t in [ScalarType::F16, ScalarType::BF16] {
+        for d in BWD_HEAD_DIMS {
+            let c = bwd_default_configs(d);
+            for (kernel, config) in [
+                (BwdKernel::DkDv, c.dkdv.clone()),
+                (BwdKernel::Dq, c.dq.clone()),
+                (BwdKernel::Dot, c.dot),
+            ] {
+                let def = bwd_def_of(kernel, t).expect("an f16/bf16 instance");
+                for arch in [Arch::SM80, Arch::SM89, Arch::SM90] {
+                    let typed = resolve::specialize(def, &config).unwrap();
+                    let source = codegen::cuda_source(&typed);
+                    let r = nvrtc::compile_cached(&source, arch, &Default::default())
+                        .unwrap()
+                        .resources;
+                    println!(
+                        "{} [{config}] {arch}: {} registers, {} B shared, spills {}/{} B",
+                        def.name,
+                        r.registers,
+                        codegen::shared_bytes(&typed),
+                        r.spill_stores_bytes,
+                        r.spill_loads_bytes,
+                    );
+                    jobs.push((kernel, def, config.clone(), arch, r));
+                }
+            }
+        }
+    }
+    for (kernel, def, config, arch, r) in jobs {
+        let must: &[&str] = match kernel {
+            BwdKernel::Dot => &["SHFL.BFLY"],
+            _ => &["HMMA", "LDGSTS", "LDSM.16.MT88.4", "MUFU.EX2"],
+        };
+        assert_eq!(
+            (r.spill_stores_bytes, r.spill_loads_bytes),
+            (0, 0),
+            "{} [{config}] {arch} spills",
+            def.name
+        );
+        assert_sass(def, &config, arch, must);
+    }
+}

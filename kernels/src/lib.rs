@@ -67,6 +67,7 @@ const FAMILIES: &[fn() -> Vec<Kernel>] = &[
     embed::kernels,
     optim::kernels,
     norm::layernorm_backward_kernels,
+    attention::backward_kernels,
 ];
 
 /// Every kernel of the library, in registration order.

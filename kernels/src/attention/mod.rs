@@ -85,6 +85,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backward;
+mod backward_family;
+pub mod backward_host;
+pub mod backward_reference;
 mod decode;
 mod decode_family;
 pub mod decode_host;
@@ -94,6 +98,16 @@ pub mod host;
 pub mod merge;
 pub mod reference;
 
+pub use backward::*;
+pub use backward_family::{
+    backward_problems, kernels as backward_kernels, tolerance_grad, BwdProblem,
+};
+pub use backward_host::{
+    backward_launch_configs, backward_launch_with, backward_run, backward_scratch_len, bwd_def_of,
+    bwd_default_configs, bwd_dims, validate_backward, AttnBwdArgs, AttnBwdBuffers, BwdConfigs,
+    BwdInputs, BwdKernel, BWD_HEAD_DIMS,
+};
+pub use backward_reference::{backward_reference, AttnGrads};
 pub use decode::*;
 pub use decode_family::{decode_problems, DecodeProblem};
 pub use decode_host::{
