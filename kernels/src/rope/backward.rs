@@ -26,10 +26,10 @@
 //! rotary_dim·sizeof(T)` bytes per token) plus the table rows; `BLOCK` (64 … 512) and
 //! `UNITS` (1, 2, 4), default `BLOCK = 256, UNITS = 2`.
 
-use super::host::{dims_for, rotate_reference, shape_error, RopeFloat, RopeShape};
+use super::host::{launch_rotation, rotate_reference, RopeFloat, RopeShape};
 use super::{rope_item_bf16, rope_item_f16, rope_item_f32};
 use warpforge_dsl::prelude::*;
-use warpforge_dsl::{Arg, Buffer, Config, Device, Error};
+use warpforge_dsl::{Buffer, Config, Device, Error};
 use warpforge_macros::kernel;
 
 #[kernel(block = (BLOCK),
@@ -77,34 +77,18 @@ pub fn rope_bwd<T: Float, const BLOCK: u32, const UNITS: u32>(
 pub fn launch_rope_bwd<T: RopeFloat>(
     device: &Device,
     config: &Config,
-    (dq, dk): (&mut Buffer<T>, &mut Buffer<T>),
-    (positions, table): (&Buffer<u32>, &Buffer<f32>),
+    dq_dk: (&mut Buffer<T>, &mut Buffer<T>),
+    positions_table: (&Buffer<u32>, &Buffer<f32>),
     shape: RopeShape,
 ) -> Result<(), Error> {
-    let def = (T::ROPE_BWD)();
-    shape.check().map_err(|m| shape_error(def, "shape", m))?;
-    let row = shape.head_dim;
-    crate::family::check_len(def, "dq", dq.len(), shape.tokens * shape.q_heads * row)?;
-    if shape.k_heads > 0 {
-        crate::family::check_len(def, "dk", dk.len(), shape.tokens * shape.k_heads * row)?;
-    }
-    crate::family::check_len(def, "positions", positions.len(), shape.tokens)?;
-    let table_len = shape.table_rows * shape.rotary_dim;
-    crate::family::check_len(def, "cos_sin", table.len(), table_len)?;
-    let u = |n: usize| n as u32;
-    let mut args = [
-        Arg::slice_mut(dq),
-        Arg::slice_mut(dk),
-        Arg::slice(positions),
-        Arg::slice(table),
-        Arg::value(u(shape.tokens)),
-        Arg::value(u(shape.q_heads)),
-        Arg::value(u(shape.k_heads)),
-        Arg::value(u(shape.head_dim)),
-        Arg::value(u(shape.rotary_dim)),
-        Arg::value(u(shape.table_rows)),
-    ];
-    device.launch(def, config, dims_for(config, shape.items()), &mut args)
+    launch_rotation(
+        (T::ROPE_BWD)(),
+        device,
+        config,
+        dq_dk,
+        positions_table,
+        shape,
+    )
 }
 
 /// The reference backward: the gradient `g` (`[tokens, heads, head_dim]`, T values widened)

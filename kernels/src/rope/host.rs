@@ -107,11 +107,23 @@ pub fn dims_for(config: &Config, items: usize) -> LaunchDims {
 pub fn launch_rope<T: RopeFloat>(
     device: &Device,
     config: &Config,
+    qk: (&mut Buffer<T>, &mut Buffer<T>),
+    positions_table: (&Buffer<u32>, &Buffer<f32>),
+    shape: RopeShape,
+) -> Result<(), Error> {
+    launch_rotation((T::ROPE)(), device, config, qk, positions_table, shape)
+}
+
+/// Launches `def` (`rope_{T}` or `rope_bwd_{T}`: the same parameters) after checking the
+/// shape and the buffers' lengths.
+pub(crate) fn launch_rotation<T: RopeFloat>(
+    def: &'static KernelDef,
+    device: &Device,
+    config: &Config,
     (q, k): (&mut Buffer<T>, &mut Buffer<T>),
     (positions, table): (&Buffer<u32>, &Buffer<f32>),
     shape: RopeShape,
 ) -> Result<(), Error> {
-    let def = (T::ROPE)();
     shape.check().map_err(|m| shape_error(def, "shape", m))?;
     let row = shape.head_dim;
     crate::family::check_len(def, "q", q.len(), shape.tokens * shape.q_heads * row)?;
