@@ -87,7 +87,7 @@ impl Entry {
     }
 
     /// The same kernel, dtypes and bucket, whatever the code hash.
-    fn same_problem(&self, key: &EntryKey) -> bool {
+    pub(crate) fn same_problem(&self, key: &EntryKey) -> bool {
         self.kernel == key.kernel && self.dtypes == key.dtypes && self.bucket() == Some(key.bucket)
     }
 
@@ -195,6 +195,33 @@ impl TuneCache {
             }
         };
         Ok(TuneCache { path, file })
+    }
+
+    /// The caches of the other devices in this cache's folder (sibling `.json` files of the
+    /// current format made for another device); unreadable ones are skipped with a note.
+    pub fn other_devices(&self) -> Vec<CacheFile> {
+        let Some(dir) = self.path.parent() else {
+            return Vec::new();
+        };
+        let Ok(files) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        files
+            .flatten()
+            .map(|f| f.path())
+            .filter(|p| p != &self.path && p.extension().is_some_and(|e| e == "json"))
+            .filter_map(|p| {
+                let text = std::fs::read_to_string(&p).ok()?;
+                match serde_json::from_str::<CacheFile>(&text) {
+                    Ok(f) if f.format == FORMAT && f.device != self.file.device => Some(f),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::info!("not a tuning cache, skipped: {} ({e})", p.display());
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     pub fn path(&self) -> &Path {

@@ -22,6 +22,7 @@ pub mod probe;
 pub mod prune;
 pub mod shapes;
 pub mod strategy;
+pub mod transfer;
 pub mod tuned;
 pub mod tuner;
 

@@ -5,7 +5,11 @@
 //! candidates until it returns none or the budget is spent. Strategies see the results of
 //! earlier runs (from the cache too), so a resumed search continues where it stopped.
 
-use crate::search::{History, Outcome, Point, SearchParam, SearchSpace, Strategy, StrategyKind};
+use std::sync::Arc;
+
+use crate::search::{
+    History, Outcome, Point, Prior, SearchParam, SearchSpace, Strategy, StrategyKind,
+};
 use crate::TuneError;
 use warpforge_dsl::Config;
 
@@ -31,6 +35,13 @@ pub trait SearchStrategy {
     /// known of `space[i]`). Only pending indices are run; an answer with none ends the
     /// search.
     fn propose(&mut self, space: &[Config], trials: &[Trial]) -> Vec<usize>;
+
+    /// Offers the problem's results on other devices (per candidate, in `space` order), before
+    /// the first proposal; returns what the strategy takes from them, for the user, or None
+    /// when it ignores them (the default).
+    fn use_prior(&mut self, _prior: Arc<Prior>) -> Option<String> {
+        None
+    }
 }
 
 /// Every pending candidate, in space order.
@@ -53,6 +64,7 @@ impl SearchStrategy for Exhaustive {
 /// proposes one candidate at a time, seeing every result so far.
 pub struct Guided {
     kind: StrategyKind,
+    seed: u64,
     inner: Box<dyn Strategy + Send>,
     /// Built from the candidates on the first proposal (the tuner's space does not change).
     space: Option<SearchSpace>,
@@ -62,6 +74,7 @@ impl Guided {
     pub fn new(kind: StrategyKind, seed: u64) -> Guided {
         Guided {
             kind,
+            seed,
             inner: kind.build(seed),
             space: None,
         }
@@ -126,6 +139,11 @@ impl SearchStrategy for Guided {
         }
         self.inner.next(search, &history).into_iter().collect()
     }
+
+    fn use_prior(&mut self, prior: Arc<Prior>) -> Option<String> {
+        self.inner = self.kind.build_with_prior(self.seed, Some(prior));
+        self.inner.describe()
+    }
 }
 
 /// Strategy names [`strategy_by_name`] knows.
@@ -166,6 +184,38 @@ mod tests {
         assert_eq!(strategy_by_name("surrogate").unwrap().name(), "surrogate");
         let e = strategy_by_name("bayes").err().unwrap().to_string();
         assert!(e.contains("`bayes`") && e.contains("exhaustive"), "{e}");
+    }
+
+    #[test]
+    fn a_prior_from_another_device_decides_the_first_proposal() {
+        use crate::search::PriorSource;
+        let space: Vec<Config> = (0..10)
+            .flat_map(|a| (0..10).map(move |b| Config::new().with("A", a).with("B", b)))
+            .collect();
+        // The other device found candidate 37 fastest, then 81.
+        let outcomes = (0..space.len())
+            .map(|i| {
+                let t = match i {
+                    37 => 1.0,
+                    81 => 2.0,
+                    _ => 10.0 + i as f64,
+                };
+                Some(Outcome::Time(t))
+            })
+            .collect();
+        let prior = Prior::new(vec![PriorSource {
+            name: "H100".into(),
+            outcomes,
+        }])
+        .unwrap();
+        let mut s = Guided::new(StrategyKind::Surrogate, 3);
+        let said = s.use_prior(Arc::new(prior)).unwrap();
+        assert!(said.contains("(H100)"), "{said}");
+        let mut trials = vec![Trial::Pending; space.len()];
+        assert_eq!(s.propose(&space, &trials), [37]);
+        trials[37] = Trial::Measured(5.0);
+        assert_eq!(s.propose(&space, &trials), [81]);
+        assert!(Exhaustive.use_prior(Arc::new(Prior::default())).is_none());
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::key::{Bucket, EntryKey};
 use crate::prune::Pruning;
 use crate::shapes::ProblemShape;
 use crate::strategy::{Exhaustive, SearchStrategy, Trial, EXHAUSTIVE_LIMIT};
+use crate::transfer::prior_from_caches;
 use crate::TuneError;
+use std::sync::Arc;
 use std::time::Instant;
 use warpforge_dsl::Config;
 
@@ -59,6 +61,8 @@ pub struct ProblemReport {
     pub skipped: usize,
     /// Why the problem could not be tuned at all.
     pub error: Option<String>,
+    /// What the search took from other devices' caches (see [`crate::transfer`]), if anything.
+    pub transfer: Option<String>,
 }
 
 impl ProblemReport {
@@ -145,11 +149,19 @@ impl<'a> Tuner<'a> {
             failed: Vec::new(),
             skipped: 0,
             error: None,
+            transfer: None,
         };
         let mut exhaustive = Exhaustive;
         let strategy: &mut dyn SearchStrategy = if p.space.len() <= EXHAUSTIVE_LIMIT {
             &mut exhaustive
         } else {
+            let others = self.cache.other_devices();
+            if let Some(prior) = prior_from_caches(&others, &p.key, &p.space) {
+                report.transfer = strategy.use_prior(Arc::new(prior));
+                if let Some(t) = &report.transfer {
+                    tracing::info!("{} {:?}: {t}", kernel.name(), p.key.bucket);
+                }
+            }
             strategy
         };
         let pending = p.trials.iter().filter(|t| **t == Trial::Pending).count();

@@ -277,3 +277,49 @@ fn large_spaces_go_through_the_strategy() {
     assert_eq!(strategy.0, 2);
     assert!(report.skipped > 50);
 }
+
+#[test]
+fn another_devices_cache_seeds_the_search_and_the_report_says_so() {
+    use warpforge_autotune::cache::{config_text, Outcome, ResultRecord};
+    use warpforge_autotune::search::StrategyKind;
+    use warpforge_autotune::strategy::Guided;
+    let dir = tempfile::tempdir().unwrap();
+    let gemm = kernel("gemm");
+    let problem = shape("gemm", &[64, 64, 64]);
+    let mut space = gemm.space();
+    // The other GPU timed five configs of the same problem.
+    let other = warpforge_autotune::DeviceKey {
+        name: "NVIDIA Other GPU".into(),
+        ..device()
+    };
+    let mut cache = TuneCache::open(dir.path(), &other).unwrap();
+    let key = gemm.entry_key(&problem.dims).unwrap();
+    for (i, c) in space.iter().take(5).enumerate() {
+        let outcome = Outcome::Measured {
+            median_ns: 1000.0 + i as f64,
+            spread: 0.0,
+            samples: 5,
+        };
+        let record = ResultRecord {
+            config: config_text(c),
+            config_hash: gemm.config_hash(c).unwrap(),
+            outcome,
+        };
+        cache.record(&key, &problem.dims, record);
+    }
+    cache.save().unwrap();
+    space.extend(gemm.space()); // 104 > 64: searched, not exhaustive
+    let mut fake = FakeBench::new();
+    let mut cache = TuneCache::open(dir.path(), &device()).unwrap();
+    let mut options = quick();
+    options.deadline = Some(Instant::now() + Duration::from_millis(1));
+    let mut strategy = Guided::new(StrategyKind::Surrogate, 0);
+    let report = warpforge_autotune::Tuner::new(&mut fake, &mut cache, options)
+        .tune(&gemm, &problem, &kept(&space), &mut strategy)
+        .unwrap();
+    let transfer = report.transfer.expect("the other GPU's results were used");
+    assert!(
+        transfer.contains("1 other device(s) (NVIDIA Other GPU)"),
+        "{transfer}"
+    );
+}
