@@ -351,6 +351,10 @@ fn print_table(reports: &[ProblemReport]) {
             r.failed.len()
         );
     }
+    for r in reports.iter().filter(|r| r.transfer.is_some()) {
+        let from = r.transfer.as_deref().unwrap_or_default();
+        println!("{} {}: started from {from}", r.kernel, r.bucket);
+    }
 }
 
 /// Prints every failure and problem error; failure exit when there is any.
