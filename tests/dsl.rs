@@ -128,7 +128,8 @@ fn an_out_of_bounds_read_names_kernel_buffer_index_thread_and_block() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "kernel reads_past_the_end: out-of-bounds read of x[64] (length 64) by thread (63,0,0) of block (0,0,0)"
+        "kernel reads_past_the_end: out-of-bounds read of x[64] (length 64) by thread (63,0,0) \
+         of block (0,0,0) at tests/dsl.rs:118"
     );
 }
 

@@ -48,6 +48,8 @@
 //! - warp collectives over the full warp: [`warp_shfl_xor`], [`warp_shfl_down`],
 //!   [`warp_shfl_up`], [`warp_shfl_idx`], [`warp_any`], [`warp_all`], [`warp_ballot`];
 //! - memory: [`shared_array::<T>(len)`](shared_array) (block-shared),
+//!   [`shared_array2d::<T>(rows, cols)`](shared_array2d) (block-shared, `tile[r][c]`, the
+//!   flat element `r * cols + c`),
 //!   [`local_array::<T>(len)`](local_array) (per thread, zeroed); `len` is a constant
 //!   expression over the const generics;
 //! - atomics on a buffer or shared array, returning the old value: [`atomic_add`],
@@ -101,12 +103,14 @@
 
 mod element;
 mod tensor_core;
+mod tile2d;
 
 pub use crate::{Arg, Buffer, Config, Device, LaunchDims};
 pub use element::{Float, FloatFormat, Fp8};
 pub use float8::{F8E4M3, F8E5M2};
 pub use half::{bf16, f16};
 pub use tensor_core::*;
+pub use tile2d::{shared_array2d, SharedArray2d};
 
 use std::ops::{Add, Deref, DerefMut, Index, IndexMut};
 
