@@ -537,7 +537,7 @@ fn a_histogram_that_forgets_to_zero_its_bins_fails_on_poisoned_shared_memory() {
     let values: Vec<u32> = (0..200).map(|v| v * 7 + 3).collect();
     let mut expected = [0u32; 8];
     values.iter().for_each(|v| expected[(v % 8) as usize] += 1);
-    let run = |device: &Device, fixed: u32| {
+    let run = |device: &Device, fixed: i64| {
         let x = device.upload(&values).unwrap();
         let mut bins = device.zeros::<u32>(8).unwrap();
         let config = Config::new().with("FIXED", fixed);

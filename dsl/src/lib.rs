@@ -38,7 +38,7 @@
 //! ```
 
 pub mod backend;
-pub mod cache_file;
+pub(crate) mod cache_file;
 pub mod codegen;
 pub mod convert;
 pub mod host;

@@ -54,7 +54,10 @@
 //!   expression over the const generics;
 //! - atomics on a buffer or shared array, returning the old value: [`atomic_add`],
 //!   [`atomic_min`], [`atomic_max`], [`atomic_cas`];
-//! - math: [`rsqrt`];
+//! - math: [`rsqrt`] (and the methods `exp`, `exp2`, `ln`, `tanh`, `sqrt`): the interpreter
+//!   computes them (nearly) correctly rounded, the GPU's `rsqrtf`/`expf`/`exp2f`/`tanhf` are
+//!   within 2 ulp, `logf` 1 ulp, [`ex2_approx`] 2^-22 relative; the table with sources is in
+//!   docs/architecture.md ("The interpreter");
 //! - tensor cores (warp-level, every lane of the warp together; sm_80+):
 //!   [`mma_m16n8k16_f16_f32`], [`mma_m16n8k16_bf16_f32`], [`mma_m16n8k16_f16_f16`] (f16
 //!   accumulators), [`mma_m16n8k32_e4m3_f32`], [`mma_m16n8k32_e5m2_f32`] (FP8, sm_89),
