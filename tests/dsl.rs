@@ -195,8 +195,10 @@ fn a_config_outside_the_space_is_refused_at_launch() {
 #[kernel(block = (TILE, TILE), tune(TILE = [8, 16], MISS = [0, 1]))]
 fn transpose_tile2d<const TILE: u32, const MISS: u32>(x: &[f32], y: &mut [f32], n: u32) {
     let mut tile = shared_array2d::<f32>(TILE, TILE + 1);
-    let (tx, ty) = (thread_idx_x(), thread_idx_y());
-    let (bx, by) = (block_idx_x() * TILE, block_idx_y() * TILE);
+    let tx = thread_idx_x();
+    let ty = thread_idx_y();
+    let bx = block_idx_x() * TILE;
+    let by = block_idx_y() * TILE;
     tile[ty][tx] = x[(by + ty) * n + bx + tx];
     sync_threads();
     y[(bx + ty) * n + by + tx] = tile[tx + MISS * (TILE - 1)][ty + MISS * 2]; // @tile2d-read
@@ -206,8 +208,10 @@ fn transpose_tile2d<const TILE: u32, const MISS: u32>(x: &[f32], y: &mut [f32], 
 #[kernel(block = (TILE, TILE), tune(TILE = [8, 16], MISS = [0, 1]))]
 fn transpose_flat<const TILE: u32, const MISS: u32>(x: &[f32], y: &mut [f32], n: u32) {
     let mut tile = shared_array::<f32>((TILE) * (TILE + 1));
-    let (tx, ty) = (thread_idx_x(), thread_idx_y());
-    let (bx, by) = (block_idx_x() * TILE, block_idx_y() * TILE);
+    let tx = thread_idx_x();
+    let ty = thread_idx_y();
+    let bx = block_idx_x() * TILE;
+    let by = block_idx_y() * TILE;
     tile[(ty) * (TILE + 1) + (tx)] = x[(by + ty) * n + bx + tx];
     sync_threads();
     y[(bx + ty) * n + by + tx] = tile[(tx + MISS * (TILE - 1)) * (TILE + 1) + (ty + MISS * 2)];

@@ -34,6 +34,9 @@ pub const INTRINSICS: &[&str] = &[
     "warp_all",
     "warp_ballot",
     "shared_array",
+    // Lowered to `shared_array` by `let` (module `tile2d`); listed so it is never taken for
+    // a device fn.
+    "shared_array2d",
     "local_array",
     "atomic_add",
     "atomic_min",

@@ -5,7 +5,7 @@
 //! index: the interpreter, the sanitizer (races, bounds, with the flat index in reports) and
 //! the CUDA C all see the same `tile[r * COLS + c]` a kernel author would have written.
 
-use super::Lowerer;
+use super::{boxed, Lowerer};
 use proc_macro2::TokenStream;
 use syn::spanned::Spanned;
 use syn::{parse_quote_spanned, Expr};
@@ -55,8 +55,8 @@ impl Lowerer {
         let Expr::Index(flat) = flat else {
             unreachable!("parse_quote of an index expression")
         };
-        let base = Box::new(self.expr(&flat.expr));
-        let index = Box::new(self.expr(&flat.index));
+        let base = boxed(self.expr(&flat.expr));
+        let index = boxed(self.expr(&flat.index));
         Some(quote::quote!(__ir::ExprKind::Index(#base, #index)))
     }
 
