@@ -8,7 +8,7 @@ pub mod generate_io;
 mod outcome;
 pub mod quantize;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use warpforge_dsl::nvrtc::Arch;
