@@ -128,7 +128,8 @@ fn an_out_of_bounds_read_names_kernel_buffer_index_thread_and_block() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "kernel reads_past_the_end: out-of-bounds read of x[64] (length 64) by thread (63,0,0) of block (0,0,0)"
+        "kernel reads_past_the_end: out-of-bounds read of x[64] (length 64) by thread (63,0,0) \
+         of block (0,0,0) at tests/dsl.rs:118"
     );
 }
 
@@ -183,6 +184,77 @@ fn a_config_outside_the_space_is_refused_at_launch() {
     assert!(
         err.to_string()
             .contains("LIMIT=6 is outside the declared space [5, 9]"),
+        "{err}"
+    );
+}
+
+// ---- 2-D shared tiles --------------------------------------------------------------------
+
+/// A TILE×TILE transpose through a padded 2-D shared tile (`tile[r][c]`); `MISS` = 1 moves
+/// the read one column past the tile's end, for the bounds report.
+#[kernel(block = (TILE, TILE), tune(TILE = [8, 16], MISS = [0, 1]))]
+fn transpose_tile2d<const TILE: u32, const MISS: u32>(x: &[f32], y: &mut [f32], n: u32) {
+    let mut tile = shared_array2d::<f32>(TILE, TILE + 1);
+    let tx = thread_idx_x();
+    let ty = thread_idx_y();
+    let bx = block_idx_x() * TILE;
+    let by = block_idx_y() * TILE;
+    tile[ty][tx] = x[(by + ty) * n + bx + tx];
+    sync_threads();
+    y[(bx + ty) * n + by + tx] = tile[tx + MISS * (TILE - 1)][ty + MISS * 2]; // @tile2d-read
+}
+
+/// The same transpose written with the flat index by hand.
+#[kernel(block = (TILE, TILE), tune(TILE = [8, 16], MISS = [0, 1]))]
+fn transpose_flat<const TILE: u32, const MISS: u32>(x: &[f32], y: &mut [f32], n: u32) {
+    let mut tile = shared_array::<f32>((TILE) * (TILE + 1));
+    let tx = thread_idx_x();
+    let ty = thread_idx_y();
+    let bx = block_idx_x() * TILE;
+    let by = block_idx_y() * TILE;
+    tile[(ty) * (TILE + 1) + (tx)] = x[(by + ty) * n + bx + tx];
+    sync_threads();
+    y[(bx + ty) * n + by + tx] = tile[(tx + MISS * (TILE - 1)) * (TILE + 1) + (ty + MISS * 2)];
+}
+
+#[test]
+fn a_2d_shared_tile_is_its_flat_index_in_the_interpreter_and_the_cuda_c() {
+    let n = 32u32;
+    let x: Vec<f32> = (0..n * n).map(|v| v as f32).collect();
+    let expected: Vec<f32> = (0..n * n).map(|i| ((i % n) * n + i / n) as f32).collect();
+    let device = Device::cpu();
+    let config = Config::new().with("TILE", 16).with("MISS", 0);
+    let dims = LaunchDims::grid_2d((n / 16, n / 16), (16, 16));
+    let input = device.upload(&x).unwrap();
+    let mut out = device.zeros::<f32>((n * n) as usize).unwrap();
+    transpose_tile2d::launch(&device, &config, dims, &input, &mut out, n).unwrap();
+    assert_eq!(device.download(&out).unwrap(), expected);
+
+    // The CUDA C of both spellings is the same text (but for the kernel's name).
+    let source = |def, name: &str| {
+        let typed = resolve::specialize(def, &config).unwrap();
+        codegen::cuda_source(&typed).replace(name, "KERNEL")
+    };
+    let two_d = source(transpose_tile2d::def(), "transpose_tile2d");
+    let flat = source(transpose_flat::def(), "transpose_flat");
+    let body = |s: &str| s[s.find("__global__").unwrap()..].to_string();
+    assert_eq!(body(&two_d), body(&flat));
+    assert!(two_d.contains("tile[272]"), "{two_d}");
+
+    // The sanitizer reports the flat element, at the author's line.
+    let config = config.with("MISS", 1);
+    let err = transpose_tile2d::launch(&device, &config, dims, &input, &mut out, n)
+        .unwrap_err()
+        .to_string();
+    let line = include_str!("dsl.rs")
+        .lines()
+        .position(|l| l.ends_with("// @tile2d-read"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.starts_with("kernel transpose_tile2d: out-of-bounds read of tile[")
+            && err.contains("(length 272)")
+            && err.ends_with(&format!("at tests/dsl.rs:{line}")),
         "{err}"
     );
 }

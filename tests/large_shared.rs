@@ -3,9 +3,6 @@
 //! other arrays (results, races and bounds per array), and held to the opt-in limit per block
 //! at launch.
 
-// The launch closures return `warpforge::dsl::Error`, whose size is the facade's business.
-#![allow(clippy::result_large_err)]
-
 use warpforge::dsl::nvrtc::{self, Arch, CompileOptions};
 use warpforge::dsl::{codegen, resolve};
 use warpforge::prelude::*;
@@ -137,7 +134,7 @@ fn out_of_bounds_on_a_carved_array_is_reported_with_its_name() {
     assert_eq!(
         err.to_string(),
         "kernel carved_past_the_end: out-of-bounds write of tile[4096] (length 4096) by \
-         thread (63,0,0) of block (0,0,0)"
+         thread (63,0,0) of block (0,0,0) at tests/large_shared.rs:121"
     );
     let fixed = Config::new().with("FIXED", 1);
     carved_past_the_end::launch(&device, &fixed, dims, &mut out).unwrap();

@@ -2,9 +2,6 @@
 //! of a class the interpreter reports, and has a fixed twin that runs clean. Reports are
 //! checked in full; source lines are found through `// @name` markers in this file.
 
-// The launch closures return `warpforge::dsl::Error`, whose size is the facade's business.
-#![allow(clippy::result_large_err)]
-
 use warpforge::dsl::interp::InterpOptions;
 use warpforge::prelude::*;
 use warpforge::{device, kernel};
@@ -45,7 +42,7 @@ fn launch1(
 fn shared_past_the_end<const FIXED: u32>(out: &mut [f32]) {
     let mut tile = shared_array::<f32>(64);
     let t = thread_idx_x();
-    tile[(t + 1 - FIXED) % 65] = t as f32;
+    tile[(t + 1 - FIXED) % 65] = t as f32; // @shared-oob
     sync_threads();
     out[t] = tile[t];
 }
@@ -60,8 +57,11 @@ fn an_out_of_bounds_shared_write_is_reported() {
     .unwrap_err();
     assert_eq!(
         err,
-        "kernel shared_past_the_end: out-of-bounds write of tile[64] (length 64) by thread \
-         (63,0,0) of block (0,0,0)"
+        format!(
+            "kernel shared_past_the_end: out-of-bounds write of tile[64] (length 64) by thread \
+             (63,0,0) of block (0,0,0) at {}",
+            at("shared-oob")
+        )
     );
     let fixed = Config::new().with("FIXED", 1);
     let out = launch1(&device, 64, |d, dims, out| {
@@ -76,7 +76,7 @@ fn local_past_the_end<const FIXED: u32>(out: &mut [f32]) {
     let mut acc = local_array::<f32>(4);
     let t = thread_idx_x();
     for k in 0..5 - FIXED {
-        acc[k] = k as f32;
+        acc[k] = k as f32; // @local-oob
     }
     out[t] = acc[3];
 }
@@ -91,8 +91,11 @@ fn an_out_of_bounds_local_write_is_reported() {
     .unwrap_err();
     assert_eq!(
         err,
-        "kernel local_past_the_end: out-of-bounds write of acc[4] (length 4) by thread \
-         (0,0,0) of block (0,0,0)"
+        format!(
+            "kernel local_past_the_end: out-of-bounds write of acc[4] (length 4) by thread \
+             (0,0,0) of block (0,0,0) at {}",
+            at("local-oob")
+        )
     );
     let fixed = Config::new().with("FIXED", 1);
     let out = launch1(&device, 32, |d, dims, out| {
@@ -479,8 +482,7 @@ fn a_read_of_shared_memory_never_written_is_reported_on_request() {
         format!(
             "kernel half_filled: thread (1,0,0) of block (0,0,0) reads shared array \
              `tile`[1] at {}, which no thread of the block has written in this launch; shared \
-             memory starts undefined on a GPU (the interpreter's zeros would hide this), so \
-             write the element before reading it",
+             memory starts undefined on a GPU, so write the element before reading it",
             at("half-read")
         )
     );
@@ -490,12 +492,77 @@ fn a_read_of_shared_memory_never_written_is_reported_on_request() {
     })
     .unwrap();
     assert!(out.iter().all(|&v| v == 2.0));
-    // Off by default: the interpreter's zeros are read.
+    // Off by default: the poison is read (a NaN in f32), and zeros without the poison.
     let out = launch1(&Device::cpu(), 32, |d, dims, out| {
         half_filled::launch(d, &bad, dims, out)
     })
     .unwrap();
+    assert!(out[1].is_nan(), "{}", out[1]);
+    assert_eq!(out[0], 2.0);
+    let zeroed = Device::cpu_with(InterpOptions {
+        poison_shared: false,
+        ..InterpOptions::default()
+    });
+    let out = launch1(&zeroed, 32, |d, dims, out| {
+        half_filled::launch(d, &bad, dims, out)
+    })
+    .unwrap();
     assert_eq!(out[1], 0.0);
+}
+
+// ---- Poisoned shared memory (default) ----------------------------------------------------
+
+/// A block-wide histogram of `values` into 8 bins; the seeded bug never zeroes the bins.
+#[kernel(block = (64), tune(FIXED = [0, 1]))]
+fn histogram8<const FIXED: u32>(values: &[u32], bins: &mut [u32], n: u32) {
+    let mut local = shared_array::<u32>(8);
+    let t = thread_idx_x();
+    if FIXED == 1 && t < 8 {
+        local[t] = 0;
+    }
+    sync_threads();
+    let mut i = t;
+    while i < n {
+        atomic_add(&mut local, values[i] % 8, 1);
+        i += 64;
+    }
+    sync_threads();
+    if t < 8 {
+        bins[t] = local[t];
+    }
+}
+
+#[test]
+fn a_histogram_that_forgets_to_zero_its_bins_fails_on_poisoned_shared_memory() {
+    let values: Vec<u32> = (0..200).map(|v| v * 7 + 3).collect();
+    let mut expected = [0u32; 8];
+    values.iter().for_each(|v| expected[(v % 8) as usize] += 1);
+    let run = |device: &Device, fixed: i64| {
+        let x = device.upload(&values).unwrap();
+        let mut bins = device.zeros::<u32>(8).unwrap();
+        let config = Config::new().with("FIXED", fixed);
+        histogram8::launch(
+            device,
+            &config,
+            LaunchDims::linear(1, 64),
+            &x,
+            &mut bins,
+            200,
+        )
+        .unwrap();
+        device.download(&bins).unwrap()
+    };
+    // Every bin starts at u32::MAX: each count comes out one short (wrapped).
+    let poisoned = run(&Device::cpu(), 0);
+    assert_ne!(poisoned, expected);
+    assert_eq!(poisoned[0], expected[0].wrapping_sub(1));
+    assert_eq!(run(&Device::cpu(), 1), expected);
+    // Zeroed shared memory hides the bug, which is why the poison is the default.
+    let zeroed = Device::cpu_with(InterpOptions {
+        poison_shared: false,
+        ..InterpOptions::default()
+    });
+    assert_eq!(run(&zeroed, 0), expected);
 }
 
 // ---- The step budget -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // warpforge host harness: the 16- and 8-bit float types, conversions and math, written from
 // IEEE 754 and the PTX ISA's `cvt` rules (round to nearest even; `.satfinite` for FP8;
 // float→integer truncating and saturating, NaN → 0), independently of the interpreter.
-// NaN results of conversions are canonical as CUDA's (f16/bf16 0x7fff; f32→FP8 0x7f).
+// NaN results of conversions are canonical as CUDA's (f16/bf16 0x7fff); f32→FP8 gives
+// S.1111.111 with the NaN's sign (0x7f/0xff), as PyTorch and the generated wrapper do.
 #pragma once
 
 namespace wf_host {
@@ -124,7 +125,7 @@ inline uint64_t magnitude(long long v) {
 inline uint8_t f32_to_fp8(float f, bool e4m3) {
     uint32_t x = f32_bits(f), sign = x >> 24 & 0x80u, ax = x & 0x7fffffffu;
     uint32_t max_code = e4m3 ? 0x7eu : 0x7bu;
-    if (ax > 0x7f800000u) return 0x7f;
+    if (ax > 0x7f800000u) return (uint8_t)(sign | 0x7fu);
     if (ax == 0x7f800000u) return (uint8_t)(sign | max_code);
     if (ax == 0) return (uint8_t)sign;
     uint64_t m;

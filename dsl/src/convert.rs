@@ -5,8 +5,10 @@
 //! - float → narrower float: round to nearest, ties to even (`cvt.rn`); the FP8 types
 //!   saturate to their largest finite value (`cvt.rn.satfinite.{e4m3,e5m2}x2.f32`): a value
 //!   (or infinity) beyond the finite range becomes ±max finite (E4M3: 448, E5M2: 57344);
-//!   NaN stays NaN (E4M3: `S.1111.111`; E5M2: quieted, payload's top bit kept, as CUDA's
-//!   `__nv_cvt_double_to_fp8` does);
+//!   every NaN becomes `S.1111.111` (0x7f, or 0xff for a negative NaN) in both formats,
+//!   whatever its payload: the byte PyTorch writes (`c10::Float8_e4m3fn`/`Float8_e5m2`), and
+//!   the canonical NaN of `cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32` (the generated CUDA sets the
+//!   sign explicitly, so no backend depends on how `cvt` treats a NaN's sign);
 //! - narrow float → f32 is exact;
 //! - integer → float: one rounding, to nearest even (`cvt.rn.f32.s32` etc.), also for the
 //!   narrow targets (computed as round-to-odd to f32, then RNE to the target: exact because
@@ -98,7 +100,8 @@ impl Fp8Format {
         let bits = x.to_bits();
         let sign = ((bits >> 31) << 7) as u8;
         if x.is_nan() {
-            return sign | self.nan_code(bits);
+            // One NaN code for every payload (E5M2 has six; E4M3 only this one).
+            return sign | 0x7f;
         }
         let a = x.abs();
         if a > self.max_finite() {
@@ -120,16 +123,6 @@ impl Fp8Format {
         let exp_field = (e + self.bias()).max(1) as u32;
         let code = ((exp_field - 1) << self.man_bits) + q;
         sign | (code.min(self.max_code() as u32) as u8)
-    }
-
-    fn nan_code(self, f32_bits: u32) -> u8 {
-        if self.ieee_like {
-            // Quiet NaN, keeping the payload's top bit (`0x7e | mantissa` in cuda_fp8.hpp).
-            let top = ((f32_bits >> (23 - self.man_bits)) & ((1 << self.man_bits) - 1)) as u8;
-            0x7c | (1 << (self.man_bits - 1)) | top
-        } else {
-            0x7f
-        }
     }
 }
 
@@ -260,12 +253,8 @@ mod tests {
             for code in 0..=255u8 {
                 let back = fmt.encode(fmt.decode(code));
                 if fmt.is_nan_code(code) {
-                    // NaNs come back quiet (E5M2 0x7d → 0x7f), sign kept.
-                    assert!(fmt.is_nan_code(back), "{fmt:?} {code:#x} -> {back:#x}");
-                    assert_eq!(back & 0x80, code & 0x80);
-                    if code & 0x7f != 0x7d {
-                        assert_eq!(back, code);
-                    }
+                    // Every NaN comes back as the one NaN code, sign kept.
+                    assert_eq!(back, (code & 0x80) | 0x7f, "{fmt:?} {code:#x} -> {back:#x}");
                 } else if fmt.ieee_like && code & 0x7f == 0x7c {
                     // ±Inf saturates to ±max finite (satfinite).
                     assert_eq!(back, (code & 0x80) | fmt.max_code());
@@ -291,8 +280,34 @@ mod tests {
         assert_eq!(E4M3.encode(1e9), 0x7e);
         assert_eq!(E4M3.encode(f32::NAN), 0x7f);
         assert_eq!(E4M3.encode(-f32::NAN), 0xff);
-        assert_eq!(E5M2.encode(f32::NAN), 0x7e);
+        assert_eq!(E5M2.encode(f32::NAN), 0x7f);
+        assert_eq!(E5M2.encode(-f32::NAN), 0xff);
         assert_eq!(E4M3.encode(-0.0), 0x80);
+    }
+
+    /// PyTorch's `float8_e4m3fn`/`float8_e5m2` casts write 0x7f (0xff when negative) for
+    /// every NaN; the E5M2 encoder used to keep the payload's top mantissa bit and gave 0x7e
+    /// for the NaNs whose f32 mantissa starts with 0 (signalling NaNs, e.g. 0x7f800001).
+    #[test]
+    fn every_nan_payload_encodes_as_the_one_nan_code() {
+        let mut payloads = vec![0x7f80_0001u32, 0x7fbf_ffff, 0x7fc0_0000, 0x7fff_ffff];
+        // Every combination of the mantissa's top three bits, with and without low bits.
+        for top in 0..8u32 {
+            for low in [0u32, 1, 0x000f_ffff] {
+                let mantissa = (top << 20) | low;
+                if mantissa != 0 {
+                    payloads.push(0x7f80_0000 | mantissa);
+                }
+            }
+        }
+        for fmt in [E4M3, E5M2] {
+            for &bits in &payloads {
+                let nan = f32::from_bits(bits);
+                assert!(nan.is_nan());
+                assert_eq!(fmt.encode(nan), 0x7f, "{fmt:?} {bits:#010x}");
+                assert_eq!(fmt.encode(-nan), 0xff, "{fmt:?} -{bits:#010x}");
+            }
+        }
     }
 
     #[test]

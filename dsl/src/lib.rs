@@ -38,7 +38,7 @@
 //! ```
 
 pub mod backend;
-pub mod cache_file;
+pub(crate) mod cache_file;
 pub mod codegen;
 pub mod convert;
 pub mod host;
@@ -60,16 +60,25 @@ pub use space::{Config, TuneSpace};
 pub use types::{ScalarType, Type};
 
 /// Any error of this crate.
+///
+/// The interpreter's error is boxed: its fault reports carry several names and sites, and
+/// every `Result` on the launch path carries this enum, so the success path stays small.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
     #[error(transparent)]
-    Interp(#[from] interp::InterpError),
+    Interp(Box<interp::InterpError>),
     #[error(transparent)]
     Nvrtc(#[from] nvrtc::NvrtcError),
     #[error(transparent)]
     Device(#[from] backend::DeviceError),
     #[error(transparent)]
     Host(#[from] host::HostError),
+}
+
+impl From<interp::InterpError> for Error {
+    fn from(e: interp::InterpError) -> Error {
+        Error::Interp(Box::new(e))
+    }
 }

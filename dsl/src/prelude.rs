@@ -48,11 +48,16 @@
 //! - warp collectives over the full warp: [`warp_shfl_xor`], [`warp_shfl_down`],
 //!   [`warp_shfl_up`], [`warp_shfl_idx`], [`warp_any`], [`warp_all`], [`warp_ballot`];
 //! - memory: [`shared_array::<T>(len)`](shared_array) (block-shared),
+//!   [`shared_array2d::<T>(rows, cols)`](shared_array2d) (block-shared, `tile[r][c]`, the
+//!   flat element `r * cols + c`),
 //!   [`local_array::<T>(len)`](local_array) (per thread, zeroed); `len` is a constant
 //!   expression over the const generics;
 //! - atomics on a buffer or shared array, returning the old value: [`atomic_add`],
 //!   [`atomic_min`], [`atomic_max`], [`atomic_cas`];
-//! - math: [`rsqrt`];
+//! - math: [`rsqrt`] (and the methods `exp`, `exp2`, `ln`, `tanh`, `sqrt`): the interpreter
+//!   computes them (nearly) correctly rounded, the GPU's `rsqrtf`/`expf`/`exp2f`/`tanhf` are
+//!   within 2 ulp, `logf` 1 ulp, [`ex2_approx`] 2^-22 relative; the table with sources is in
+//!   docs/architecture.md ("The interpreter");
 //! - tensor cores (warp-level, every lane of the warp together; sm_80+):
 //!   [`mma_m16n8k16_f16_f32`], [`mma_m16n8k16_bf16_f32`], [`mma_m16n8k16_f16_f16`] (f16
 //!   accumulators), [`mma_m16n8k32_e4m3_f32`], [`mma_m16n8k32_e5m2_f32`] (FP8, sm_89),
@@ -101,12 +106,14 @@
 
 mod element;
 mod tensor_core;
+mod tile2d;
 
 pub use crate::{Arg, Buffer, Config, Device, LaunchDims};
 pub use element::{Float, FloatFormat, Fp8};
 pub use float8::{F8E4M3, F8E5M2};
 pub use half::{bf16, f16};
 pub use tensor_core::*;
+pub use tile2d::{shared_array2d, SharedArray2d};
 
 use std::ops::{Add, Deref, DerefMut, Index, IndexMut};
 

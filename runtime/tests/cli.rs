@@ -260,3 +260,61 @@ fn kernels_json_describes_each_space() {
         .unwrap();
     assert!(!attn["constraints"].as_array().unwrap().is_empty());
 }
+
+/// One exit status family for every command (`warpforge --help` documents it): 2 for what
+/// the user asked wrongly, 1 when the work itself failed; the error on stderr, nothing on
+/// stdout.
+#[test]
+fn exit_status_is_2_for_usage_errors_and_1_for_failed_work() {
+    let usage: [&[&str]; 5] = [
+        &["emit", "nope"],
+        &["check", "vector_add", "--all"],
+        &["emit", "vector_add", "--config", "BLOCK=100"],
+        &["compile", "vector_add", "--arch", "sm_xx"],
+        &["kernels", "--no-such-flag"],
+    ];
+    for args in usage {
+        let o = warpforge(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stdout(&o).is_empty(),
+            "{args:?} wrote to stdout: {}",
+            stdout(&o)
+        );
+    }
+    // A tuning cache "directory" that is a file: reading it fails, which is the work's
+    // failure, not the user's spelling.
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-directory");
+    std::fs::write(&file, "").unwrap();
+    let o = warpforge(&["autotune", "--show", "--cache-dir", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    let help = stdout(&warpforge(&["--help"]));
+    assert!(help.contains("Exit status: 0"), "{help}");
+}
+
+#[test]
+fn check_json_has_a_record_per_check_and_the_summary() {
+    let o = warpforge(&[
+        "check",
+        "vector_add",
+        "--backend",
+        "cpu",
+        "--config",
+        "BLOCK=256,ITEMS=1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("stdout is one JSON");
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 5);
+    for c in checks {
+        assert_eq!(c["kernel"], "vector_add");
+        assert_eq!(c["status"], "passed");
+        assert!(c["config"].as_str().unwrap().contains("BLOCK=256"), "{c}");
+        assert!(c["max_abs_error"].as_f64().unwrap() <= c["tolerance"].as_f64().unwrap());
+    }
+    assert_eq!(v["summary"]["passed"], 5);
+    assert_eq!(v["summary"]["failed"], 0);
+}

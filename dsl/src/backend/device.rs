@@ -49,7 +49,8 @@ pub struct Device {
 
 enum Target {
     Cpu,
-    Cuda(CudaDevice),
+    /// Boxed: the GPU's handles are a few hundred bytes, the other targets a word.
+    Cuda(Box<CudaDevice>),
     Host(HostOptions),
 }
 
@@ -187,9 +188,9 @@ impl Device {
     /// GPU `ordinal`. Never panics: a missing driver is [`DeviceError::NoDriver`], a
     /// missing GPU [`DeviceError::NoDevice`].
     pub fn cuda(ordinal: usize) -> Result<Device, DeviceError> {
-        Ok(Device::with_target(Target::Cuda(CudaDevice::open(
-            ordinal,
-        )?)))
+        Ok(Device::with_target(Target::Cuda(Box::new(
+            CudaDevice::open(ordinal)?,
+        ))))
     }
 
     /// The host backend: the CUDA C the cuda backend would compile, built by the system C++

@@ -104,13 +104,13 @@ impl RawBuffer {
         }
         let lanes = elem.lanes() as usize;
         if lanes > 1 && self.elem == Type::Scalar(elem.elem()) {
-            return (self.len % lanes == 0).then(|| self.len / lanes);
+            return self.len.is_multiple_of(lanes).then(|| self.len / lanes);
         }
         let bit_view = lanes > 1
             && elem.elem() == ScalarType::U32
             && matches!(self.elem, Type::Scalar(s) if s.size_bytes() <= 4);
         let bytes = self.len * self.elem.size_bytes();
-        (bit_view && bytes % elem.size_bytes() == 0).then(|| bytes / elem.size_bytes())
+        (bit_view && bytes.is_multiple_of(elem.size_bytes())).then(|| bytes / elem.size_bytes())
     }
 
     /// Host bytes, when the buffer is on the host.

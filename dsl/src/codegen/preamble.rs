@@ -514,9 +514,13 @@ fn fp8_text(s: ScalarType) -> String {
     );
     let _ = write!(
         out,
-        "// Round to nearest even; out-of-range values saturate to the largest finite value.\n\
-         {FORCEINLINE} __nv_fp8_storage_t wf_float_to_{tag}(float x) {{\n    return \
-         __nv_cvt_float_to_fp8(x, __NV_SATFINITE, {kind});\n}}\n"
+        "// Round to nearest even; out-of-range values saturate to the largest finite value;\n\
+         // every NaN is S.1111.111 with its sign (0x7f/0xff, as PyTorch writes).\n\
+         {FORCEINLINE} __nv_fp8_storage_t wf_float_to_{tag}(float x) {{\n    \
+         unsigned int bits = __float_as_uint(x);\n    \
+         if ((bits & 0x7fffffffu) > 0x7f800000u) {{\n        \
+         return (__nv_fp8_storage_t)(((bits >> 24) & 0x80u) | 0x7fu);\n    }}\n    \
+         return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, {kind});\n}}\n"
     );
     out
 }

@@ -155,7 +155,7 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
             ParamKind::Slice { elem, .. } => {
                 let lanes = elem.lanes() as usize;
                 let align = elem.size_bytes().min(16);
-                if (ptr as usize) % align != 0 && bytes > 0 {
+                if !(ptr as usize).is_multiple_of(align) && bytes > 0 {
                     return Err(bad(format!(
                         "parameter `{}`: the buffer is not {align}-byte aligned",
                         param.name

@@ -100,6 +100,7 @@ impl<'p> BlockState<'p> {
         access: AccessKind,
         i: usize,
         index: u64,
+        site: SiteId,
     ) -> InterpError {
         let info = &self.prog.mems[mem as usize];
         InterpError::OutOfBounds {
@@ -110,15 +111,26 @@ impl<'p> BlockState<'p> {
             len: info.len,
             thread: self.thread(i),
             block: Coord(self.block),
+            site: self.prog.site(site),
         }
     }
 
     /// The checked element index of each active lane; the first lane out of bounds faults.
-    fn check_index(&self, mem: MemId, index: Reg, access: AccessKind, mask: &[u32]) -> Result<()> {
+    fn check_index(
+        &self,
+        mem: MemId,
+        index: Reg,
+        access: AccessKind,
+        site: SiteId,
+        mask: &[u32],
+    ) -> Result<()> {
         let len = self.prog.mems[mem as usize].len;
         let idx = self.col(index);
         match mask.iter().find(|&&i| idx[i as usize].get() >= len) {
-            Some(&i) => Err(self.out_of_bounds(mem, access, i as usize, idx[i as usize].get())),
+            Some(&i) => {
+                let index = idx[i as usize].get();
+                Err(self.out_of_bounds(mem, access, i as usize, index, site))
+            }
             None => Ok(()),
         }
     }
@@ -132,7 +144,7 @@ impl<'p> BlockState<'p> {
         site: SiteId,
         mask: &[u32],
     ) -> Result<()> {
-        self.check_index(mem, index, kind, mask)?;
+        self.check_index(mem, index, kind, site, mask)?;
         if self.san.uninit_shared {
             self.check_written(mem, index, kind, site, mask)?;
         }

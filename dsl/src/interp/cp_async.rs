@@ -160,7 +160,7 @@ impl BlockState<'_> {
                 MemKind::Global { .. } => AccessKind::Read,
                 _ => AccessKind::Write,
             };
-            return Err(self.out_of_bounds(mem, kind, thread, last));
+            return Err(self.out_of_bounds(mem, kind, thread, last, copy.site));
         }
         Ok(())
     }

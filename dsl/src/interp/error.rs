@@ -137,7 +137,7 @@ pub enum InterpError {
     Unsupported { kernel: String, what: String },
     #[error(
         "kernel {kernel}: out-of-bounds {access} of {buffer}[{index}] (length {len}) by \
-         thread {thread} of block {block}"
+         thread {thread} of block {block} at {site}"
     )]
     OutOfBounds {
         kernel: String,
@@ -147,6 +147,8 @@ pub enum InterpError {
         len: u64,
         thread: Coord,
         block: Coord,
+        /// `file:line` of the access, as in race reports.
+        site: String,
     },
     #[error("kernel {kernel}: integer division by zero in thread {thread} of block {block}")]
     DivisionByZero {
@@ -269,8 +271,8 @@ pub enum InterpError {
     #[error(
         "kernel {kernel}: thread {thread} of block {block} reads shared array \
          `{buffer}`[{index}] at {site}, which no thread of the block has written in this \
-         launch; shared memory starts undefined on a GPU (the interpreter's zeros would hide \
-         this), so write the element before reading it"
+         launch; shared memory starts undefined on a GPU, so write the element before \
+         reading it"
     )]
     UninitSharedRead {
         kernel: String,

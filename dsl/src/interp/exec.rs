@@ -32,6 +32,8 @@ pub(super) struct BlockState<'p> {
     /// read its operands and write its destination, which may be the same column.
     pub(super) regs: Vec<Cell<u64>>,
     pub(super) shared: Vec<u64>,
+    /// What `shared` holds when a block starts (poison or zeros).
+    shared_start: Vec<u64>,
     /// Local memory: `local_slots` per thread, thread-major.
     pub(super) local: Vec<u64>,
     /// Per call depth, the lanes that returned from the function running at that depth;
@@ -78,6 +80,11 @@ impl<'p> BlockState<'p> {
             n,
             regs: vec![Cell::new(0); prog.total_regs() * n],
             shared: vec![0; prog.shared_slots],
+            shared_start: if options.poison_shared {
+                prog.shared_poison()
+            } else {
+                vec![0; prog.shared_slots]
+            },
             local: vec![0; prog.local_slots * n],
             returned: vec![vec![false; n]; prog.max_depth as usize + 1],
             exited: 0,
@@ -138,7 +145,7 @@ impl<'p> BlockState<'p> {
 
     fn reset(&mut self, block: [u32; 3]) {
         self.block = block;
-        self.shared.fill(0);
+        self.shared.copy_from_slice(&self.shared_start);
         self.san.begin_block();
         self.steps_left = self.step_budget;
         self.charged = self.thread_instructions;

@@ -19,7 +19,7 @@ fn grid(half: ScalarType, scale: u32) -> Vec<(i128, u16)> {
     (0..=last)
         .filter_map(|bits: u16| {
             let scaled = f.value(bits) * 2f64.powi(scale as i32);
-            (scaled.fract() == 0.0 && scaled < 2f64.powi(126)).then(|| (scaled as i128, bits))
+            (scaled.fract() == 0.0 && scaled < 2f64.powi(126)).then_some((scaled as i128, bits))
         })
         .collect()
 }

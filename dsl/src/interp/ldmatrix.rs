@@ -75,7 +75,8 @@ impl BlockState<'_> {
             let last = start + row_len - 1;
             if last >= info.len {
                 let index = start.max(info.len);
-                return Err(self.out_of_bounds(load.mem, AccessKind::Read, thread, index));
+                let (mem, site) = (load.mem, load.site);
+                return Err(self.out_of_bounds(mem, AccessKind::Read, thread, index, site));
             }
             let mut row = [0u16; ROW];
             for c in 0..row_len as usize {

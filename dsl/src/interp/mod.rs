@@ -65,9 +65,15 @@ pub struct InterpOptions {
     /// On by default; [`InterpOptions::fast`] turns it off.
     pub races: bool,
     /// Report reads (and atomics) of shared memory that no thread of the block has written
-    /// in this launch. Off by default: it costs a check per shared access, and the
-    /// interpreter zeroes shared memory, so such a read is only a bug on the GPU.
+    /// in this launch. Off by default: it costs a check per shared access, and
+    /// [`InterpOptions::poison_shared`] already makes most such reads fail the result.
     pub uninit_shared_reads: bool,
+    /// Fill each block's shared memory with a poison pattern before it runs: every bit set
+    /// (a NaN in every float type, FP8 included; -1 / the maximum in the integer types;
+    /// `true` for `bool`), so a kernel that forgets to zero its histogram bins or
+    /// accumulators gives a wrong result here, as it may on a GPU, instead of passing on
+    /// zeros. On by default; off gives zeroed shared memory.
+    pub poison_shared: bool,
     /// The most thread-steps one block may run (an instruction or a loop iteration of one
     /// thread is a step); a block past it stops with
     /// [`InterpError::StepBudgetExceeded`] instead of hanging. Always on.
@@ -80,6 +86,7 @@ impl Default for InterpOptions {
             parallel: true,
             races: true,
             uninit_shared_reads: false,
+            poison_shared: true,
             step_budget: DEFAULT_STEP_BUDGET,
         }
     }

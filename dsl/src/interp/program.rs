@@ -343,6 +343,23 @@ pub(super) struct Program {
 }
 
 impl Program {
+    /// The poisoned contents of a block's shared memory: each slot with every bit of its
+    /// scalar type set (`bool`: 1, the only other value a `bool` slot holds).
+    pub fn shared_poison(&self) -> Vec<u64> {
+        let mut slots = vec![0; self.shared_slots];
+        for m in &self.mems {
+            if let MemKind::Shared { offset } = m.kind {
+                let bits = match m.elem {
+                    ScalarType::Bool => 1,
+                    ty => u64::MAX >> (64 - 8 * ty.size_bytes()),
+                };
+                let n = m.len as usize * m.lanes as usize;
+                slots[offset..offset + n].fill(bits);
+            }
+        }
+        slots
+    }
+
     /// Threads per block.
     pub fn threads(&self) -> usize {
         self.block_dim.iter().map(|&d| d as usize).product()

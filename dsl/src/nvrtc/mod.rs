@@ -28,7 +28,8 @@ pub use requires::{
     check_arch, check_compile, check_nvrtc_version, intrinsic_min_arch, intrinsic_min_ptx,
     min_arch, min_ptx, PtxRequirement,
 };
-pub use resources::{parse_ptxas_log, FunctionResources, ResourceUsage};
+pub(crate) use resources::parse_ptxas_log;
+pub use resources::{FunctionResources, ResourceUsage};
 
 use api::Nvrtc;
 

@@ -30,6 +30,9 @@ pub(super) enum MemSpace {
     Local,
 }
 
+/// A block's statements and the value of its tail expression with its type, if it has one.
+type BlockWithValue = (Vec<typed::Stmt>, Option<(typed::Expr, Ty)>);
+
 impl MemSpace {
     /// What a slice in this space is, for error messages.
     pub fn describe(self) -> &'static str {
@@ -557,10 +560,7 @@ impl<'c, 'd> FnBuilder<'c, 'd> {
 
     /// Lowers a block used as a value: its statements (in its own scope), then the tail's
     /// value, with the statements the tail needs appended.
-    pub fn block_with_value(
-        &mut self,
-        b: &Block,
-    ) -> R<(Vec<typed::Stmt>, Option<(typed::Expr, Ty)>)> {
+    pub fn block_with_value(&mut self, b: &Block) -> R<BlockWithValue> {
         self.push_scope();
         let result = (|| {
             let mut out = Vec::new();

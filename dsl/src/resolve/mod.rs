@@ -19,8 +19,6 @@ use crate::typed;
 use crate::types::ScalarType;
 use std::fmt;
 
-pub use fold::const_value;
-
 /// An error in a kernel found while specializing it, with the place it points at.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct ResolveError {

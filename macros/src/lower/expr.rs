@@ -34,6 +34,9 @@ pub const INTRINSICS: &[&str] = &[
     "warp_all",
     "warp_ballot",
     "shared_array",
+    // Lowered to `shared_array` by `let` (module `tile2d`); listed so it is never taken for
+    // a device fn.
+    "shared_array2d",
     "local_array",
     "atomic_add",
     "atomic_min",
@@ -118,6 +121,12 @@ impl Lowerer {
                 quote!(__ir::ExprKind::Cast(#inner, #ty))
             }
             Expr::Index(i) => {
+                if let Some(tokens) = self.tile2d_index(i) {
+                    return tokens;
+                }
+                if let Some(tokens) = self.tile2d_single_index(i) {
+                    return tokens;
+                }
                 let base = boxed(self.expr(&i.expr));
                 let index = boxed(self.expr(&i.index));
                 quote!(__ir::ExprKind::Index(#base, #index))
@@ -384,6 +393,12 @@ impl Lowerer {
         }
         if segs.len() == 1 && first == self.own_name {
             return self.recursion(func);
+        }
+        if segs.len() == 1 && first == super::tile2d::CONSTRUCTOR {
+            return self.fail_at(
+                func,
+                "declare a 2-D shared tile in a `let`: `let mut tile = shared_array2d::<T>(ROWS, COLS);`",
+            );
         }
         let args: Vec<_> = c.args.iter().map(|a| self.call_arg(a)).collect();
         let args = vec_of(&args);

@@ -6,6 +6,7 @@
 
 mod expr;
 mod stmt;
+mod tile2d;
 
 pub use expr::INTRINSICS;
 pub use stmt::BlockUse;
@@ -21,6 +22,8 @@ pub struct Lowerer {
     /// rest).
     own_name: String,
     own_kind: &'static str,
+    /// The 2-D shared tiles in scope, by name: their column count (module `tile2d`).
+    tiles2d: std::collections::HashMap<String, syn::Expr>,
 }
 
 impl Lowerer {
@@ -30,6 +33,7 @@ impl Lowerer {
             error: None,
             own_name: own_name.to_string(),
             own_kind,
+            tiles2d: std::collections::HashMap::new(),
         }
     }
 

@@ -91,11 +91,16 @@ impl Lowerer {
                 quote!(__ir::StmtKind::Expr(#e))
             }
             (syn::Pat::Ident(id), _) if id.by_ref.is_none() && id.subpat.is_none() => {
-                let name = string(&id.ident.to_string());
+                let ident = id.ident.to_string();
+                let name = string(&ident);
                 let mutable = id.mutability.is_some();
                 let ty = ty.map(|t| self.ty(t));
                 let ty = option(ty);
-                let init = option(init.map(|e| self.expr(e)));
+                let init = match self.tile2d_let(&ident, init) {
+                    Some(flat) => Some(flat),
+                    None => init.map(|e| self.expr(e)),
+                };
+                let init = option(init);
                 quote!(__ir::StmtKind::Let { name: #name, mutable: #mutable, ty: #ty, init: #init })
             }
             (pat, _) => self.fail_at(

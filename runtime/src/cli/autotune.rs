@@ -145,10 +145,7 @@ fn select_kernels(names: &[String]) -> Result<Vec<TuneKernel>> {
                 let found = tunable.iter().find(|k| k.name() == n.trim()).copied();
                 found.ok_or_else(|| {
                     let known: Vec<_> = tunable.iter().map(|k| k.name()).collect();
-                    anyhow!(
-                        "`{n}` is not a tunable kernel; choose from: {}",
-                        known.join(", ")
-                    )
+                    super::unknown_name("tunable kernel", n.trim(), &known)
                 })
             })
             .collect::<Result<_>>()?

@@ -9,7 +9,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use warpforge_dsl::{Config, Device};
-use warpforge_kernels::check::Problem;
+use warpforge_kernels::check::{CheckReport, Problem};
 use warpforge_kernels::Kernel;
 
 /// Which configs `check` runs.
@@ -29,13 +29,79 @@ impl<'a> From<Option<&'a str>> for Scope<'a> {
     }
 }
 
-pub fn run(device: &Device, kernels: &[Kernel], scope: Scope) -> Result<ExitCode> {
-    Ok(run_tally(device, kernels, scope)?.exit_code())
+/// Where `check` reports: lines of text as each check ends, or (`--json`) one JSON document
+/// at the end, with a record per check.
+#[derive(Debug, Default)]
+pub struct Log {
+    /// `Some` in JSON mode: the records so far.
+    records: Option<Vec<serde_json::Value>>,
 }
 
-/// `check`'s work; returns the tally after printing it.
-pub fn run_tally(device: &Device, kernels: &[Kernel], scope: Scope) -> Result<Tally> {
-    println!("checking on {}", device.name());
+impl Log {
+    pub fn text() -> Log {
+        Log { records: None }
+    }
+
+    pub fn json() -> Log {
+        Log {
+            records: Some(Vec::new()),
+        }
+    }
+
+    /// A line of the text report (nothing in JSON mode, whose stdout is the document).
+    fn line(&self, text: impl std::fmt::Display) {
+        if self.records.is_none() {
+            println!("{text}");
+        }
+    }
+
+    fn record(
+        &mut self,
+        k: Kernel,
+        config: &Config,
+        problem: &str,
+        outcome: &Outcome,
+        report: Option<&CheckReport>,
+    ) {
+        let Some(records) = &mut self.records else {
+            return;
+        };
+        let detail = match outcome {
+            Outcome::Passed => None,
+            Outcome::Failed(why) | Outcome::Skipped(why) | Outcome::NotRun(why) => Some(why),
+        };
+        records.push(serde_json::json!({
+            "kernel": k.name(),
+            "config": config.to_string(),
+            "problem": problem,
+            "status": outcome.kind(),
+            "detail": detail,
+            "max_abs_error": report.map(|r| r.max_abs_error),
+            "max_rel_error": report.map(|r| r.max_rel_error),
+            "tolerance": report.map(|r| r.tolerance),
+        }));
+    }
+
+    /// The JSON document (JSON mode): the device, every check, the tally.
+    fn finish(self, device: &Device, tally: &Tally) {
+        if let Some(records) = self.records {
+            let doc = serde_json::json!({
+                "device": device.name(),
+                "checks": records,
+                "summary": tally.json(),
+            });
+            println!("{doc:#}");
+        }
+    }
+}
+
+pub fn run(device: &Device, kernels: &[Kernel], scope: Scope, log: Log) -> Result<ExitCode> {
+    Ok(run_tally(device, kernels, scope, log)?.exit_code())
+}
+
+/// `check`'s work; returns the tally after printing it (as text or as JSON).
+pub fn run_tally(device: &Device, kernels: &[Kernel], scope: Scope, mut log: Log) -> Result<Tally> {
+    log.line(format_args!("checking on {}", device.name()));
     let mut tally = Tally::default();
     for &k in kernels {
         let configs = match scope {
@@ -45,16 +111,20 @@ pub fn run_tally(device: &Device, kernels: &[Kernel], scope: Scope) -> Result<Ta
         };
         let start = Instant::now();
         let problems = k.problems();
-        println!(
+        log.line(format_args!(
             "{} ({} configs × {} problems)",
             k.name(),
             configs.len(),
             problems.len()
-        );
+        ));
         if let Some(why) = arch_skip(device, k, &k.default_config()) {
-            println!("  skip  every config: skipped ({why})");
-            for _ in 0..configs.len() * problems.len() {
-                tally.add(&Outcome::Skipped(why.clone()));
+            log.line(format_args!("  skip  every config: skipped ({why})"));
+            let skipped = Outcome::Skipped(why);
+            for config in &configs {
+                for problem in &problems {
+                    tally.add(&skipped);
+                    log.record(k, config, &problem.name, &skipped, None);
+                }
             }
             continue;
         }
@@ -67,35 +137,48 @@ pub fn run_tally(device: &Device, kernels: &[Kernel], scope: Scope) -> Result<Ta
                 .iter()
                 .filter(|p| !whole_space || k.admits(config, p))
             {
-                let outcome = check_one(device, k, config, problem);
+                let (outcome, report) = check_one(device, k, config, problem, &log);
                 tally.add(&outcome);
+                log.record(k, config, &problem.name, &outcome, report.as_ref());
             }
         }
-        println!("  {} done in {:.2?}", k.name(), start.elapsed());
+        log.line(format_args!(
+            "  {} done in {:.2?}",
+            k.name(),
+            start.elapsed()
+        ));
     }
-    println!("{tally}");
+    log.line(&tally);
+    log.finish(device, &tally);
     Ok(tally)
 }
 
-/// One config on one problem on `device`, printed as it ends.
-fn check_one(device: &Device, k: Kernel, config: &Config, problem: &Problem) -> Outcome {
+/// One config on one problem on `device`, printed as it ends; the error report when the
+/// kernel ran.
+fn check_one(
+    device: &Device,
+    k: Kernel,
+    config: &Config,
+    problem: &Problem,
+    log: &Log,
+) -> (Outcome, Option<CheckReport>) {
     if let Some(lost) = device.context_lost() {
         let outcome = Outcome::of_error(&lost);
-        println!(
+        log.line(format_args!(
             "  ----  {config:<40} {}: {}",
             problem.name,
             outcome.status()
-        );
-        return outcome;
+        ));
+        return (outcome, None);
     }
     match k.check(device, config, problem) {
         Ok(report) if report.passed() => {
-            println!("  ok    {config:<40} {report}");
-            Outcome::Passed
+            log.line(format_args!("  ok    {config:<40} {report}"));
+            (Outcome::Passed, Some(report))
         }
         Ok(report) => {
-            println!("  FAIL  {config:<40} {report}");
-            Outcome::Failed(report.to_string())
+            log.line(format_args!("  FAIL  {config:<40} {report}"));
+            (Outcome::Failed(report.to_string()), Some(report))
         }
         Err(err) => {
             let outcome = Outcome::of_error(&err);
@@ -104,8 +187,11 @@ fn check_one(device: &Device, k: Kernel, config: &Config, problem: &Problem) -> 
                 Outcome::NotRun(_) => "---- ",
                 _ => "ERROR",
             };
-            println!("  {label} {config:<40} {}: {err}", problem.name);
-            outcome
+            log.line(format_args!(
+                "  {label} {config:<40} {}: {err}",
+                problem.name
+            ));
+            (outcome, None)
         }
     }
 }

@@ -9,18 +9,45 @@ mod outcome;
 pub mod quantize;
 pub mod train;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use warpforge_dsl::nvrtc::Arch;
 use warpforge_dsl::{Config, Device};
 use warpforge_kernels::{library, Kernel};
 
+/// The exit status, the same for every command (also in `--help`).
+const EXIT_STATUS_HELP: &str = "Exit status: 0 when everything asked for ran and passed \
+     (checks skipped for an older GPU arch included); 1 when the work failed (a check or \
+     compile failed, a kernel faulted, no GPU where one is needed); 2 for a usage or input \
+     error (bad arguments, an unknown kernel, a bad --config or --arch). Reports go to \
+     stdout, errors and progress to stderr.";
+
+/// A mistake in what the user asked for (a name, a flag's value): exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// The exit status of a command that ended in `err`: 2 when its cause is a
+/// [`UsageError`], else 1 (see `--help`).
+pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|e| e.is::<UsageError>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "warpforge",
     version,
-    about = "GPU kernels in Rust syntax: print, compile, check and tune them"
+    about = "GPU kernels in Rust syntax: print, compile, check and tune them",
+    after_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -74,6 +101,10 @@ pub enum Command {
         /// Each kernel's default config only (a quick pass, e.g. under compute-sanitizer).
         #[arg(long, conflicts_with = "config")]
         defaults: bool,
+        /// One JSON document (device, a record per check: kernel, config, problem, status,
+        /// detail, errors against the tolerance; the summary) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run every kernel on the GPU and on the interpreter, compare, then time the
     /// tensor-core GEMMs against cuBLAS and the FP8 kernels against the DRAM peak; write a
@@ -183,6 +214,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             backend,
             config,
             defaults,
+            json,
         } => {
             let kernels = select(kernel.as_deref(), all)?;
             let device = open_device(backend)?;
@@ -191,7 +223,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 check::Scope::from(config.as_deref())
             };
-            check::run(&device, &kernels, scope)
+            let log = if json {
+                check::Log::json()
+            } else {
+                check::Log::text()
+            };
+            check::run(&device, &kernels, scope, log)
         }
         Command::GpuCheck {
             json,
@@ -235,7 +272,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn verify(backend: BackendChoice) -> Result<ExitCode> {
     let device = open_device(backend)?;
     let kernels = library();
-    let mut tally = check::run_tally(&device, &kernels, check::Scope::Space)?;
+    let mut tally = check::run_tally(&device, &kernels, check::Scope::Space, check::Log::text())?;
     if device.arch().is_none() {
         println!();
         let archs = [Arch::SM80, Arch::SM89, Arch::SM90];
@@ -293,18 +330,24 @@ fn kernels_json() -> serde_json::Value {
 pub(crate) fn find_kernel(name: &str) -> Result<Kernel> {
     warpforge_kernels::find(name).ok_or_else(|| {
         let names: Vec<&str> = library().iter().map(|k| k.name()).collect();
-        match suggestions(name, &names).as_slice() {
-            [] => anyhow!("unknown kernel `{name}`; `warpforge kernels` lists the library"),
-            close => anyhow!(
-                "unknown kernel `{name}`; did you mean {}? (`warpforge kernels` lists the library)",
-                close
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+        unknown_name("kernel", name, &names)
     })
+}
+
+/// `unknown {what} `name``, with the close names among `names` (a usage error).
+pub(crate) fn unknown_name(what: &str, name: &str, names: &[&str]) -> anyhow::Error {
+    let hint = "`warpforge kernels` lists the library";
+    match suggestions(name, names).as_slice() {
+        [] => usage(format!("unknown {what} `{name}`; {hint}")),
+        close => usage(format!(
+            "unknown {what} `{name}`; did you mean {}? ({hint})",
+            close
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// Up to five names close to `query`: those containing it, then those within an edit
@@ -348,10 +391,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn select(kernel: Option<&str>, all: bool) -> Result<Vec<Kernel>> {
     match (kernel, all) {
-        (Some(_), true) => bail!("give a kernel name or --all, not both"),
+        (Some(_), true) => Err(usage("give a kernel name or --all, not both")),
         (Some(name), false) => Ok(vec![find_kernel(name)?]),
         (None, true) => Ok(library()),
-        (None, false) => bail!("name a kernel (see `warpforge kernels`) or pass --all"),
+        (None, false) => Err(usage(
+            "name a kernel (see `warpforge kernels`) or pass --all",
+        )),
     }
 }
 
@@ -362,23 +407,23 @@ pub(crate) fn config_for(k: &Kernel, text: Option<&str>) -> Result<Config> {
     };
     let mut config = k.default_config();
     for (name, value) in Config::parse(text)
-        .map_err(|e| anyhow!("bad --config: {e}"))?
+        .map_err(|e| usage(format!("bad --config: {e}")))?
         .values
     {
         if config.get(&name).is_none() {
             let names: Vec<_> = config.values.iter().map(|(n, _)| n.as_str()).collect();
-            bail!(
+            return Err(usage(format!(
                 "kernel `{}` has no parameter `{name}`; its parameters: {}",
                 k.name(),
                 names.join(", ")
-            );
+            )));
         }
         config.set(&name, value);
     }
     k.def()
         .space
         .check_member(&config)
-        .map_err(|e| anyhow!("bad --config for `{}`: {e}", k.name()))?;
+        .map_err(|e| usage(format!("bad --config for `{}`: {e}", k.name())))?;
     Ok(config)
 }
 
@@ -388,7 +433,7 @@ fn parse_archs(archs: &[String]) -> Result<Vec<Arch>> {
     }
     archs
         .iter()
-        .map(|a| Arch::parse(a).map_err(|e| anyhow!("{e}")))
+        .map(|a| Arch::parse(a).map_err(|e| usage(e.to_string())))
         .collect()
 }
 

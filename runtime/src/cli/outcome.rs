@@ -37,6 +37,16 @@ impl Outcome {
         }
     }
 
+    /// `passed`, `failed`, `skipped` or `not_run` (the JSON reports' status field).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::NotRun(_) => "not_run",
+        }
+    }
+
     /// The report's `status`: `passed`, `failed`, `skipped (…)`, `not run (…)`.
     pub fn status(&self) -> String {
         match self {

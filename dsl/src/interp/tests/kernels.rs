@@ -56,7 +56,8 @@ fn out_of_bounds_read_names_buffer_thread_and_block() {
     let err = launch(&vector_add(), LaunchDims::linear(8, 256), &mut args).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "kernel vector_add: out-of-bounds read of a[1024] (length 1024) by thread (0,0,0) of block (4,0,0)"
+        "kernel vector_add: out-of-bounds read of a[1024] (length 1024) by thread (0,0,0) of block \
+         (4,0,0) at kernels/src/example.rs:1"
     );
 }
 

@@ -118,11 +118,7 @@ fn real_cuobjdump_sees_local_memory_on_sm80_and_sm90() {
         let sass = disassemble_with(&tool, &cubin, arch).unwrap();
         assert!(sass.function("pick").is_some(), "{}", sass.text);
         assert!(sass.count("STL") > 0, "{arch}: no STL in\n{}", sass.text);
-        assert!(
-            sass.local_memory_ops() >= sass.count("STL") + 1,
-            "{}",
-            sass.text
-        );
+        assert!(sass.local_memory_ops() > sass.count("STL"), "{}", sass.text);
         assert!(sass.count("EXIT") > 0, "{}", sass.text);
     }
 }
