@@ -160,6 +160,9 @@ pub enum DeviceError {
     )]
     ContextLost { after: String, fault: String },
 
+    #[error("cannot make the buffer view: {reason}")]
+    View { reason: String },
+
     #[error("kernel `{kernel}`: cannot launch grid {grid:?} × block {block:?}: {reason}")]
     BadDims {
         kernel: String,
@@ -190,6 +193,28 @@ impl Device {
         Ok(Device::with_target(Target::Cuda(CudaDevice::open(
             ordinal,
         )?)))
+    }
+
+    /// A device on a caller's cudarc stream: launches are queued on `stream` (in its
+    /// context) and never synchronized unless asked ([`Device::synchronize`],
+    /// [`Device::download`]); buffers the caller allocated in that context are used in place
+    /// through [`BufferView::cuda`](super::BufferView::cuda) /
+    /// [`BufferViewMut::cuda`](super::BufferViewMut::cuda).
+    #[cfg(feature = "cuda")]
+    pub fn from_cuda_stream(
+        stream: Arc<cudarc::driver::CudaStream>,
+    ) -> Result<Device, DeviceError> {
+        Ok(Device::with_target(Target::Cuda(CudaDevice::on_stream(
+            stream,
+        )?)))
+    }
+
+    /// A device on a caller's cudarc context, launching on its default stream.
+    #[cfg(feature = "cuda")]
+    pub fn from_cuda_context(
+        context: Arc<cudarc::driver::CudaContext>,
+    ) -> Result<Device, DeviceError> {
+        Device::from_cuda_stream(context.default_stream())
     }
 
     /// The host backend: the CUDA C the cuda backend would compile, built by the system C++
@@ -253,6 +278,15 @@ impl Device {
         }
     }
 
+    /// The opened GPU, on the cuda backend.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_target(&self) -> Option<&CudaDevice> {
+        match &self.target {
+            Target::Cuda(gpu) => Some(gpu),
+            _ => None,
+        }
+    }
+
     /// A buffer holding a copy of `data`.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Buffer<T>, DeviceError> {
         let bytes = to_bytes(data);
@@ -294,6 +328,19 @@ impl Device {
                 }),
             },
             (Target::Cuda(gpu), Storage::Cuda(mem)) => Ok(from_bytes(&gpu.download(mem, bytes)?)),
+            (Target::Cpu | Target::Host(_), Storage::View(v)) if v.host_bytes().is_some() => {
+                let held = v.host_bytes().unwrap_or_default();
+                Ok(from_bytes(held.get(..bytes).ok_or(
+                    DeviceError::BufferSize {
+                        what: "the view to download".into(),
+                        needed: bytes,
+                        held: held.len(),
+                    },
+                )?))
+            }
+            (Target::Cuda(gpu), Storage::View(v)) if !v.is_host() => {
+                Ok(from_bytes(&gpu.download_view(v, bytes)?))
+            }
             (_, storage) => Err(self.wrong_device("the buffer to download".into(), storage)),
         }
     }
@@ -382,7 +429,7 @@ impl Device {
                 (&self.target, &raw.storage),
                 (Target::Cpu | Target::Host(_), Storage::Host(_))
                     | (Target::Cuda(_), Storage::Cuda(_))
-            );
+            ) || matches!(&raw.storage, Storage::View(v) if v.is_host() != (self.backend() == Backend::Cuda));
             let what = format!(
                 "kernel `{}`, parameter `{}`: the buffer",
                 kernel.name, param.name
@@ -404,6 +451,8 @@ impl Device {
             // Host memory serves the cpu and host backends alike.
             Storage::Host(_) => Backend::Cpu,
             Storage::Cuda(_) => Backend::Cuda,
+            Storage::View(v) if v.is_host() => Backend::Cpu,
+            Storage::View(_) => Backend::Cuda,
         };
         DeviceError::WrongDevice {
             what,
@@ -427,6 +476,7 @@ fn storage_bytes(storage: &Storage) -> usize {
     match storage {
         Storage::Host(bytes) => bytes.len(),
         Storage::Cuda(mem) => mem.bytes(),
+        Storage::View(v) => v.bytes,
     }
 }
 
