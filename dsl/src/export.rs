@@ -12,8 +12,10 @@
 //!   passes, and `dynamic_shared_opt_in`: whether the function first needs
 //!   `cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)` (above
 //!   48 KiB);
-//! - `min_arch` (and the intrinsic that sets it), and `images`: per arch the PTX and cubin
-//!   files with ptxas's registers and static shared bytes.
+//! - `images`: per arch (oldest first) the PTX and cubin files with ptxas's registers
+//!   and static shared bytes; `min_arch`: the first image's arch (its PTX JITs on any newer
+//!   GPU); `requires_arch` / `requires_intrinsic`: the kernel's own floor (`null`: none),
+//!   below which no image is written.
 
 use crate::codegen;
 use crate::nvrtc::{self, Arch, CompileOptions, Compiled, NvrtcError};
@@ -49,7 +51,11 @@ pub struct Exported {
 pub fn export(kernel: &Kernel, archs: &[Arch], dir: &Path) -> Result<Exported, ExportError> {
     std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
     let (source, line_map) = codegen::cuda_source_with_map(kernel);
-    let mut files = vec![write(dir, &format!("{}.cu", kernel.symbol), source.as_bytes())?];
+    let mut files = vec![write(
+        dir,
+        &format!("{}.cu", kernel.symbol),
+        source.as_bytes(),
+    )?];
     let mut images = Vec::new();
     let mut skipped = Vec::new();
     for &arch in archs {
@@ -66,7 +72,11 @@ pub fn export(kernel: &Kernel, archs: &[Arch], dir: &Path) -> Result<Exported, E
     }
     let manifest = manifest(kernel, images);
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
-    files.push(write(dir, &format!("{}.json", kernel.symbol), text.as_bytes())?);
+    files.push(write(
+        dir,
+        &format!("{}.json", kernel.symbol),
+        text.as_bytes(),
+    )?);
     Ok(Exported {
         manifest,
         files,
@@ -78,6 +88,8 @@ pub fn export(kernel: &Kernel, archs: &[Arch], dir: &Path) -> Result<Exported, E
 pub fn manifest(kernel: &Kernel, images: Vec<Value>) -> Value {
     let dynamic = codegen::dynamic_shared_bytes(kernel);
     let min_arch = nvrtc::min_arch(kernel);
+    let mut images = images;
+    images.sort_by_key(|i| i["arch"].as_str().map(|a| Arch::parse(a).ok()));
     json!({
         "format": 1,
         "kernel": kernel.name,
@@ -88,8 +100,9 @@ pub fn manifest(kernel: &Kernel, images: Vec<Value>) -> Value {
         "block": kernel.block_dim,
         "dynamic_shared_bytes": dynamic,
         "dynamic_shared_opt_in": dynamic as u64 > codegen::MAX_STATIC_SHARED_BYTES,
-        "min_arch": min_arch.map_or("sm_50".to_string(), |(a, _)| a.to_string()),
-        "min_arch_reason": min_arch.map(|(_, why)| why),
+        "min_arch": images.first().map(|i| i["arch"].clone()),
+        "requires_arch": min_arch.map(|(a, _)| a.to_string()),
+        "requires_intrinsic": min_arch.map(|(_, why)| why),
         "images": images,
     })
 }

@@ -34,7 +34,13 @@ fn nvrtc_or_skip(test: &str) -> bool {
 /// manifest.
 fn export(kernel: &str, archs: &[&str]) -> (tempfile::TempDir, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["compile", kernel, "--out", dir.path().to_str().unwrap(), "--json"];
+    let mut args = vec![
+        "compile",
+        kernel,
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ];
     for arch in archs {
         args.extend(["--arch", arch]);
     }
@@ -108,7 +114,11 @@ fn the_manifest_matches_the_kernels_definition() {
     assert_eq!(images.len(), 2);
     for image in images {
         let ptx = std::fs::read_to_string(dir.join(image["ptx"].as_str().unwrap())).unwrap();
-        assert!(ptx.contains(&format!(".entry {}", typed.symbol)), "{}", image["arch"]);
+        assert!(
+            ptx.contains(&format!(".entry {}", typed.symbol)),
+            "{}",
+            image["arch"]
+        );
         let cubin = std::fs::read(dir.join(image["cubin"].as_str().unwrap())).unwrap();
         assert_eq!(&cubin[..4], b"\x7fELF");
         assert!(image["registers"].as_u64().unwrap() > 0);
@@ -122,7 +132,12 @@ fn archs_below_the_kernels_minimum_are_left_out() {
         return;
     }
     let (_dir, m) = export("fp8_gemm_e4m3_f32", &["sm_80", "sm_90"]);
-    assert_eq!(m["min_arch"], "sm_89");
+    assert_eq!(m["requires_arch"], "sm_89");
+    assert_eq!(
+        m["requires_intrinsic"].as_str().map(|s| !s.is_empty()),
+        Some(true)
+    );
+    assert_eq!(m["min_arch"], "sm_90");
     let archs: Vec<_> = m["images"]
         .as_array()
         .unwrap()
@@ -138,7 +153,7 @@ fn archs_below_the_kernels_minimum_are_left_out() {
 fn compile_cpp_launcher(m: &Value, dir: &Path) {
     let Some(include) = nvrtc::toolkit()
         .ok()
-        .map(|t| t.include)
+        .map(|t| t.include.clone())
         .filter(|i| i.join("cuda.h").exists())
     else {
         eprintln!("SKIPPED the C++ launcher: no cuda.h in the toolkit's include directory");
@@ -204,5 +219,9 @@ CUresult launch(CUstream stream, unsigned grid_x) {{
         .arg(&path)
         .output()
         .unwrap();
-    assert!(o.status.success(), "g++: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "g++: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -58,6 +58,9 @@ fn a_users_kernel_is_exported() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     for ext in [".cu", ".sm_90.ptx", ".sm_90.cubin", ".json"] {
-        assert!(names.iter().any(|n| n.ends_with(ext)), "{ext} missing: {names:?}");
+        assert!(
+            names.iter().any(|n| n.ends_with(ext)),
+            "{ext} missing: {names:?}"
+        );
     }
 }

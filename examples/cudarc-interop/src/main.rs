@@ -51,8 +51,13 @@ fn gemm(device: &Device, stream: &Arc<CudaStream>) -> Result<(), Error> {
         let b_view = BufferView::<f16>::cuda(device, &db)?;
         let mut c_part = dc.slice_mut(c_at..c_at + m * n);
         let mut c_view = BufferViewMut::<f32>::cuda(device, &mut c_part)?;
-        let (shape, lds) = ((m as u32, n as u32, k as u32), (lda as u32, ldb as u32, n as u32));
-        c_view.with(|c| gemm_tc::launch(device, &config, Layout::Nt, &a_view, &b_view, c, shape, lds))?;
+        let (shape, lds) = (
+            (m as u32, n as u32, k as u32),
+            (lda as u32, ldb as u32, n as u32),
+        );
+        c_view.with(|c| {
+            gemm_tc::launch(device, &config, Layout::Nt, &a_view, &b_view, c, shape, lds)
+        })?;
     }
     stream.synchronize()?;
     let c = stream.clone_dtoh(&dc)?;
@@ -60,7 +65,11 @@ fn gemm(device: &Device, stream: &Arc<CudaStream>) -> Result<(), Error> {
     let (before, rest) = c.split_at(c_at);
     let (got, after) = rest.split_at(m * n);
     if let Some(i) = (0..m * n).find(|&i| got[i] != want[i]) {
-        return Err(format!("GEMM: C[{i}] = {} but the host computes {}", got[i], want[i]).into());
+        return Err(format!(
+            "GEMM: C[{i}] = {} but the host computes {}",
+            got[i], want[i]
+        )
+        .into());
     }
     if before.iter().chain(after).any(|&v| v != sentinel) {
         return Err("GEMM: an element outside the view of C changed".into());
@@ -73,7 +82,9 @@ fn gemm(device: &Device, stream: &Arc<CudaStream>) -> Result<(), Error> {
 /// offsets of the engine's allocations; x itself is a sub-range of a larger allocation.
 fn quantize(device: &Device, stream: &Arc<CudaStream>) -> Result<(), Error> {
     let n = 4096;
-    let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 0.173).collect();
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 1001) as f32 - 500.0) * 0.173)
+        .collect();
     let scale = 0.25f32;
     let (x_at, q_at) = (32, 128);
     let mut x_all = vec![1.0e6f32; x_at + n + 16];
@@ -93,7 +104,13 @@ fn quantize(device: &Device, stream: &Arc<CudaStream>) -> Result<(), Error> {
         let config = Config::new();
         q_view.with(|q| {
             bits_view.with(|bits| {
-                fp8::quantize_delayed::<F8E4M3>(device, &config, (&x_view, &s_view), (q, bits), n as u32)
+                fp8::quantize_delayed::<F8E4M3>(
+                    device,
+                    &config,
+                    (&x_view, &s_view),
+                    (q, bits),
+                    n as u32,
+                )
             })
         })?;
     }
@@ -104,7 +121,11 @@ fn quantize(device: &Device, stream: &Arc<CudaStream>) -> Result<(), Error> {
     for (i, &v) in x.iter().enumerate() {
         let want = reference::quantize(v, scale, format);
         if q[q_at + i] != want {
-            return Err(format!("FP8: code {i} of {v} is {:#04x}, the host gives {want:#04x}", q[q_at + i]).into());
+            return Err(format!(
+                "FP8: code {i} of {v} is {:#04x}, the host gives {want:#04x}",
+                q[q_at + i]
+            )
+            .into());
         }
     }
     if q[..q_at].iter().chain(&q[q_at + n..]).any(|&b| b != 0x55) {

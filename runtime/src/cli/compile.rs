@@ -120,11 +120,7 @@ pub fn export(
 
 /// The configs a compile covers: the whole space, or the one `--config` names (default:
 /// the kernel's default).
-fn configs_of(
-    k: &Kernel,
-    config: Option<&str>,
-    space: bool,
-) -> Result<Vec<warpforge_dsl::Config>> {
+fn configs_of(k: &Kernel, config: Option<&str>, space: bool) -> Result<Vec<warpforge_dsl::Config>> {
     Ok(if space {
         k.configs()
     } else {

@@ -6,8 +6,8 @@ mod compile;
 mod generate;
 pub mod generate_io;
 mod outcome;
-pub mod user;
 pub mod quantize;
+pub mod user;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -181,7 +181,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let kernels = select(kernel.as_deref(), all)?;
             let archs = parse_archs(&archs)?;
             match (out, json) {
-                (Some(dir), _) => compile::export(&kernels, &archs, config.as_deref(), space, &dir, json),
+                (Some(dir), _) => {
+                    compile::export(&kernels, &archs, config.as_deref(), space, &dir, json)
+                }
                 (None, true) => compile::report_json(&kernels, &archs, config.as_deref(), space),
                 (None, false) => compile::report(&kernels, &archs, config.as_deref(), space, sass),
             }

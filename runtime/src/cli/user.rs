@@ -144,7 +144,10 @@ fn find(kernels: &[Kernel], name: &str) -> Result<Kernel> {
         Some(k) => Ok(*k),
         None => {
             let names: Vec<_> = kernels.iter().map(|k| k.name()).collect();
-            bail!("unknown kernel `{name}`; this program has: {}", names.join(", "))
+            bail!(
+                "unknown kernel `{name}`; this program has: {}",
+                names.join(", ")
+            )
         }
     }
 }
