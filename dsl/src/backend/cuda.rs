@@ -189,27 +189,48 @@ fn driver(during: &str) -> impl FnOnce(DriverError) -> DeviceError + '_ {
 
 impl CudaDevice {
     pub(crate) fn open(ordinal: usize) -> Result<CudaDevice, DeviceError> {
-        if !driver_library_present() {
-            return Err(DeviceError::NoDriver {
-                detail: "the driver library libcuda.so.1 could not be loaded".into(),
-            });
-        }
-        let count = match CudaContext::device_count() {
-            Ok(n) => n.max(0) as usize,
-            Err(e) if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => 0,
-            Err(e) => {
-                return Err(DeviceError::NoDriver {
-                    detail: format!("the driver failed to initialize ({e})"),
-                })
-            }
-        };
-        if ordinal >= count {
-            return Err(DeviceError::NoDevice { ordinal, count });
-        }
-        let ctx = CudaContext::new(ordinal).map_err(driver("creating the context"))?;
-        CudaDevice::on_stream(ctx.default_stream())
+        CudaDevice::on_stream(primary_context(ordinal)?.default_stream())
     }
 
+    /// A device on a stream another library owns, in GPU `ordinal`'s primary context.
+    ///
+    /// # Safety
+    /// As [`CudaContext::wrap_borrowed_stream`]: `stream` belongs to that context and
+    /// outlives the device.
+    pub(crate) unsafe fn on_raw_stream(
+        ordinal: usize,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<CudaDevice, DeviceError> {
+        let ctx = primary_context(ordinal)?;
+        // SAFETY: the caller's contract.
+        CudaDevice::on_stream(unsafe { ctx.wrap_borrowed_stream(stream) })
+    }
+}
+
+/// GPU `ordinal`'s primary context (the CUDA runtime's, so shared with runtime-API engines),
+/// after checking that the driver loads and the GPU exists; never panics.
+fn primary_context(ordinal: usize) -> Result<Arc<CudaContext>, DeviceError> {
+    if !driver_library_present() {
+        return Err(DeviceError::NoDriver {
+            detail: "the driver library libcuda.so.1 could not be loaded".into(),
+        });
+    }
+    let count = match CudaContext::device_count() {
+        Ok(n) => n.max(0) as usize,
+        Err(e) if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => 0,
+        Err(e) => {
+            return Err(DeviceError::NoDriver {
+                detail: format!("the driver failed to initialize ({e})"),
+            })
+        }
+    };
+    if ordinal >= count {
+        return Err(DeviceError::NoDevice { ordinal, count });
+    }
+    CudaContext::new(ordinal).map_err(driver("creating the context"))
+}
+
+impl CudaDevice {
     /// A device launching on `stream` (a caller's, or a context's default stream).
     pub(crate) fn on_stream(stream: Arc<CudaStream>) -> Result<CudaDevice, DeviceError> {
         let ctx = stream.context();

@@ -209,6 +209,24 @@ impl Device {
         )?)))
     }
 
+    /// A device on a stream that an engine without cudarc owns (a `CUstream` /
+    /// `cudaStream_t`), in GPU `ordinal`'s primary context — the one the CUDA runtime API
+    /// uses, so runtime-API engines share it. With
+    /// [`BufferView::from_raw_cuda`](super::BufferView::from_raw_cuda) for its memory,
+    /// the engine needs nothing of cudarc.
+    ///
+    /// # Safety
+    /// `stream` must be a valid stream of that context, alive for as long as the device.
+    #[cfg(feature = "cuda")]
+    pub unsafe fn from_raw_cuda_stream(
+        ordinal: usize,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<Device, DeviceError> {
+        // SAFETY: the caller's contract.
+        let gpu = unsafe { CudaDevice::on_raw_stream(ordinal, stream) }?;
+        Ok(Device::with_target(Target::Cuda(gpu)))
+    }
+
     /// A device on a caller's cudarc context, launching on its default stream.
     #[cfg(feature = "cuda")]
     pub fn from_cuda_context(
