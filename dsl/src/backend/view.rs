@@ -41,7 +41,9 @@ pub struct View {
 pub(crate) enum ViewMemory {
     /// Host memory (the cpu and host backends).
     Host(*mut u8),
-    /// Device memory: a `CUdeviceptr` in the context of GPU `ordinal`.
+    /// Device memory: a `CUdeviceptr` in the context of GPU `ordinal` (made only by the
+    /// cuda backend).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     Cuda { ptr: u64, ordinal: usize },
 }
 
