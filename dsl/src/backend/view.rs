@@ -492,6 +492,35 @@ mod tests {
         }
     }
 
+    /// Swapping the lent storage into a longer-lived buffer stops the process (run in a
+    /// child process, which must abort with the message).
+    #[test]
+    fn swapping_the_lent_storage_out_aborts() {
+        const CHILD: &str = "WARPFORGE_VIEW_SWAP_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let cpu = Device::cpu();
+            let mut buf = cpu.zeros::<u32>(8).unwrap();
+            let mut longer_lived = cpu.zeros::<u32>(8).unwrap();
+            let mut view = buf.view_mut(..).unwrap();
+            view.with(|b| std::mem::swap(b, &mut longer_lived));
+            println!("not stopped");
+            return;
+        }
+        let name = "backend::view::tests::swapping_the_lent_storage_out_aborts";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(!out.status.success(), "{stdout}");
+        assert!(!stdout.contains("not stopped"), "{stdout}");
+        assert!(stderr.contains("was moved out of the buffer"), "{stderr}");
+    }
+
     #[test]
     fn bad_views_are_refused_with_a_reason() {
         let cpu = Device::cpu();
