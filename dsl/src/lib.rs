@@ -41,6 +41,7 @@ pub mod backend;
 pub(crate) mod cache_file;
 pub mod codegen;
 pub mod convert;
+pub mod export;
 pub mod host;
 pub mod interp;
 pub mod ir;

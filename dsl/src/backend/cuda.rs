@@ -24,13 +24,14 @@
 //! has the size of its storage (bool and FP8 one byte, f16/bf16 their 16 bits).
 
 use super::device::{check_shared, lock, DeviceError, DeviceLimits, SpecKey};
+use super::view::{View, ViewMemory};
 use super::{Arg, LaunchDims, RawBuffer, Storage, Value};
 use crate::codegen;
 use crate::nvrtc::{self, Arch, CompileOptions, NvrtcError};
 use crate::typed::{self, ParamKind};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DriverError,
+    LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 use sha2::{Digest, Sha256};
@@ -54,6 +55,17 @@ impl DeviceMemory {
     /// The ordinal of the GPU holding this memory.
     pub fn ordinal(&self) -> usize {
         self.stream.context().ordinal()
+    }
+
+    /// The allocation's address, for a view of it. cudarc's read guard is dropped at once:
+    /// the view is used on the stream the memory was allocated on, so its order is the
+    /// stream's.
+    pub(crate) fn view_memory(&self) -> ViewMemory {
+        let (ptr, _record) = self.slice.device_ptr(&self.stream);
+        ViewMemory::Cuda {
+            ptr,
+            ordinal: self.ordinal(),
+        }
     }
 }
 
@@ -177,35 +189,63 @@ fn driver(during: &str) -> impl FnOnce(DriverError) -> DeviceError + '_ {
 
 impl CudaDevice {
     pub(crate) fn open(ordinal: usize) -> Result<CudaDevice, DeviceError> {
-        if !driver_library_present() {
+        CudaDevice::on_stream(primary_context(ordinal)?.default_stream())
+    }
+
+    /// A device on a stream another library owns, in GPU `ordinal`'s primary context.
+    ///
+    /// # Safety
+    /// As [`CudaContext::wrap_borrowed_stream`]: `stream` belongs to that context and
+    /// outlives the device.
+    pub(crate) unsafe fn on_raw_stream(
+        ordinal: usize,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<CudaDevice, DeviceError> {
+        let ctx = primary_context(ordinal)?;
+        // SAFETY: the caller's contract.
+        CudaDevice::on_stream(unsafe { ctx.wrap_borrowed_stream(stream) })
+    }
+}
+
+/// GPU `ordinal`'s primary context (the CUDA runtime's, so shared with runtime-API engines),
+/// after checking that the driver loads and the GPU exists; never panics.
+fn primary_context(ordinal: usize) -> Result<Arc<CudaContext>, DeviceError> {
+    if !driver_library_present() {
+        return Err(DeviceError::NoDriver {
+            detail: "the driver library libcuda.so.1 could not be loaded".into(),
+        });
+    }
+    let count = match CudaContext::device_count() {
+        Ok(n) => n.max(0) as usize,
+        Err(e) if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => 0,
+        Err(e) => {
             return Err(DeviceError::NoDriver {
-                detail: "the driver library libcuda.so.1 could not be loaded".into(),
-            });
+                detail: format!("the driver failed to initialize ({e})"),
+            })
         }
-        let count = match CudaContext::device_count() {
-            Ok(n) => n.max(0) as usize,
-            Err(e) if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => 0,
-            Err(e) => {
-                return Err(DeviceError::NoDriver {
-                    detail: format!("the driver failed to initialize ({e})"),
-                })
-            }
-        };
-        if ordinal >= count {
-            return Err(DeviceError::NoDevice { ordinal, count });
-        }
-        let ctx = CudaContext::new(ordinal).map_err(driver("creating the context"))?;
+    };
+    if ordinal >= count {
+        return Err(DeviceError::NoDevice { ordinal, count });
+    }
+    CudaContext::new(ordinal).map_err(driver("creating the context"))
+}
+
+impl CudaDevice {
+    /// A device launching on `stream` (a caller's, or a context's default stream).
+    pub(crate) fn on_stream(stream: Arc<CudaStream>) -> Result<CudaDevice, DeviceError> {
+        let ctx = stream.context();
+        let ordinal = ctx.ordinal();
         let name = ctx.name().map_err(driver("reading the device name"))?;
         let (major, minor) = ctx
             .compute_capability()
             .map_err(driver("reading the compute capability"))?;
-        let limits = device_limits(&ctx, &name)?;
+        let limits = device_limits(ctx, &name)?;
         Ok(CudaDevice {
             ordinal,
             name,
             limits,
             arch: Arch::new(major.max(0) as u32, minor.max(0) as u32),
-            stream: ctx.default_stream(),
+            stream,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             faults: Faults::default(),
@@ -222,6 +262,10 @@ impl CudaDevice {
 
     pub(crate) fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    pub(crate) fn ordinal(&self) -> usize {
+        self.ordinal
     }
 
     pub(crate) fn limits(&self) -> &DeviceLimits {
@@ -277,6 +321,44 @@ impl CudaDevice {
             .map_err(|e| self.faults.error("copying a buffer from the GPU", e))
     }
 
+    /// The first `bytes` bytes of a device view (queued on the device's stream, then
+    /// waited for, as `download` does).
+    pub(crate) fn download_view(&self, view: &View, bytes: usize) -> Result<Vec<u8>, DeviceError> {
+        let ViewMemory::Cuda { ptr, ordinal } = view.memory else {
+            return Err(DeviceError::WrongDevice {
+                what: "the view to download".into(),
+                buffer: "cpu".into(),
+                device: "cuda".into(),
+            });
+        };
+        self.check_view_ordinal(ordinal, "the view to download")?;
+        self.faults.check()?;
+        if bytes > view.bytes {
+            return Err(DeviceError::BufferSize {
+                what: "the view to download".into(),
+                needed: bytes,
+                held: view.bytes,
+            });
+        }
+        let mut out = vec![0u8; bytes];
+        if bytes == 0 {
+            return Ok(out);
+        }
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| self.faults.error("binding the context to this thread", e))?;
+        // SAFETY: `ptr` holds `view.bytes >= bytes` bytes for the view's borrow (which
+        // `view` is part of), `out` holds `bytes`, and the copy is waited for below, before
+        // `out` is read or moved.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(&mut out, ptr, self.stream.cu_stream())
+        }
+        .map_err(|e| self.faults.error("copying a view from the GPU", e))?;
+        self.synchronize()?;
+        Ok(out)
+    }
+
     pub(crate) fn synchronize(&self) -> Result<(), DeviceError> {
         self.faults.check()?;
         self.stream
@@ -291,12 +373,16 @@ impl CudaDevice {
     }
 
     fn check_ordinal(&self, mem: &DeviceMemory, what: &str) -> Result<(), DeviceError> {
-        if mem.ordinal() == self.ordinal {
+        self.check_view_ordinal(mem.ordinal(), what)
+    }
+
+    fn check_view_ordinal(&self, ordinal: usize, what: &str) -> Result<(), DeviceError> {
+        if ordinal == self.ordinal {
             return Ok(());
         }
         Err(DeviceError::WrongDevice {
             what: what.to_string(),
-            buffer: format!("cuda (GPU {})", mem.ordinal()),
+            buffer: format!("cuda (GPU {ordinal})"),
             device: format!("cuda (GPU {})", self.ordinal),
         })
     }
@@ -317,18 +403,31 @@ impl CudaDevice {
         for ((param, arg), scalar) in params.zip(args.iter_mut()).zip(&scalars) {
             let off_gpu = || not_on_gpu(kernel, param);
             match arg {
-                Arg::Slice(raw) => {
-                    let Storage::Cuda(mem) = &raw.storage else {
-                        return Err(off_gpu().into());
-                    };
-                    builder.arg(&mem.slice);
-                }
-                Arg::SliceMut(raw) => {
-                    let Storage::Cuda(mem) = &mut raw.storage else {
-                        return Err(off_gpu().into());
-                    };
-                    builder.arg(&mut mem.slice);
-                }
+                Arg::Slice(raw) => match &raw.storage {
+                    Storage::Cuda(mem) => {
+                        builder.arg(&mem.slice);
+                    }
+                    Storage::View(View {
+                        memory: ViewMemory::Cuda { ptr, .. },
+                        ..
+                    }) => {
+                        builder.arg(ptr);
+                    }
+                    _ => return Err(off_gpu().into()),
+                },
+                Arg::SliceMut(raw) => match &mut raw.storage {
+                    Storage::Cuda(mem) => {
+                        builder.arg(&mut mem.slice);
+                    }
+                    Storage::View(View {
+                        memory: ViewMemory::Cuda { ptr, .. },
+                        writable: true,
+                        ..
+                    }) => {
+                        builder.arg(&*ptr);
+                    }
+                    _ => return Err(off_gpu().into()),
+                },
                 Arg::Value(_) => {}
             }
             scalar.push(&mut builder);
@@ -359,14 +458,19 @@ impl CudaDevice {
                 Arg::Slice(raw) => raw,
                 Arg::SliceMut(raw) => raw,
             };
-            let Storage::Cuda(mem) = &raw.storage else {
-                return Err(not_on_gpu(kernel, param));
+            let ordinal = match &raw.storage {
+                Storage::Cuda(mem) => mem.ordinal(),
+                Storage::View(View {
+                    memory: ViewMemory::Cuda { ordinal, .. },
+                    ..
+                }) => *ordinal,
+                _ => return Err(not_on_gpu(kernel, param)),
             };
             let what = format!(
                 "kernel `{}`, parameter `{}`: the buffer",
                 kernel.name, param.name
             );
-            self.check_ordinal(mem, &what)?;
+            self.check_view_ordinal(ordinal, &what)?;
             let elems = match param.kind {
                 ParamKind::Slice { elem, .. } => raw.len_as(elem).unwrap_or(raw.len),
                 ParamKind::Value { .. } => raw.len,

@@ -3,6 +3,7 @@
 //! it, so no value of these types ever exists and every method is unreachable by type.
 
 use super::device::{DeviceError, DeviceLimits, SpecKey};
+use super::view::{View, ViewMemory};
 use super::{Arg, LaunchDims};
 use crate::nvrtc::Arch;
 use crate::typed;
@@ -19,6 +20,10 @@ impl DeviceMemory {
 
     /// The ordinal of the GPU holding this memory.
     pub fn ordinal(&self) -> usize {
+        match *self {}
+    }
+
+    pub(crate) fn view_memory(&self) -> ViewMemory {
         match *self {}
     }
 }
@@ -57,6 +62,14 @@ impl CudaDevice {
     pub(crate) fn download(
         &self,
         _mem: &DeviceMemory,
+        _bytes: usize,
+    ) -> Result<Vec<u8>, DeviceError> {
+        match *self {}
+    }
+
+    pub(crate) fn download_view(
+        &self,
+        _view: &View,
         _bytes: usize,
     ) -> Result<Vec<u8>, DeviceError> {
         match *self {}

@@ -161,6 +161,9 @@ pub enum DeviceError {
     )]
     ContextLost { after: String, fault: String },
 
+    #[error("cannot make the buffer view: {reason}")]
+    View { reason: String },
+
     #[error("kernel `{kernel}`: cannot launch grid {grid:?} × block {block:?}: {reason}")]
     BadDims {
         kernel: String,
@@ -191,6 +194,45 @@ impl Device {
         Ok(Device::with_target(Target::Cuda(Box::new(
             CudaDevice::open(ordinal)?,
         ))))
+    }
+
+    /// A device on a caller's cudarc stream: launches are queued on `stream` (in its
+    /// context) and never synchronized unless asked ([`Device::synchronize`],
+    /// [`Device::download`]); buffers the caller allocated in that context are used in place
+    /// through [`BufferView::cuda`](super::BufferView::cuda) /
+    /// [`BufferViewMut::cuda`](super::BufferViewMut::cuda).
+    #[cfg(feature = "cuda")]
+    pub fn from_cuda_stream(
+        stream: Arc<cudarc::driver::CudaStream>,
+    ) -> Result<Device, DeviceError> {
+        let gpu = CudaDevice::on_stream(stream)?;
+        Ok(Device::with_target(Target::Cuda(Box::new(gpu))))
+    }
+
+    /// A device on a stream that an engine without cudarc owns (a `CUstream` /
+    /// `cudaStream_t`), in GPU `ordinal`'s primary context — the one the CUDA runtime API
+    /// uses, so runtime-API engines share it. With
+    /// [`BufferView::from_raw_cuda`](super::BufferView::from_raw_cuda) for its memory,
+    /// the engine needs nothing of cudarc.
+    ///
+    /// # Safety
+    /// `stream` must be a valid stream of that context, alive for as long as the device.
+    #[cfg(feature = "cuda")]
+    pub unsafe fn from_raw_cuda_stream(
+        ordinal: usize,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<Device, DeviceError> {
+        // SAFETY: the caller's contract.
+        let gpu = unsafe { CudaDevice::on_raw_stream(ordinal, stream) }?;
+        Ok(Device::with_target(Target::Cuda(Box::new(gpu))))
+    }
+
+    /// A device on a caller's cudarc context, launching on its default stream.
+    #[cfg(feature = "cuda")]
+    pub fn from_cuda_context(
+        context: Arc<cudarc::driver::CudaContext>,
+    ) -> Result<Device, DeviceError> {
+        Device::from_cuda_stream(context.default_stream())
     }
 
     /// The host backend: the CUDA C the cuda backend would compile, built by the system C++
@@ -254,6 +296,15 @@ impl Device {
         }
     }
 
+    /// The opened GPU, on the cuda backend.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_target(&self) -> Option<&CudaDevice> {
+        match &self.target {
+            Target::Cuda(gpu) => Some(gpu),
+            _ => None,
+        }
+    }
+
     /// A buffer holding a copy of `data`.
     pub fn upload<T: Element>(&self, data: &[T]) -> Result<Buffer<T>, DeviceError> {
         let bytes = to_bytes(data);
@@ -295,6 +346,19 @@ impl Device {
                 }),
             },
             (Target::Cuda(gpu), Storage::Cuda(mem)) => Ok(from_bytes(&gpu.download(mem, bytes)?)),
+            (Target::Cpu | Target::Host(_), Storage::View(v)) if v.host_bytes().is_some() => {
+                let held = v.host_bytes().unwrap_or_default();
+                Ok(from_bytes(held.get(..bytes).ok_or(
+                    DeviceError::BufferSize {
+                        what: "the view to download".into(),
+                        needed: bytes,
+                        held: held.len(),
+                    },
+                )?))
+            }
+            (Target::Cuda(gpu), Storage::View(v)) if !v.is_host() => {
+                Ok(from_bytes(&gpu.download_view(v, bytes)?))
+            }
             (_, storage) => Err(self.wrong_device("the buffer to download".into(), storage)),
         }
     }
@@ -383,7 +447,7 @@ impl Device {
                 (&self.target, &raw.storage),
                 (Target::Cpu | Target::Host(_), Storage::Host(_))
                     | (Target::Cuda(_), Storage::Cuda(_))
-            );
+            ) || matches!(&raw.storage, Storage::View(v) if v.is_host() != (self.backend() == Backend::Cuda));
             let what = format!(
                 "kernel `{}`, parameter `{}`: the buffer",
                 kernel.name, param.name
@@ -405,6 +469,8 @@ impl Device {
             // Host memory serves the cpu and host backends alike.
             Storage::Host(_) => Backend::Cpu,
             Storage::Cuda(_) => Backend::Cuda,
+            Storage::View(v) if v.is_host() => Backend::Cpu,
+            Storage::View(_) => Backend::Cuda,
         };
         DeviceError::WrongDevice {
             what,
@@ -428,6 +494,7 @@ fn storage_bytes(storage: &Storage) -> usize {
     match storage {
         Storage::Host(bytes) => bytes.len(),
         Storage::Cuda(mem) => mem.bytes(),
+        Storage::View(v) => v.bytes,
     }
 }
 

@@ -12,9 +12,11 @@ pub mod cuda;
 pub mod cuda;
 mod device;
 mod element;
+mod view;
 
 pub use device::{Backend, Device, DeviceError, DeviceLimits};
 pub use element::Element;
+pub use view::{BufferView, BufferViewMut, View, VIEW_ALIGN};
 
 use crate::types::{ScalarType, Type};
 use std::marker::PhantomData;
@@ -80,6 +82,8 @@ pub enum Storage {
     Host(Vec<u8>),
     /// Device memory (the cuda backend).
     Cuda(cuda::DeviceMemory),
+    /// Memory a [`BufferView`] / [`BufferViewMut`] borrows (host or device).
+    View(View),
 }
 
 /// An untyped buffer: `len` elements of `elem`.
@@ -118,13 +122,17 @@ impl RawBuffer {
         match &self.storage {
             Storage::Host(b) => Some(b),
             Storage::Cuda(_) => None,
+            Storage::View(v) => v.host_bytes(),
         }
     }
 
+    /// Host bytes to write, when the buffer is on the host and writable (a read-only view
+    /// is not).
     pub fn host_bytes_mut(&mut self) -> Option<&mut [u8]> {
         match &mut self.storage {
             Storage::Host(b) => Some(b),
             Storage::Cuda(_) => None,
+            Storage::View(v) => v.host_bytes_mut(),
         }
     }
 }

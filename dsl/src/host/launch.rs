@@ -3,7 +3,7 @@
 
 use super::compile::{build, Artifact};
 use super::{host_source, HostError, HostOptions};
-use crate::backend::{Arg, LaunchDims, Storage};
+use crate::backend::{Arg, LaunchDims};
 use crate::typed::{self, ParamKind};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
@@ -132,7 +132,7 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
                 continue;
             }
             Arg::Slice(raw) => {
-                let Storage::Host(b) = &raw.storage else {
+                let Some(b) = raw.host_bytes() else {
                     return Err(bad(format!(
                         "parameter `{}`: not a host buffer",
                         param.name
@@ -142,7 +142,7 @@ fn c_params(kernel: &typed::Kernel, args: &mut [Arg]) -> Result<Vec<CParam>, Hos
             }
             Arg::SliceMut(raw) => {
                 let len = raw.len;
-                let Storage::Host(b) = &mut raw.storage else {
+                let Some(b) = raw.host_bytes_mut() else {
                     return Err(bad(format!(
                         "parameter `{}`: not a host buffer",
                         param.name

@@ -1,9 +1,12 @@
 //! `warpforge compile`: NVRTC-compile specializations and print their resource usage, and
-//! with `--sass` their disassembly (cuobjdump) with a count of the opcodes that matter.
+//! with `--sass` their disassembly (cuobjdump) with a count of the opcodes that matter;
+//! `--json` prints the same as one JSON document, `--out DIR` exports each specialization
+//! (`.cu`, `.ptx`, `.cubin` and a manifest, [`warpforge_dsl::export`]).
 
 use super::config_for;
 use super::outcome::{Outcome, Tally};
 use anyhow::Result;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::process::ExitCode;
 use warpforge_dsl::nvrtc::sass::{self, Sass};
@@ -19,6 +22,110 @@ pub fn report(
     sass: bool,
 ) -> Result<ExitCode> {
     Ok(report_tally(kernels, archs, config, space, sass)?.exit_code())
+}
+
+/// `compile --json`: every compile as one JSON document (`nvrtc`, `results`: kernel, arch,
+/// config, status and, when compiled, its resources; `tally`).
+pub fn report_json(
+    kernels: &[Kernel],
+    archs: &[Arch],
+    config: Option<&str>,
+    space: bool,
+) -> Result<ExitCode> {
+    let (major, minor) = nvrtc::version()?;
+    let mut tally = Tally::default();
+    let mut results = Vec::new();
+    for k in kernels {
+        for config in &configs_of(k, config, space)? {
+            let typed = warpforge_dsl::resolve::specialize(k.def(), config)?;
+            let (source, line_map) = warpforge_dsl::codegen::cuda_source_with_map(&typed);
+            for &arch in archs {
+                let compiled = nvrtc::check_compile(&typed, arch).and_then(|()| {
+                    nvrtc::compile_cached(&source, arch, &CompileOptions::default())
+                        .map_err(|e| line_map.annotate(e))
+                });
+                let mut row = json!({
+                    "kernel": k.name(), "arch": arch.to_string(), "config": config.to_string(),
+                });
+                let outcome = match &compiled {
+                    Ok(c) => {
+                        let r = &c.resources;
+                        row["resources"] = json!({
+                            "registers": r.registers, "shared_bytes": r.shared_bytes,
+                            "stack_bytes": r.stack_bytes, "spill_stores_bytes": r.spill_stores_bytes,
+                            "spill_loads_bytes": r.spill_loads_bytes,
+                        });
+                        Outcome::Passed
+                    }
+                    Err(e @ nvrtc::NvrtcError::NotFound { .. }) => return Err(e.clone().into()),
+                    Err(e) => Outcome::of_error(e),
+                };
+                row["status"] = json!(outcome.status());
+                if let Outcome::Failed(why) = &outcome {
+                    row["error"] = json!(why);
+                }
+                tally.add(&outcome);
+                results.push(row);
+            }
+        }
+    }
+    let doc = json!({
+        "nvrtc": format!("{major}.{minor}"),
+        "results": results,
+        "tally": { "passed": tally.passed, "failed": tally.failed, "skipped": tally.skipped },
+    });
+    println!("{doc:#}");
+    Ok(tally.exit_code())
+}
+
+/// `compile --out DIR`: exports each specialization for `archs` (those it can run on) and
+/// prints what it wrote (with `json`, the manifests as one JSON array).
+pub fn export(
+    kernels: &[Kernel],
+    archs: &[Arch],
+    config: Option<&str>,
+    space: bool,
+    dir: &Path,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut manifests: Vec<Value> = Vec::new();
+    for k in kernels {
+        for config in &configs_of(k, config, space)? {
+            let typed = warpforge_dsl::resolve::specialize(k.def(), config)?;
+            let exported = warpforge_dsl::export::export(&typed, archs, dir)?;
+            if !json {
+                let archs: Vec<_> = exported.manifest["images"]
+                    .as_array()
+                    .map(|i| i.iter().filter_map(|i| i["arch"].as_str()).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{} ({config}): {} for {} in {}",
+                    k.name(),
+                    typed.symbol,
+                    archs.join(", "),
+                    dir.display()
+                );
+                for (arch, why) in &exported.skipped {
+                    println!("  {arch}: skipped ({why})");
+                }
+            }
+            manifests.push(exported.manifest);
+        }
+    }
+    if json {
+        println!("{:#}", Value::Array(manifests));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configs a compile covers: the whole space, or the one `--config` names (default:
+/// the kernel's default).
+fn configs_of(k: &Kernel, config: Option<&str>, space: bool) -> Result<Vec<warpforge_dsl::Config>> {
+    Ok(if space {
+        k.configs()
+    } else {
+        vec![config_for(k, config)?]
+    })
 }
 
 /// [`report`]'s work: a compile for an arch older than the kernel's newest intrinsic is
@@ -47,12 +154,7 @@ pub fn report_tally(
         "kernel", "arch", "config", "regs", "smem", "stack", "spillS", "spillL"
     );
     for k in kernels {
-        let configs = if space {
-            k.configs()
-        } else {
-            vec![config_for(k, config)?]
-        };
-        for config in &configs {
+        for config in &configs_of(k, config, space)? {
             let typed = warpforge_dsl::resolve::specialize(k.def(), config)?;
             let (source, line_map) = warpforge_dsl::codegen::cuda_source_with_map(&typed);
             for &arch in archs {

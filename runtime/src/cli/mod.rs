@@ -8,6 +8,7 @@ pub mod generate_io;
 mod outcome;
 pub mod quantize;
 pub mod train;
+pub mod user;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -87,6 +88,13 @@ pub enum Command {
         /// Also print each cubin's SASS (cuobjdump) and its HMMA/QMMA/LDGSTS/LDSM/LDL/STL counts.
         #[arg(long)]
         sass: bool,
+        /// One JSON document instead of the table (with --out: the manifests).
+        #[arg(long, conflicts_with = "sass")]
+        json: bool,
+        /// Export each specialization into DIR: its .cu, a .ptx and .cubin per arch, and a
+        /// JSON manifest (symbol, parameter ABI, block, shared memory, min arch).
+        #[arg(long, value_name = "DIR", conflicts_with = "sass")]
+        out: Option<std::path::PathBuf>,
     },
     /// Run kernels against their host references and print the errors.
     Check {
@@ -203,10 +211,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             config,
             space,
             sass,
+            json,
+            out,
         } => {
             let kernels = select(kernel.as_deref(), all)?;
             let archs = parse_archs(&archs)?;
-            compile::report(&kernels, &archs, config.as_deref(), space, sass)
+            match (out, json) {
+                (Some(dir), _) => {
+                    compile::export(&kernels, &archs, config.as_deref(), space, &dir, json)
+                }
+                (None, true) => compile::report_json(&kernels, &archs, config.as_deref(), space),
+                (None, false) => compile::report(&kernels, &archs, config.as_deref(), space, sass),
+            }
         }
         Command::Check {
             kernel,
