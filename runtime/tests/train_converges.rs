@@ -43,13 +43,14 @@ fn corpus() -> Corpus {
     Corpus { docs }
 }
 
-/// Trains from the same initialisation; returns the held-back loss and the train losses.
+/// Trains from the same initialisation; returns the held-back loss, the train losses and
+/// the optimizer states' bytes.
 fn train(
     (kind, fp8_moments): (OptimizerKind, bool),
     lr: f64,
     rows: usize,
     steps: u64,
-) -> (f64, Vec<f64>) {
+) -> (f64, Vec<f64>, usize) {
     let device = Device::cpu_with(InterpOptions::fast());
     let config = config();
     let (train_docs, held_docs) = corpus().split_held_back(10);
@@ -69,18 +70,21 @@ fn train(
     let mut trainer =
         Trainer::new(&device, &config, params, (optim, schedule), data, shape).unwrap();
     let losses = (0..steps).map(|_| trainer.step().unwrap().loss).collect();
-    (trainer.eval(&held).unwrap(), losses)
+    let state_bytes = trainer.memory().optimizer_states;
+    (trainer.eval(&held).unwrap(), losses, state_bytes)
 }
 
 #[test]
 fn adamw_learns_the_progressions_and_lamb_at_4x_the_batch_keeps_up() {
-    let (adamw, curve) = train((OptimizerKind::AdamW, false), 3e-3, 2, 160);
+    let (adamw, curve, _) = train((OptimizerKind::AdamW, false), 3e-3, 2, 160);
     println!("AdamW, 64-token batches, 160 steps: held-back loss {adamw:.3}; train {curve:.2?}");
-    let (lamb, curve) = train((OptimizerKind::Lamb, false), 1e-2, 8, 40);
+    // LAMB's step is lr·‖w‖ per tensor: its rates are an order above Adam's (measured
+    // here: 0.03 → 2.31, 0.1 → 1.97 held-back).
+    let (lamb, curve, _) = train((OptimizerKind::Lamb, false), 0.1, 8, 40);
     println!("LAMB, 256-token batches, 40 steps: held-back loss {lamb:.3}; train {curve:.2?}");
-    // Far below uniform guessing (4.11): the model predicts the progressions.
+    // Far below uniform guessing (4.11): the model predicts the progressions (measured 1.585).
     assert!(adamw < 2.5, "AdamW held-back loss {adamw:.3}");
-    // The same tokens in a quarter of the steps: within 0.5 nats.
+    // The same tokens in a quarter of the steps: within 0.5 nats (measured: 1.585 vs 1.972).
     assert!(lamb < adamw + 0.5, "LAMB {lamb:.3} vs AdamW {adamw:.3}");
 }
 
@@ -88,11 +92,17 @@ fn adamw_learns_the_progressions_and_lamb_at_4x_the_batch_keeps_up() {
 /// moments on the same run.
 #[test]
 fn fp8_moments_track_f32_moments() {
-    let (f32_loss, _) = train((OptimizerKind::AdamW, false), 3e-3, 4, 60);
-    let (fp8_loss, curve) = train((OptimizerKind::AdamW, true), 3e-3, 4, 60);
+    let (f32_loss, _, f32_bytes) = train((OptimizerKind::AdamW, false), 3e-3, 4, 60);
+    let (fp8_loss, curve, fp8_bytes) = train((OptimizerKind::AdamW, true), 3e-3, 4, 60);
+    // One byte per moment plus 24 bytes per 128-element group, against four.
+    assert!(
+        (fp8_bytes as f64) < 0.3 * f32_bytes as f64,
+        "FP8 states take {fp8_bytes} bytes, f32 ones {f32_bytes}"
+    );
     println!(
         "AdamW 60 steps: held-back {f32_loss:.3} (f32 moments), {fp8_loss:.3} (FP8); {curve:.2?}"
     );
+    // Measured: 2.040 and 2.040.
     assert!(
         (fp8_loss - f32_loss).abs() < 0.1,
         "FP8 moments {fp8_loss:.3} vs f32 {f32_loss:.3}"
