@@ -104,7 +104,11 @@ fn control_flow_matches_rust() {
         let got = device.download(&out).unwrap();
         for (t, g) in got.iter().enumerate() {
             let t = t as u32;
-            let parity = if t % 2 == 0 { (t / 2) as i32 } else { -1 };
+            let parity = if t.is_multiple_of(2) {
+                (t / 2) as i32
+            } else {
+                -1
+            };
             let odd_sum: u32 = (1..=t).filter(|k| k % 2 == 1).sum();
             let want = parity * 1000 + 300 + odd_sum as i32 + (t.min(limit - 1) as i32) * 100_000;
             assert_eq!(*g, want, "thread {t}, LIMIT={limit}");

@@ -151,7 +151,9 @@ fn check<T: FloatFormat + Element, Q: FloatFormat + Element>(
 }
 
 /// Every instance: (name, surface IR).
-fn instances() -> Vec<(&'static str, fn() -> &'static KernelDef)> {
+type DefFn = fn() -> &'static KernelDef;
+
+fn instances() -> Vec<(&'static str, DefFn)> {
     vec![
         ("round_trip_f32_e4m3", round_trip_f32_e4m3::def),
         ("round_trip_f32_e5m2", round_trip_f32_e5m2::def),

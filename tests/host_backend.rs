@@ -349,15 +349,14 @@ fn number_formats_and_bit_instructions_match_the_interpreter() {
             &mut floats,
         )
         .unwrap();
-        let mut out: Vec<(&str, Vec<u64>)> = Vec::new();
-        out.push((
+        let mut out: Vec<(&str, Vec<u64>)> = vec![(
             "halves",
             d.download(&halves)
                 .unwrap()
                 .iter()
                 .map(|x| x.to_bits() as u64)
                 .collect(),
-        ));
+        )];
         out.push((
             "brains",
             d.download(&brains)

@@ -154,6 +154,15 @@ impl ModelConfig {
 /// Reads a shapes file: a JSON list of `{"kernel": "gemm", "dims": [m, n, k]}` (with an
 /// optional `"name"`), each checked against the library.
 pub fn load_shapes(path: &Path) -> Result<Vec<ProblemShape>, TuneError> {
+    load_shapes_checked(path, check_shape)
+}
+
+/// [`load_shapes`] with each shape checked by `check` (a program's own kernels are not in
+/// the library).
+pub fn load_shapes_checked(
+    path: &Path,
+    check: impl Fn(&ProblemShape) -> Result<(), String>,
+) -> Result<Vec<ProblemShape>, TuneError> {
     let input = |message: String| TuneError::Input {
         path: path.to_path_buf(),
         message,
@@ -165,7 +174,7 @@ pub fn load_shapes(path: &Path) -> Result<Vec<ProblemShape>, TuneError> {
         ))
     })?;
     for (i, s) in shapes.iter().enumerate() {
-        check_shape(s).map_err(|m| input(format!("shape {i}: {m}")))?;
+        check(s).map_err(|m| input(format!("shape {i}: {m}")))?;
     }
     Ok(shapes)
 }

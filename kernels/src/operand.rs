@@ -41,7 +41,7 @@ impl Operand<'_> {
         }
         if let Some(align) = align {
             let multiple = align / self.elem_bytes.max(1);
-            if (self.ld * self.elem_bytes) % align != 0 {
+            if !(self.ld * self.elem_bytes).is_multiple_of(align) {
                 return Err(mismatch(
                     format!(
                         "a multiple of {multiple} ({align}-byte rows for the 16-byte copies; \

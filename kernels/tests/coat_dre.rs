@@ -13,7 +13,7 @@ fn cpu() -> Device {
 /// Groups exercising every edge case, then a partial last group.
 fn edge_input() -> Vec<f32> {
     let mut x = vec![0.0f32; 128]; // all-zero group
-    x.extend(std::iter::repeat(0.25f32).take(128)); // max == min
+    x.extend(std::iter::repeat_n(0.25f32, 128)); // max == min
     let mut one = vec![0.0f32; 128]; // a single non-zero
     one[77] = -3.5e-6;
     x.extend(one);

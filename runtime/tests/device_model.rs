@@ -292,7 +292,7 @@ fn shared_prefix_pages_and_hydragen_decode_match_transformers() {
                 shared_prefixes: vec![],
             },
         );
-        let mut out = vec![vec![argmax(&first[0])], vec![argmax(&first[1])], vec![]];
+        let mut out = [vec![argmax(&first[0])], vec![argmax(&first[1])], vec![]];
         // Step 2: decodes of 2 and 3, then prompt 4 after the shared 32 tokens.
         let second = FloatModel::step(
             &mut dev,

@@ -64,3 +64,28 @@ fn a_users_kernel_is_exported() {
         );
     }
 }
+
+#[test]
+fn a_users_kernel_is_tuned_from_a_shapes_file() {
+    if warpforge_dsl::nvrtc::version().is_err() {
+        eprintln!("SKIPPED a_users_kernel_is_tuned_from_a_shapes_file: NVRTC not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = dir.path().join("shapes.json");
+    std::fs::write(&shapes, r#"[{"kernel": "scale_shift", "dims": [100000]}]"#).unwrap();
+    let shapes = shapes.to_str().unwrap();
+    // Without a GPU: the space, its NVRTC pruning and the shape to tune.
+    let dry = ["tune", "--shapes", shapes, "--dry-run"];
+    assert_eq!(user(&dry).unwrap(), ExitCode::SUCCESS);
+    let err = user(&["tune", "--shapes", shapes, "--kernels", "nope", "--dry-run"]).unwrap_err();
+    assert!(err.to_string().contains("unknown kernel `nope`"), "{err}");
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"[{"kernel": "scale_shift", "dims": []}]"#,
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.json");
+    let err = user(&["tune", "--shapes", bad.to_str().unwrap(), "--dry-run"]).unwrap_err();
+    assert!(err.to_string().contains("shape 0"), "{err}");
+}

@@ -41,7 +41,8 @@ fn words(n: usize, mut state: u32) -> Vec<u32> {
 fn lop3_computes_the_function_its_table_names() {
     let device = Device::cpu();
     let (a, b, c) = (words(64, 1), words(64, 2), words(64, 3));
-    let functions: [(i64, fn(u32, u32, u32) -> u32); 6] = [
+    type Lop = fn(u32, u32, u32) -> u32;
+    let functions: [(i64, Lop); 6] = [
         (0x96, |a, b, c| a ^ b ^ c),
         (0xE8, |a, b, c| (a & b) | (a & c) | (b & c)),
         (0xCA, |a, b, c| (a & b) | (!a & c)),

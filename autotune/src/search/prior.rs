@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn round_robin_interleaves_sources_without_repeats() {
-        let out = |times: [f64; 4]| Some(times.map(|t| Some(Outcome::Time(t))).to_vec()).unwrap();
+        let out = |times: [f64; 4]| times.map(|t| Some(Outcome::Time(t))).to_vec();
         let a = PriorSource {
             name: "a".into(),
             outcomes: out([1.0, 2.0, 3.0, 4.0]),

@@ -371,12 +371,12 @@ mod caller {
 
     fn check_raw<T: Element>(ptr: u64, bytes: usize) -> Result<(), DeviceError> {
         let size = T::SCALAR.size_bytes();
-        if bytes % size != 0 {
+        if !bytes.is_multiple_of(size) {
             return Err(DeviceError::View {
                 reason: format!("{bytes} bytes is not a whole number of {}", T::SCALAR),
             });
         }
-        if ptr % VIEW_ALIGN as u64 != 0 {
+        if !ptr.is_multiple_of(VIEW_ALIGN as u64) {
             return Err(misaligned("the device address", ptr));
         }
         Ok(())

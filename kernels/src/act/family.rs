@@ -234,15 +234,12 @@ impl<T: ActFloat> LibraryKernel for Act<T> {
         }
         tokens
             .iter()
-            .filter_map(|&m| match self.kind {
-                Kind::Add => Some(Problem::new("residual", vec![m * model.hidden])),
+            .map(|&m| match self.kind {
+                Kind::Add => Problem::new("residual", vec![m * model.hidden]),
                 // Qwen2-style q-projection biases (ModelShape does not say whether the
                 // model has them; the shape is the q projection's output).
-                Kind::BiasAdd => Some(Problem::new(
-                    "q bias",
-                    vec![m, model.heads * model.head_dim],
-                )),
-                _ => Some(Problem::new("mlp", vec![m, model.intermediate])),
+                Kind::BiasAdd => Problem::new("q bias", vec![m, model.heads * model.head_dim]),
+                _ => Problem::new("mlp", vec![m, model.intermediate]),
             })
             .collect()
     }

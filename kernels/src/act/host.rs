@@ -51,7 +51,7 @@ pub struct ShapeError {
 
 /// `value` as a u32 count of `Vec4`s, or why not.
 pub fn quads(what: &'static str, value: usize) -> Result<u32, ShapeError> {
-    if value == 0 || value % 4 != 0 || value >= 1 << 31 {
+    if value == 0 || !value.is_multiple_of(4) || value >= 1 << 31 {
         return Err(ShapeError { what, value });
     }
     Ok((value / 4) as u32)

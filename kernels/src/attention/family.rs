@@ -205,7 +205,7 @@ fn merge_inputs<T: Float>(s: MergeShape) -> (Vec<T>, Vec<f32>) {
     let lse = (0..s.parts * per_part)
         .map(|i| {
             let at = i % per_part;
-            let empty = at == 0 || rng.next_u32() % 5 == 0;
+            let empty = at == 0 || rng.next_u32().is_multiple_of(5);
             if empty {
                 f32::NEG_INFINITY
             } else {
@@ -307,7 +307,7 @@ impl<T: Float + Element> LibraryKernel for Merge<T> {
     /// The bf16 instance: a split-KV decode's merge of 4 splits for each batch size (one
     /// query row per sequence) over the model's heads.
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
-        if T::SCALAR != bf16::SCALAR || model.head_dim % 4 != 0 {
+        if T::SCALAR != bf16::SCALAR || !model.head_dim.is_multiple_of(4) {
             return Vec::new();
         }
         let (parts, what) = match self.pair {

@@ -94,7 +94,7 @@ impl<T: EmbedFloat> LibraryKernel for EmbedBwd<T> {
                 self.def().name
             ));
         }
-        if d[2] % 4 != 0 {
+        if !d[2].is_multiple_of(4) {
             return Err(format!("hidden = {} must be a multiple of 4", d[2]));
         }
         Ok(())

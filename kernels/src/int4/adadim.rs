@@ -57,7 +57,7 @@ pub fn quantize_adadim(
     x: &[f32],
     cfg: &AdaDimConfig,
 ) -> Result<(Int4Weight, QuantReport), QuantError> {
-    if k == 0 || x.len() % k != 0 || x.is_empty() {
+    if k == 0 || !x.len().is_multiple_of(k) || x.is_empty() {
         return Err(QuantError::Shape(format!(
             "calibration activations have {} values, expected a positive multiple of k = {k}",
             x.len()

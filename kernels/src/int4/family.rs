@@ -219,7 +219,7 @@ impl<T: Int4Float> LibraryKernel for Int4Gemm<T> {
         if d[..3].iter().any(|&x| x == 0 || x > u32::MAX as usize) {
             return Err(format!("m, n, k must be in 1..2^32, got {d:?}"));
         }
-        if d[3] % 16 != 0 {
+        if !d[3].is_multiple_of(16) {
             return Err(format!(
                 "group {} must be a multiple of 16 or 0 (per channel)",
                 d[3]

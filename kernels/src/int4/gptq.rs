@@ -115,7 +115,7 @@ impl Hessian {
     /// Adds `x: [tokens, k]` (row-major, one token a row).
     pub fn add_batch(&mut self, x: &[f32]) -> Result<(), QuantError> {
         let k = self.k;
-        if k == 0 || x.len() % k != 0 {
+        if k == 0 || !x.len().is_multiple_of(k) {
             return Err(QuantError::Shape(format!(
                 "calibration activations have {} values, not a multiple of k = {k}",
                 x.len()
@@ -194,7 +194,9 @@ pub fn quantize_gptq_with_progress(
             hessian.tokens()
         )));
     }
-    if cfg.block == 0 || !(cfg.percdamp >= 0.0) {
+    // `partial_cmp`: a NaN percdamp is refused too.
+    let damp_ok = cfg.percdamp.partial_cmp(&0.0).is_some_and(|o| o.is_ge());
+    if cfg.block == 0 || !damp_ok {
         return Err(QuantError::Shape(format!(
             "GPTQ block = {} must be positive and percdamp = {} non-negative",
             cfg.block, cfg.percdamp
@@ -311,7 +313,7 @@ fn params_for_column(
             if let Some(sp) = static_params {
                 let group = c / g;
                 col_params.copy_from_slice(&sp[group * n..(group + 1) * n]);
-            } else if j % g == 0 {
+            } else if j.is_multiple_of(g) {
                 let (mut lo, mut hi) = (vec![f32::INFINITY; n], vec![f32::NEG_INFINITY; n]);
                 for row in wp[j * n..(j + g).min(k) * n].chunks_exact(n) {
                     for o in 0..n {

@@ -294,7 +294,7 @@ fn packed_dim(
     raw: &RawTensor,
     what: &str,
 ) -> Result<(), ImportError> {
-    if raw.shape.iter().any(|&d| d == 0) {
+    if raw.shape.contains(&0) {
         return Err(layer.shape_error(suffix, raw, format!("non-empty dimensions ({what})")));
     }
     Ok(())

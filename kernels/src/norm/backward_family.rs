@@ -272,7 +272,7 @@ impl LibraryKernel for ColumnSum {
                 problem.dims
             ));
         }
-        if problem.dims[1] % 4 != 0 {
+        if !problem.dims[1].is_multiple_of(4) {
             return Err(format!(
                 "cols = {} must be a multiple of 4",
                 problem.dims[1]

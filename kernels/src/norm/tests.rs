@@ -101,7 +101,7 @@ fn padding_is_never_read_and_written_as_zero() {
     weight[..5].fill(f16::from_f32(1.0));
     let (dx, dw) = (cpu.upload(&x).unwrap(), cpu.upload(&weight).unwrap());
     let (mut y, mut rstd) = (
-        cpu.upload(&vec![nan; 16]).unwrap(),
+        cpu.upload(&[nan; 16]).unwrap(),
         cpu.zeros::<f32>(2).unwrap(),
     );
     let k = find("rmsnorm_f16").unwrap();

@@ -63,7 +63,7 @@ fn dims(config: &Config, quads: u32) -> LaunchDims {
 }
 
 fn quads_of(def: &KernelDef, len: usize) -> Result<u32, Error> {
-    if len == 0 || len % 4 != 0 || len / 4 > u32::MAX as usize {
+    if len == 0 || !len.is_multiple_of(4) || len / 4 > u32::MAX as usize {
         return Err(Error::Device(
             warpforge_dsl::backend::DeviceError::ArgMismatch {
                 kernel: def.name.to_string(),

@@ -119,7 +119,7 @@ impl LibraryKernel for Optim {
     }
 
     fn validate(&self, problem: &Problem) -> Result<(), String> {
-        if problem.dims.is_empty() || problem.dims.iter().any(|&d| d == 0) {
+        if problem.dims.is_empty() || problem.dims.contains(&0) {
             return Err(format!(
                 "{} takes the tensor lengths (at least one, each positive), got {:?}",
                 self.def().name,

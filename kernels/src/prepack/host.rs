@@ -19,7 +19,7 @@ pub fn launch_gather_rows<T: Element>(
 ) -> Result<(), Error> {
     let def = gather_rows::def();
     let row_bytes = width * T::SCALAR.size_bytes();
-    if width == 0 || row_bytes % 16 != 0 || table.len() % width != 0 {
+    if width == 0 || !row_bytes.is_multiple_of(16) || table.len() % width != 0 {
         return Err(shape_error(
             def,
             "table",

@@ -154,7 +154,7 @@ impl Rope {
                 c.theta
             )));
         }
-        if rotary_dim == 0 || rotary_dim % 2 != 0 || rotary_dim > c.head_dim {
+        if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) || rotary_dim > c.head_dim {
             return Err(RopeError::Invalid(format!(
                 "rotary dims {rotary_dim} (head_dim {} × partial_rotary_factor {}) must be a \
                  positive even number ≤ head_dim",
@@ -216,7 +216,8 @@ impl Rope {
                         };
                         let smooth = (old as f32 / wavelen - low) / span;
                         let smoothed = (1.0 - smooth) * scaled / factor + smooth * scaled;
-                        let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                        // Neither short nor long (HF's `~is_low & ~is_high`).
+                        let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                         if medium {
                             smoothed
                         } else {

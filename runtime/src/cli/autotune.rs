@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use warpforge_autotune::cache::cache_dir;
 use warpforge_autotune::prune::prune_space;
-use warpforge_autotune::shapes::{load_shapes, rank_of, DEFAULT_TOKENS};
+use warpforge_autotune::shapes::{check_shape, load_shapes_checked, rank_of, DEFAULT_TOKENS};
 use warpforge_autotune::strategy::strategy_by_name;
 use warpforge_autotune::{
     probe, DeviceBench, ModelConfig, ProblemReport, ProblemShape, Progress, TuneCache, TuneKernel,
@@ -16,6 +16,7 @@ use warpforge_autotune::{
 };
 use warpforge_dsl::nvrtc::{self, Arch};
 use warpforge_dsl::Device;
+use warpforge_kernels::Kernel;
 
 /// The archs `--dry-run` prunes for.
 const DRY_RUN_ARCHS: [Arch; 3] = [Arch::SM80, Arch::SM89, Arch::SM90];
@@ -84,6 +85,30 @@ pub struct AutotuneArgs {
     pub export: Option<PathBuf>,
 }
 
+impl Default for AutotuneArgs {
+    /// The command line's defaults (no kernels named: all of them, Llama 3 8B's shapes).
+    fn default() -> AutotuneArgs {
+        AutotuneArgs {
+            kernels: Vec::new(),
+            model: None,
+            shapes: None,
+            tokens: DEFAULT_TOKENS.to_vec(),
+            budget: None,
+            strategy: "surrogate".into(),
+            cache_dir: None,
+            dry_run: false,
+            replay: Vec::new(),
+            runs: 50,
+            max_evals: 1000,
+            only: Vec::new(),
+            no_transfer: false,
+            json: false,
+            show: false,
+            export: None,
+        }
+    }
+}
+
 pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
     if args.show || args.export.is_some() {
         return export(&args);
@@ -92,10 +117,44 @@ pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
         return replay(&args);
     }
     let kernels = select_kernels(&args.kernels)?;
-    let shapes = problem_shapes(&args, &kernels)?;
+    tune_kernels(&args, &kernels)
+}
+
+/// Tunes a program's own kernels (the `tune` of [`super::user`]) at the shapes of
+/// `--shapes`, which name them; `--kernels` picks some (default: all).
+pub fn run_for(lib: &[Kernel], args: &AutotuneArgs) -> Result<ExitCode> {
+    if args.shapes.is_none() {
+        return Err(super::usage(
+            "tune needs --shapes FILE: [{\"kernel\": NAME, \"dims\": [..]}, ...]",
+        ));
+    }
+    let chosen: Vec<Kernel> = match args.kernels.is_empty() {
+        true => lib.to_vec(),
+        false => args
+            .kernels
+            .iter()
+            .map(|n| {
+                let found = lib.iter().find(|k| k.name() == n.trim()).copied();
+                found.ok_or_else(|| {
+                    let known: Vec<_> = lib.iter().map(|k| k.name()).collect();
+                    super::unknown_name("kernel", n.trim(), &known)
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let kernels = chosen
+        .into_iter()
+        .map(|k| TuneKernel::new(k).map_err(Into::into))
+        .collect::<Result<Vec<_>>>()?;
+    tune_kernels(args, &kernels)
+}
+
+/// The shapes of `kernels`, then a dry run or the tuning on GPU 0.
+fn tune_kernels(args: &AutotuneArgs, kernels: &[TuneKernel]) -> Result<ExitCode> {
+    let shapes = problem_shapes(args, kernels)?;
     strategy_by_name(&args.strategy)?; // an unknown name fails before anything runs
     if args.dry_run {
-        return dry_run(&kernels, &shapes);
+        return dry_run(kernels, &shapes);
     }
     let device = match Device::cuda(0) {
         Ok(d) => d,
@@ -106,7 +165,7 @@ pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
             ))
         }
     };
-    tune(&args, &device, &kernels, &shapes)
+    tune(args, &device, kernels, &shapes)
 }
 
 /// `--show` / `--export FILE`: the chosen configs of every cached device as JSON.
@@ -162,7 +221,14 @@ fn problem_shapes(args: &AutotuneArgs, kernels: &[TuneKernel]) -> Result<Vec<Pro
         bail!("--tokens must be at least 1");
     }
     let all = match (&args.shapes, &args.model) {
-        (Some(path), _) => load_shapes(path)?,
+        // A chosen kernel validates its own shapes (a program's kernels are not in the
+        // library); any other name must be a library kernel's.
+        (Some(path), _) => load_shapes_checked(path, |s| {
+            match kernels.iter().find(|k| k.name() == s.kernel) {
+                Some(k) => k.lib.validate(&s.problem()),
+                None => check_shape(s),
+            }
+        })?,
         (None, Some(path)) => ModelConfig::load(path)?.shapes(&args.tokens),
         (None, None) => ModelConfig::llama3_8b().shapes(&args.tokens),
     };

@@ -578,7 +578,7 @@ impl StepProgress {
         if let Some(bar) = &self.bar {
             bar.set_position(s.step);
             bar.set_message(msg);
-        } else if self.plain && (s.step % 10 == 0 || s.step == 1) {
+        } else if self.plain && (s.step.is_multiple_of(10) || s.step == 1) {
             eprintln!("step {}: {msg}", s.step);
         }
     }

@@ -61,6 +61,29 @@ pub enum UserCommand {
         #[arg(long, value_name = "DIR", conflicts_with = "sass")]
         out: Option<PathBuf>,
     },
+    /// Tune kernels on GPU 0 at the shapes of --shapes and cache the best configs, which
+    /// `warpforge_autotune::tuned_config` then returns at launch (`--dry-run`: each space
+    /// and its NVRTC pruning, no GPU needed).
+    Tune {
+        /// Kernels to tune, comma-separated (default: all of this program's).
+        #[arg(long, value_delimiter = ',')]
+        kernels: Vec<String>,
+        /// A JSON list of problems: [{"kernel": NAME, "dims": [..]}, ...].
+        #[arg(long)]
+        shapes: PathBuf,
+        /// Time allowed for timing, e.g. 90s, 10m, 1h30m (default: until done).
+        #[arg(long, value_parser = super::autotune::parse_duration)]
+        budget: Option<std::time::Duration>,
+        /// surrogate, local, random or exhaustive.
+        #[arg(long, default_value = "surrogate")]
+        strategy: String,
+        /// The tuning cache (default: $WARPFORGE_TUNE_CACHE, else the user cache dir's
+        /// warpforge/tune).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run kernels against their host references and print the errors.
     Check {
         kernel: Option<String>,
@@ -125,6 +148,25 @@ pub fn run(kernels: &[Kernel], cli: UserCli) -> Result<ExitCode> {
                 (None, true) => compile::report_json(&chosen, &archs, config, space),
                 (None, false) => compile::report(&chosen, &archs, config, space, sass),
             }
+        }
+        UserCommand::Tune {
+            kernels: names,
+            shapes,
+            budget,
+            strategy,
+            cache_dir,
+            dry_run,
+        } => {
+            let args = super::autotune::AutotuneArgs {
+                kernels: names,
+                shapes: Some(shapes),
+                budget,
+                strategy,
+                cache_dir,
+                dry_run,
+                ..super::autotune::AutotuneArgs::default()
+            };
+            super::autotune::run_for(kernels, &args)
         }
         UserCommand::Check {
             kernel,

@@ -29,7 +29,7 @@ pub struct HeadLayout {
 impl HeadLayout {
     /// The smallest kernel layout holding a head of `dim` dims whose first `rotary` rotate.
     pub fn new(dim: usize, rotary: usize) -> Result<HeadLayout, String> {
-        if dim == 0 || rotary == 0 || rotary % 2 != 0 || rotary > dim {
+        if dim == 0 || rotary == 0 || !rotary.is_multiple_of(2) || rotary > dim {
             return Err(format!(
                 "head_dim {dim} with {rotary} rotary dims: need 0 < rotary ≤ head_dim, rotary even"
             ));

@@ -59,8 +59,9 @@ pub enum LoadError {
 pub enum Weight<T: Element> {
     /// `[out, inp]` row-major (PyTorch's Linear layout), for the tensor-core GEMM.
     Dense(Buffer<T>),
-    /// Packed for the int4 dequant-GEMM (GPTQ, AWQ or warpforge's own int4).
-    Int4(DeviceInt4),
+    /// Packed for the int4 dequant-GEMM (GPTQ, AWQ or warpforge's own int4); boxed, it is
+    /// far larger than a buffer.
+    Int4(Box<DeviceInt4>),
 }
 
 /// `y = x·Wᵀ (+ b)`.
@@ -139,7 +140,8 @@ fn fuse_outputs(gate: &Int4Weight, up: &Int4Weight) -> Option<Int4Weight> {
         && gate.group == up.group
         && gate.dim == up.dim
         && gate.g_idx == up.g_idx
-        && (gate.dim == GroupDim::Oc || (gate.n % gate.group == 0 && up.n % up.group == 0));
+        && (gate.dim == GroupDim::Oc
+            || (gate.n.is_multiple_of(gate.group) && up.n.is_multiple_of(up.group)));
     if !same {
         return None;
     }
@@ -231,12 +233,11 @@ impl<T: ModelFloat> DeviceWeights<T> {
                 message: e.to_string(),
             })?;
             counts.0 += 1;
-            Ok(Weight::Int4(DeviceInt4::upload(device, packed).map_err(
-                |e| LoadError::Pack {
-                    name: name.to_string(),
-                    message: e.to_string(),
-                },
-            )?))
+            let q = DeviceInt4::upload(device, packed).map_err(|e| LoadError::Pack {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?;
+            Ok(Weight::Int4(Box::new(q)))
         };
         let (hidden, heads, kv_heads) = (
             config.hidden_size,

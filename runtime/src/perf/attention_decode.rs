@@ -276,7 +276,7 @@ fn decode_entry(b: &mut Bench, batch: usize, context: usize) -> Result<Value, Pe
 
 /// One Hydragen shape: (batch, prefix) → entry with both paths' times and their agreement.
 fn hydragen_entry(b: &mut Bench, batch: usize, prefix: usize) -> Result<Value, PerfError> {
-    if prefix % PAGE != 0 {
+    if !prefix.is_multiple_of(PAGE) {
         // The full sequences' tables put the suffix's pages right after the prefix's.
         return Err(PerfError::device(
             "hydragen layout",

@@ -61,6 +61,9 @@ struct BatchMeta {
     index: DeviceIndex,
 }
 
+/// `(dq, dk, dv)`.
+type QkvGrads<T> = (Buffer<T>, Buffer<T>, Buffer<T>);
+
 /// What one layer's forward saves for its backward.
 struct LayerActs<T: TrainFloat> {
     x_in: Buffer<T>,
@@ -595,7 +598,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         la: &LayerActs<T>,
         d_o: &Buffer<T>,
         meta: &BatchMeta,
-    ) -> Result<(Buffer<T>, Buffer<T>, Buffer<T>), StepError> {
+    ) -> Result<QkvGrads<T>, StepError> {
         let c = self.config;
         let mut dq = self.zeros::<T>(meta.rows * c.q_dim())?;
         let mut dk = self.zeros::<T>(meta.rows * c.kv_dim())?;
@@ -651,7 +654,7 @@ pub fn check_config(c: &ModelConfig) -> Result<(), StepError> {
             ));
         }
     }
-    if c.head_dim % 16 != 0 {
+    if !c.head_dim.is_multiple_of(16) {
         return bad(format!(
             "head_dim = {}: training needs a multiple of 16 (RoPE's unit pairs)",
             c.head_dim

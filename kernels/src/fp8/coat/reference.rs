@@ -53,9 +53,7 @@ pub fn group_params(amax: f32, amin: f32) -> [f32; 3] {
     let lr = log2_of(amax) - log2_of(amin);
     let mut k = 1.0f32;
     if amax > 0.0 && lr > 0.0 {
-        k = ((LOG2_TARGET / lr * 16.0).floor() / 16.0)
-            .max(K_MIN)
-            .min(K_MAX);
+        k = ((LOG2_TARGET / lr * 16.0).floor() / 16.0).clamp(K_MIN, K_MAX);
     }
     if amax > 0.0 {
         let c = amax.sqrt() * amin.sqrt();
