@@ -71,10 +71,13 @@ fn tiny_llama_gives_every_projection_softmax_and_elementwise_shapes() {
     // weight tilings (bf16, both formats) and 3 COAT kernels. Training adds 5 per token
     // count (cross-entropy, RMSNorm dx and dγ, the column sum, embedding backward) and one
     // layer's tensors for each of the 4 optimizer kernels. The runtime adds 2 per token
-    // count: the pair merge of Hydragen decode and the bias add over the q projection.
+    // count: the pair merge of Hydragen decode and the bias add over the q projection. The
+    // training backward adds 5 per token count (2 weight-gradient GEMMs, RoPE backward,
+    // LayerNorm dx and dγ/dβ; the attention backward has no head dim 16) and one gradient
+    // for each of the 2 clipping kernels.
     assert_eq!(
         shapes.len(),
-        4 * (20 + 2 * 11 + 3 + 10 + 6 + 5 + 2) + 2 + 3 + 4
+        4 * (20 + 2 * 11 + 3 + 10 + 6 + 5 + 2 + 5) + 2 + 3 + 4 + 2
     );
     assert!(dims_of(&shapes, "flash_attn_fwd_bf16", 4).is_empty());
     assert!(shapes.iter().all(|s| check_shape(s).is_ok()));

@@ -97,12 +97,28 @@ impl<T: Float + Element, O: Float + Element> LibraryKernel for GemmTc<T, O> {
     /// The other instances (and the weight gradients' tn instances, for now) keep their
     /// defaults unless given shapes.
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
-        if T::SCALAR != bf16::SCALAR || O::SCALAR != bf16::SCALAR {
+        // Training keeps weight gradients in f32: the TN instance tuned is bf16 → f32.
+        let out = match self.layout {
+            Layout::Tn => warpforge_dsl::ScalarType::F32,
+            _ => bf16::SCALAR,
+        };
+        if T::SCALAR != bf16::SCALAR || O::SCALAR != out {
             return Vec::new();
         }
         match self.layout {
             Layout::Nt => linear_problems(model, tokens),
-            Layout::Tn => Vec::new(),
+            Layout::Tn => {
+                let (h, inter) = (model.hidden, model.intermediate);
+                tokens
+                    .iter()
+                    .flat_map(|&k| {
+                        [
+                            Problem::new("gate_proj/up_proj dW", vec![inter, h, k]),
+                            Problem::new("down_proj dW", vec![h, inter, k]),
+                        ]
+                    })
+                    .collect()
+            }
             Layout::Nn => {
                 let (h, inter) = (model.hidden, model.intermediate);
                 tokens

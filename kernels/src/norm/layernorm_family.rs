@@ -11,7 +11,7 @@ use super::layernorm_backward::{
     Partials,
 };
 use crate::check::{Problem, Tolerance};
-use crate::family::{register, Case, Kernel, Lcg, LibraryKernel};
+use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
 use std::marker::PhantomData;
 use warpforge_dsl::prelude::{bf16, f16};
 use warpforge_dsl::{Buffer, Config, Device, Error, KernelDef};
@@ -191,6 +191,17 @@ impl<T: LayerNormBwdFloat> LibraryKernel for LayerNormBwd<T> {
                 (2 * rows * cols * t + 16 * rows.div_ceil(32) * cols + 8 * cols + 8 * rows) as u64
             }
         })
+    }
+
+    /// The bf16 instances over `[tokens, hidden]` (a LayerNorm model's rows).
+    fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
+        if T::SCALAR != warpforge_dsl::ScalarType::BF16 {
+            return Vec::new();
+        }
+        tokens
+            .iter()
+            .map(|&m| Problem::new("hidden", vec![m, model.hidden]))
+            .collect()
     }
 }
 

@@ -11,7 +11,7 @@
 //! thread), default 256 × 4; lengths are multiples of 4.
 
 use crate::check::{Problem, Tolerance};
-use crate::family::{register, Case, Kernel, Lcg, LibraryKernel};
+use crate::family::{register, Case, Kernel, Lcg, LibraryKernel, ModelShape};
 use crate::norm::sum_sq4;
 use crate::reduce::block_sum;
 use warpforge_dsl::prelude::*;
@@ -206,6 +206,12 @@ impl LibraryKernel for Clip {
     fn bytes(&self, problem: &Problem) -> Option<u64> {
         let per = if self.scale { 8 } else { 4 };
         Some(per * problem.dims[0] as u64)
+    }
+
+    /// A decoder layer's largest gradient (gate and up projections together).
+    fn model_problems(&self, model: &ModelShape, _tokens: &[usize]) -> Vec<Problem> {
+        let n = 2 * model.intermediate * model.hidden;
+        vec![Problem::new("gate/up gradient", vec![n])]
     }
 }
 

@@ -231,10 +231,10 @@ impl<T: RopeFloat> LibraryKernel for RopeKernel<T> {
         }
     }
 
-    /// A Llama-3 model's Q and K at each token count (bf16 forward instance; Q and K in one
-    /// launch). The backward keeps its default (the forward's shapes and roofline).
+    /// A Llama-3 model's Q and K at each token count (bf16 instances; Q and K in one
+    /// launch); the backward rotates dQ and dK at the same shapes.
     fn model_problems(&self, model: &ModelShape, tokens: &[usize]) -> Vec<Problem> {
-        if T::SCALAR != bf16::SCALAR || self.0 {
+        if T::SCALAR != bf16::SCALAR {
             return Vec::new();
         }
         let d = model.head_dim;
