@@ -184,15 +184,19 @@ impl<T: Float + Element> LibraryKernel for Backward<T> {
         Tolerance { rel: t, abs: t }
     }
 
-    /// Heads, KV heads, head dim, causal, window, total query rows and keys.
+    /// Heads, KV heads, head dim, the mask as the kernels code it (0 full, 1 causal, 1 + w
+    /// a window: the tuning cache keys at most 6 dims), total query rows and keys.
     fn tune_dims(&self, problem: &Problem) -> Vec<usize> {
         match BwdProblem::from_problem(problem) {
             Ok(p) => vec![
                 p.shape.heads,
                 p.shape.kv_heads,
                 p.shape.head_dim,
-                p.shape.causal as usize,
-                p.window.unwrap_or(0) as usize,
+                match (p.shape.causal, p.window) {
+                    (false, _) => 0,
+                    (true, None) => 1,
+                    (true, Some(w)) => 1 + w as usize,
+                },
                 p.shape.total_q(),
                 p.shape.total_k(),
             ],
