@@ -192,11 +192,8 @@ impl<T: Float + Element> LibraryKernel for Backward<T> {
                 p.shape.heads,
                 p.shape.kv_heads,
                 p.shape.head_dim,
-                match (p.shape.causal, p.window) {
-                    (false, _) => 0,
-                    (true, None) => 1,
-                    (true, Some(w)) => 1 + w as usize,
-                },
+                // An invalid window has no code; it cannot launch either.
+                super::host::mask_code(p.shape.causal, p.window).unwrap_or(u32::MAX) as usize,
                 p.shape.total_q(),
                 p.shape.total_k(),
             ],

@@ -184,18 +184,6 @@ pub struct AttnBwdArgs<'a, T: Element> {
 }
 
 impl<T: Element> AttnBwdArgs<'_, T> {
-    /// The kernels' mask code: 0, 1, or 1 + the window (as the forward's).
-    fn mask_code(&self, causal: bool) -> Result<u32, AttnError> {
-        match (causal, self.window) {
-            (false, _) => Ok(0),
-            (true, None) => Ok(1),
-            (true, Some(w)) if w > 0 && w < u32::MAX => Ok(1 + w),
-            (true, Some(w)) => Err(AttnError::Shape(format!(
-                "sliding window {w} must be positive"
-            ))),
-        }
-    }
-
     /// Every buffer at least as long as the shape needs.
     fn check_lengths(&self, shape: &AttnShape) -> Result<(), AttnError> {
         let q_n = shape.total_q() * shape.heads * shape.head_dim;
@@ -251,7 +239,7 @@ pub fn backward_launch_configs<T: Float + Element>(
     validate_backward(shape)?;
     check_scale(scale)?;
     args.check_lengths(shape)?;
-    let mask = args.mask_code(shape.causal)?;
+    let mask = super::host::mask_code(shape.causal, args.window)?;
     let def = |kernel| {
         bwd_def_of(kernel, T::SCALAR).ok_or_else(|| {
             AttnError::Shape(format!(

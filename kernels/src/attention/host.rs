@@ -260,17 +260,23 @@ pub struct AttnArgs<'a, T: Element> {
     pub window: Option<u32>,
 }
 
+/// The kernels' `causal` argument (forward, decode and backward): 0, 1, or 1 + the window
+/// (see `masked`).
+pub fn mask_code(causal: bool, window: Option<u32>) -> Result<u32, AttnError> {
+    match (causal, window) {
+        (false, _) => Ok(0),
+        (true, None) => Ok(1),
+        (true, Some(w)) if w > 0 && w < u32::MAX => Ok(1 + w),
+        (true, Some(w)) => Err(AttnError::Shape(format!(
+            "sliding window {w} must be positive"
+        ))),
+    }
+}
+
 impl<T: Element> AttnArgs<'_, T> {
-    /// The kernels' `causal` argument: 0, 1, or 1 + the window (see `masked`).
+    /// The kernels' `causal` argument for these operands ([`mask_code`]).
     pub fn mask_code(&self, causal: bool) -> Result<u32, AttnError> {
-        match (causal, self.window) {
-            (false, _) => Ok(0),
-            (true, None) => Ok(1),
-            (true, Some(w)) if w > 0 && w < u32::MAX => Ok(1 + w),
-            (true, Some(w)) => Err(AttnError::Shape(format!(
-                "sliding window {w} must be positive"
-            ))),
-        }
+        mask_code(causal, self.window)
     }
 }
 
