@@ -57,8 +57,11 @@ fn train_command(dir: &Path, out: &str, extra: &[&str]) -> Command {
             "--micro-batch-tokens",
             "64",
         ])
-        .args(["--steps", "6", "--checkpoint-every", "2", "--lr", "3e-3"])
+        .args(["--steps", "6", "--checkpoint-every", "2"])
         .args(extra);
+    if !extra.contains(&"--lr") {
+        c.args(["--lr", "3e-3"]);
+    }
     c
 }
 
@@ -95,6 +98,21 @@ fn a_killed_run_resumes_bit_for_bit_and_its_checkpoint_generates() {
 #[test]
 fn a_killed_run_with_fp8_moments_resumes_bit_for_bit() {
     killed_run_resumes(&["--optimizer-states", "fp8"]);
+}
+
+/// The same under COAT's FP8 precision flow, with LAMB on FP8 moments.
+#[test]
+fn a_killed_fp8_lamb_run_resumes_bit_for_bit() {
+    killed_run_resumes(&[
+        "--precision",
+        "fp8",
+        "--optimizer",
+        "lamb",
+        "--lr",
+        "0.05",
+        "--optimizer-states",
+        "fp8",
+    ]);
 }
 
 fn killed_run_resumes(extra: &[&str]) {

@@ -41,15 +41,18 @@ pub struct TrainArgs {
     /// Where checkpoints (OUT/step-N, OUT/latest) and the step log (OUT/train-log.jsonl) go.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Compute precision: bf16 or f16 (f32 master weights either way; `fp8`, COAT's FP8
-    /// activations, is refused: not wired yet).
+    /// Compute precision: bf16 (default), f16, or fp8 — COAT's FP8 precision flow on bf16
+    /// compute (linear layers' inputs saved and multiplied in per-tensor E4M3, non-linear
+    /// layers' inputs saved in E4M3 per 1×16 group, gradients rounded through E5M2). f32
+    /// master weights in every mode.
     #[arg(long)]
     pub precision: Option<String>,
     /// lamb or adamw (default adamw).
     #[arg(long)]
     pub optimizer: Option<String>,
     /// The optimizer's moments: f32 (default) or fp8 (E4M3 with COAT's dynamic range
-    /// expansion per 128-element group; AdamW only).
+    /// expansion per 128-element group; AdamW's update fused, LAMB's on one tensor
+    /// expanded to f32 at a time).
     #[arg(long)]
     pub optimizer_states: Option<String>,
     /// power, wsd or cosine (default cosine).
@@ -259,13 +262,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         ModelConfig::load(dir).with_context(|| format!("reading {}/config.json", dir.display()))
     })?;
     match settings.precision.as_str() {
-        "bf16" => train::<bf16>(settings, backend, &args),
+        "bf16" | "fp8" => train::<bf16>(settings, backend, &args),
         "f16" => train::<f16>(settings, backend, &args),
-        "fp8" => bail!(
-            "--precision fp8 (COAT: FP8 activations and optimizer states) is not wired into \
-             the training step yet; use bf16 or f16"
-        ),
-        other => bail!("--precision {other}: bf16 or f16"),
+        other => bail!("--precision {other}: bf16, f16 or fp8"),
     }
 }
 
@@ -344,7 +343,8 @@ fn train<T: TrainFloat>(
         (optim, schedule),
         data,
         settings.shape(),
-    )?;
+    )?
+    .with_fp8(settings.precision == "fp8")?;
     trainer.clip = (settings.clip > 0.0).then_some(settings.clip);
     let log_path = settings.out.join("train-log.jsonl");
     std::fs::create_dir_all(&settings.out)?;
@@ -356,7 +356,7 @@ fn train<T: TrainFloat>(
     }
     eprintln!(
         "train: {} parameters, {} rows of {} tokens ({} held-back documents), {} tokens per step \
-         in {} pass(es), {} on {}; packed padding 0% (naive batching: {:.1}%)",
+         in {} pass(es), {} in {} on {}; packed padding 0% (naive batching: {:.1}%)",
         trainer.params.count(),
         trainer.data.rows(),
         settings.seq_len,
@@ -364,6 +364,7 @@ fn train<T: TrainFloat>(
         settings.batch_tokens,
         settings.shape().accumulate,
         settings.optimizer,
+        settings.precision,
         device.name(),
         100.0 * naive_padding,
     );

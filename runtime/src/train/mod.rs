@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod fp8;
 pub mod optimizer;
 pub mod params;
 pub mod schedule;
@@ -14,13 +15,14 @@ pub mod trainer;
 
 use crate::engine::weights::ModelFloat;
 use warpforge_kernels::embed::host::EmbedFloat;
+use warpforge_kernels::fp8::Fp8Float;
 use warpforge_kernels::loss::host::LossFloat;
 use warpforge_kernels::norm::backward::NormBwdFloat;
 
 /// The compute types a model trains in (f16 or bf16: the attention kernels' types).
-pub trait TrainFloat: ModelFloat + LossFloat + NormBwdFloat + EmbedFloat {}
+pub trait TrainFloat: ModelFloat + LossFloat + NormBwdFloat + EmbedFloat + Fp8Float {}
 
-impl<T: ModelFloat + LossFloat + NormBwdFloat + EmbedFloat> TrainFloat for T {}
+impl<T: ModelFloat + LossFloat + NormBwdFloat + EmbedFloat + Fp8Float> TrainFloat for T {}
 
 /// Why training stopped.
 #[derive(Debug, thiserror::Error)]

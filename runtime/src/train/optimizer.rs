@@ -1,6 +1,9 @@
 //! The optimizer step over [`Params`]: LAMB (three deterministic stages) or AdamW, f32
-//! master weights, moments in f32 or (AdamW) FP8 with COAT's dynamic range expansion, then
-//! the compute copies refreshed from the masters.
+//! master weights, moments in f32 or FP8 with COAT's dynamic range expansion, then the
+//! compute copies refreshed from the masters. AdamW on FP8 moments is one fused kernel;
+//! LAMB on FP8 moments expands one tensor's moments to f32 at a time, runs the f32 LAMB
+//! stages on them and quantizes them back, so only the largest tensor's f32 moments ever
+//! exist beside the FP8 ones.
 //!
 //! Each tensor is launched with its own one-tensor table (the kernels' multi-tensor layout
 //! with one entry): the update is the same as one launch over a flat buffer, since LAMB's
@@ -50,7 +53,7 @@ pub struct OptimizerConfig {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
-    /// Moments stored in FP8 with COAT's dynamic range expansion (AdamW only).
+    /// Moments stored in FP8 with COAT's dynamic range expansion.
     pub fp8_moments: bool,
 }
 
@@ -117,11 +120,6 @@ impl Optimizer {
                 (c.clone(), c)
             }
         };
-        if config.fp8_moments && config.kind == OptimizerKind::Lamb {
-            return Err(TrainError::Config(
-                "LAMB with FP8 moments is not built yet: use adamw, or f32 moments".into(),
-            ));
-        }
         if params.tensors.iter().any(|p| p.fp8.is_some()) != config.fp8_moments {
             return Err(TrainError::Config(
                 "the parameters' moments and the optimizer disagree on FP8".into(),
@@ -160,33 +158,42 @@ impl Optimizer {
     ) -> Result<(), TrainError> {
         let hyper = self.config.hyper(lr, step);
         for (p, t) in params.tensors.iter_mut().zip(&mut self.tables) {
-            if let Some(moments) = &mut p.fp8 {
-                let coat = AdamW {
-                    lr,
-                    beta1: self.config.beta1,
-                    beta2: self.config.beta2,
-                    eps: self.config.eps,
-                    weight_decay: if p.adapt {
-                        self.config.weight_decay
-                    } else {
-                        0.0
-                    },
-                };
-                let io = (&mut p.state.w, &p.state.grad);
-                launch_fp8_adamw(device, &self.fp8, io, moments, &coat, step)?;
-                continue;
-            }
-            match self.config.kind {
-                OptimizerKind::AdamW => {
+            let plan = LambPlan {
+                update: (&self.update, &t.update),
+                trust: &self.trust,
+                apply: (&self.apply, &t.apply),
+            };
+            match (self.config.kind, &mut p.fp8) {
+                (OptimizerKind::AdamW, None) => {
                     optim::launch_adamw(device, &self.update, &mut p.state, &t.update, &hyper)?
                 }
-                OptimizerKind::Lamb => {
-                    let plan = LambPlan {
-                        update: (&self.update, &t.update),
-                        trust: &self.trust,
-                        apply: (&self.apply, &t.apply),
-                    };
+                (OptimizerKind::Lamb, None) => {
                     optim::launch_lamb(device, &plan, &mut p.state, &mut t.scratch, &hyper)?
+                }
+                (OptimizerKind::AdamW, Some(moments)) => {
+                    let coat = AdamW {
+                        lr,
+                        beta1: self.config.beta1,
+                        beta2: self.config.beta2,
+                        eps: self.config.eps,
+                        weight_decay: if p.adapt {
+                            self.config.weight_decay
+                        } else {
+                            0.0
+                        },
+                    };
+                    let io = (&mut p.state.w, &p.state.grad);
+                    launch_fp8_adamw(device, &self.fp8, io, moments, &coat, step)?;
+                }
+                (OptimizerKind::Lamb, Some(moments)) => {
+                    // The f32 stages on this tensor's moments, expanded for the update.
+                    let (mut m, mut v) = moments.expand(device)?;
+                    std::mem::swap(&mut p.state.m, &mut m);
+                    std::mem::swap(&mut p.state.v, &mut v);
+                    optim::launch_lamb(device, &plan, &mut p.state, &mut t.scratch, &hyper)?;
+                    std::mem::swap(&mut p.state.m, &mut m);
+                    std::mem::swap(&mut p.state.v, &mut v);
+                    moments.store(device, (&m, &v))?;
                 }
             }
         }

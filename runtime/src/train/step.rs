@@ -19,6 +19,7 @@
 //! norms, a deterministic scatter-add for the embedding) and accumulate over micro-batches.
 
 use super::data::Batch;
+use super::fp8::{self, Restored, Saved, F8E4M3};
 use super::params::{Params, Role};
 use super::TrainFloat;
 use crate::model::ModelConfig;
@@ -27,6 +28,7 @@ use warpforge_dsl::{Buffer, Config, Device};
 use warpforge_kernels::act::host as act;
 use warpforge_kernels::attention::{self, AttnArgs, AttnShape, KvLayout};
 use warpforge_kernels::embed::host::{self as embed, DeviceIndex, TokenIndex};
+use warpforge_kernels::fp8::gemm as fp8_gemm;
 use warpforge_kernels::gemm_tc::{self, Layout};
 use warpforge_kernels::loss::host::{self as loss, IGNORE_INDEX};
 use warpforge_kernels::norm::backward as norm_bwd;
@@ -64,21 +66,31 @@ struct BatchMeta {
 /// `(dq, dk, dv)`.
 type QkvGrads<T> = (Buffer<T>, Buffer<T>, Buffer<T>);
 
-/// What one layer's forward saves for its backward.
+/// The attention forward's `(q, k, v, o, lse)` as its backward reads them.
+type AttnForward<'a, T> = (
+    &'a Buffer<T>,
+    &'a Buffer<T>,
+    &'a Buffer<T>,
+    &'a Buffer<T>,
+    &'a Buffer<f32>,
+);
+
+/// What one layer's forward saves for its backward (in FP8 under COAT's flow: the linear
+/// layers' inputs `h_in`, `o`, `h_post`, `act` per tensor, the rest per 1×16 group).
 struct LayerActs<T: TrainFloat> {
-    x_in: Buffer<T>,
+    x_in: Saved<T>,
     rstd_in: Buffer<f32>,
-    h_in: Buffer<T>,
-    q: Buffer<T>,
-    k: Buffer<T>,
-    v: Buffer<T>,
-    o: Buffer<T>,
+    h_in: Saved<T>,
+    q: Saved<T>,
+    k: Saved<T>,
+    v: Saved<T>,
+    o: Saved<T>,
     lse: Buffer<f32>,
-    x_mid: Buffer<T>,
+    x_mid: Saved<T>,
     rstd_post: Buffer<f32>,
-    h_post: Buffer<T>,
-    gate_up: Buffer<T>,
-    act: Buffer<T>,
+    h_post: Saved<T>,
+    gate_up: Saved<T>,
+    act: Saved<T>,
 }
 
 /// Everything the forward saves, and the loss.
@@ -106,7 +118,7 @@ impl<T: TrainFloat> Acts<T> {
                     &a.act,
                 ]
                 .into_iter()
-                .map(t)
+                .map(Saved::bytes)
                 .sum::<usize>()
                     + f(&a.rstd_in)
                     + f(&a.lse)
@@ -138,6 +150,8 @@ pub struct Model<'a, T: TrainFloat> {
     pub config: &'a ModelConfig,
     rope_table: Buffer<f32>,
     rope_rows: usize,
+    /// COAT's FP8 precision flow ([`super::fp8`]) instead of bf16 throughout.
+    fp8: bool,
     compute: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -157,8 +171,41 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             config,
             rope_table,
             rope_rows: max_positions,
+            fp8: false,
             compute: std::marker::PhantomData,
         })
+    }
+
+    /// Switches COAT's FP8 precision flow on or off: it needs bf16 compute (the FP8 GEMM
+    /// writes bf16) and every linear layer's dims a multiple of 16 (FP8 rows of 16 bytes).
+    pub fn with_fp8(mut self, on: bool) -> Result<Self, StepError> {
+        if on {
+            if T::SCALAR != warpforge_dsl::ScalarType::BF16 {
+                return Err(StepError::Batch(
+                    "the FP8 precision flow computes in bf16".into(),
+                ));
+            }
+            let c = self.config;
+            for (name, v) in [
+                ("hidden_size", c.hidden_size),
+                ("intermediate_size", c.intermediate_size),
+                ("q_dim", c.q_dim()),
+                ("kv_dim", c.kv_dim()),
+            ] {
+                if v % 16 != 0 {
+                    return Err(StepError::Batch(format!(
+                        "{name} = {v}: FP8 training needs a multiple of 16"
+                    )));
+                }
+            }
+        }
+        self.fp8 = on;
+        Ok(self)
+    }
+
+    /// Whether the FP8 precision flow is on.
+    pub fn fp8(&self) -> bool {
+        self.fp8
     }
 
     /// Forward and backward of one micro-batch: the weight gradients are added into each
@@ -289,35 +336,40 @@ impl<'a, T: TrainFloat> Model<'a, T> {
     ) -> Result<(LayerActs<T>, Buffer<T>), StepError> {
         let c = self.config;
         let (rows, h, m) = (meta.rows, c.hidden_size, c.intermediate_size);
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
         let (h_in, rstd_in) = self.rms_norm(&x_in, params.w(Role::InputNorm(l)), rows)?;
-        let mut q = self.nt::<T>(&h_in, params.w(Role::Q(l)), (rows, c.q_dim(), h))?;
-        let mut k = self.nt::<T>(&h_in, params.w(Role::K(l)), (rows, c.kv_dim(), h))?;
-        let v = self.nt::<T>(&h_in, params.w(Role::V(l)), (rows, c.kv_dim(), h))?;
+        let h_in = self.linear_input(h_in, (rows, h))?;
+        let mut q = self.linear(&h_in, params.w(Role::Q(l)), (rows, qd, h))?;
+        let mut k = self.linear(&h_in, params.w(Role::K(l)), (rows, kvd, h))?;
+        let v = self.linear(&h_in, params.w(Role::V(l)), (rows, kvd, h))?;
         self.rope(&mut q, &mut k, meta)?;
         let (o, lse) = self.attention(l, (&q, &k, &v), meta)?;
+        let o = self.linear_input(o, (rows, qd))?;
         // T(attn + x) = T(x + attn): the residual add in place on the projection's output.
-        let mut x_mid = self.nt::<T>(&o, params.w(Role::O(l)), (rows, h, c.q_dim()))?;
+        let mut x_mid = self.linear(&o, params.w(Role::O(l)), (rows, h, qd))?;
         self.add(&mut x_mid, &x_in)?;
         let (h_post, rstd_post) = self.rms_norm(&x_mid, params.w(Role::PostNorm(l)), rows)?;
-        let gate_up = self.nt::<T>(&h_post, params.w(Role::GateUp(l)), (rows, 2 * m, h))?;
+        let h_post = self.linear_input(h_post, (rows, h))?;
+        let gate_up = self.linear(&h_post, params.w(Role::GateUp(l)), (rows, 2 * m, h))?;
         let mut act = self.zeros::<T>(rows * m)?;
         let swiglu = (T::SWIGLU)().space.default_config();
         act::launch_swiglu(self.device, &swiglu, &gate_up, &mut act, (rows, m))?;
-        let mut x_out = self.nt::<T>(&act, params.w(Role::Down(l)), (rows, h, m))?;
+        let act = self.linear_input(act, (rows, m))?;
+        let mut x_out = self.linear(&act, params.w(Role::Down(l)), (rows, h, m))?;
         self.add(&mut x_out, &x_mid)?;
         let acts = LayerActs {
-            x_in,
+            x_in: self.nonlinear_input(x_in, (rows, h))?,
             rstd_in,
             h_in,
-            q,
-            k,
-            v,
+            q: self.nonlinear_input(q, (rows, qd))?,
+            k: self.nonlinear_input(k, (rows, kvd))?,
+            v: self.nonlinear_input(v, (rows, kvd))?,
             o,
             lse,
-            x_mid,
+            x_mid: self.nonlinear_input(x_mid, (rows, h))?,
             rstd_post,
             h_post,
-            gate_up,
+            gate_up: self.nonlinear_input(gate_up, (rows, 2 * m))?,
             act,
         };
         Ok((acts, x_out))
@@ -363,24 +415,35 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let c = self.config;
         let (rows, h, m) = (meta.rows, c.hidden_size, c.intermediate_size);
         let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        let d = self.device;
         // MLP: x_out = x_mid + down(swiglu(gate_up(norm(x_mid)))).
-        let d_act = self.nn(&dx, params.w(Role::Down(l)), (rows, m, h))?;
-        self.weight_grad(params, Role::Down(l), (&dx, &la.act), (h, m, rows))?;
+        let dy = self.output_grad(&dx, (rows, h))?;
+        let d_act = self.nn(&dy, params.w(Role::Down(l)), (rows, m, h))?;
+        let saved = (&*dy, &*la.act.restore(d)?);
+        self.weight_grad(params, Role::Down(l), saved, (h, m, rows))?;
         let mut d_gate_up = self.zeros::<T>(rows * 2 * m)?;
         let config = (T::SWIGLU_BWD)().space.default_config();
-        let saved = (&la.gate_up, &d_act);
+        let saved = (&*la.gate_up.restore(d)?, &d_act);
         act::launch_swiglu_bwd(self.device, &config, saved, &mut d_gate_up, (rows, m))?;
-        let dh_post = self.nn(&d_gate_up, params.w(Role::GateUp(l)), (rows, h, 2 * m))?;
-        let saved = (&d_gate_up, &la.h_post);
+        let dy = self.output_grad(&d_gate_up, (rows, 2 * m))?;
+        let dh_post = self.nn(&dy, params.w(Role::GateUp(l)), (rows, h, 2 * m))?;
+        let saved = (&*dy, &*la.h_post.restore(d)?);
         self.weight_grad(params, Role::GateUp(l), saved, (2 * m, h, rows))?;
-        let saved = (&la.x_mid, &la.rstd_post, &dh_post);
+        let saved = (&*la.x_mid.restore(d)?, &la.rstd_post, &dh_post);
         let d_norm = self.rms_norm_bwd(params, Role::PostNorm(l), saved, rows)?;
         self.add(&mut dx, &d_norm)?;
         // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)).
-        let d_o = self.nn(&dx, params.w(Role::O(l)), (rows, qd, h))?;
-        self.weight_grad(params, Role::O(l), (&dx, &la.o), (h, qd, rows))?;
-        let (mut dq, mut dk, dv) = self.attention_backward(l, &la, &d_o, meta)?;
+        let dy = self.output_grad(&dx, (rows, h))?;
+        let d_o = self.nn(&dy, params.w(Role::O(l)), (rows, qd, h))?;
+        let o = la.o.restore(d)?;
+        self.weight_grad(params, Role::O(l), (&dy, &o), (h, qd, rows))?;
+        let (q, k, v) = (la.q.restore(d)?, la.k.restore(d)?, la.v.restore(d)?);
+        let forward = (&*q, &*k, &*v, &*o, &la.lse);
+        let (mut dq, mut dk, dv) = self.attention_backward(l, forward, &d_o, meta)?;
         self.rope_backward(&mut dq, &mut dk, meta)?;
+        let dq = self.output_grad(&dq, (rows, qd))?;
+        let dk = self.output_grad(&dk, (rows, kvd))?;
+        let dv = self.output_grad(&dv, (rows, kvd))?;
         let mut dh_in = self.nn(&dq, params.w(Role::Q(l)), (rows, h, qd))?;
         self.add(
             &mut dh_in,
@@ -390,13 +453,71 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             &mut dh_in,
             &self.nn(&dv, params.w(Role::V(l)), (rows, h, kvd))?,
         )?;
-        self.weight_grad(params, Role::Q(l), (&dq, &la.h_in), (qd, h, rows))?;
-        self.weight_grad(params, Role::K(l), (&dk, &la.h_in), (kvd, h, rows))?;
-        self.weight_grad(params, Role::V(l), (&dv, &la.h_in), (kvd, h, rows))?;
-        let saved = (&la.x_in, &la.rstd_in, &dh_in);
+        let h_in = la.h_in.restore(d)?;
+        self.weight_grad(params, Role::Q(l), (&dq, &h_in), (qd, h, rows))?;
+        self.weight_grad(params, Role::K(l), (&dk, &h_in), (kvd, h, rows))?;
+        self.weight_grad(params, Role::V(l), (&dv, &h_in), (kvd, h, rows))?;
+        let saved = (&*la.x_in.restore(d)?, &la.rstd_in, &dh_in);
         let d_norm = self.rms_norm_bwd(params, Role::InputNorm(l), saved, rows)?;
         self.add(&mut dx, &d_norm)?;
         Ok(dx)
+    }
+
+    /// A linear layer's input as the forward saves it: per-tensor E4M3 under FP8 (the
+    /// codes its FP8 GEMM reads), else as computed.
+    fn linear_input(&self, x: Buffer<T>, dims: (usize, usize)) -> Result<Saved<T>, StepError> {
+        Ok(match self.fp8 {
+            true => Saved::Fp8(fp8::quantize_tensor::<F8E4M3, T>(self.device, &x, dims)?),
+            false => Saved::Full(x),
+        })
+    }
+
+    /// A non-linear layer's input as the forward saves it: E4M3 per 1×16 group under FP8.
+    fn nonlinear_input(&self, x: Buffer<T>, dims: (usize, usize)) -> Result<Saved<T>, StepError> {
+        Ok(match self.fp8 {
+            true => Saved::Fp8(fp8::quantize_groups(self.device, &x, dims)?),
+            false => Saved::Full(x),
+        })
+    }
+
+    /// A linear layer's output gradient as its backward GEMMs read it: rounded through
+    /// per-tensor E5M2 under FP8.
+    fn output_grad<'b>(
+        &self,
+        dy: &'b Buffer<T>,
+        dims: (usize, usize),
+    ) -> Result<Restored<'b, T>, StepError> {
+        Ok(match self.fp8 {
+            true => Restored::Owned(fp8::round_gradient(self.device, dy, dims)?),
+            false => Restored::Borrowed(dy),
+        })
+    }
+
+    /// `y[m×n] = x[m×k] · w[n×k]ᵀ` on the saved input: the FP8 GEMM on its codes and the
+    /// weight's per-tensor E4M3 codes, or the bf16 GEMM.
+    fn linear(
+        &self,
+        x: &Saved<T>,
+        w: &Buffer<T>,
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<Buffer<T>, StepError> {
+        let xq = match x {
+            Saved::Full(x) => return self.nt::<T>(x, w, (m, n, k)),
+            Saved::Fp8(xq) => xq,
+        };
+        let wq = fp8::quantize_tensor::<F8E4M3, T>(self.device, w, (n, k))?;
+        let mut y = self.zeros::<T>(m * n)?;
+        let def = fp8_gemm::def_of(warpforge_dsl::ScalarType::BF16).expect("a bf16 FP8 GEMM");
+        fp8_gemm::launch::<T>(
+            self.device,
+            &def.space.default_config(),
+            fp8_gemm::Scaling::Tensor,
+            (&xq.codes, &wq.codes),
+            (&xq.scales, &wq.scales),
+            &mut y,
+            (m as u32, n as u32, k as u32),
+        )?;
+        Ok(y)
     }
 
     fn zeros<E: warpforge_dsl::Element>(&self, n: usize) -> Result<Buffer<E>, DeviceError> {
@@ -595,7 +716,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
     fn attention_backward(
         &self,
         l: usize,
-        la: &LayerActs<T>,
+        (q, k, v, o, lse): AttnForward<'_, T>,
         d_o: &Buffer<T>,
         meta: &BatchMeta,
     ) -> Result<QkvGrads<T>, StepError> {
@@ -605,12 +726,12 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let mut dv = self.zeros::<T>(meta.rows * c.kv_dim())?;
         let mut scratch = self.zeros::<f32>(attention::backward_scratch_len(&meta.shape))?;
         let args = attention::AttnBwdArgs {
-            q: &la.q,
-            k: &la.k,
-            v: &la.v,
-            o: &la.o,
+            q,
+            k,
+            v,
+            o,
             d_o,
-            lse: &la.lse,
+            lse,
             cu_seqlens_q: &meta.cu_seqlens,
             cu_seqlens_k: &meta.cu_seqlens,
             dq: &mut dq,

@@ -125,6 +125,12 @@ impl<'a, T: TrainFloat> Trainer<'a, T> {
         })
     }
 
+    /// Switches COAT's FP8 precision flow ([`super::fp8`]) on or off.
+    pub fn with_fp8(mut self, on: bool) -> Result<Self, TrainError> {
+        self.model = self.model.with_fp8(on)?;
+        Ok(self)
+    }
+
     /// The micro-batches of step `step` (from 0).
     pub fn batches(&self, step: u64) -> Vec<Batch> {
         let per_step = self.shape.accumulate as u64;

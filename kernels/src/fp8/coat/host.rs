@@ -147,6 +147,41 @@ impl Fp8Moments {
     pub fn bytes(&self) -> usize {
         self.m.len() + self.v.len() + 4 * (self.m_meta.len() + self.v_meta.len())
     }
+
+    /// The moments `(m, v)` expanded to f32 on the device (each padded to a multiple of
+    /// 4), for an update rule without a fused FP8 kernel: update them, then [`Self::store`].
+    pub fn expand(&self, device: &Device) -> Result<(Buffer<f32>, Buffer<f32>), Error> {
+        let def = coat_dre_dequantize::def();
+        let config = &def.space.default_config();
+        let n = self.n;
+        let dims = quad_dims(config, n);
+        let expand = |q: &Buffer<F8E4M3>, meta: &Buffer<f32>| -> Result<Buffer<f32>, Error> {
+            let mut y = device.zeros::<f32>(padded_ld(n))?;
+            coat_dre_dequantize::launch(device, config, dims, q, meta, &mut y, u32_of(n)?)?;
+            Ok(y)
+        };
+        Ok((
+            expand(&self.m, &self.m_meta)?,
+            expand(&self.v, &self.v_meta)?,
+        ))
+    }
+
+    /// Quantizes updated f32 moments `(m, v)` (as [`Self::expand`] gives them) back in.
+    pub fn store(
+        &mut self,
+        device: &Device,
+        (m, v): (&Buffer<f32>, &Buffer<f32>),
+    ) -> Result<(), Error> {
+        let def = coat_dre_quantize::def();
+        let config = &def.space.default_config();
+        let n = self.n;
+        check_len(def, "m", m.len(), padded_ld(n))?;
+        check_len(def, "v", v.len(), padded_ld(n))?;
+        let dims = group_dims(config, n);
+        let n32 = u32_of(n)?;
+        coat_dre_quantize::launch(device, config, dims, m, &mut self.m, &mut self.m_meta, n32)?;
+        coat_dre_quantize::launch(device, config, dims, v, &mut self.v, &mut self.v_meta, n32)
+    }
 }
 
 /// One [`fn@coat_adamw_step`] (step `t`, from 1) on master weights `w` and gradient `g`
