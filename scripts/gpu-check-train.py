@@ -13,7 +13,9 @@ with random initialisation, trained on random token ids in rows of 2048:
   weights under f32 masters is what warpforge does, so PyTorch runs f32 parameters with
   bf16 autocast and a fused AdamW; tokens/s and torch.cuda.max_memory_allocated.
 
-FP8 (COAT) training is not wired into warpforge's step yet, so there is no FP8 row.
+- The same `warpforge train` under COAT's FP8 flow (`--precision fp8 --optimizer-states
+  fp8`): FP8 forward GEMMs and saved activations, FP8 optimizer moments; its memory report
+  against the bf16 run's is COAT's memory claim at this size (COAT: 1.54x end to end).
 
 usage: gpu-check-train.py OUT.json WARPFORGE_BIN WORK_DIR [--quick]
 GPU_CHECK_TRAIN_LAYERS (default 8; 4 with --quick) sets the depth. Writes
@@ -46,12 +48,12 @@ def config(layers):
                 attention_bias=False, mlp_bias=False, hidden_act="silu")
 
 
-def warpforge(binary, model, corpus, work, steps):
-    out = os.path.join(work, "run")
+def warpforge(binary, model, corpus, work, steps, extra=()):
+    out = os.path.join(work, "run-" + ("fp8" if extra else "bf16"))
     cmd = [binary, "train", "--model", model, "--data", corpus, "--out", out, "--from-scratch",
            "--backend", "cuda", "--steps", str(steps), "--seq-len", str(SEQ),
            "--batch-tokens", str(SEQ * ROWS), "--checkpoint-every", "0", "--held-back", "0",
-           "--quiet"]
+           "--quiet", *extra]
     start = time.time()
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if run.returncode != 0:
@@ -119,14 +121,18 @@ def main():
     with open(corpus, "wb") as f:
         f.write(b"".join(struct.pack("<I", random.randrange(3, 32000)) for _ in range(tokens)))
     result = {"available": True, "layers": layers, "seq_len": SEQ, "rows": ROWS,
-              "steps": steps, "warpforge": warpforge(binary, model, corpus, work, steps)}
+              "steps": steps, "warpforge": warpforge(binary, model, corpus, work, steps),
+              "warpforge_fp8": warpforge(binary, model, corpus, work, steps,
+                                         ("--precision", "fp8", "--optimizer-states", "fp8"))}
     try:
         result["pytorch"] = pytorch(cfg, steps)
     except Exception as e:  # noqa: BLE001 — an OOM or a missing package is a result too
         result["pytorch"] = {"error": repr(e)[-2000:]}
     json.dump(result, open(out, "w"), indent=1)
-    print(json.dumps({k: v for k, v in result.items() if k != "warpforge"}, indent=1))
-    print("warpforge:", {k: v for k, v in result["warpforge"].items() if k != "summary"})
+    runs = ("warpforge", "warpforge_fp8")
+    print(json.dumps({k: v for k, v in result.items() if k not in runs}, indent=1))
+    for name in runs:
+        print(name + ":", {k: v for k, v in result[name].items() if k != "summary"})
 
 
 if __name__ == "__main__":
