@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Trains the tiny Llama shipped in models/tiny-llama/ for the README's `warpforge generate`.
+"""The shipped tiny Llama's corpus and tokenizer, and the PyTorch baseline it was first trained with.
+
+The weights shipped in models/tiny-llama/ now come from `warpforge train`
+(scripts/ship-tiny-model.sh), which calls `--completions-only` here for completions.json.
+Run without it, this script redraws corpus.txt, retrains the tokenizer and overwrites the
+model with the PyTorch-trained baseline described below.
 
 The corpus is self-made: short children's stories drawn from a small hand-written grammar
 (below, seeded, so the same file every run), written to models/tiny-llama/corpus.txt and

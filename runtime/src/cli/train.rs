@@ -80,6 +80,11 @@ pub struct TrainArgs {
     /// A checkpoint every N steps and at the last (default 50; 0: no checkpoints).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// WTA-CRS: estimate the decoder's weight gradients from this share of the batch's rows
+    /// (e.g. 0.3), saving only those rows of the linear layers' inputs (default 0: off, every
+    /// row; the forward and the input gradients stay exact).
+    #[arg(long)]
+    pub wta_crs: Option<f64>,
     /// Clip the gradients to this global L2 norm (default 1; 0: no clipping).
     #[arg(long)]
     pub clip: Option<f32>,
@@ -119,6 +124,9 @@ pub struct Settings {
     pub checkpoint_every: u64,
     pub held_back: usize,
     pub clip: f32,
+    /// WTA-CRS's share of rows (0: off).
+    #[serde(default)]
+    pub wta_crs: f64,
     pub from_scratch: bool,
 }
 
@@ -131,7 +139,7 @@ impl Settings {
             "schedule": self.schedule, "lr": self.lr, "batch_tokens": self.batch_tokens,
             "micro_batch_tokens": self.micro_batch_tokens, "seq_len": self.seq_len,
             "steps": self.steps, "seed": self.seed, "held_back": self.held_back,
-            "clip": self.clip,
+            "clip": self.clip, "wta_crs": self.wta_crs,
         })
     }
 
@@ -175,6 +183,7 @@ pub fn resolve(
             "out",
             "precision",
             "optimizer",
+            "optimizer_states",
             "schedule",
             "lr",
             "batch_tokens",
@@ -184,6 +193,8 @@ pub fn resolve(
             "seed",
             "checkpoint_every",
             "held_back",
+            "clip",
+            "wta_crs",
             "backend",
             "from_scratch",
         ];
@@ -252,6 +263,7 @@ pub fn resolve(
         checkpoint_every: pick!(checkpoint_every).unwrap_or(50),
         held_back: pick!(held_back).unwrap_or(20),
         clip: pick!(clip).unwrap_or(1.0),
+        wta_crs: pick!(wta_crs).unwrap_or(0.0),
         from_scratch: args.from_scratch || from_file(&file, "from_scratch")?.unwrap_or(false),
     };
     Ok((settings, backend))
@@ -344,7 +356,8 @@ fn train<T: TrainFloat>(
         data,
         settings.shape(),
     )?
-    .with_fp8(settings.precision == "fp8")?;
+    .with_fp8(settings.precision == "fp8")?
+    .with_wta_crs((settings.wta_crs > 0.0).then_some((settings.wta_crs, settings.seed)))?;
     trainer.clip = (settings.clip > 0.0).then_some(settings.clip);
     let log_path = settings.out.join("train-log.jsonl");
     std::fs::create_dir_all(&settings.out)?;

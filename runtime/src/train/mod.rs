@@ -12,6 +12,7 @@ pub mod params;
 pub mod schedule;
 pub mod step;
 pub mod trainer;
+pub mod wta_crs;
 
 use crate::engine::weights::ModelFloat;
 use warpforge_kernels::embed::host::EmbedFloat;

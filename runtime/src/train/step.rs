@@ -21,6 +21,7 @@
 use super::data::Batch;
 use super::fp8::{self, Restored, Saved, F8E4M3};
 use super::params::{Params, Role};
+use super::wta_crs::{self, SplitMix};
 use super::TrainFloat;
 use crate::model::ModelConfig;
 use warpforge_dsl::backend::DeviceError;
@@ -61,6 +62,30 @@ struct BatchMeta {
     no_table: Buffer<u32>,
     shape: AttnShape,
     index: DeviceIndex,
+    /// Seeds WTA-CRS's row draws: a function of the batch, so a resumed run draws alike.
+    sample_seed: u64,
+}
+
+/// A linear layer's input as its weight gradient reads it: whole, or WTA-CRS's rows.
+enum WeightInput<T: TrainFloat> {
+    All(Saved<T>),
+    /// `k` rows of the input, each scaled by its estimator weight, and their row indices.
+    Sampled {
+        x: Buffer<T>,
+        rows: Buffer<u32>,
+        k: usize,
+    },
+}
+
+impl<T: TrainFloat> WeightInput<T> {
+    fn bytes(&self) -> usize {
+        match self {
+            WeightInput::All(s) => s.bytes(),
+            WeightInput::Sampled { x, rows, .. } => {
+                x.len() * T::SCALAR.size_bytes() + rows.len() * 4
+            }
+        }
+    }
 }
 
 /// `(dq, dk, dv)`.
@@ -76,11 +101,13 @@ type AttnForward<'a, T> = (
 );
 
 /// What one layer's forward saves for its backward (in FP8 under COAT's flow: the linear
-/// layers' inputs `h_in`, `o`, `h_post`, `act` per tensor, the rest per 1×16 group).
+/// layers' inputs `h_in`, `o`, `h_post`, `act` per tensor, the rest per 1×16 group; under
+/// WTA-CRS only the sampled rows of `h_in`, `h_post` and `act`, which only weight
+/// gradients read).
 struct LayerActs<T: TrainFloat> {
     x_in: Saved<T>,
     rstd_in: Buffer<f32>,
-    h_in: Saved<T>,
+    h_in: WeightInput<T>,
     q: Saved<T>,
     k: Saved<T>,
     v: Saved<T>,
@@ -88,9 +115,9 @@ struct LayerActs<T: TrainFloat> {
     lse: Buffer<f32>,
     x_mid: Saved<T>,
     rstd_post: Buffer<f32>,
-    h_post: Saved<T>,
+    h_post: WeightInput<T>,
     gate_up: Saved<T>,
-    act: Saved<T>,
+    act: WeightInput<T>,
 }
 
 /// Everything the forward saves, and the loss.
@@ -113,13 +140,14 @@ impl<T: TrainFloat> Acts<T> {
             .layers
             .iter()
             .map(|a| {
-                [
-                    &a.x_in, &a.h_in, &a.q, &a.k, &a.v, &a.o, &a.x_mid, &a.h_post, &a.gate_up,
-                    &a.act,
-                ]
-                .into_iter()
-                .map(Saved::bytes)
-                .sum::<usize>()
+                [&a.x_in, &a.q, &a.k, &a.v, &a.o, &a.x_mid, &a.gate_up]
+                    .into_iter()
+                    .map(Saved::bytes)
+                    .sum::<usize>()
+                    + [&a.h_in, &a.h_post, &a.act]
+                        .into_iter()
+                        .map(WeightInput::bytes)
+                        .sum::<usize>()
                     + f(&a.rstd_in)
                     + f(&a.lse)
                     + f(&a.rstd_post)
@@ -152,6 +180,9 @@ pub struct Model<'a, T: TrainFloat> {
     rope_rows: usize,
     /// COAT's FP8 precision flow ([`super::fp8`]) instead of bf16 throughout.
     fp8: bool,
+    /// WTA-CRS's share of rows kept for the weight gradients ([`super::wta_crs`]) and the
+    /// run's seed; `None`: every row.
+    wta_crs: Option<(f64, u64)>,
     compute: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -172,6 +203,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             rope_table,
             rope_rows: max_positions,
             fp8: false,
+            wta_crs: None,
             compute: std::marker::PhantomData,
         })
     }
@@ -203,6 +235,20 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         Ok(self)
     }
 
+    /// WTA-CRS for the decoder's weight gradients: keep `ratio` (in (0, 1]) of the rows,
+    /// drawn from `seed` and the batch; `None` turns it off.
+    pub fn with_wta_crs(mut self, setting: Option<(f64, u64)>) -> Result<Self, StepError> {
+        if let Some((ratio, _)) = setting {
+            if !(ratio > 0.0 && ratio <= 1.0) {
+                return Err(StepError::Batch(format!(
+                    "WTA-CRS ratio {ratio}: the share of rows kept is in (0, 1]"
+                )));
+            }
+        }
+        self.wta_crs = setting;
+        Ok(self)
+    }
+
     /// Whether the FP8 precision flow is on.
     pub fn fp8(&self) -> bool {
         self.fp8
@@ -217,7 +263,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         grad_scale: f32,
     ) -> Result<LossSum, StepError> {
         let meta = self.upload_batch(batch)?;
-        let acts = self.forward(params, &meta, grad_scale)?;
+        let acts = self.forward(params, &meta, Some(grad_scale))?;
         let loss = self.loss_sum(&acts, batch)?;
         self.backward(params, &meta, acts)?;
         Ok(loss)
@@ -226,7 +272,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
     /// The loss of a batch without gradients (evaluation).
     pub fn eval_loss(&self, params: &Params<T>, batch: &Batch) -> Result<LossSum, StepError> {
         let meta = self.upload_batch(batch)?;
-        let acts = self.forward(params, &meta, 0.0)?;
+        let acts = self.forward(params, &meta, None)?;
         self.loss_sum(&acts, batch)
     }
 
@@ -277,14 +323,16 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             no_table: d.upload(&[0u32])?,
             shape,
             index: DeviceIndex::upload(d, &index)?,
+            sample_seed: batch_hash(batch),
         })
     }
 
+    /// The forward; `grad_scale` is `None` when no backward follows (evaluation).
     fn forward(
         &self,
         params: &Params<T>,
         meta: &BatchMeta,
-        grad_scale: f32,
+        grad_scale: Option<f32>,
     ) -> Result<Acts<T>, StepError> {
         let (rows, hidden) = (meta.rows, self.config.hidden_size);
         let mut x = self.zeros::<T>(rows * hidden)?;
@@ -293,7 +341,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         prepack::launch_gather_rows(self.device, &gather, (embed, &meta.ids), &mut x, hidden)?;
         let mut layers = Vec::with_capacity(self.config.num_hidden_layers);
         for l in 0..self.config.num_hidden_layers {
-            let (acts, x_out) = self.layer_forward(params, l, x, meta)?;
+            let (acts, x_out) = self.layer_forward(params, l, x, meta, grad_scale.is_some())?;
             layers.push(acts);
             x = x_out;
         }
@@ -314,7 +362,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             (&logits, &meta.targets),
             (&mut row_loss, &mut dlogits),
             shape,
-            (IGNORE_INDEX, grad_scale),
+            (IGNORE_INDEX, grad_scale.unwrap_or(0.0)),
         )?;
         Ok(Acts {
             layers,
@@ -333,6 +381,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         l: usize,
         x_in: Buffer<T>,
         meta: &BatchMeta,
+        training: bool,
     ) -> Result<(LayerActs<T>, Buffer<T>), StepError> {
         let c = self.config;
         let (rows, h, m) = (meta.rows, c.hidden_size, c.intermediate_size);
@@ -357,6 +406,13 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let act = self.linear_input(act, (rows, m))?;
         let mut x_out = self.linear(&act, params.w(Role::Down(l)), (rows, h, m))?;
         self.add(&mut x_out, &x_mid)?;
+        let sampler = |x, cols, slot| match training {
+            true => self.weight_input(x, (rows, cols), meta, 3 * l as u64 + slot),
+            false => Ok(WeightInput::All(x)),
+        };
+        let h_in = sampler(h_in, h, 0)?;
+        let h_post = sampler(h_post, h, 1)?;
+        let act = sampler(act, m, 2)?;
         let acts = LayerActs {
             x_in: self.nonlinear_input(x_in, (rows, h))?,
             rstd_in,
@@ -419,16 +475,14 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         // MLP: x_out = x_mid + down(swiglu(gate_up(norm(x_mid)))).
         let dy = self.output_grad(&dx, (rows, h))?;
         let d_act = self.nn(&dy, params.w(Role::Down(l)), (rows, m, h))?;
-        let saved = (&*dy, &*la.act.restore(d)?);
-        self.weight_grad(params, Role::Down(l), saved, (h, m, rows))?;
+        self.weight_grads(params, &[(Role::Down(l), &dy, h)], &la.act, m)?;
         let mut d_gate_up = self.zeros::<T>(rows * 2 * m)?;
         let config = (T::SWIGLU_BWD)().space.default_config();
         let saved = (&*la.gate_up.restore(d)?, &d_act);
         act::launch_swiglu_bwd(self.device, &config, saved, &mut d_gate_up, (rows, m))?;
         let dy = self.output_grad(&d_gate_up, (rows, 2 * m))?;
         let dh_post = self.nn(&dy, params.w(Role::GateUp(l)), (rows, h, 2 * m))?;
-        let saved = (&*dy, &*la.h_post.restore(d)?);
-        self.weight_grad(params, Role::GateUp(l), saved, (2 * m, h, rows))?;
+        self.weight_grads(params, &[(Role::GateUp(l), &dy, 2 * m)], &la.h_post, h)?;
         let saved = (&*la.x_mid.restore(d)?, &la.rstd_post, &dh_post);
         let d_norm = self.rms_norm_bwd(params, Role::PostNorm(l), saved, rows)?;
         self.add(&mut dx, &d_norm)?;
@@ -453,10 +507,12 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             &mut dh_in,
             &self.nn(&dv, params.w(Role::V(l)), (rows, h, kvd))?,
         )?;
-        let h_in = la.h_in.restore(d)?;
-        self.weight_grad(params, Role::Q(l), (&dq, &h_in), (qd, h, rows))?;
-        self.weight_grad(params, Role::K(l), (&dk, &h_in), (kvd, h, rows))?;
-        self.weight_grad(params, Role::V(l), (&dv, &h_in), (kvd, h, rows))?;
+        let qkv = [
+            (Role::Q(l), &*dq, qd),
+            (Role::K(l), &*dk, kvd),
+            (Role::V(l), &*dv, kvd),
+        ];
+        self.weight_grads(params, &qkv, &la.h_in, h)?;
         let saved = (&*la.x_in.restore(d)?, &la.rstd_in, &dh_in);
         let d_norm = self.rms_norm_bwd(params, Role::InputNorm(l), saved, rows)?;
         self.add(&mut dx, &d_norm)?;
@@ -478,6 +534,69 @@ impl<'a, T: TrainFloat> Model<'a, T> {
             true => Saved::Fp8(fp8::quantize_groups(self.device, &x, dims)?),
             false => Saved::Full(x),
         })
+    }
+
+    /// A linear layer's input kept for its weight gradients: whole, or under WTA-CRS the
+    /// planned rows scaled by their weights (planned on the host from the rows' norms).
+    fn weight_input(
+        &self,
+        x: Saved<T>,
+        (rows, cols): (usize, usize),
+        meta: &BatchMeta,
+        slot: u64,
+    ) -> Result<WeightInput<T>, StepError> {
+        let Some((ratio, seed)) = self.wta_crs else {
+            return Ok(WeightInput::All(x));
+        };
+        let d = self.device;
+        let values = d.download(&*x.restore(d)?)?;
+        let norms: Vec<f32> = values[..rows * cols]
+            .chunks(cols)
+            .map(|r| r.iter().map(|v| v.to_f32().powi(2)).sum::<f32>().sqrt())
+            .collect();
+        let k = wta_crs::kept_rows(rows, ratio);
+        let mut rng = SplitMix(seed ^ meta.sample_seed ^ slot.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let sample = wta_crs::plan(&norms, k, &mut rng);
+        let mut kept = Vec::with_capacity(k * cols);
+        for (&r, &w) in sample.rows.iter().zip(&sample.weights) {
+            let row = &values[r as usize * cols..(r as usize + 1) * cols];
+            kept.extend(row.iter().map(|v| T::from_f32(v.to_f32() * w)));
+        }
+        Ok(WeightInput::Sampled {
+            x: d.upload(&kept)?,
+            rows: d.upload(&sample.rows)?,
+            k,
+        })
+    }
+
+    /// `dW += dyᵀ · x` for each `(role, dy, out)` sharing the input `x` (`in` columns):
+    /// over every row, or over WTA-CRS's rows (the same rows of `dy` gathered).
+    fn weight_grads(
+        &self,
+        params: &mut Params<T>,
+        grads: &[(Role, &Buffer<T>, usize)],
+        x: &WeightInput<T>,
+        cols: usize,
+    ) -> Result<(), StepError> {
+        match x {
+            WeightInput::All(saved) => {
+                let x = saved.restore(self.device)?;
+                let rows = x.len() / cols;
+                for &(role, dy, out) in grads {
+                    self.weight_grad(params, role, (dy, &x), (out, cols, rows))?;
+                }
+            }
+            WeightInput::Sampled { x, rows, k } => {
+                let gather = prepack::gather_rows::def().space.default_config();
+                for &(role, dy, out) in grads {
+                    let mut dy_kept = self.zeros::<T>(k * out)?;
+                    let io = (dy, rows);
+                    prepack::launch_gather_rows(self.device, &gather, io, &mut dy_kept, out)?;
+                    self.weight_grad(params, role, (&dy_kept, x), (out, cols, *k))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A linear layer's output gradient as its backward GEMMs read it: rounded through
@@ -743,6 +862,14 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         attention::backward_launch_with(self.device, &meta.shape, self.scale(), args)?;
         Ok((dq, dk, dv))
     }
+}
+
+/// FNV-1a over the batch's tokens and positions.
+fn batch_hash(batch: &Batch) -> u64 {
+    let words = batch.tokens.iter().chain(&batch.positions);
+    words.fold(0xcbf2_9ce4_8422_2325, |h, &w| {
+        (h ^ w as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn add_config<E: act::ActFloat>() -> Config {

@@ -131,6 +131,12 @@ impl<'a, T: TrainFloat> Trainer<'a, T> {
         Ok(self)
     }
 
+    /// WTA-CRS for the weight gradients ([`super::wta_crs`]): `(ratio of rows kept, seed)`.
+    pub fn with_wta_crs(mut self, setting: Option<(f64, u64)>) -> Result<Self, TrainError> {
+        self.model = self.model.with_wta_crs(setting)?;
+        Ok(self)
+    }
+
     /// The micro-batches of step `step` (from 0).
     pub fn batches(&self, step: u64) -> Vec<Batch> {
         let per_step = self.shape.accumulate as u64;
