@@ -241,16 +241,37 @@ pub fn launch_lamb(
     scratch: &mut LambScratch,
     hyper: &Hyper,
 ) -> Result<(), warpforge_dsl::Error> {
+    let io = (&mut state.w, &mut state.grad, &mut state.m, &mut state.v);
+    launch_lamb_on(device, plan, io, scratch, hyper)
+}
+
+/// LAMB's `(w, grad, m, v)`, each over the plan's table.
+pub type LambIo<'a> = (
+    &'a mut Buffer<f32>,
+    &'a mut Buffer<f32>,
+    &'a mut Buffer<f32>,
+    &'a mut Buffer<f32>,
+);
+
+/// [`launch_lamb`] on buffers that need not sit in one [`State`] (views of flat buffers,
+/// moments expanded from FP8).
+pub fn launch_lamb_on(
+    device: &Device,
+    plan: &LambPlan,
+    (w, grad, m, v): LambIo<'_>,
+    scratch: &mut LambScratch,
+    hyper: &Hyper,
+) -> Result<(), warpforge_dsl::Error> {
     let (config, tables) = plan.update;
     if tables.chunk_count == 0 {
         return Ok(());
     }
     let (bc1, bc2) = hyper.bias_corrections();
     let mut args = [
-        Arg::slice(&state.w),
-        Arg::slice_mut(&mut state.grad),
-        Arg::slice_mut(&mut state.m),
-        Arg::slice_mut(&mut state.v),
+        Arg::slice(w),
+        Arg::slice_mut(grad),
+        Arg::slice_mut(m),
+        Arg::slice_mut(v),
         Arg::slice(&tables.tensors),
         Arg::slice(&tables.chunk_tensor),
         Arg::slice_mut(&mut scratch.partials),
@@ -279,8 +300,8 @@ pub fn launch_lamb(
     device.launch(lamb_trust::def(), plan.trust, dims, &mut args)?;
     let (config, tables) = plan.apply;
     let mut args = [
-        Arg::slice_mut(&mut state.w),
-        Arg::slice(&state.grad),
+        Arg::slice_mut(w),
+        Arg::slice(grad),
         Arg::slice(&tables.tensors),
         Arg::slice(&tables.chunk_tensor),
         Arg::slice(&scratch.ratio),

@@ -63,13 +63,18 @@ fn write_safetensors(path: &Path, tensors: &[Owned]) -> Result<(), TrainError> {
 
 /// A tensor's two moments: f32 `m.KEY`/`v.KEY`, or FP8 codes `m.KEY.codes` (u8) with their
 /// per-group `(scale, k, c)` in `m.KEY.meta` (f32).
-fn moment_tensors<T: TrainFloat>(device: &Device, p: &Param<T>) -> Result<Vec<Owned>, TrainError> {
+/// `flat` holds the downloaded f32 moments `(m, v)` of every tensor.
+fn moment_tensors(
+    device: &Device,
+    p: &Param,
+    flat: &(Vec<f32>, Vec<f32>),
+) -> Result<Vec<Owned>, TrainError> {
     let key = state_key(p.role);
     let Some(fp8) = &p.fp8 else {
-        let (m, v) = (device.download(&p.state.m)?, device.download(&p.state.v)?);
+        let (m, v) = (&flat.0[p.range()], &flat.1[p.range()]);
         return Ok(vec![
-            (format!("m.{key}"), Dtype::F32, p.shape.clone(), bytes(&m)),
-            (format!("v.{key}"), Dtype::F32, p.shape.clone(), bytes(&v)),
+            (format!("m.{key}"), Dtype::F32, p.shape.clone(), bytes(m)),
+            (format!("v.{key}"), Dtype::F32, p.shape.clone(), bytes(v)),
         ]);
     };
     let (m, v) = fp8.download(device)?;
@@ -110,8 +115,16 @@ pub fn save<T: TrainFloat>(
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let (mut weights, mut moments) = (vec![], vec![]);
+    let flat_w = device.download(&params.state.w)?;
+    let flat_moments = match params.tensors.iter().any(|p| p.fp8.is_some()) {
+        true => (vec![], vec![]),
+        false => (
+            device.download(&params.state.m)?,
+            device.download(&params.state.v)?,
+        ),
+    };
     for p in &params.tensors {
-        let w = device.download(&p.state.w)?;
+        let w = &flat_w[p.range()];
         let names = hf_names(p.role);
         // The fused gate/up splits into its halves, gate rows first.
         let part = w.len() / names.len();
@@ -121,7 +134,7 @@ pub fn save<T: TrainFloat>(
             let data = bytes(&w[i * part..(i + 1) * part]);
             weights.push((n.clone(), Dtype::F32, shape, data));
         }
-        moments.extend(moment_tensors(device, p)?);
+        moments.extend(moment_tensors(device, p, &flat_moments)?);
     }
     write_safetensors(&tmp.join("model.safetensors"), &weights)?;
     write_safetensors(&tmp.join("optimizer.safetensors"), &moments)?;
@@ -192,6 +205,8 @@ pub fn load_moments<T: TrainFloat>(
         }
         Ok(t.data().to_vec())
     };
+    let flat_len = params.state.w.len();
+    let (mut flat_m, mut flat_v) = (vec![0f32; flat_len], vec![0f32; flat_len]);
     for p in &mut params.tensors {
         let key = state_key(p.role);
         let n: usize = p.shape.iter().product();
@@ -211,10 +226,14 @@ pub fn load_moments<T: TrainFloat>(
             *fp8 = Fp8Moments::upload(device, (&m, &v))?;
             continue;
         }
-        for (which, slot) in [("m", &mut p.state.m), ("v", &mut p.state.v)] {
+        for (which, flat) in [("m", &mut flat_m), ("v", &mut flat_v)] {
             let values = floats(&get(&format!("{which}.{key}"), Dtype::F32, n)?);
-            *slot = device.upload(&values)?;
+            flat[p.offset..p.offset + n].copy_from_slice(&values);
         }
+    }
+    if params.tensors.iter().all(|p| p.fp8.is_none()) {
+        params.state.m = device.upload(&flat_m)?;
+        params.state.v = device.upload(&flat_v)?;
     }
     Ok(())
 }

@@ -1,6 +1,9 @@
-//! The trainable parameters of a Llama-family model: for each tensor, its Hugging Face
-//! name, shape and optimizer group, the f32 master weights and gradients with the
-//! optimizer moments ([`optim::State`]), and the compute copy in `T` the kernels read.
+//! The trainable parameters of a Llama-family model, llm.c's way: the f32 master weights,
+//! the f32 gradients, the f32 moments ([`optim::State`]) and the compute copy in `T` are each
+//! one allocation, laid out by one [`ParamTable`]; a tensor is a named view of each
+//! ([`Params::w`], [`Params::grad_mut`], ...). So the optimizer updates every tensor in one
+//! launch set and the gradients are zeroed, clipped and refreshed in one pass each. FP8
+//! moments stay per tensor (COAT's groups do not cross tensors).
 //!
 //! The gate and up projections are one fused `[2·intermediate, hidden]` tensor (gate rows
 //! first), the layout the SwiGLU kernel reads; checkpoints split them back into
@@ -8,11 +11,12 @@
 
 use crate::model::{ModelConfig, ModelWeights};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use warpforge_dsl::backend::DeviceError;
+use std::ops::Range;
+use warpforge_dsl::backend::{BufferView, BufferViewMut, DeviceError};
 use warpforge_dsl::{Buffer, Device};
 use warpforge_kernels::act::host as act;
 use warpforge_kernels::fp8::coat::host::Fp8Moments;
-use warpforge_kernels::optim::host::State;
+use warpforge_kernels::optim::host::{ParamTable, State};
 
 use super::TrainFloat;
 
@@ -32,24 +36,21 @@ pub enum Role {
     Down(usize),
 }
 
-/// One parameter tensor.
-pub struct Param<T: TrainFloat> {
+/// One parameter tensor: where it lies in the flat buffers.
+pub struct Param {
     pub role: Role,
     pub shape: Vec<usize>,
     /// Weight decay and LAMB's trust ratio apply (not to norm weights, as the reference
     /// implementations exclude biases and norms).
     pub adapt: bool,
-    /// Master weights (f32), gradient (f32; LAMB overwrites it with the update direction)
-    /// and the two moments.
-    pub state: State,
-    /// The weights in the compute type, refreshed from the master after each update.
-    pub compute: Buffer<T>,
-    /// The moments in FP8 (COAT's dynamic range expansion) instead of `state.m`/`state.v`
-    /// (then 4-element placeholders).
+    /// Its first element in the flat buffers (a multiple of 8: views start on 16 bytes).
+    pub offset: usize,
+    /// The moments in FP8 (COAT's dynamic range expansion) instead of its part of
+    /// `state.m`/`state.v` (then 4-element placeholders).
     pub fp8: Option<Fp8Moments>,
 }
 
-impl<T: TrainFloat> Param<T> {
+impl Param {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -57,11 +58,24 @@ impl<T: TrainFloat> Param<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Its elements in the flat buffers.
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len()
+    }
 }
 
-/// Every parameter tensor, in a fixed order (the checkpoint's and the optimizer's).
+/// Every parameter tensor, in a fixed order (the checkpoint's and the optimizer's), over
+/// one allocation per part.
 pub struct Params<T: TrainFloat> {
-    pub tensors: Vec<Param<T>>,
+    pub tensors: Vec<Param>,
+    /// The layout of the flat buffers (the optimizer's multi-tensor table).
+    pub table: ParamTable,
+    /// Master weights (f32), gradients (f32; LAMB overwrites them with the update
+    /// direction) and the two moments, each over `table.len` elements.
+    pub state: State,
+    /// The weights in the compute type, refreshed from the masters after each update.
+    pub compute: Buffer<T>,
     /// A zero bias of 4 values: the compute copies are refreshed by `bias_add` with it
     /// (`T(x + 0) = T(x)`, one rounding).
     zero4: Buffer<T>,
@@ -197,68 +211,95 @@ impl<T: TrainFloat> Params<T> {
         host: Vec<(Role, Vec<usize>, Vec<f32>)>,
         fp8_moments: bool,
     ) -> Result<Self, ParamsError> {
+        if let Some((role, ..)) = host.iter().find(|(_, _, v)| v.len() % 8 != 0) {
+            return Err(ParamsError::Weights(format!(
+                "{role:?}: tensors of a multiple of 8 elements only (views of the flat \
+                 buffers start on 16 bytes)"
+            )));
+        }
+        let lens: Vec<(usize, bool)> = host
+            .iter()
+            .map(|(role, _, v)| (v.len(), !is_norm(*role)))
+            .collect();
+        let table = ParamTable::new(&lens).map_err(|e| ParamsError::Weights(e.to_string()))?;
+        let mut flat = vec![0f32; table.len.max(4)];
         let mut tensors = Vec::with_capacity(host.len());
-        for (role, shape, values) in host {
-            let n = values.len();
-            let moment_len = if fp8_moments { 4 } else { n };
+        for ((role, shape, values), entry) in host.into_iter().zip(&table.tensors) {
+            flat[entry.offset..entry.offset + values.len()].copy_from_slice(&values);
             tensors.push(Param {
                 role,
                 shape,
-                adapt: !is_norm(role),
-                state: State {
-                    w: device.upload(&values)?,
-                    grad: device.zeros(n)?,
-                    m: device.zeros(moment_len)?,
-                    v: device.zeros(moment_len)?,
-                },
-                compute: device.zeros(n)?,
+                adapt: entry.adapt,
+                offset: entry.offset,
                 fp8: match fp8_moments {
-                    true => Some(Fp8Moments::zeros(device, n)?),
+                    true => Some(Fp8Moments::zeros(device, values.len())?),
                     false => None,
                 },
             });
         }
+        let moment_len = if fp8_moments { 4 } else { flat.len() };
         let mut params = Params {
             tensors,
+            state: State {
+                w: device.upload(&flat)?,
+                grad: device.zeros(flat.len())?,
+                m: device.zeros(moment_len)?,
+                v: device.zeros(moment_len)?,
+            },
+            compute: device.zeros(flat.len())?,
+            table,
             zero4: device.zeros(4)?,
         };
         params.refresh_compute(device)?;
         Ok(params)
     }
 
-    /// The compute copies from the masters: `T(w)`, one rounding.
+    /// The compute copies from the masters: `T(w)`, one rounding, in one launch.
     pub fn refresh_compute(&mut self, device: &Device) -> Result<(), ParamsError> {
         let config = (T::BIAS_ADD)().space.default_config();
-        for p in &mut self.tensors {
-            let n = p.len();
-            act::launch_bias_add(
-                device,
-                &config,
-                (&p.state.w, &self.zero4),
-                &mut p.compute,
-                (n / 4, 4),
-            )?;
-        }
+        let n = self.state.w.len();
+        act::launch_bias_add(
+            device,
+            &config,
+            (&self.state.w, &self.zero4),
+            &mut self.compute,
+            (n / 4, 4),
+        )?;
         Ok(())
     }
 
-    pub fn get(&self, role: Role) -> &Param<T> {
+    /// Every gradient set to zero (a step's start).
+    pub fn zero_grads(&mut self, device: &Device) -> Result<(), ParamsError> {
+        self.state.grad = device.zeros(self.state.w.len())?;
+        Ok(())
+    }
+
+    pub fn get(&self, role: Role) -> &Param {
         self.tensors
             .iter()
             .find(|p| p.role == role)
             .unwrap_or_else(|| panic!("no parameter {role:?} (the layout lists every role)"))
     }
 
-    pub fn get_mut(&mut self, role: Role) -> &mut Param<T> {
-        self.tensors
-            .iter_mut()
-            .find(|p| p.role == role)
-            .unwrap_or_else(|| panic!("no parameter {role:?} (the layout lists every role)"))
+    /// The compute copy of `role`.
+    pub fn w(&self, role: Role) -> Result<BufferView<'_, T>, DeviceError> {
+        self.compute.view(self.get(role).range())
     }
 
-    /// The compute copy of `role`.
-    pub fn w(&self, role: Role) -> &Buffer<T> {
-        &self.get(role).compute
+    /// The f32 master weights of `role`.
+    pub fn master(&self, role: Role) -> Result<BufferView<'_, f32>, DeviceError> {
+        self.state.w.view(self.get(role).range())
+    }
+
+    /// The f32 gradient of `role`.
+    pub fn grad(&self, role: Role) -> Result<BufferView<'_, f32>, DeviceError> {
+        self.state.grad.view(self.get(role).range())
+    }
+
+    /// The f32 gradient of `role`, writable.
+    pub fn grad_mut(&mut self, role: Role) -> Result<BufferViewMut<'_, f32>, DeviceError> {
+        let range = self.get(role).range();
+        self.state.grad.view_mut(range)
     }
 
     /// The LM head's weights: the embedding when tied.
@@ -277,16 +318,16 @@ impl<T: TrainFloat> Params<T> {
     /// Bytes of each part as allocated: (f32 masters, compute copies, gradients, moments).
     pub fn bytes(&self) -> (usize, usize, usize, usize) {
         let b = |buf: &Buffer<f32>| buf.len() * 4;
-        let mut sums = (0, 0, 0, 0);
-        for p in &self.tensors {
-            sums.0 += b(&p.state.w);
-            sums.1 += p.compute.len() * T::SCALAR.size_bytes();
-            sums.2 += b(&p.state.grad);
-            sums.3 += match &p.fp8 {
-                Some(q) => q.bytes(),
-                None => b(&p.state.m) + b(&p.state.v),
-            };
-        }
-        sums
+        let fp8: usize = self
+            .tensors
+            .iter()
+            .filter_map(|p| p.fp8.as_ref().map(Fp8Moments::bytes))
+            .sum();
+        (
+            b(&self.state.w),
+            self.compute.len() * T::SCALAR.size_bytes(),
+            b(&self.state.grad),
+            b(&self.state.m) + b(&self.state.v) + fp8,
+        )
     }
 }

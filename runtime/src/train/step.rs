@@ -255,7 +255,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
     }
 
     /// Forward and backward of one micro-batch: the weight gradients are added into each
-    /// parameter's `state.grad`; `grad_scale` is 1 / the counted targets of the whole step.
+    /// parameter's gradient; `grad_scale` is 1 / the counted targets of the whole step.
     pub fn forward_backward(
         &self,
         params: &mut Params<T>,
@@ -337,18 +337,18 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let (rows, hidden) = (meta.rows, self.config.hidden_size);
         let mut x = self.zeros::<T>(rows * hidden)?;
         let gather = prepack::gather_rows::def().space.default_config();
-        let embed = params.w(Role::Embed);
-        prepack::launch_gather_rows(self.device, &gather, (embed, &meta.ids), &mut x, hidden)?;
+        let embed = params.w(Role::Embed)?;
+        prepack::launch_gather_rows(self.device, &gather, (&embed, &meta.ids), &mut x, hidden)?;
         let mut layers = Vec::with_capacity(self.config.num_hidden_layers);
         for l in 0..self.config.num_hidden_layers {
             let (acts, x_out) = self.layer_forward(params, l, x, meta, grad_scale.is_some())?;
             layers.push(acts);
             x = x_out;
         }
-        let (h_final, rstd_final) = self.rms_norm(&x, params.w(Role::FinalNorm), rows)?;
+        let (h_final, rstd_final) = self.rms_norm(&x, &*params.w(Role::FinalNorm)?, rows)?;
         let vocab = self.config.vocab_size;
-        let head = params.w(params.head_role());
-        let logits = self.nt::<T>(&h_final, head, (rows, vocab, hidden))?;
+        let head = params.w(params.head_role())?;
+        let logits = self.nt::<T>(&h_final, &head, (rows, vocab, hidden))?;
         let mut row_loss = self.zeros::<f32>(rows)?;
         let mut dlogits = self.zeros::<T>(rows * vocab)?;
         let shape = loss::Logits {
@@ -386,25 +386,25 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let c = self.config;
         let (rows, h, m) = (meta.rows, c.hidden_size, c.intermediate_size);
         let (qd, kvd) = (c.q_dim(), c.kv_dim());
-        let (h_in, rstd_in) = self.rms_norm(&x_in, params.w(Role::InputNorm(l)), rows)?;
+        let (h_in, rstd_in) = self.rms_norm(&x_in, &*params.w(Role::InputNorm(l))?, rows)?;
         let h_in = self.linear_input(h_in, (rows, h))?;
-        let mut q = self.linear(&h_in, params.w(Role::Q(l)), (rows, qd, h))?;
-        let mut k = self.linear(&h_in, params.w(Role::K(l)), (rows, kvd, h))?;
-        let v = self.linear(&h_in, params.w(Role::V(l)), (rows, kvd, h))?;
+        let mut q = self.linear(&h_in, &*params.w(Role::Q(l))?, (rows, qd, h))?;
+        let mut k = self.linear(&h_in, &*params.w(Role::K(l))?, (rows, kvd, h))?;
+        let v = self.linear(&h_in, &*params.w(Role::V(l))?, (rows, kvd, h))?;
         self.rope(&mut q, &mut k, meta)?;
         let (o, lse) = self.attention(l, (&q, &k, &v), meta)?;
         let o = self.linear_input(o, (rows, qd))?;
         // T(attn + x) = T(x + attn): the residual add in place on the projection's output.
-        let mut x_mid = self.linear(&o, params.w(Role::O(l)), (rows, h, qd))?;
+        let mut x_mid = self.linear(&o, &*params.w(Role::O(l))?, (rows, h, qd))?;
         self.add(&mut x_mid, &x_in)?;
-        let (h_post, rstd_post) = self.rms_norm(&x_mid, params.w(Role::PostNorm(l)), rows)?;
+        let (h_post, rstd_post) = self.rms_norm(&x_mid, &*params.w(Role::PostNorm(l))?, rows)?;
         let h_post = self.linear_input(h_post, (rows, h))?;
-        let gate_up = self.linear(&h_post, params.w(Role::GateUp(l)), (rows, 2 * m, h))?;
+        let gate_up = self.linear(&h_post, &*params.w(Role::GateUp(l))?, (rows, 2 * m, h))?;
         let mut act = self.zeros::<T>(rows * m)?;
         let swiglu = (T::SWIGLU)().space.default_config();
         act::launch_swiglu(self.device, &swiglu, &gate_up, &mut act, (rows, m))?;
         let act = self.linear_input(act, (rows, m))?;
-        let mut x_out = self.linear(&act, params.w(Role::Down(l)), (rows, h, m))?;
+        let mut x_out = self.linear(&act, &*params.w(Role::Down(l))?, (rows, h, m))?;
         self.add(&mut x_out, &x_mid)?;
         let sampler = |x, cols, slot| match training {
             true => self.weight_input(x, (rows, cols), meta, 3 * l as u64 + slot),
@@ -439,7 +439,7 @@ impl<'a, T: TrainFloat> Model<'a, T> {
     ) -> Result<(), StepError> {
         let (rows, h, vocab) = (meta.rows, self.config.hidden_size, self.config.vocab_size);
         let head = params.head_role();
-        let dh_final = self.nn(&acts.dlogits, params.w(head), (rows, h, vocab))?;
+        let dh_final = self.nn(&acts.dlogits, &*params.w(head)?, (rows, h, vocab))?;
         self.weight_grad(
             params,
             head,
@@ -474,21 +474,21 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let d = self.device;
         // MLP: x_out = x_mid + down(swiglu(gate_up(norm(x_mid)))).
         let dy = self.output_grad(&dx, (rows, h))?;
-        let d_act = self.nn(&dy, params.w(Role::Down(l)), (rows, m, h))?;
+        let d_act = self.nn(&dy, &*params.w(Role::Down(l))?, (rows, m, h))?;
         self.weight_grads(params, &[(Role::Down(l), &dy, h)], &la.act, m)?;
         let mut d_gate_up = self.zeros::<T>(rows * 2 * m)?;
         let config = (T::SWIGLU_BWD)().space.default_config();
         let saved = (&*la.gate_up.restore(d)?, &d_act);
         act::launch_swiglu_bwd(self.device, &config, saved, &mut d_gate_up, (rows, m))?;
         let dy = self.output_grad(&d_gate_up, (rows, 2 * m))?;
-        let dh_post = self.nn(&dy, params.w(Role::GateUp(l)), (rows, h, 2 * m))?;
+        let dh_post = self.nn(&dy, &*params.w(Role::GateUp(l))?, (rows, h, 2 * m))?;
         self.weight_grads(params, &[(Role::GateUp(l), &dy, 2 * m)], &la.h_post, h)?;
         let saved = (&*la.x_mid.restore(d)?, &la.rstd_post, &dh_post);
         let d_norm = self.rms_norm_bwd(params, Role::PostNorm(l), saved, rows)?;
         self.add(&mut dx, &d_norm)?;
         // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)).
         let dy = self.output_grad(&dx, (rows, h))?;
-        let d_o = self.nn(&dy, params.w(Role::O(l)), (rows, qd, h))?;
+        let d_o = self.nn(&dy, &*params.w(Role::O(l))?, (rows, qd, h))?;
         let o = la.o.restore(d)?;
         self.weight_grad(params, Role::O(l), (&dy, &o), (h, qd, rows))?;
         let (q, k, v) = (la.q.restore(d)?, la.k.restore(d)?, la.v.restore(d)?);
@@ -498,14 +498,14 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let dq = self.output_grad(&dq, (rows, qd))?;
         let dk = self.output_grad(&dk, (rows, kvd))?;
         let dv = self.output_grad(&dv, (rows, kvd))?;
-        let mut dh_in = self.nn(&dq, params.w(Role::Q(l)), (rows, h, qd))?;
+        let mut dh_in = self.nn(&dq, &*params.w(Role::Q(l))?, (rows, h, qd))?;
         self.add(
             &mut dh_in,
-            &self.nn(&dk, params.w(Role::K(l)), (rows, h, kvd))?,
+            &self.nn(&dk, &*params.w(Role::K(l))?, (rows, h, kvd))?,
         )?;
         self.add(
             &mut dh_in,
-            &self.nn(&dv, params.w(Role::V(l)), (rows, h, kvd))?,
+            &self.nn(&dv, &*params.w(Role::V(l))?, (rows, h, kvd))?,
         )?;
         let qkv = [
             (Role::Q(l), &*dq, qd),
@@ -680,8 +680,10 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         let shape = Rows::padded(rows, cols);
         let mut dx = self.zeros::<T>(rows * cols)?;
         let config = (T::RMSNORM_BWD)().space.default_config();
-        let saved = (x, params.w(role), dy, rstd);
+        let weight = params.w(role)?;
+        let saved = (x, &*weight, dy, rstd);
         norm_bwd::launch_rmsnorm_bwd(self.device, &config, saved, &mut dx, shape)?;
+        drop(weight);
         let config = (T::RMSNORM_DWEIGHT)().space.default_config();
         let chunks = norm_bwd::chunks(&config, rows as u32) as usize;
         let mut partial = self.zeros::<f32>(chunks * shape.ld as usize)?;
@@ -731,11 +733,12 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         (dy, x): (&Buffer<T>, &Buffer<T>),
         (m, n, k): (usize, usize, usize),
     ) -> Result<(), StepError> {
-        let grad = &mut params.get_mut(role).state.grad;
         let dims = (m as u32, n as u32, k as u32);
         let config = gemm_config(Layout::Tn);
         let lds = (m as u32, n as u32, n as u32);
-        gemm_tc::launch_tn_accumulate::<T, f32>(self.device, &config, dy, x, grad, dims, lds)?;
+        params.grad_mut(role)?.with(|grad| {
+            gemm_tc::launch_tn_accumulate::<T, f32>(self.device, &config, dy, x, grad, dims, lds)
+        })?;
         Ok(())
     }
 
@@ -746,15 +749,17 @@ impl<'a, T: TrainFloat> Model<'a, T> {
         role: Role,
         g: &Buffer<f32>,
     ) -> Result<(), StepError> {
-        let p = params.get_mut(role);
-        let n = p.len();
+        let n = params.get(role).len();
         if g.len() < n {
             return Err(StepError::Batch(format!(
                 "gradient of {role:?}: {} values for {n}",
                 g.len()
             )));
         }
-        act::launch_add::<f32>(self.device, &add_config::<f32>(), &mut p.state.grad, g, n)?;
+        let config = add_config::<f32>();
+        params
+            .grad_mut(role)?
+            .with(|grad| act::launch_add::<f32>(self.device, &config, grad, g, n))?;
         Ok(())
     }
 

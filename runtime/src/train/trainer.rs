@@ -156,9 +156,7 @@ impl<'a, T: TrainFloat> Trainer<'a, T> {
             )));
         }
         let device = self.model.device;
-        for p in &mut self.params.tensors {
-            p.state.grad = device.zeros(p.len())?;
-        }
+        self.params.zero_grads(device)?;
         let scale = 1.0 / counted as f32;
         let mut loss = LossSum::default();
         for batch in &batches {
@@ -187,14 +185,9 @@ impl<'a, T: TrainFloat> Trainer<'a, T> {
     /// The global gradient norm, the gradients clipped to [`Trainer::clip`] when set.
     fn clip_gradients(&mut self) -> Result<f64, TrainError> {
         let device = self.model.device;
-        let mut grads: Vec<_> = self
-            .params
-            .tensors
-            .iter_mut()
-            .map(|p| &mut p.state.grad)
-            .collect();
         let limit = self.clip.unwrap_or(f32::INFINITY);
-        Ok(clip::clip_global_norm(device, &mut grads, limit)?)
+        let grads = &mut [&mut self.params.state.grad];
+        Ok(clip::clip_global_norm(device, grads, limit)?)
     }
 
     /// The mean loss over every row of `data` (held-back text), no gradients.
