@@ -8,10 +8,12 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use warpforge_autotune::replay::{
-    benchmark, evals_to_target, random_median, space_files, tuning_spaces_dir, BenchOptions,
-    ReplaySpace, SPACES_ENV, TARGETS,
+    benchmark, evals_to_target, leave_one_space_out, random_median, space_files, tuning_spaces_dir,
+    BenchOptions, ReplaySpace, SPACES_ENV, TARGETS,
 };
-use warpforge_autotune::search::{search, History, Outcome, SearchSpace, StrategyKind};
+use warpforge_autotune::search::{
+    search, History, Outcome, SearchSpace, StrategyKind, SurrogateSettings,
+};
 
 /// The brute-forced space files, or None (after saying why) when they are absent outside CI.
 fn space_dir() -> Option<PathBuf> {
@@ -305,6 +307,66 @@ fn benchmark_reports_every_target_and_a_transfer_row_per_sibling_gpu() {
             "targets"
         ]
     );
+}
+
+#[test]
+fn leave_one_space_out_reports_each_space_with_a_choice_made_elsewhere() {
+    let Some(dir) = space_dir() else { return };
+    let files: Vec<PathBuf> = ["A100", "A4000", "MI250X"]
+        .iter()
+        .map(|gpu| dir.join(format!("dedispersion/{gpu}.json.gz")))
+        .collect();
+    let options = BenchOptions {
+        runs: 4,
+        budget: 150,
+        targets: vec![0.95],
+        ..BenchOptions::default()
+    };
+    let grid = [
+        SurrogateSettings::default(),
+        SurrogateSettings::new(0.0, 10),
+    ];
+    let mut heard = 0;
+    let report = leave_one_space_out(&files, options.clone(), &grid, |_| heard += 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(heard, grid.len(), "progress per setting");
+    assert_eq!(
+        (report.target, report.runs, report.rows.len()),
+        (0.95, 4, 3)
+    );
+    for (row, file) in report.rows.iter().zip(&files) {
+        assert_eq!(row.space, file.display().to_string());
+        assert!(grid.contains(&row.chosen));
+        if row.chosen == SurrogateSettings::default() {
+            assert_eq!(row.held_out, row.shipped);
+        }
+        assert_eq!(row.held_out.target, 0.95);
+    }
+    // A grid without the shipped settings, and a single space, are refused.
+    let without = leave_one_space_out(&files, options.clone(), &grid[1..], |_| {});
+    assert!(without.unwrap_err().to_string().contains("shipped"));
+    let alone = leave_one_space_out(&files[..1], options, &grid, |_| {});
+    assert!(alone
+        .unwrap_err()
+        .to_string()
+        .contains("at least two spaces"));
+}
+
+#[test]
+fn targets_outside_the_unit_interval_are_refused() {
+    let options = BenchOptions {
+        targets: vec![0.95, 1.2],
+        ..BenchOptions::default()
+    };
+    let err = benchmark(&[], options, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("target 1.2"), "{err}");
+    let sorted = BenchOptions {
+        targets: vec![0.99, 0.9, 0.99],
+        ..BenchOptions::default()
+    }
+    .check()
+    .unwrap();
+    assert_eq!(sorted.targets, [0.9, 0.99]);
 }
 
 #[test]

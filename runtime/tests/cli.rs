@@ -140,6 +140,60 @@ fn autotune_replay_reports_each_strategy_as_json() {
     }
 }
 
+/// `--target` chooses the fractions reported, as in `--replay FILE --runs 100 --target 0.95`;
+/// a fraction outside (0, 1] is a usage error (exit 2).
+#[test]
+fn replay_reports_the_targets_asked_for() {
+    let file = warpforge_autotune::replay::tuning_spaces_dir().join("convolution/A4000.json.gz");
+    if !file.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing",
+            file.display()
+        );
+        eprintln!(
+            "SKIPPED: {} not found (set WARPFORGE_TUNING_SPACES)",
+            file.display()
+        );
+        return;
+    }
+    let path = file.to_str().unwrap();
+    let args = [
+        "autotune",
+        "--replay",
+        path,
+        "--runs",
+        "4",
+        "--only",
+        "surrogate",
+    ];
+    let o = warpforge(&[&args[..], &["--target", "0.95", "--json"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON output");
+    let targets = &reports[0]["strategies"][0]["targets"];
+    let fractions: Vec<f64> = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_f64().unwrap())
+        .collect();
+    assert_eq!(fractions, [0.95]);
+    let o = warpforge(&[&args[..], &["--target", "0.99,0.9"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("90% med/p90   99% med/p90"),
+        "{}",
+        stdout(&o)
+    );
+    let o = warpforge(&[&args[..], &["--target", "1.5"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a fraction of the optimum"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// Whether NVRTC and cuobjdump are here; `false` after printing why the test skips, and a
 /// panic instead when `WARPFORGE_REQUIRE_NVRTC=1` (CI) says they must be.
 fn nvrtc_and_cuobjdump_or_skip(test: &str) -> bool {

@@ -15,9 +15,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{ReplayError, ReplaySpace};
-use crate::search::{search, History, Prior, StrategyKind};
+use crate::search::{
+    search, History, Prior, Strategy, StrategyKind, SurrogateSearch, SurrogateSettings,
+};
 
-/// The fractions of the optimum the benchmark reports.
+/// The fractions of the optimum the benchmark reports unless told others.
 pub const TARGETS: [f64; 3] = [0.90, 0.95, 0.99];
 
 /// How the benchmark runs.
@@ -32,6 +34,32 @@ pub struct BenchOptions {
     pub transfer: bool,
     /// Only the strategies with these labels (e.g. `surrogate+transfer`); all when empty.
     pub only: Vec<String>,
+    /// The fractions of the optimum reported, ascending, each in (0, 1]; a run stops at the
+    /// highest (see [`BenchOptions::check`]).
+    pub targets: Vec<f64>,
+}
+
+impl BenchOptions {
+    /// Refuses options the benchmark cannot run: no runs, no budget, or a target outside
+    /// (0, 1]. Sorts the targets and drops repeats.
+    pub fn check(mut self) -> Result<BenchOptions, ReplayError> {
+        if self.runs == 0 || self.budget == 0 {
+            return Err(ReplayError::Options(
+                "runs and the evaluation budget must be at least 1".into(),
+            ));
+        }
+        if self.targets.is_empty() {
+            self.targets = TARGETS.to_vec();
+        }
+        if let Some(t) = self.targets.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
+            return Err(ReplayError::Options(format!(
+                "target {t} is not a fraction of the optimum in (0, 1] (0.95: within 95% of the best time)"
+            )));
+        }
+        self.targets.sort_by(f64::total_cmp);
+        self.targets.dedup();
+        Ok(self)
+    }
 }
 
 impl Default for BenchOptions {
@@ -42,16 +70,19 @@ impl Default for BenchOptions {
             seed0: 0,
             transfer: true,
             only: Vec::new(),
+            targets: TARGETS.to_vec(),
         }
     }
 }
 
-/// A strategy as benchmarked: a kind, and the prior it starts from, if any.
+/// A strategy as benchmarked: a kind, the prior it starts from, if any, and (for the
+/// surrogate) its settings.
 #[derive(Clone)]
 pub struct Contender {
     pub label: String,
     pub kind: StrategyKind,
     pub prior: Option<Arc<Prior>>,
+    pub settings: SurrogateSettings,
 }
 
 impl Contender {
@@ -60,6 +91,19 @@ impl Contender {
             label: kind.name().to_string(),
             kind,
             prior: None,
+            settings: SurrogateSettings::default(),
+        }
+    }
+
+    /// A fresh strategy for one seeded run.
+    fn build(&self, seed: u64) -> Box<dyn Strategy + Send> {
+        match self.kind {
+            StrategyKind::Surrogate => Box::new(SurrogateSearch::with_settings(
+                seed,
+                self.prior.clone(),
+                self.settings,
+            )),
+            kind => kind.build_with_prior(seed, self.prior.clone()),
         }
     }
 }
@@ -122,6 +166,7 @@ pub fn benchmark(
     options: BenchOptions,
     mut progress: impl FnMut(&SpaceReport),
 ) -> Result<Vec<SpaceReport>, ReplayError> {
+    let options = options.check()?;
     let spaces: Vec<ReplaySpace> = files
         .iter()
         .map(|f| ReplaySpace::load(f))
@@ -144,8 +189,8 @@ pub fn benchmark(
             if let Some(prior) = prior {
                 contenders.push(Contender {
                     label: "surrogate+transfer".into(),
-                    kind: StrategyKind::Surrogate,
                     prior: Some(Arc::new(prior)),
+                    ..Contender::plain(StrategyKind::Surrogate)
                 });
             }
         }
@@ -183,16 +228,10 @@ pub fn strategy_report(
 ) -> StrategyReport {
     let traces: Vec<RunTrace> = (0..options.runs as u64)
         .into_par_iter()
-        .map(|i| {
-            run_once(
-                space,
-                contender,
-                options.seed0.wrapping_add(i),
-                options.budget,
-            )
-        })
+        .map(|i| run_once(space, contender, options.seed0.wrapping_add(i), options))
         .collect();
-    let targets = TARGETS
+    let targets = options
+        .targets
         .iter()
         .enumerate()
         .map(|(t, &target)| {
@@ -216,7 +255,7 @@ pub fn strategy_report(
         })
         .collect();
     let curve_area = traces.iter().map(|r| r.curve_area).sum::<f64>() / traces.len().max(1) as f64;
-    let strategy = contender.kind.build_with_prior(0, contender.prior.clone());
+    let strategy = contender.build(0);
     StrategyReport {
         strategy: contender.label.clone(),
         runs: options.runs,
@@ -228,24 +267,28 @@ pub fn strategy_report(
 }
 
 /// One seeded run, until the highest target is reached or the budget is spent.
-fn run_once(space: &ReplaySpace, contender: &Contender, seed: u64, budget: usize) -> RunTrace {
+fn run_once(
+    space: &ReplaySpace,
+    contender: &Contender,
+    seed: u64,
+    options: &BenchOptions,
+) -> RunTrace {
+    let (budget, targets) = (options.budget, &options.targets);
     let optimum = space.best_time();
-    let last = space.threshold(TARGETS[TARGETS.len() - 1]);
-    let mut strategy = contender
-        .kind
-        .build_with_prior(seed, contender.prior.clone());
+    let last = space.threshold(targets.last().copied().unwrap_or(1.0));
+    let mut strategy = contender.build(seed);
     let history = search(
         space.space(),
         strategy.as_mut(),
         |id| space.evaluate(id),
         |h| h.len() >= budget || h.best().is_some_and(|(_, t)| t <= last),
     );
-    trace(&history, optimum, budget)
+    trace(&history, optimum, budget, targets)
 }
 
-fn trace(history: &History, optimum: f64, budget: usize) -> RunTrace {
+fn trace(history: &History, optimum: f64, budget: usize, targets: &[f64]) -> RunTrace {
     let mut best = f64::INFINITY;
-    let mut evals_to = vec![None; TARGETS.len()];
+    let mut evals_to = vec![None; targets.len()];
     let mut area = 0.0;
     let mut fraction = 0.0;
     for (n, (_, outcome)) in history.trials().iter().enumerate().take(budget) {
@@ -257,7 +300,7 @@ fn trace(history: &History, optimum: f64, budget: usize) -> RunTrace {
         } else {
             0.0
         };
-        for (slot, &target) in evals_to.iter_mut().zip(&TARGETS) {
+        for (slot, &target) in evals_to.iter_mut().zip(targets) {
             if slot.is_none() && best <= optimum / target {
                 *slot = Some(n + 1);
             }

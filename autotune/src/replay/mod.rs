@@ -20,11 +20,13 @@ use thiserror::Error;
 use crate::search::{Outcome, Point, Prior, PriorSource, SearchParam, SearchSpace, SpaceError};
 
 mod bench;
+mod loso;
 
 pub use bench::{
     benchmark, evals_to_target, percentile, random_median, strategy_report, BenchOptions,
     Contender, SpaceReport, StrategyReport, TargetStats, TARGETS,
 };
+pub use loso::{choose, leave_one_space_out, LosoReport, LosoRow};
 
 /// Why a cache file could not be replayed.
 #[derive(Debug, Error)]
@@ -43,6 +45,8 @@ pub enum ReplayError {
     Format { path: PathBuf, message: String },
     #[error("`{path}`: {source}")]
     Space { path: PathBuf, source: SpaceError },
+    #[error("benchmark options: {0}")]
+    Options(String),
 }
 
 #[derive(Deserialize)]
@@ -193,6 +197,7 @@ impl ReplayError {
             ReplayError::Json { source, .. } => ReplayError::Json { path, source },
             ReplayError::Format { message, .. } => ReplayError::Format { path, message },
             ReplayError::Space { source, .. } => ReplayError::Space { path, source },
+            options @ ReplayError::Options(_) => options,
         }
     }
 }

@@ -37,7 +37,7 @@ use warpforge_dsl::space::{Config, TuneSpace};
 pub use local::LocalSearch;
 pub use prior::{Prior, PriorSource};
 pub use random::RandomSearch;
-pub use surrogate::SurrogateSearch;
+pub use surrogate::{SurrogateSearch, SurrogateSettings};
 
 /// A config as one value index per parameter, in the space's parameter order.
 pub type Point = Box<[u16]>;

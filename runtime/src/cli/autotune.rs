@@ -69,6 +69,19 @@ pub struct AutotuneArgs {
     /// surrogate+transfer; default: all).
     #[arg(long, value_delimiter = ',', requires = "replay")]
     pub only: Vec<String>,
+    /// With --replay: the fractions of the optimum to report evaluations to, comma-separated
+    /// (0.95: a config within 95% of the best time, i.e. time ≤ best / 0.95); runs stop at
+    /// the highest.
+    #[arg(long = "target", value_name = "FRACTION", value_delimiter = ',', num_args = 1..,
+          default_values_t = warpforge_autotune::replay::TARGETS, requires = "replay",
+          value_parser = fraction_of_optimum)]
+    pub targets: Vec<f64>,
+    /// With --replay: instead of the strategy table, the leave-one-space-out check of the
+    /// surrogate's measured constants: for each space, the setting (of a grid of global-pick
+    /// shares and forest sizes) that does best on the other spaces, and its figure on the
+    /// space left out, beside the shipped setting's.
+    #[arg(long, requires = "replay")]
+    pub leave_one_space_out: bool,
     /// With --replay: skip the leave-one-GPU-out transfer rows.
     #[arg(long, requires = "replay")]
     pub no_transfer: bool,
@@ -102,6 +115,8 @@ impl Default for AutotuneArgs {
             max_evals: 1000,
             only: Vec::new(),
             no_transfer: false,
+            leave_one_space_out: false,
+            targets: warpforge_autotune::replay::TARGETS.to_vec(),
             json: false,
             show: false,
             export: None,
@@ -606,6 +621,20 @@ mod cli_tests {
     }
 }
 
+/// A `--target`: a fraction of the optimum in (0, 1].
+fn fraction_of_optimum(text: &str) -> std::result::Result<f64, String> {
+    let t: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if t > 0.0 && t <= 1.0 {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{t} is not a fraction of the optimum in (0, 1] (0.95: within 95% of the best time)"
+        ))
+    }
+}
+
 /// `--replay`: the generalization benchmark over the given spaces.
 fn replay(args: &AutotuneArgs) -> Result<ExitCode> {
     use warpforge_autotune::replay::{benchmark, collect_space_files, BenchOptions};
@@ -622,7 +651,12 @@ fn replay(args: &AutotuneArgs) -> Result<ExitCode> {
         seed0: 0,
         transfer: !args.no_transfer,
         only: args.only.clone(),
-    };
+        targets: args.targets.clone(),
+    }
+    .check()?;
+    if args.leave_one_space_out {
+        return leave_one_space_out(args, &files, options);
+    }
     let started = Instant::now();
     if !args.json {
         println!(
@@ -645,36 +679,112 @@ fn replay(args: &AutotuneArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--replay --leave-one-space-out`: the surrogate's constants chosen without the space
+/// measured.
+fn leave_one_space_out(
+    args: &AutotuneArgs,
+    files: &[PathBuf],
+    options: warpforge_autotune::replay::BenchOptions,
+) -> Result<ExitCode> {
+    use warpforge_autotune::search::SurrogateSettings;
+    let grid = SurrogateSettings::GRID;
+    let started = Instant::now();
+    eprintln!(
+        "leave-one-space-out: {} surrogate settings × {} space(s), {} seeded runs each",
+        grid.len(),
+        files.len(),
+        options.runs
+    );
+    let mut done = 0;
+    let report = warpforge_autotune::replay::leave_one_space_out(files, options, &grid, |s| {
+        done += 1;
+        eprintln!(
+            "  [{done}/{}] {s} ({:.0} s)",
+            grid.len(),
+            started.elapsed().as_secs_f64()
+        );
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pct = 100.0 * report.target;
+    println!(
+        "Each space's surrogate settings chosen on the other spaces (least sum of p90 to {pct}%), \
+         {} runs, at most {} evaluations",
+        report.runs, report.budget
+    );
+    println!(
+        "{:<56} {:<22} {:>16} {:>16}",
+        "space left out",
+        "chosen elsewhere",
+        format!("held out {pct}%"),
+        "shipped"
+    );
+    let cell = |t: &warpforge_autotune::replay::TargetStats| {
+        let e = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
+        format!("{}/{}", e(t.median), e(t.p90))
+    };
+    for r in &report.rows {
+        println!(
+            "{:<56} {:<22} {:>16} {:>16}",
+            r.space,
+            r.chosen.to_string(),
+            cell(&r.held_out),
+            cell(&r.shipped)
+        );
+    }
+    let differ = report.disagreements().count();
+    println!(
+        "shipped ({}) chosen for {} of {} spaces ({:.1} s)",
+        SurrogateSettings::default(),
+        report.rows.len() - differ,
+        report.rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_space_report(r: &warpforge_autotune::replay::SpaceReport) {
     println!(
         "\n{}: {} configs, random's exact median to 95%: {}",
         r.space, r.configs, r.random_median_95
     );
-    println!(
-        "{:<20} {:>11} {:>11} {:>11} {:>20} {:>6}",
-        "strategy", "90% med/p90", "95% med/p90", "99% med/p90", "missed 90/95/99%", "area"
-    );
-    let evals = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
-    for s in &r.strategies {
-        let cells: Vec<String> = s
+    let Some(first) = r.strategies.first() else {
+        return;
+    };
+    let percent = |t: f64| format!("{}%", 100.0 * t);
+    let heads: Vec<String> = first
+        .targets
+        .iter()
+        .map(|t| format!("{} med/p90", percent(t.target)))
+        .collect();
+    let missed_head = format!(
+        "missed {}",
+        first
             .targets
             .iter()
-            .map(|t| format!("{}/{}", evals(t.median), evals(t.p90)))
-            .collect();
+            .map(|t| percent(t.target))
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let mut head = format!("{:<20}", "strategy");
+    for h in &heads {
+        head += &format!(" {:>13}", h);
+    }
+    println!("{head} {missed_head:>20} {:>6}", "area");
+    let evals = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
+    for s in &r.strategies {
+        let mut line = format!("{:<20}", s.strategy);
+        for t in &s.targets {
+            line += &format!(" {:>13}", format!("{}/{}", evals(t.median), evals(t.p90)));
+        }
         let missed: Vec<String> = s
             .targets
             .iter()
             .map(|t| format!("{:.0}%", 100.0 * t.missed))
             .collect();
-        println!(
-            "{:<20} {:>11} {:>11} {:>11} {:>20} {:>6.3}",
-            s.strategy,
-            cells[0],
-            cells[1],
-            cells[2],
-            missed.join("/"),
-            s.curve_area
-        );
+        println!("{line} {:>20} {:>6.3}", missed.join("/"), s.curve_area);
     }
     for s in r.strategies.iter().filter(|s| s.prior.is_some()) {
         println!("  {}: {}", s.strategy, s.prior.as_deref().unwrap_or(""));
