@@ -82,21 +82,30 @@ fn check_runs_a_kernel_on_the_interpreter() {
     assert!(text.contains("max abs err"), "{text}");
 }
 
+/// The shared convolution space; None (after saying why the test skips) when it is absent
+/// outside CI, a failure in CI.
+fn convolution_space_or_skip() -> Option<std::path::PathBuf> {
+    let file = warpforge_autotune::replay::tuning_spaces_dir().join("convolution/A4000.json.gz");
+    if file.exists() {
+        return Some(file);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing in CI",
+        file.display()
+    );
+    eprintln!(
+        "SKIPPED: {} not found (set WARPFORGE_TUNING_SPACES)",
+        file.display()
+    );
+    None
+}
+
 #[test]
 fn autotune_replay_reports_each_strategy_as_json() {
-    let file = warpforge_autotune::replay::tuning_spaces_dir().join("convolution/A4000.json.gz");
-    if !file.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing in CI",
-            file.display()
-        );
-        eprintln!(
-            "SKIPPED: {} not found (set WARPFORGE_TUNING_SPACES)",
-            file.display()
-        );
+    let Some(file) = convolution_space_or_skip() else {
         return;
-    }
+    };
     let o = warpforge(&[
         "autotune",
         "--replay",
@@ -144,19 +153,9 @@ fn autotune_replay_reports_each_strategy_as_json() {
 /// a fraction outside (0, 1] is a usage error (exit 2).
 #[test]
 fn replay_reports_the_targets_asked_for() {
-    let file = warpforge_autotune::replay::tuning_spaces_dir().join("convolution/A4000.json.gz");
-    if !file.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing",
-            file.display()
-        );
-        eprintln!(
-            "SKIPPED: {} not found (set WARPFORGE_TUNING_SPACES)",
-            file.display()
-        );
+    let Some(file) = convolution_space_or_skip() else {
         return;
-    }
+    };
     let path = file.to_str().unwrap();
     let args = [
         "autotune",

@@ -41,7 +41,7 @@ pub struct BenchOptions {
 
 impl BenchOptions {
     /// Refuses options the benchmark cannot run: no runs, no budget, or a target outside
-    /// (0, 1]. Sorts the targets and drops repeats.
+    /// (0, 1]. Sorts the targets and drops repeats; no targets means [`TARGETS`].
     pub fn check(mut self) -> Result<BenchOptions, ReplayError> {
         if self.runs == 0 || self.budget == 0 {
             return Err(ReplayError::Options(
@@ -51,14 +51,24 @@ impl BenchOptions {
         if self.targets.is_empty() {
             self.targets = TARGETS.to_vec();
         }
-        if let Some(t) = self.targets.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
-            return Err(ReplayError::Options(format!(
-                "target {t} is not a fraction of the optimum in (0, 1] (0.95: within 95% of the best time)"
-            )));
+        for &t in &self.targets {
+            fraction_of_optimum(t).map_err(|why| ReplayError::Options(format!("target {why}")))?;
         }
         self.targets.sort_by(f64::total_cmp);
         self.targets.dedup();
         Ok(self)
+    }
+}
+
+/// `t` if it is a target the benchmark can run, a fraction of the optimum in (0, 1]; else why
+/// not.
+pub fn fraction_of_optimum(t: f64) -> Result<f64, String> {
+    if t > 0.0 && t <= 1.0 {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{t} is not a fraction of the optimum in (0, 1] (0.95: within 95% of the best time)"
+        ))
     }
 }
 

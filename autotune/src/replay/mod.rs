@@ -23,8 +23,8 @@ mod bench;
 mod loso;
 
 pub use bench::{
-    benchmark, evals_to_target, percentile, random_median, strategy_report, BenchOptions,
-    Contender, SpaceReport, StrategyReport, TargetStats, TARGETS,
+    benchmark, evals_to_target, fraction_of_optimum, percentile, random_median, strategy_report,
+    BenchOptions, Contender, SpaceReport, StrategyReport, TargetStats, TARGETS,
 };
 pub use loso::{choose, leave_one_space_out, LosoReport, LosoRow};
 

@@ -80,7 +80,7 @@ pub struct AutotuneArgs {
     /// surrogate's measured constants: for each space, the setting (of a grid of global-pick
     /// shares and forest sizes) that does best on the other spaces, and its figure on the
     /// space left out, beside the shipped setting's.
-    #[arg(long, requires = "replay")]
+    #[arg(long, requires = "replay", conflicts_with = "only")]
     pub leave_one_space_out: bool,
     /// With --replay: skip the leave-one-GPU-out transfer rows.
     #[arg(long, requires = "replay")]
@@ -626,13 +626,7 @@ fn fraction_of_optimum(text: &str) -> std::result::Result<f64, String> {
     let t: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number"))?;
-    if t > 0.0 && t <= 1.0 {
-        Ok(t)
-    } else {
-        Err(format!(
-            "{t} is not a fraction of the optimum in (0, 1] (0.95: within 95% of the best time)"
-        ))
-    }
+    warpforge_autotune::replay::fraction_of_optimum(t)
 }
 
 /// `--replay`: the generalization benchmark over the given spaces.
@@ -652,8 +646,7 @@ fn replay(args: &AutotuneArgs) -> Result<ExitCode> {
         transfer: !args.no_transfer,
         only: args.only.clone(),
         targets: args.targets.clone(),
-    }
-    .check()?;
+    };
     if args.leave_one_space_out {
         return leave_one_space_out(args, &files, options);
     }
@@ -721,17 +714,13 @@ fn leave_one_space_out(
         format!("held out {pct}%"),
         "shipped"
     );
-    let cell = |t: &warpforge_autotune::replay::TargetStats| {
-        let e = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
-        format!("{}/{}", e(t.median), e(t.p90))
-    };
     for r in &report.rows {
         println!(
             "{:<56} {:<22} {:>16} {:>16}",
             r.space,
             r.chosen.to_string(),
-            cell(&r.held_out),
-            cell(&r.shipped)
+            median_p90(&r.held_out),
+            median_p90(&r.shipped)
         );
     }
     let differ = report.disagreements().count();
@@ -743,6 +732,12 @@ fn leave_one_space_out(
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A target's "median/p90" evaluations, `>max` where the runs missed it.
+fn median_p90(t: &warpforge_autotune::replay::TargetStats) -> String {
+    let evals = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
+    format!("{}/{}", evals(t.median), evals(t.p90))
 }
 
 fn print_space_report(r: &warpforge_autotune::replay::SpaceReport) {
@@ -773,11 +768,10 @@ fn print_space_report(r: &warpforge_autotune::replay::SpaceReport) {
         head += &format!(" {:>13}", h);
     }
     println!("{head} {missed_head:>20} {:>6}", "area");
-    let evals = |e: Option<usize>| e.map_or(">max".to_string(), |e| e.to_string());
     for s in &r.strategies {
         let mut line = format!("{:<20}", s.strategy);
         for t in &s.targets {
-            line += &format!(" {:>13}", format!("{}/{}", evals(t.median), evals(t.p90)));
+            line += &format!(" {:>13}", median_p90(t));
         }
         let missed: Vec<String> = s
             .targets
