@@ -29,16 +29,89 @@ pub struct Limits {
     /// The register file of one SM, the most a single block can hold.
     pub registers_per_block: u32,
     pub threads_per_block: u32,
+    /// What one SM holds at once, for the occupancy a config allows.
+    pub sm: SmCapacity,
 }
+
+/// The resident warps, blocks and shared memory of one SM (CUDA programming guide,
+/// compute capabilities table). Registers per SM equal [`Limits::registers_per_block`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmCapacity {
+    pub warps: u32,
+    pub blocks: u32,
+    pub shared_bytes: u32,
+}
+
+/// The smallest SM of those listed, for an arch not listed.
+const SMALLEST_SM: SmCapacity = SmCapacity {
+    warps: 48,
+    blocks: 16,
+    shared_bytes: 100 * 1024,
+};
+
+const SM_CAPACITY: [(Arch, SmCapacity); 4] = [
+    (
+        Arch::SM80,
+        SmCapacity {
+            warps: 64,
+            blocks: 32,
+            shared_bytes: 164 * 1024,
+        },
+    ),
+    (Arch::new(8, 6), SMALLEST_SM),
+    (
+        Arch::SM89,
+        SmCapacity {
+            warps: 48,
+            blocks: 24,
+            shared_bytes: 100 * 1024,
+        },
+    ),
+    (
+        Arch::SM90,
+        SmCapacity {
+            warps: 64,
+            blocks: 32,
+            shared_bytes: 228 * 1024,
+        },
+    ),
+];
+
+/// Shared memory the hardware reserves per resident block (sm_80 and later).
+const RESERVED_SHARED_PER_BLOCK: u64 = 1024;
 
 impl Limits {
     pub fn for_arch(arch: Arch) -> Limits {
+        let sm = SM_CAPACITY.iter().find(|(a, _)| *a == arch);
         Limits {
             shared_bytes_per_block: opt_in_shared_bytes(arch),
             registers_per_thread: 255,
             registers_per_block: 64 * 1024,
             threads_per_block: 1024,
+            sm: sm.map_or(SMALLEST_SM, |(_, c)| *c),
         }
+    }
+
+    /// The share of an SM's warp slots that blocks of `threads` threads, each thread using
+    /// `registers` and each block `shared_bytes`, fill at once: the fewest blocks that the warp
+    /// slots, the register file, shared memory and the block slots allow, times the block's
+    /// warps. 0 for a kernel that declares no block size.
+    pub fn occupancy(&self, registers: u32, shared_bytes: u64, threads: u32) -> f64 {
+        if threads == 0 {
+            return 0.0;
+        }
+        let warps = threads.div_ceil(32);
+        let block_registers = Limits::block_registers(registers.max(1), threads);
+        let blocks = [
+            u64::from(self.sm.warps / warps),
+            u64::from(self.registers_per_block) / block_registers,
+            u64::from(self.sm.shared_bytes) / (shared_bytes + RESERVED_SHARED_PER_BLOCK),
+            u64::from(self.sm.blocks),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(0);
+        (blocks * u64::from(warps)) as f64 / f64::from(self.sm.warps)
     }
 
     /// Registers a block occupies: the hardware allocates per warp, each thread's count
@@ -75,7 +148,19 @@ pub struct Candidate {
     pub dynamic_shared_bytes: u32,
     /// Threads per block (from the kernel's declared block; 0 when it declares none).
     pub threads: u32,
+    /// The share of the SM's warp slots its blocks fill ([`Limits::occupancy`]).
+    pub occupancy: f64,
 }
+
+/// The names of [`Candidate::compile_stats`], in order: also the fields a replayed space's
+/// entries may carry them in (`num_regs` is Kernel Tuner's `RegisterObserver`'s).
+pub const COMPILE_STATS: [&str; 5] = [
+    "num_regs",
+    "shared_bytes",
+    "threads",
+    "occupancy",
+    "spill_bytes",
+];
 
 /// Why a config was dropped before timing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +244,20 @@ impl Candidate {
     pub fn shared_bytes(&self) -> u64 {
         self.resources.shared_bytes as u64 + self.dynamic_shared_bytes as u64
     }
+
+    /// What compiling it told, as the search's model sees it (named by [`COMPILE_STATS`]):
+    /// registers per thread, shared memory per block, threads per block, occupancy, and the
+    /// bytes spilled (stores plus loads).
+    pub fn compile_stats(&self) -> [f64; 5] {
+        let usage = &self.resources;
+        [
+            f64::from(usage.registers),
+            self.shared_bytes() as f64,
+            f64::from(self.threads),
+            self.occupancy,
+            f64::from(usage.spill_stores_bytes) + f64::from(usage.spill_loads_bytes),
+        ]
+    }
 }
 
 /// One config's compile result.
@@ -235,11 +334,13 @@ pub fn apply_limits(compiled: Vec<CompiledConfig>, limits: &Limits) -> Pruning {
                 continue;
             }
         };
+        let shared = u64::from(usage.shared_bytes) + u64::from(c.dynamic_shared_bytes);
         let candidate = Candidate {
             config: c.config,
             resources: usage,
             dynamic_shared_bytes: c.dynamic_shared_bytes,
             threads,
+            occupancy: limits.occupancy(usage.registers, shared, threads),
         };
         match over_limit(&candidate, limits) {
             Some(reason) => out.pruned.push(Pruned {

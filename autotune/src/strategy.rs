@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::search::{
-    History, Outcome, Point, Prior, SearchParam, SearchSpace, Strategy, StrategyKind,
+    History, Outcome, Point, Prior, Resource, SearchParam, SearchSpace, Strategy, StrategyKind,
 };
 use crate::TuneError;
 use warpforge_dsl::Config;
@@ -42,6 +42,13 @@ pub trait SearchStrategy {
     fn use_prior(&mut self, _prior: Arc<Prior>) -> Option<String> {
         None
     }
+
+    /// Offers what compiling each candidate told (each [`Resource`] one value per candidate,
+    /// in `space` order), before the first proposal; returns what the strategy takes from it,
+    /// for the user, or None when it ignores it (the default).
+    fn use_compile_stats(&mut self, _stats: Vec<Resource>) -> Option<String> {
+        None
+    }
 }
 
 /// Every pending candidate, in space order.
@@ -68,6 +75,8 @@ pub struct Guided {
     inner: Box<dyn Strategy + Send>,
     /// Built from the candidates on the first proposal (the tuner's space does not change).
     space: Option<SearchSpace>,
+    /// The candidates' compile statistics, given to the space when it is built.
+    compile_stats: Vec<Resource>,
 }
 
 impl Guided {
@@ -77,6 +86,7 @@ impl Guided {
             seed,
             inner: kind.build(seed),
             space: None,
+            compile_stats: Vec::new(),
         }
     }
 }
@@ -123,7 +133,14 @@ impl SearchStrategy for Guided {
 
     fn propose(&mut self, space: &[Config], trials: &[Trial]) -> Vec<usize> {
         if self.space.is_none() {
-            self.space = search_space(space);
+            let stats = std::mem::take(&mut self.compile_stats);
+            self.space = search_space(space).map(|s| match s.clone().with_resources(stats) {
+                Ok(with_stats) => with_stats,
+                Err(e) => {
+                    tracing::warn!("compile statistics not used: {e}");
+                    s
+                }
+            });
         }
         let Some(search) = &self.space else {
             // Not expressible as a search space (duplicate configs): time in order.
@@ -143,6 +160,14 @@ impl SearchStrategy for Guided {
     fn use_prior(&mut self, prior: Arc<Prior>) -> Option<String> {
         self.inner = self.kind.build_with_prior(self.seed, Some(prior));
         self.inner.describe()
+    }
+
+    fn use_compile_stats(&mut self, stats: Vec<Resource>) -> Option<String> {
+        let names: Vec<&str> = stats.iter().map(|r| r.name.as_str()).collect();
+        let said = format!("its model sees the compile statistics {}", names.join(", "));
+        let used = self.kind == StrategyKind::Surrogate && !stats.is_empty();
+        self.compile_stats = stats;
+        used.then_some(said)
     }
 }
 
@@ -225,6 +250,13 @@ mod tests {
             .collect();
         for name in ["random", "local", "surrogate"] {
             let mut s = strategy_by_name(name).unwrap();
+            // Compile statistics in the model's features change nothing of the contract.
+            let registers = Resource {
+                name: "num_regs".into(),
+                values: (0..space.len()).map(|i| (i % 3) as f64).collect(),
+            };
+            let said = s.use_compile_stats(vec![registers]);
+            assert_eq!(said.is_some(), name == "surrogate", "{name}");
             let mut trials = vec![Trial::Pending; space.len()];
             let mut proposed = 0;
             loop {

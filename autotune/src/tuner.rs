@@ -5,11 +5,13 @@ use crate::bench::{compare, measure, Bench, Measurement, RunFailure, SamplePolic
 use crate::cache::{config_text, Outcome, ResultRecord, TuneCache};
 use crate::kernel::TuneKernel;
 use crate::key::{Bucket, EntryKey};
-use crate::prune::Pruning;
+use crate::prune::{Pruning, COMPILE_STATS};
+use crate::search::Resource;
 use crate::shapes::ProblemShape;
 use crate::strategy::{Exhaustive, SearchStrategy, Trial, EXHAUSTIVE_LIMIT};
 use crate::transfer::prior_from_caches;
 use crate::TuneError;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use warpforge_dsl::Config;
@@ -161,6 +163,9 @@ impl<'a> Tuner<'a> {
                 if let Some(t) = &report.transfer {
                     tracing::info!("{} {:?}: {t}", kernel.name(), p.key.bucket);
                 }
+            }
+            if let Some(said) = strategy.use_compile_stats(compile_stats(pruning, &p.space)) {
+                tracing::debug!("{} {:?}: {said}", kernel.name(), p.key.bucket);
             }
             strategy
         };
@@ -356,4 +361,19 @@ impl<'a> Tuner<'a> {
             report.failed.push((config.clone(), reason));
         }
     }
+}
+
+/// The compile statistics of each config of `space` that pruning kept (the default config,
+/// always in the space, may have been pruned: its values are filled in).
+fn compile_stats(pruning: &Pruning, space: &[Config]) -> Vec<Resource> {
+    let known: HashMap<&Config, [f64; 5]> = pruning
+        .kept
+        .iter()
+        .map(|c| (&c.config, c.compile_stats()))
+        .collect();
+    let rows: Vec<[Option<f64>; 5]> = space
+        .iter()
+        .map(|c| known.get(c).map_or([None; 5], |s| s.map(Some)))
+        .collect();
+    Resource::from_rows(COMPILE_STATS, &rows)
 }

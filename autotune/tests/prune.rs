@@ -231,3 +231,24 @@ fn an_arch_nvrtc_lacks_is_an_error_not_a_pruned_space() {
         .to_string();
     assert!(err.contains("sm_30"), "{err}");
 }
+
+#[test]
+fn occupancy_is_the_scarcest_resource_per_sm() {
+    let h100 = Limits::for_arch(Arch::SM90);
+    // 256 threads (8 warps) of 32 registers: 8 blocks fill the 64 warp slots.
+    assert_eq!(h100.occupancy(32, 0, 256), 1.0);
+    // 64 registers: 8 × 32 × 64 = 16K per block, 4 blocks in the 64K register file.
+    assert_eq!(h100.occupancy(64, 0, 256), 0.5);
+    // 100 KiB of shared memory (plus 1 KiB reserved): 2 blocks in 228 KiB.
+    assert_eq!(h100.occupancy(32, 100 * 1024, 256), 0.25);
+    // 32 threads: the 32 block slots, not the warps, are the limit.
+    assert_eq!(h100.occupancy(32, 0, 32), 0.5);
+    // sm_89 holds 48 warps and 24 blocks: 6 blocks of 8 warps.
+    assert_eq!(Limits::for_arch(Arch::SM89).occupancy(32, 0, 256), 1.0);
+    assert_eq!(Limits::for_arch(Arch::SM89).occupancy(32, 0, 32), 0.5);
+    assert_eq!(h100.occupancy(32, 0, 0), 0.0, "no declared block");
+    // Pruning records it with each kept candidate.
+    let pruning = apply_limits(vec![compiled(0, Ok((usage(64, 0, 0), 256)))], &h100);
+    let stats = pruning.kept[0].compile_stats();
+    assert_eq!(stats, [64.0, 0.0, 256.0, 0.5, 0.0]);
+}

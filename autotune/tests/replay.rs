@@ -378,3 +378,113 @@ fn random_median_is_exact() {
     assert_eq!(random_median(&space, 0.95), space.len().div_ceil(2));
     assert_eq!(random_median(&space, 0.0001), 1, "every config hits");
 }
+
+#[test]
+fn resources_are_checked_and_unknown_values_filled() {
+    use warpforge_autotune::search::{Resource, SearchParam, SpaceError};
+    let rows = [
+        [Some(32.0), None],
+        [None, None],
+        [Some(64.0), Some(1.0)],
+        [Some(40.0), None],
+    ];
+    let resources = Resource::from_rows(["num_regs", "occupancy"], &rows);
+    assert_eq!(resources.len(), 1, "occupancy is known for 1 of 4: dropped");
+    assert_eq!(resources[0].name, "num_regs");
+    assert_eq!(
+        resources[0].values,
+        [32.0, 40.0, 64.0, 40.0],
+        "the median fills"
+    );
+    let params = vec![SearchParam {
+        name: "a".into(),
+        values: vec![1, 2, 3, 4],
+    }];
+    let points = (0..4u16).map(|i| vec![i].into_boxed_slice());
+    let space = SearchSpace::new(params, points).unwrap();
+    let space = space.with_resources(resources).unwrap();
+    assert_eq!(space.resources()[0].values[2], 64.0);
+    let short = Resource {
+        name: "threads".into(),
+        values: vec![1.0; 3],
+    };
+    let e = space.clone().with_resources(vec![short]).unwrap_err();
+    assert_eq!(
+        e,
+        SpaceError::ResourceLength {
+            name: "threads".into(),
+            got: 3,
+            want: 4
+        }
+    );
+    let nan = Resource {
+        name: "occupancy".into(),
+        values: vec![0.5, f64::NAN, 1.0, 1.0],
+    };
+    let e = space.clone().with_resources(vec![nan]).unwrap_err();
+    assert!(e.to_string().contains("config 1"), "{e}");
+    assert!(space.without_resources().resources().is_empty());
+}
+
+/// A space whose time depends only on a compile statistic that its parameters do not show:
+/// `num_regs` scrambles the two parameters' values, and the time is lowest where it is 100
+/// (7 of the 1600 configs).
+fn hidden_stat_space() -> String {
+    let mut entries = Vec::new();
+    for a in 0..40u64 {
+        for b in 0..40u64 {
+            let regs = (a * 7919 + b * 104729 + a * b * 31) % 160 + 20;
+            let time = 1.0 + (regs as f64 - 100.0).abs() / 2.0;
+            entries.push(format!(
+                "\"{a},{b}\": {{\"time\": {time}, \"num_regs\": {regs}, \"threads\": 128}}"
+            ));
+        }
+    }
+    let values: Vec<String> = (0..40).map(|v| v.to_string()).collect();
+    let values = values.join(", ");
+    format!(
+        "{{\"tune_params_keys\": [\"a\", \"b\"], \"tune_params\": {{\"a\": [{values}], \"b\": [{values}]}}, \
+         \"cache\": {{{}}}}}",
+        entries.join(", ")
+    )
+}
+
+#[test]
+fn compile_stats_in_a_file_become_model_features_and_a_benchmark_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hidden.json.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, hidden_stat_space().as_bytes()).unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let space = ReplaySpace::load(&path).unwrap();
+    let names: Vec<&str> = space
+        .space()
+        .resources()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["num_regs", "threads"],
+        "threads is constant but kept"
+    );
+    let options = BenchOptions {
+        runs: 20,
+        budget: 400,
+        transfer: false,
+        only: vec!["surrogate".into(), "surrogate+stats".into()],
+        targets: vec![0.95],
+        ..BenchOptions::default()
+    };
+    let reports = benchmark(&[path], options, |_| {}).unwrap();
+    let median = |label: &str| {
+        let s = reports[0].strategies.iter().find(|s| s.strategy == label);
+        s.unwrap().at(0.95).unwrap().median.unwrap_or(usize::MAX)
+    };
+    let (without, with) = (median("surrogate"), median("surrogate+stats"));
+    eprintln!("evaluations to 95%: {without} without the statistics, {with} with them");
+    assert!(
+        with * 2 <= without,
+        "the model should find the fast register count: {with} with vs {without} without"
+    );
+}

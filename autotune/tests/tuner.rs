@@ -323,3 +323,76 @@ fn another_devices_cache_seeds_the_search_and_the_report_says_so() {
         "{transfer}"
     );
 }
+
+#[test]
+fn the_strategy_is_given_each_candidates_compile_statistics() {
+    use std::collections::HashMap;
+    use warpforge_autotune::search::{Resource, StrategyKind};
+    use warpforge_autotune::strategy::{Guided, SearchStrategy, Trial};
+    use warpforge_autotune::Config;
+    /// Keeps the statistics it is offered and the space it is asked about; times nothing.
+    #[derive(Default)]
+    struct Recorder {
+        stats: Vec<Resource>,
+        space: Vec<Config>,
+    }
+    impl SearchStrategy for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn propose(&mut self, space: &[Config], _: &[Trial]) -> Vec<usize> {
+            self.space = space.to_vec();
+            Vec::new()
+        }
+        fn use_compile_stats(&mut self, stats: Vec<Resource>) -> Option<String> {
+            self.stats = stats;
+            None
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gemm = kernel("gemm");
+    let configs = gemm.space();
+    let mut space = configs.clone();
+    space.extend(configs.iter().cloned()); // > 64 candidates: searched, not exhaustive
+    let mut pruning = kept(&space);
+    // Each config's registers: 40 plus its index in the kernel's space.
+    let registers: HashMap<Config, u32> = (0..configs.len())
+        .map(|i| (configs[i].clone(), 40 + i as u32))
+        .collect();
+    for c in &mut pruning.kept {
+        c.resources.registers = registers[&c.config];
+    }
+    let mut fake = FakeBench::new();
+    let mut cache = TuneCache::open(dir.path(), &device()).unwrap();
+    let mut recorder = Recorder::default();
+    warpforge_autotune::Tuner::new(&mut fake, &mut cache, quick())
+        .tune(
+            &gemm,
+            &shape("gemm", &[64, 64, 64]),
+            &pruning,
+            &mut recorder,
+        )
+        .unwrap();
+    let names: Vec<&str> = recorder.stats.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "num_regs",
+            "shared_bytes",
+            "threads",
+            "occupancy",
+            "spill_bytes"
+        ]
+    );
+    assert_eq!(recorder.stats[0].values.len(), recorder.space.len());
+    for (c, &regs) in recorder.space.iter().zip(&recorder.stats[0].values) {
+        assert_eq!(regs, f64::from(registers[c]), "{c:?}");
+    }
+    // The surrogate takes them (and says so); random sampling has no model to give them to.
+    let stats = recorder.stats.clone();
+    let said = Guided::new(StrategyKind::Surrogate, 1).use_compile_stats(stats.clone());
+    assert!(said.unwrap().contains("num_regs, shared_bytes"));
+    assert!(Guided::new(StrategyKind::Random, 1)
+        .use_compile_stats(stats)
+        .is_none());
+}

@@ -7,6 +7,11 @@
 //! (`<kernel>/<gpu>.json.gz`), the surrogate also runs with those other files as its prior
 //! (`surrogate+transfer`), never with the measured space's own file. The strategies have no
 //! per-space hyperparameters: every constant is fixed in the code for all spaces.
+//!
+//! Compile statistics: where a space's file records them for its configs (registers and the
+//! like, see [`crate::prune::COMPILE_STATS`]), every strategy runs without them and the
+//! surrogate runs once more with them as model features (`surrogate+stats`), so the table
+//! shows what they are worth.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,14 +90,15 @@ impl Default for BenchOptions {
     }
 }
 
-/// A strategy as benchmarked: a kind, the prior it starts from, if any, and (for the
-/// surrogate) its settings.
+/// A strategy as benchmarked: a kind, the prior it starts from, if any, (for the surrogate)
+/// its settings, and whether it sees the space's compile statistics.
 #[derive(Clone)]
 pub struct Contender {
     pub label: String,
     pub kind: StrategyKind,
     pub prior: Option<Arc<Prior>>,
     pub settings: SurrogateSettings,
+    pub compile_stats: bool,
 }
 
 impl Contender {
@@ -102,6 +108,7 @@ impl Contender {
             kind,
             prior: None,
             settings: SurrogateSettings::default(),
+            compile_stats: false,
         }
     }
 
@@ -204,6 +211,13 @@ pub fn benchmark(
                 });
             }
         }
+        if !space.space().resources().is_empty() {
+            contenders.push(Contender {
+                label: "surrogate+stats".into(),
+                compile_stats: true,
+                ..Contender::plain(StrategyKind::Surrogate)
+            });
+        }
         if !options.only.is_empty() {
             contenders.retain(|c| options.only.contains(&c.label));
         }
@@ -236,6 +250,13 @@ pub fn strategy_report(
     contender: &Contender,
     options: &BenchOptions,
 ) -> StrategyReport {
+    let bare;
+    let space = if contender.compile_stats || space.space().resources().is_empty() {
+        space
+    } else {
+        bare = space.without_resources();
+        &bare
+    };
     let traces: Vec<RunTrace> = (0..options.runs as u64)
         .into_par_iter()
         .map(|i| run_once(space, contender, options.seed0.wrapping_add(i), options))

@@ -17,7 +17,10 @@ use flate2::read::GzDecoder;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::search::{Outcome, Point, Prior, PriorSource, SearchParam, SearchSpace, SpaceError};
+use crate::prune::COMPILE_STATS;
+use crate::search::{
+    Outcome, Point, Prior, PriorSource, Resource, SearchParam, SearchSpace, SpaceError,
+};
 
 mod bench;
 mod loso;
@@ -59,6 +62,31 @@ struct CacheFile {
 #[derive(Deserialize)]
 struct CacheEntry {
     time: serde_json::Value,
+    /// Compile statistics ([`COMPILE_STATS`]), where the file records them.
+    #[serde(default)]
+    num_regs: Option<serde_json::Value>,
+    #[serde(default)]
+    shared_bytes: Option<serde_json::Value>,
+    #[serde(default)]
+    threads: Option<serde_json::Value>,
+    #[serde(default)]
+    occupancy: Option<serde_json::Value>,
+    #[serde(default)]
+    spill_bytes: Option<serde_json::Value>,
+}
+
+impl CacheEntry {
+    /// The entry's compile statistics in [`COMPILE_STATS`] order, each if it is a number.
+    fn compile_stats(&self) -> [Option<f64>; 5] {
+        [
+            &self.num_regs,
+            &self.shared_bytes,
+            &self.threads,
+            &self.occupancy,
+            &self.spill_bytes,
+        ]
+        .map(|v| v.as_ref().and_then(serde_json::Value::as_f64))
+    }
 }
 
 /// A brute-forced space and the time of each of its configs.
@@ -91,21 +119,22 @@ impl ReplaySpace {
             source,
         })?;
         let params = parameters(&file)?;
-        let mut entries: Vec<(Point, Option<f64>)> = file
+        let mut entries: Vec<(Point, &CacheEntry)> = file
             .cache
             .iter()
-            .map(|(key, entry)| Ok((parse_key(key, &params)?, entry_time(entry))))
+            .map(|(key, entry)| Ok((parse_key(key, &params)?, entry)))
             .collect::<Result<_, ReplayError>>()?;
         // A fixed order of ids, whatever the map's order.
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let times: Vec<Option<f64>> = entries.iter().map(|e| e.1).collect();
-        let space =
-            SearchSpace::new(params, entries.into_iter().map(|e| e.0)).map_err(|source| {
-                ReplayError::Space {
-                    path: PathBuf::new(),
-                    source,
-                }
-            })?;
+        let times: Vec<Option<f64>> = entries.iter().map(|e| entry_time(e.1)).collect();
+        let stats: Vec<[Option<f64>; 5]> = entries.iter().map(|e| e.1.compile_stats()).collect();
+        let space_error = |source| ReplayError::Space {
+            path: PathBuf::new(),
+            source,
+        };
+        let space = SearchSpace::new(params, entries.into_iter().map(|e| e.0))
+            .and_then(|space| space.with_resources(Resource::from_rows(COMPILE_STATS, &stats)))
+            .map_err(space_error)?;
         let best = times
             .iter()
             .flatten()
@@ -119,6 +148,16 @@ impl ReplaySpace {
 
     pub fn space(&self) -> &SearchSpace {
         &self.space
+    }
+
+    /// The same space without the compile statistics its file records (if any), to measure
+    /// a search without them.
+    pub fn without_resources(&self) -> ReplaySpace {
+        ReplaySpace {
+            space: self.space.clone().without_resources(),
+            times: self.times.clone(),
+            best: self.best,
+        }
     }
 
     /// The number of configs in the cache (failed ones included).

@@ -1,8 +1,9 @@
 //! The model's features of every config of a space, computed once per search: per parameter,
-//! its value's rank and power-of-two alignment; per source of a [`Prior`], the config's rank
-//! on that other device.
+//! its value's rank and power-of-two alignment; per [`Resource`] of the space (a compile
+//! statistic), its value scaled to [0, 1]; per source of a [`Prior`], the config's rank on that
+//! other device.
 
-use super::{Prior, SearchSpace};
+use super::{Prior, Resource, SearchSpace};
 
 /// A feature table: `dims` features per config id, flattened.
 pub(super) struct Features {
@@ -18,12 +19,13 @@ impl Features {
             .enumerate()
             .flat_map(|(i, p)| Column::of(i, &p.values))
             .collect();
-        let sources: Vec<Vec<f32>> = prior.map_or(Vec::new(), |p| p.rank_columns());
-        let dims = columns.len() + sources.len();
+        let mut per_config: Vec<Vec<f32>> = space.resources().iter().filter_map(scaled).collect();
+        per_config.extend(prior.map_or(Vec::new(), |p| p.rank_columns()));
+        let dims = columns.len() + per_config.len();
         let mut table = Vec::with_capacity(space.len() * dims);
         for (id, point) in space.points().iter().enumerate() {
             table.extend(columns.iter().map(|c| c.table[usize::from(point[c.param])]));
-            table.extend(sources.iter().map(|s| s[id]));
+            table.extend(per_config.iter().map(|s| s[id]));
         }
         Features { table, dims }
     }
@@ -65,4 +67,19 @@ impl Column {
         }
         out
     }
+}
+
+/// A resource's values scaled to [0, 1] over the space; None for one with a single value (it
+/// tells the configs apart in nothing). The forest splits on order only, so a linear scale
+/// loses nothing.
+fn scaled(resource: &Resource) -> Option<Vec<f32>> {
+    let values = &resource.values;
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (hi > lo).then(|| {
+        values
+            .iter()
+            .map(|v| ((v - lo) / (hi - lo)) as f32)
+            .collect()
+    })
 }

@@ -73,6 +73,58 @@ pub enum SpaceError {
     Duplicate(Vec<u16>),
     #[error("the space has no admissible config: check the values and constraints")]
     Empty,
+    #[error("resource `{name}` has {got} values but the space has {want} configs")]
+    ResourceLength {
+        name: String,
+        got: usize,
+        want: usize,
+    },
+    #[error("resource `{name}`: value {value} of config {id} is not a finite number")]
+    ResourceValue {
+        name: String,
+        id: usize,
+        value: String,
+    },
+}
+
+/// A quantity of every config known before anything runs: a compile statistic (registers per
+/// thread, shared memory per block, the occupancy they allow). The surrogate's model sees each
+/// as a feature; strategies never need one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub name: String,
+    /// Per config id.
+    pub values: Vec<f64>,
+}
+
+impl Resource {
+    /// The named quantities of `rows` (one row per config id, a value per name or None where
+    /// unknown, e.g. a config that failed to compile) that at least half the configs know,
+    /// the unknown values filled with the median so that they stand out in no direction.
+    pub fn from_rows<const N: usize>(names: [&str; N], rows: &[[Option<f64>; N]]) -> Vec<Resource> {
+        (0..N)
+            .filter_map(|k| {
+                let mut known: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|row| row[k])
+                    .filter(|v| v.is_finite())
+                    .collect();
+                if known.is_empty() || known.len() * 2 < rows.len() {
+                    return None;
+                }
+                known.sort_by(f64::total_cmp);
+                let median = known[known.len() / 2];
+                let value = |row: &[Option<f64>; N]| row[k].filter(|v| v.is_finite());
+                Some(Resource {
+                    name: names[k].to_string(),
+                    values: rows
+                        .iter()
+                        .map(|row| value(row).unwrap_or(median))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// A discrete tuning space: parameters and the admissible configs.
@@ -81,6 +133,7 @@ pub struct SearchSpace {
     params: Vec<SearchParam>,
     points: Vec<Point>,
     ids: HashMap<Point, usize>,
+    resources: Vec<Resource>,
 }
 
 impl SearchSpace {
@@ -101,6 +154,7 @@ impl SearchSpace {
             params,
             points: Vec::new(),
             ids: HashMap::new(),
+            resources: Vec::new(),
         };
         for point in admissible {
             space.check_point(&point)?;
@@ -169,6 +223,39 @@ impl SearchSpace {
 
     pub fn params(&self) -> &[SearchParam] {
         &self.params
+    }
+
+    /// The same space with `resources` (one value per config id each) replacing any it had.
+    pub fn with_resources(mut self, resources: Vec<Resource>) -> Result<SearchSpace, SpaceError> {
+        for r in &resources {
+            if r.values.len() != self.points.len() {
+                return Err(SpaceError::ResourceLength {
+                    name: r.name.clone(),
+                    got: r.values.len(),
+                    want: self.points.len(),
+                });
+            }
+            if let Some((id, &value)) = r.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(SpaceError::ResourceValue {
+                    name: r.name.clone(),
+                    id,
+                    value: value.to_string(),
+                });
+            }
+        }
+        self.resources = resources;
+        Ok(self)
+    }
+
+    /// The same space without resources.
+    pub fn without_resources(mut self) -> SearchSpace {
+        self.resources.clear();
+        self
+    }
+
+    /// The configs' known resources (none unless given by [`SearchSpace::with_resources`]).
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
     }
 
     /// The admissible configs; a config's id is its position here.

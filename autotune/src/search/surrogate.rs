@@ -31,7 +31,9 @@
 //! Until [`INITIAL`] evaluations exist the model is not trusted: neighbours go in random order
 //! and restarts are uniformly random, which doubles as the initial sample. Failed configs enter
 //! the model as slower than the slowest seen, so it learns to avoid the regions where they fail.
-//! Features are each parameter's value rank and power-of-two alignment (see [`Features`]). The
+//! Features are each parameter's value rank and power-of-two alignment, and the space's
+//! [`super::Resource`]s when it has them (a real tuning run's compile statistics: registers,
+//! shared memory, threads, occupancy; see [`Features`]). The
 //! constants are fixed for every space (the random shares after SMAC's 0.2 and AutoTVM's 0.05),
 //! never fitted to one.
 

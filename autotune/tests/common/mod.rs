@@ -33,6 +33,7 @@ pub fn kept(configs: &[Config]) -> Pruning {
                 resources: Default::default(),
                 dynamic_shared_bytes: 0,
                 threads: 256,
+                occupancy: 1.0,
             })
             .collect(),
         pruned: Vec::new(),

@@ -56,7 +56,9 @@ pub struct AutotuneArgs {
     /// the share of runs that miss within --max-evals, and the best-so-far curve's area (no
     /// GPU needed). A folder stands for its `.json.gz` files and those of its kernel folders;
     /// files of the same kernel on other GPUs (same folder) also give a leave-one-GPU-out
-    /// `surrogate+transfer` row.
+    /// `surrogate+transfer` row, and a file whose entries record compile statistics
+    /// (`num_regs`, Kernel Tuner's RegisterObserver; `shared_bytes`, `threads`, `occupancy`,
+    /// `spill_bytes`) a `surrogate+stats` row, the surrogate with them as model features.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub replay: Vec<PathBuf>,
     /// With --replay: seeded runs per space and strategy.
@@ -66,7 +68,7 @@ pub struct AutotuneArgs {
     #[arg(long, default_value_t = 1000, requires = "replay")]
     pub max_evals: usize,
     /// With --replay: only these strategies, comma-separated (random, local, surrogate,
-    /// surrogate+transfer; default: all).
+    /// surrogate+transfer, surrogate+stats; default: all).
     #[arg(long, value_delimiter = ',', requires = "replay")]
     pub only: Vec<String>,
     /// With --replay: the fractions of the optimum to report evaluations to, comma-separated
