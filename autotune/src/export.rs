@@ -53,18 +53,31 @@ pub struct Chosen {
 /// format (others are skipped with a warning), sorted by file name. A missing directory
 /// has no devices.
 pub fn export_dir(dir: &Path) -> Result<Export, CacheError> {
+    let mut kernels = KernelCode::default();
+    let devices = cache_files(dir)?
+        .into_iter()
+        .map(|(path, file)| DeviceChoices {
+            chosen: chosen(&file, &mut kernels),
+            device: file.device,
+            file: path,
+        })
+        .collect();
+    Ok(Export {
+        format: FORMAT,
+        devices,
+    })
+}
+
+/// The tuning caches of this format in `dir` with their paths, sorted by file name; other
+/// `*.json` files are skipped with a warning, and a missing directory has none.
+pub fn cache_files(dir: &Path) -> Result<Vec<(PathBuf, CacheFile)>, CacheError> {
     let read = |path: &Path, e| CacheError::Read {
         path: path.to_path_buf(),
         source: e,
     };
     let listing = match std::fs::read_dir(dir) {
         Ok(listing) => listing,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Export {
-                format: FORMAT,
-                devices: Vec::new(),
-            })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(read(dir, e)),
     };
     let mut paths: Vec<PathBuf> = listing
@@ -72,26 +85,18 @@ pub fn export_dir(dir: &Path) -> Result<Export, CacheError> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     paths.sort();
-    let mut kernels = KernelCode::default();
-    let mut devices = Vec::new();
+    let mut files = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|e| read(&path, e))?;
         match serde_json::from_str::<CacheFile>(&text) {
-            Ok(file) if file.format == FORMAT => devices.push(DeviceChoices {
-                chosen: chosen(&file, &mut kernels),
-                device: file.device,
-                file: path,
-            }),
+            Ok(file) if file.format == FORMAT => files.push((path, file)),
             Ok(_) | Err(_) => tracing::warn!(
                 "{} is not a tuning cache of format {FORMAT}; skipped",
                 path.display()
             ),
         }
     }
-    Ok(Export {
-        format: FORMAT,
-        devices,
-    })
+    Ok(files)
 }
 
 /// The current code of the library's kernels, prepared on first use.
@@ -101,7 +106,8 @@ pub struct KernelCode {
 }
 
 impl KernelCode {
-    fn get(&mut self, name: &str) -> Option<&TuneKernel> {
+    /// The library kernel called `name` as this build compiles it, or None if there is none.
+    pub fn get(&mut self, name: &str) -> Option<&TuneKernel> {
         self.prepared
             .entry(name.to_string())
             .or_insert_with(|| TuneKernel::new(warpforge_kernels::find(name)?).ok())

@@ -21,6 +21,7 @@ pub mod lookup;
 pub mod probe;
 pub mod prune;
 pub mod shapes;
+pub mod space_export;
 pub mod strategy;
 pub mod transfer;
 pub mod tuned;

@@ -270,6 +270,25 @@ pub struct CompiledConfig {
     pub result: Result<(ResourceUsage, u32), String>,
 }
 
+impl CompiledConfig {
+    /// The config as a candidate on a device of `limits` (which decide its occupancy), or
+    /// the config and its compile error.
+    pub fn candidate(self, limits: &Limits) -> Result<Candidate, (Config, String)> {
+        let (usage, threads) = match self.result {
+            Ok(r) => r,
+            Err(message) => return Err((self.config, message)),
+        };
+        let shared = u64::from(usage.shared_bytes) + u64::from(self.dynamic_shared_bytes);
+        Ok(Candidate {
+            config: self.config,
+            resources: usage,
+            dynamic_shared_bytes: self.dynamic_shared_bytes,
+            threads,
+            occupancy: limits.occupancy(usage.registers, shared, threads),
+        })
+    }
+}
+
 /// Compiles every config for `arch`, in parallel. A missing NVRTC or an arch it does
 /// not support is an error (nothing could be pruned); a config that fails to compile is
 /// a per-config result.
@@ -324,30 +343,22 @@ pub fn apply_limits(compiled: Vec<CompiledConfig>, limits: &Limits) -> Pruning {
     let mut out = Pruning::default();
     let mut spilling = Vec::new();
     for c in compiled {
-        let (usage, threads) = match c.result {
-            Ok(r) => r,
-            Err(message) => {
+        let candidate = match c.candidate(limits) {
+            Ok(candidate) => candidate,
+            Err((config, message)) => {
                 out.pruned.push(Pruned {
-                    config: c.config,
+                    config,
                     reason: PruneReason::CompileFailed { message },
                 });
                 continue;
             }
-        };
-        let shared = u64::from(usage.shared_bytes) + u64::from(c.dynamic_shared_bytes);
-        let candidate = Candidate {
-            config: c.config,
-            resources: usage,
-            dynamic_shared_bytes: c.dynamic_shared_bytes,
-            threads,
-            occupancy: limits.occupancy(usage.registers, shared, threads),
         };
         match over_limit(&candidate, limits) {
             Some(reason) => out.pruned.push(Pruned {
                 config: candidate.config,
                 reason,
             }),
-            None if usage.spills() => spilling.push(candidate),
+            None if candidate.resources.spills() => spilling.push(candidate),
             None => out.kept.push(candidate),
         }
     }

@@ -74,3 +74,94 @@ fn a_missing_cache_dir_exports_no_device() {
     let export = export_dir(&dir.path().join("absent")).unwrap();
     assert!(export.devices.is_empty());
 }
+
+/// Whether NVRTC can compile here; without it a test says why it skips part of its checks
+/// (and fails under `WARPFORGE_REQUIRE_NVRTC`, as in CI).
+fn nvrtc_available() -> bool {
+    match warpforge_dsl::nvrtc::supported_archs() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("WARPFORGE_REQUIRE_NVRTC").is_some() => {
+            panic!("NVRTC is required here (WARPFORGE_REQUIRE_NVRTC is set): {e}")
+        }
+        Err(e) => {
+            eprintln!("NVRTC is not installed here ({e}): compile statistics not checked");
+            false
+        }
+    }
+}
+
+#[test]
+fn an_exhaustively_tuned_problem_exports_as_a_replayable_space() {
+    use warpforge_autotune::bench::{Fault, Script};
+    use warpforge_autotune::replay::ReplaySpace;
+    use warpforge_autotune::space_export::export_spaces;
+    use warpforge_autotune::FakeBench;
+    let dir = tempfile::tempdir().unwrap();
+    let gemm = kernel("gemm");
+    let space = gemm.space();
+    let mut fake = FakeBench::new();
+    for (i, c) in space.iter().enumerate() {
+        fake.script(c.clone(), Script::time(20e-6 + i as f64 * 1e-6));
+    }
+    let broken = space
+        .iter()
+        .position(|c| *c != gemm.default_config())
+        .unwrap();
+    fake.script(space[broken].clone(), Script::fault(Fault::Crash, 0));
+    let problem = shape("gemm", &[64, 64, 64]);
+    let report = tune_once(
+        dir.path(),
+        &mut fake,
+        &gemm,
+        &problem,
+        &kept(&space),
+        quick(),
+    );
+    assert_eq!(report.failed.len(), 1);
+
+    let out = dir.path().join("spaces");
+    let mut heard = 0;
+    let written = export_spaces(dir.path(), &out, |_| heard += 1).unwrap();
+    assert_eq!((written.len(), heard), (1, 1));
+    let file = &written[0];
+    assert_eq!(file.configs, space.len());
+    let folder = file.path.parent().unwrap().file_name().unwrap();
+    assert_eq!(folder, "gemm_64x64x64");
+    assert_eq!(
+        file.path.file_name().unwrap().to_string_lossy(),
+        format!("{}.json.gz", device().file_stem())
+    );
+    let replay = ReplaySpace::load(&file.path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replay.len(), space.len());
+    assert_eq!(
+        replay.valid_count(),
+        space.len() - 1,
+        "the crash is a failed config"
+    );
+    let fastest = report.best.unwrap().1.median;
+    assert!(
+        (replay.best_time() - fastest * 1e3).abs() < 1e-9,
+        "milliseconds"
+    );
+    if nvrtc_available() {
+        assert!(file.compile_stats);
+        let names: Vec<&str> = replay
+            .space()
+            .resources()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "num_regs",
+                "shared_bytes",
+                "threads",
+                "occupancy",
+                "spill_bytes"
+            ]
+        );
+        let registers = &replay.space().resources()[0].values;
+        assert!(registers.iter().all(|&r| r > 0.0), "{registers:?}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use warpforge_autotune::cache::cache_dir;
@@ -98,6 +98,13 @@ pub struct AutotuneArgs {
     /// Write the JSON of `--show` to FILE instead, and tune nothing.
     #[arg(long, value_name = "FILE")]
     pub export: Option<PathBuf>,
+    /// Write every result of this build's kernels in the cache dir as Kernel Tuner cache
+    /// files, one per device and problem (DIR/<kernel>_<bucket>/<device>.json.gz), each config
+    /// with its time and its compile statistics for the device's arch (NVRTC), and tune
+    /// nothing: a problem tuned with --strategy exhaustive becomes a brute-forced space for
+    /// --replay, whose `surrogate+stats` row measures what the statistics are worth.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["export", "show"])]
+    pub export_spaces: Option<PathBuf>,
 }
 
 impl Default for AutotuneArgs {
@@ -122,6 +129,7 @@ impl Default for AutotuneArgs {
             json: false,
             show: false,
             export: None,
+            export_spaces: None,
         }
     }
 }
@@ -129,6 +137,9 @@ impl Default for AutotuneArgs {
 pub fn run(args: AutotuneArgs) -> Result<ExitCode> {
     if args.show || args.export.is_some() {
         return export(&args);
+    }
+    if let Some(out) = &args.export_spaces {
+        return export_spaces(&args, out);
     }
     if !args.replay.is_empty() {
         return replay(&args);
@@ -206,6 +217,30 @@ fn export(args: &AutotuneArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--export-spaces DIR`: the cached results as replayable Kernel Tuner spaces.
+fn export_spaces(args: &AutotuneArgs, out: &Path) -> Result<ExitCode> {
+    let dir = cache_dir(args.cache_dir.as_deref())?;
+    let written = warpforge_autotune::space_export::export_spaces(&dir, out, |space| {
+        let stats = if space.compile_stats {
+            "with compile statistics"
+        } else {
+            "without compile statistics (NVRTC could not compile for its arch here)"
+        };
+        eprintln!(
+            "wrote {} ({} configs, {stats})",
+            space.path.display(),
+            space.configs
+        );
+    })?;
+    if written.is_empty() {
+        eprintln!(
+            "no results of this build's kernels in {}: tune first (e.g. --strategy exhaustive)",
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The tunable kernels named (all when none are).
 fn select_kernels(names: &[String]) -> Result<Vec<TuneKernel>> {
     let tunable: Vec<_> = warpforge_kernels::library()
@@ -268,6 +303,32 @@ fn problem_shapes(args: &AutotuneArgs, kernels: &[TuneKernel]) -> Result<Vec<Pro
     Ok(out)
 }
 
+/// `; registers 40-168, occupancy 0.12-0.50, ...`: the range of each compile statistic over
+/// the kept configs (the search's model features on a real run), the constant ones left out.
+fn stats_ranges(kept: &[warpforge_autotune::Candidate]) -> String {
+    let rows: Vec<[f64; 5]> = kept.iter().map(|c| c.compile_stats()).collect();
+    let mut parts = Vec::new();
+    for (k, name) in warpforge_autotune::prune::COMPILE_STATS.iter().enumerate() {
+        let lo = rows.iter().map(|r| r[k]).fold(f64::INFINITY, f64::min);
+        let hi = rows.iter().map(|r| r[k]).fold(f64::NEG_INFINITY, f64::max);
+        let show = |v: f64| {
+            if v.fract() == 0.0 {
+                format!("{v}")
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        if hi > lo {
+            parts.push(format!("{name} {}-{}", show(lo), show(hi)));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
+}
+
 fn dry_run(kernels: &[TuneKernel], shapes: &[ProblemShape]) -> Result<ExitCode> {
     nvrtc::supported_archs().context("--dry-run compiles every config with NVRTC")?;
     let mut compile_failures = 0usize;
@@ -286,9 +347,10 @@ fn dry_run(kernels: &[TuneKernel], shapes: &[ProblemShape]) -> Result<ExitCode> 
             }
             let pruning = prune_space(k, arch)?;
             println!(
-                "    {arch}: {} kept, {} pruned",
+                "    {arch}: {} kept, {} pruned{}",
                 pruning.kept.len(),
-                pruning.pruned.len()
+                pruning.pruned.len(),
+                stats_ranges(&pruning.kept)
             );
             for p in &pruning.pruned {
                 println!("        {:<32} {}", p.config.to_string(), p.reason);
@@ -550,6 +612,31 @@ mod cli_tests {
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["devices"], serde_json::json!([]));
         assert_eq!(json["format"], 1);
+    }
+
+    #[test]
+    fn export_spaces_of_an_empty_cache_writes_nothing_and_refuses_export_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("spaces");
+        let cache = dir.path().join("no-cache-yet");
+        let a = args(&[
+            "--export-spaces",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        assert_eq!(a.export_spaces.as_deref(), Some(out.as_path()));
+        super::run(a).unwrap();
+        assert!(!out.exists(), "nothing to write");
+        let both = [
+            "warpforge",
+            "autotune",
+            "--export-spaces",
+            "d",
+            "--export",
+            "f",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
     }
 
     #[test]
