@@ -615,6 +615,25 @@ mod cli_tests {
     }
 
     #[test]
+    fn dry_run_ranges_leave_out_constant_statistics() {
+        use warpforge_autotune::{Candidate, Config};
+        let candidate = |registers: u32, occupancy: f64| Candidate {
+            config: Config::new(),
+            resources: warpforge_dsl::nvrtc::ResourceUsage {
+                registers,
+                shared_bytes: 4096,
+                ..Default::default()
+            },
+            dynamic_shared_bytes: 0,
+            threads: 128,
+            occupancy,
+        };
+        let ranges = super::stats_ranges(&[candidate(40, 0.5), candidate(96, 0.25)]);
+        assert_eq!(ranges, "; num_regs 40-96, occupancy 0.25-0.50");
+        assert_eq!(super::stats_ranges(&[candidate(40, 0.5)]), "");
+    }
+
+    #[test]
     fn export_spaces_of_an_empty_cache_writes_nothing_and_refuses_export_too() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("spaces");
