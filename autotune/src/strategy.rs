@@ -165,16 +165,17 @@ impl SearchStrategy for Guided {
     fn use_compile_stats(&mut self, stats: Vec<Resource>) -> Option<String> {
         let names: Vec<&str> = stats.iter().map(|r| r.name.as_str()).collect();
         let said = format!("its model sees the compile statistics {}", names.join(", "));
-        let used = self.kind == StrategyKind::Surrogate && !stats.is_empty();
+        let modelled = matches!(self.kind, StrategyKind::Surrogate | StrategyKind::Gp);
+        let used = modelled && !stats.is_empty();
         self.compile_stats = stats;
         used.then_some(said)
     }
 }
 
 /// Strategy names [`strategy_by_name`] knows.
-pub const STRATEGIES: &[&str] = &["exhaustive", "random", "local", "surrogate"];
+pub const STRATEGIES: &[&str] = &["exhaustive", "random", "local", "surrogate", "gp"];
 
-/// The strategy called `name` (the default for large spaces is `surrogate`).
+/// The strategy called `name` (the default for large spaces is `gp`).
 pub fn strategy_by_name(name: &str) -> Result<Box<dyn SearchStrategy>, TuneError> {
     if name == "exhaustive" {
         return Ok(Box::new(Exhaustive));
@@ -248,7 +249,7 @@ mod tests {
         let space: Vec<Config> = (0..4)
             .flat_map(|a| (0..5).map(move |b| Config::new().with("A", a).with("B", b * 8)))
             .collect();
-        for name in ["random", "local", "surrogate"] {
+        for name in ["random", "local", "surrogate", "gp"] {
             let mut s = strategy_by_name(name).unwrap();
             // Compile statistics in the model's features change nothing of the contract.
             let registers = Resource {
@@ -256,7 +257,11 @@ mod tests {
                 values: (0..space.len()).map(|i| (i % 3) as f64).collect(),
             };
             let said = s.use_compile_stats(vec![registers]);
-            assert_eq!(said.is_some(), name == "surrogate", "{name}");
+            assert_eq!(
+                said.is_some(),
+                name == "surrogate" || name == "gp",
+                "{name}"
+            );
             let mut trials = vec![Trial::Pending; space.len()];
             let mut proposed = 0;
             loop {

@@ -199,7 +199,7 @@ fn unknown_strategy_names_are_errors() {
     assert_eq!("surrogate".parse(), Ok(StrategyKind::Surrogate));
     let err = "annealing".parse::<StrategyKind>().unwrap_err();
     assert!(
-        err.to_string().contains("random, local or surrogate"),
+        err.to_string().contains("random, local, surrogate or gp"),
         "{err}"
     );
 }
@@ -279,7 +279,14 @@ fn benchmark_reports_every_target_and_a_transfer_row_per_sibling_gpu() {
         let names: Vec<&str> = r.strategies.iter().map(|s| s.strategy.as_str()).collect();
         assert_eq!(
             names,
-            ["random", "local", "surrogate", "surrogate+transfer"]
+            [
+                "random",
+                "local",
+                "surrogate",
+                "gp",
+                "surrogate+transfer",
+                "gp+transfer"
+            ]
         );
         for s in &r.strategies {
             let targets: Vec<f64> = s.targets.iter().map(|t| t.target).collect();
@@ -290,8 +297,10 @@ fn benchmark_reports_every_target_and_a_transfer_row_per_sibling_gpu() {
                 assert!((0.0..=1.0).contains(&t.missed));
             }
         }
-        let transfer = r.strategies.last().unwrap().prior.as_deref().unwrap_or("");
-        assert!(transfer.contains("1 other device(s)"), "{transfer}");
+        for s in &r.strategies[4..] {
+            let transfer = s.prior.as_deref().unwrap_or("");
+            assert!(transfer.contains("1 other device(s)"), "{transfer}");
+        }
     }
     let json = serde_json::to_value(&reports[0]).unwrap();
     let mut keys: Vec<&String> = json["strategies"][0].as_object().unwrap().keys().collect();
@@ -469,10 +478,12 @@ fn compile_stats_in_a_file_become_model_features_and_a_benchmark_row() {
         "threads is constant but kept"
     );
     let options = BenchOptions {
-        runs: 20,
-        budget: 400,
+        runs: 10,
+        budget: 300,
         transfer: false,
-        only: vec!["surrogate".into(), "surrogate+stats".into()],
+        only: ["surrogate", "surrogate+stats", "gp", "gp+stats"]
+            .map(String::from)
+            .to_vec(),
         targets: vec![0.95],
         ..BenchOptions::default()
     };
@@ -481,10 +492,12 @@ fn compile_stats_in_a_file_become_model_features_and_a_benchmark_row() {
         let s = reports[0].strategies.iter().find(|s| s.strategy == label);
         s.unwrap().at(0.95).unwrap().median.unwrap_or(usize::MAX)
     };
-    let (without, with) = (median("surrogate"), median("surrogate+stats"));
-    eprintln!("evaluations to 95%: {without} without the statistics, {with} with them");
-    assert!(
-        with * 2 <= without,
-        "the model should find the fast register count: {with} with vs {without} without"
-    );
+    for model in ["surrogate", "gp"] {
+        let (without, with) = (median(model), median(&format!("{model}+stats")));
+        eprintln!("{model}: evaluations to 95%: {without} without the statistics, {with} with");
+        assert!(
+            with * 2 <= without,
+            "{model} should find the fast register count: {with} with vs {without} without"
+        );
+    }
 }

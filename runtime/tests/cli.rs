@@ -127,7 +127,7 @@ fn autotune_replay_reports_each_strategy_as_json() {
         .map(|r| r["strategy"].as_str().unwrap())
         .collect();
     // One GPU of this kernel in its folder: no transfer row.
-    assert_eq!(strategies, ["random", "local", "surrogate"]);
+    assert_eq!(strategies, ["random", "local", "surrogate", "gp"]);
     for r in rows {
         assert_eq!(
             (r["runs"].as_u64(), r["budget"].as_u64()),

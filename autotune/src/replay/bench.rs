@@ -5,13 +5,13 @@
 //!
 //! Leave-one-GPU-out transfer: where a space's folder holds the same kernel on other GPUs
 //! (`<kernel>/<gpu>.json.gz`), the surrogate also runs with those other files as its prior
-//! (`surrogate+transfer`), never with the measured space's own file. The strategies have no
+//! (`surrogate+transfer`, `gp+transfer`), never with the measured space's own file. The strategies have no
 //! per-space hyperparameters: every constant is fixed in the code for all spaces.
 //!
 //! Compile statistics: where a space's file records them for its configs (registers and the
 //! like, see [`crate::prune::COMPILE_STATS`]), every strategy runs without them and the
-//! surrogate runs once more with them as model features (`surrogate+stats`), so the table
-//! shows what they are worth.
+//! surrogate and the GP run once more with them as model features (`surrogate+stats`,
+//! `gp+stats`), so the table shows what they are worth.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -203,20 +203,24 @@ pub fn benchmark(
                 .map(|(_, (other, s))| (device_name(other), s))
                 .collect::<Vec<_>>();
             let prior = space.prior_from(others.iter().map(|(n, s)| (n.as_str(), *s)));
-            if let Some(prior) = prior {
-                contenders.push(Contender {
-                    label: "surrogate+transfer".into(),
-                    prior: Some(Arc::new(prior)),
-                    ..Contender::plain(StrategyKind::Surrogate)
-                });
+            if let Some(prior) = prior.map(Arc::new) {
+                for kind in [StrategyKind::Surrogate, StrategyKind::Gp] {
+                    contenders.push(Contender {
+                        label: format!("{kind}+transfer"),
+                        prior: Some(prior.clone()),
+                        ..Contender::plain(kind)
+                    });
+                }
             }
         }
         if !space.space().resources().is_empty() {
-            contenders.push(Contender {
-                label: "surrogate+stats".into(),
-                compile_stats: true,
-                ..Contender::plain(StrategyKind::Surrogate)
-            });
+            for kind in [StrategyKind::Surrogate, StrategyKind::Gp] {
+                contenders.push(Contender {
+                    label: format!("{kind}+stats"),
+                    compile_stats: true,
+                    ..Contender::plain(kind)
+                });
+            }
         }
         if !options.only.is_empty() {
             contenders.retain(|c| options.only.contains(&c.label));

@@ -18,6 +18,7 @@
 
 mod features;
 mod forest;
+mod gp;
 mod local;
 mod prior;
 mod random;
@@ -34,6 +35,7 @@ use rand::{Rng, SeedableRng};
 use thiserror::Error;
 use warpforge_dsl::space::{Config, TuneSpace};
 
+pub use gp::GpSearch;
 pub use local::LocalSearch;
 pub use prior::{Prior, PriorSource};
 pub use random::RandomSearch;
@@ -484,13 +486,17 @@ pub enum StrategyKind {
     /// Expected improvement under a random-forest model over a pool of random configs and
     /// the fastest configs' neighbours, with a floor of random proposals.
     Surrogate,
+    /// Bayesian optimisation: a Gaussian process over parameters and their pairs, lower
+    /// confidence bound over a pool of random configs.
+    Gp,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 3] = [
+    pub const ALL: [StrategyKind; 4] = [
         StrategyKind::Random,
         StrategyKind::LocalSearch,
         StrategyKind::Surrogate,
+        StrategyKind::Gp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -498,6 +504,7 @@ impl StrategyKind {
             StrategyKind::Random => "random",
             StrategyKind::LocalSearch => "local",
             StrategyKind::Surrogate => "surrogate",
+            StrategyKind::Gp => "gp",
         }
     }
 
@@ -507,7 +514,7 @@ impl StrategyKind {
     }
 
     /// A fresh strategy that uses `prior` (results on other devices) if it can: the surrogate
-    /// does; random and local search ignore it.
+    /// and the GP do; random and local search ignore it.
     pub fn build_with_prior(
         self,
         seed: u64,
@@ -517,6 +524,7 @@ impl StrategyKind {
             StrategyKind::Random => Box::new(RandomSearch::new(seed)),
             StrategyKind::LocalSearch => Box::new(LocalSearch::new(seed)),
             StrategyKind::Surrogate => Box::new(SurrogateSearch::with_prior(seed, prior)),
+            StrategyKind::Gp => Box::new(GpSearch::with_prior(seed, prior)),
         }
     }
 }
@@ -529,7 +537,7 @@ impl fmt::Display for StrategyKind {
 
 /// An unknown strategy name.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("unknown search strategy `{0}`: use random, local or surrogate")]
+#[error("unknown search strategy `{0}`: use random, local, surrogate or gp")]
 pub struct UnknownStrategy(pub String);
 
 impl FromStr for StrategyKind {

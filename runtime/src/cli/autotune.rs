@@ -39,9 +39,9 @@ pub struct AutotuneArgs {
     /// Time allowed for timing, e.g. 90s, 10m, 1h (default: until done).
     #[arg(long, value_parser = parse_duration)]
     pub budget: Option<Duration>,
-    /// Search strategy for spaces of more than 64 candidates: surrogate, local, random or
-    /// exhaustive.
-    #[arg(long, default_value = "surrogate")]
+    /// Search strategy for spaces of more than 64 candidates: gp (Bayesian optimisation),
+    /// surrogate (a forest-guided climb), local, random or exhaustive.
+    #[arg(long, default_value = "gp")]
     pub strategy: String,
     /// Where the per-device cache lives (default: $WARPFORGE_TUNE_CACHE, else the user
     /// cache dir's warpforge/tune).
@@ -56,9 +56,10 @@ pub struct AutotuneArgs {
     /// the share of runs that miss within --max-evals, and the best-so-far curve's area (no
     /// GPU needed). A folder stands for its `.json.gz` files and those of its kernel folders;
     /// files of the same kernel on other GPUs (same folder) also give a leave-one-GPU-out
-    /// `surrogate+transfer` row, and a file whose entries record compile statistics
-    /// (`num_regs`, Kernel Tuner's RegisterObserver; `shared_bytes`, `threads`, `occupancy`,
-    /// `spill_bytes`) a `surrogate+stats` row, the surrogate with them as model features.
+    /// `surrogate+transfer` and `gp+transfer` rows, and a file whose entries record compile
+    /// statistics (`num_regs`, Kernel Tuner's RegisterObserver; `shared_bytes`, `threads`,
+    /// `occupancy`, `spill_bytes`) `surrogate+stats` and `gp+stats` rows, the models with them
+    /// as features.
     #[arg(long, value_name = "FILE", num_args = 1..)]
     pub replay: Vec<PathBuf>,
     /// With --replay: seeded runs per space and strategy.
@@ -67,8 +68,8 @@ pub struct AutotuneArgs {
     /// With --replay: evaluations per run; a run not at a target by then misses it.
     #[arg(long, default_value_t = 1000, requires = "replay")]
     pub max_evals: usize,
-    /// With --replay: only these strategies, comma-separated (random, local, surrogate,
-    /// surrogate+transfer, surrogate+stats; default: all).
+    /// With --replay: only these strategies, comma-separated (random, local, surrogate, gp,
+    /// surrogate+transfer, gp+transfer, surrogate+stats, gp+stats; default: all).
     #[arg(long, value_delimiter = ',', requires = "replay")]
     pub only: Vec<String>,
     /// With --replay: the fractions of the optimum to report evaluations to, comma-separated
@@ -102,7 +103,8 @@ pub struct AutotuneArgs {
     /// files, one per device and problem (DIR/<kernel>_<bucket>/<device>.json.gz), each config
     /// with its time and its compile statistics for the device's arch (NVRTC), and tune
     /// nothing: a problem tuned with --strategy exhaustive becomes a brute-forced space for
-    /// --replay, whose `surrogate+stats` row measures what the statistics are worth.
+    /// --replay, whose `gp+stats` and `surrogate+stats` rows measure what the statistics are
+    /// worth.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["export", "show"])]
     pub export_spaces: Option<PathBuf>,
 }
@@ -116,7 +118,7 @@ impl Default for AutotuneArgs {
             shapes: None,
             tokens: DEFAULT_TOKENS.to_vec(),
             budget: None,
-            strategy: "surrogate".into(),
+            strategy: "gp".into(),
             cache_dir: None,
             dry_run: false,
             replay: Vec::new(),

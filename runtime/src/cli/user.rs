@@ -74,8 +74,8 @@ pub enum UserCommand {
         /// Time allowed for timing, e.g. 90s, 10m, 1h30m (default: until done).
         #[arg(long, value_parser = super::autotune::parse_duration)]
         budget: Option<std::time::Duration>,
-        /// surrogate, local, random or exhaustive.
-        #[arg(long, default_value = "surrogate")]
+        /// gp, surrogate, local, random or exhaustive.
+        #[arg(long, default_value = "gp")]
         strategy: String,
         /// The tuning cache (default: $WARPFORGE_TUNE_CACHE, else the user cache dir's
         /// warpforge/tune).
